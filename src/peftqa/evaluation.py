@@ -1,0 +1,60 @@
+"""Re-score a saved run from disk, and score a predictions file like the official script."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from peftqa import runs
+from peftqa.data import gold_answers, load_squad, md5_of, split_path
+from peftqa.errors import PeftqaError
+from peftqa.features import load_or_build_features
+from peftqa.metrics import compute_metrics
+from peftqa.predict import evaluate
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike, eval_limit: int | None = None, data_dir: str | None = None
+) -> dict[str, Any]:
+    """Reload a run and score it on dev; with the run's own eval_limit it reproduces metrics.json.
+
+    Args:
+        run_dir: a finished run directory.
+        eval_limit: first N dev questions; None: the run's own setting.
+        data_dir: where SQuAD is; None: the run's own setting, else the default.
+    """
+    from peftqa.train import pick_device
+
+    loaded = runs.load_run(run_dir, device=str(pick_device()))
+    config = loaded.config
+    limit = eval_limit if eval_limit is not None else config.eval_limit
+    path = split_path(data_dir or config.data_dir, "dev")
+    examples = load_squad(path, limit)
+    features, _ = load_or_build_features(examples, loaded.tokenizer, config.max_length, config.doc_stride, md5_of(path))
+    result = evaluate(
+        loaded.model,
+        examples,
+        features,
+        loaded.tokenizer.pad_token_id,
+        config.eval_batch_size,
+        config.n_best,
+        config.max_answer_tokens,
+    )
+    return {
+        "exact_match": result.metrics["exact_match"],
+        "f1": result.metrics["f1"],
+        "dev_loss": result.loss,
+        "dev_questions": len(examples),
+        "eval_seconds": result.seconds,
+    }
+
+
+def score_file(dev_path: str | os.PathLike, predictions_path: str | os.PathLike) -> dict[str, float]:
+    """`evaluate-v1.1.py DEV PREDICTIONS`: predictions = {id: answer}; unanswered ids score 0."""
+    examples = load_squad(Path(dev_path))
+    predictions = runs.read_json(Path(predictions_path))
+    if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
+        raise PeftqaError(f"{predictions_path}: expected a JSON object {{question id: answer text}}")
+    metrics = compute_metrics(predictions, gold_answers(examples))
+    return {"exact_match": metrics["exact_match"], "f1": metrics["f1"]}

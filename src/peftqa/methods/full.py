@@ -1,0 +1,48 @@
+"""Full fine-tuning: every weight trains. The reference every PEFT method is judged against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from peftqa.methods import MethodSpec, register
+
+MODEL_DIR = "model"
+
+
+@dataclass
+class FullOptions:
+    """Full fine-tuning has no options of its own."""
+
+
+def apply(model, options: FullOptions):
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return model
+
+
+def save(model, run_dir: Path) -> None:
+    model.save_pretrained(run_dir / MODEL_DIR)
+
+
+def load(base_model, run_dir: Path):
+    """The saved weights replace the base ones in place (no second copy of the model is built)."""
+    from safetensors.torch import load_file
+
+    state = load_file(run_dir / MODEL_DIR / "model.safetensors")
+    base_model.load_state_dict(state, strict=True)
+    return base_model.eval()
+
+
+register(
+    MethodSpec(
+        name="full",
+        description="full fine-tuning (all weights), the reference",
+        options_cls=FullOptions,
+        default_lr=1e-4,
+        apply=apply,
+        save=save,
+        load=load,
+        artifact=MODEL_DIR,
+    )
+)

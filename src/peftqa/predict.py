@@ -1,0 +1,137 @@
+"""Forward passes over features -> logits, and `evaluate` (predict -> post-process -> metrics).
+
+Batches hold features of similar length padded only to their longest row (dynamic padding):
+SQuAD windows average about 170 real tokens of 384, so fixed padding would waste half the work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from peftqa.data import Example, gold_answers
+from peftqa.features import FeatureSet, build_features
+from peftqa.metrics import compute_metrics
+from peftqa.postprocess import (
+    DEFAULT_MAX_ANSWER_TOKENS,
+    DEFAULT_N_BEST,
+    Candidate,
+    best_answers,
+    postprocess,
+)
+
+
+def collate(features: FeatureSet, rows, pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """A padded batch of the given feature rows, with labels, on `device`."""
+    lengths = [int(features.row_starts[r + 1] - features.row_starts[r]) for r in rows]
+    width = max(lengths)
+    input_ids = np.full((len(rows), width), pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+    token_type_ids = np.zeros((len(rows), width), dtype=np.int64) if features.token_type_ids is not None else None
+    for i, (row, length) in enumerate(zip(rows, lengths, strict=True)):
+        span = features.row(row)
+        input_ids[i, :length] = features.input_ids[span]
+        attention_mask[i, :length] = 1
+        if token_type_ids is not None:
+            token_type_ids[i, :length] = features.token_type_ids[span]
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "start_positions": features.start_positions[list(rows)].astype(np.int64),
+        "end_positions": features.end_positions[list(rows)].astype(np.int64),
+    }
+    if token_type_ids is not None:
+        batch["token_type_ids"] = token_type_ids
+    return {name: torch.from_numpy(array).to(device, non_blocking=True) for name, array in batch.items()}
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; plain fp32 on CPU (bf16 there is slower on most CPUs and less exact)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def predict_logits(
+    model, features: FeatureSet, batch_size: int, pad_token_id: int
+) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """Start and end logits per feature row (each as long as its row) and the mean loss."""
+    model.eval()
+    device = model_device(model)
+    # Longest first: similar lengths share a batch, and the largest batch shows memory problems early.
+    order = np.argsort(-features.lengths, kind="stable")
+    start_logits: list[np.ndarray | None] = [None] * len(features)
+    end_logits: list[np.ndarray | None] = [None] * len(features)
+    total_loss, seen = 0.0, 0
+    for first in range(0, len(order), batch_size):
+        rows = order[first : first + batch_size]
+        batch = collate(features, rows, pad_token_id, device)
+        with autocast_for(device):
+            output = model(**batch)
+        total_loss += float(output.loss) * len(rows)
+        seen += len(rows)
+        starts = output.start_logits.float().cpu().numpy()
+        ends = output.end_logits.float().cpu().numpy()
+        for i, row in enumerate(rows):
+            length = int(features.lengths[row])
+            start_logits[row] = starts[i, :length]
+            end_logits[row] = ends[i, :length]
+    return start_logits, end_logits, total_loss / max(seen, 1)
+
+
+@dataclass
+class EvalResult:
+    """Scores and answers of one evaluation."""
+
+    metrics: dict[str, float]  # exact_match, f1, count
+    loss: float  # mean dev loss over the features
+    predictions: dict[str, str]  # question id -> best answer
+    candidates: dict[str, list[Candidate]]  # question id -> n best
+    seconds: float
+    features_per_second: float
+
+
+def evaluate(
+    model,
+    examples: list[Example],
+    features: FeatureSet,
+    pad_token_id: int,
+    batch_size: int = 64,
+    n_best: int = DEFAULT_N_BEST,
+    max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+) -> EvalResult:
+    """Predict every feature, post-process to one answer per question and score with EM/F1."""
+    began = time.perf_counter()
+    start_logits, end_logits, loss = predict_logits(model, features, batch_size, pad_token_id)
+    candidates = postprocess(examples, features, start_logits, end_logits, n_best, max_answer_tokens)
+    predictions = best_answers(candidates)
+    metrics = compute_metrics(predictions, gold_answers(examples))
+    seconds = time.perf_counter() - began
+    return EvalResult(metrics, loss, predictions, candidates, seconds, len(features) / max(seconds, 1e-9))
+
+
+def answer_question(
+    model,
+    tokenizer,
+    question: str,
+    context: str,
+    top_k: int = 1,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+) -> list[Candidate]:
+    """The `top_k` best answers to one question over the whole context (sliding windows)."""
+    example = Example("question", question, context, (), ())
+    features = build_features([example], tokenizer, max_length, doc_stride)
+    start_logits, end_logits, _ = predict_logits(model, features, 16, tokenizer.pad_token_id)
+    n_best = max(DEFAULT_N_BEST, top_k)
+    ranked = postprocess([example], features, start_logits, end_logits, n_best, max_answer_tokens)
+    return ranked[example.id][:top_k]

@@ -1,0 +1,163 @@
+"""The run directory: what a run writes, written atomically, and the one loader that train,
+evaluate, predict and the web page share.
+
+    RUN_DIR/
+      adapter/ or model/   trained weights (adapter + QA head, or the whole model)
+      tokenizer/           the tokenizer the features were built with
+      run.json             every setting, package versions, git commit, device, data MD5s
+      metrics.json         exact_match, f1, parameter counts, timings, per-epoch history
+      predictions.json     {question id: answer}, the official predictions format
+      loss_curve.png       train and dev loss per epoch
+      checkpoint/          only while training: what --resume needs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from peftqa.errors import PeftqaError
+
+RUN_JSON = "run.json"
+METRICS_JSON = "metrics.json"
+PREDICTIONS_JSON = "predictions.json"
+TOKENIZER_DIR = "tokenizer"
+LOSS_CURVE = "loss_curve.png"
+_VERSIONED_PACKAGES = ("peftqa", "torch", "transformers", "peft", "tokenizers", "numpy", "safetensors")
+
+
+def write_bytes_atomic(path: Path, content: bytes) -> None:
+    """Write to a temporary name, then rename: a killed process never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PeftqaError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PeftqaError(f"{path}: not valid JSON ({error})") from error
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the peftqa checkout (None when not run from one)."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return completed.stdout.strip() or None
+
+
+def device_description(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+@dataclass
+class LoadedRun:
+    """A trained run, ready to predict."""
+
+    run_dir: Path
+    settings: dict[str, Any]  # run.json
+    metrics: dict[str, Any]  # metrics.json ({} while missing)
+    model: Any
+    tokenizer: Any
+
+    @property
+    def method(self) -> str:
+        return self.settings["config"]["method"]
+
+    @property
+    def config(self):
+        from peftqa.config import RunConfig
+
+        return RunConfig.from_dict(self.settings["config"])
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The run directory and its run.json, or a PeftqaError naming what is missing."""
+    from peftqa.methods import get_method
+
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise PeftqaError(f"{folder}: no such run directory")
+    settings = read_json(folder / RUN_JSON)
+    if not isinstance(settings, dict) or "config" not in settings or "base_model_path" not in settings:
+        raise PeftqaError(f"{folder / RUN_JSON}: not a peftqa run.json (no 'config' or 'base_model_path')")
+    spec = get_method(settings["config"].get("method", "?"))
+    for needed in (spec.artifact, TOKENIZER_DIR):
+        if not (folder / needed).is_dir():
+            raise PeftqaError(f"{folder}: '{needed}/' is missing (the run did not finish, or files were removed)")
+    return folder, settings
+
+
+def load_run(run_dir: str | os.PathLike, base_model=None, device: str = "cpu") -> LoadedRun:
+    """Load a finished run: base model (given, or from run.json), then the method's weights.
+
+    Args:
+        run_dir: a run directory written by `peftqa train`.
+        base_model: a freshly loaded base QA model to build on; the web page passes models that
+            share their frozen weights with other runs on the same backbone.
+        device: where to put the model.
+    """
+    from peftqa.backbone import load_qa_model, load_tokenizer
+    from peftqa.methods import get_method
+
+    folder, settings = check_run_dir(run_dir)
+    spec = get_method(settings["config"]["method"])
+    if base_model is None:
+        base_model = load_qa_model(base_source(settings))
+    try:
+        model = spec.load(base_model, folder)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise PeftqaError(f"{folder}: cannot load '{spec.artifact}/' ({str(error).splitlines()[0]})") from error
+    tokenizer = load_tokenizer(str(folder / TOKENIZER_DIR))
+    metrics_path = folder / METRICS_JSON
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    return LoadedRun(folder, settings, metrics, model.to(device).eval(), tokenizer)
+
+
+def base_source(settings: dict[str, Any]) -> str:
+    """Where the base weights are: the recorded path if it still exists, else resolve the name again."""
+    from peftqa.backbone import resolve_model
+
+    recorded = settings.get("base_model_path")
+    if recorded and Path(recorded).is_dir():
+        return recorded
+    return resolve_model(settings["config"]["model"])
