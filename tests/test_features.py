@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from peftqa.backbone import load_tokenizer
+from peftqa.data import Example
+from peftqa.features import build_features, load_or_build_features
+from tests.conftest import TOKENIZER_DIR
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(str(TOKENIZER_DIR))
+
+
+def _example(context: str, answer: str, occurrence: int = 0, question: str = "What is it?") -> Example:
+    start = -1
+    for _ in range(occurrence + 1):
+        start = context.index(answer, start + 1)
+    return Example("x", question, context, (answer,), (start,))
+
+
+def _labelled_texts(features, example) -> list[str]:
+    """The answer text each window's label points at ('' for CLS)."""
+    texts = []
+    for row in range(len(features)):
+        start, end = features.start_positions[row], features.end_positions[row]
+        offsets = features.row_offsets(row)
+        texts.append("" if start == 0 else example.context[offsets[start, 0] : offsets[end, 1]])
+    return texts
+
+
+def test_answer_in_a_later_window_is_labelled_only_where_it_fits(tokenizer):
+    filler = " ".join(f"word{i}" for i in range(150))
+    context = f"{filler} The treasure is buried under the old oak tree. {filler}"
+    example = _example(context, "the old oak tree")
+    features = build_features([example], tokenizer, max_length=128, doc_stride=32)
+    assert len(features) > 3
+    texts = _labelled_texts(features, example)
+    assert texts[0] == ""  # the first window holds no answer: CLS label
+    assert "the old oak tree" in texts
+    assert set(texts) <= {"", "the old oak tree"}
+
+
+def test_answer_cut_by_a_window_edge_gets_the_cls_label(tokenizer):
+    context = " ".join(f"w{i}" for i in range(400))
+    for answer_words in range(1, 4):
+        for first in range(40, 80):
+            answer = " ".join(f"w{i}" for i in range(first, first + answer_words))
+            example = _example(context, " " + answer + " ")
+            example = Example("x", "q?", context, (answer,), (example.answer_starts[0] + 1,))
+            features = build_features([example], tokenizer, max_length=128, doc_stride=32)
+            for row, text in enumerate(_labelled_texts(features, example)):
+                offsets = features.row_offsets(row)
+                context_offsets = offsets[offsets[:, 0] >= 0]
+                window_holds_answer = context_offsets[0, 0] <= example.answer_starts[0] and context_offsets[
+                    -1, 1
+                ] >= example.answer_starts[0] + len(answer)
+                assert text == (answer if window_holds_answer else "")
+
+
+def test_accents_and_non_ascii_keep_exact_character_offsets(tokenizer):
+    context = "Le café de Flore à Paris accueillit Jean-Paul Sartre et Simone de Beauvoir — souvent."
+    for answer in ("café de Flore", "Paris", "Simone de Beauvoir", "Jean-Paul Sartre"):
+        example = _example(context, answer)
+        features = build_features([example], tokenizer, max_length=128, doc_stride=32)
+        assert _labelled_texts(features, example) == [answer]
+
+
+def test_offsets_outside_the_context_are_masked(tokenizer):
+    example = _example("Paris is the capital of France.", "Paris", question="What is the capital?")
+    features = build_features([example], tokenizer, max_length=128, doc_stride=32)
+    offsets = features.row_offsets(0)
+    ids = features.input_ids[features.row(0)]
+    sep = np.flatnonzero(ids == tokenizer.sep_token_id)
+    assert (offsets[: sep[0] + 1] == -1).all()  # CLS, question and first SEP
+    assert (offsets[-1] == -1).all()  # last SEP
+    assert (offsets[sep[0] + 1 : -1] >= 0).all()
+
+
+def test_very_long_questions_are_shortened_not_fatal(tokenizer):
+    question = "why " * 500
+    example = _example("Because it rains a lot in the autumn.", "it rains", question=question)
+    features = build_features([example], tokenizer, max_length=128, doc_stride=32)
+    assert _labelled_texts(features, example) == ["it rains"]
+
+
+def test_second_build_comes_from_the_cache(tokenizer, tmp_path):
+    examples = [_example("Paris is the capital of France.", "Paris")]
+    first, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", cache_dir=tmp_path)
+    assert not cached
+    second, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", cache_dir=tmp_path)
+    assert cached
+    for name in ("input_ids", "offsets", "row_starts", "start_positions", "end_positions", "example_index"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+    _, cached = load_or_build_features(examples, tokenizer, 128, 48, "md5", cache_dir=tmp_path)
+    assert not cached  # another stride is another key

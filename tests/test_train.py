@@ -1,0 +1,130 @@
+"""Train -> save -> reload -> predict on tiny random encoders with the real vocabulary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import peftqa.train as train_module
+from peftqa import runs
+from peftqa.config import RunConfig
+from peftqa.data import load_squad
+from peftqa.errors import PeftqaError
+from peftqa.evaluation import evaluate_run
+from peftqa.features import build_features
+from peftqa.predict import answer_question, evaluate
+from peftqa.train import length_grouped_batches, train
+
+
+def _config(model_dir, squad_dir, out, method="lora", **overrides) -> RunConfig:
+    values = dict(
+        method=method,
+        model=str(model_dir),
+        data_dir=str(squad_dir),
+        max_length=128,
+        doc_stride=32,
+        batch_size=2,
+        eval_batch_size=4,
+        epochs=2,
+        lr=1e-2,
+        checkpoint_every_steps=2,
+        output_dir=str(out),
+    )
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "full"])
+def test_trained_run_reloads_and_predicts_identically(tiny_model_dir, squad_dir, tmp_path, method):
+    run_dir = tmp_path / "run"
+    metrics = train(_config(tiny_model_dir, squad_dir, run_dir, method), log=lambda line: None)
+
+    for name in (runs.RUN_JSON, runs.METRICS_JSON, runs.PREDICTIONS_JSON, runs.LOSS_CURVE):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "checkpoint").exists()
+    saved = json.loads((run_dir / runs.METRICS_JSON).read_text())
+    assert saved["f1"] == metrics["f1"]
+    assert len(saved["history"]) == 2
+    assert 0 < saved["trainable_params"] <= saved["total_params"]
+    if method != "full":
+        assert saved["trainable_percent"] < 50
+    settings = json.loads((run_dir / runs.RUN_JSON).read_text())
+    assert settings["config"]["method"] == method and "torch" in settings["versions"]
+    assert set(settings["data_md5"]) == {"train", "dev"}
+
+    # Reload from disk: the same predictions and the same scores as at the end of training.
+    loaded = runs.load_run(run_dir)
+    examples = load_squad(squad_dir / "dev-v1.1.json")
+    features = build_features(examples, loaded.tokenizer, 128, 32)
+    result = evaluate(loaded.model, examples, features, loaded.tokenizer.pad_token_id)
+    assert result.predictions == json.loads((run_dir / runs.PREDICTIONS_JSON).read_text())
+    assert evaluate_run(run_dir)["f1"] == pytest.approx(saved["f1"])
+    ranked = answer_question(loaded.model, loaded.tokenizer, "Who wrote it?", examples[0].context, top_k=3)
+    assert 1 <= len(ranked) <= 3 and all(c.text in examples[0].context for c in ranked)
+
+
+def test_training_is_reproducible_with_a_seed(tiny_bert_dir, squad_dir, tmp_path):
+    first = train(_config(tiny_bert_dir, squad_dir, tmp_path / "a", epochs=1), log=lambda line: None)
+    second = train(_config(tiny_bert_dir, squad_dir, tmp_path / "b", epochs=1), log=lambda line: None)
+    assert first["history"] == second["history"]
+
+
+class _Killed(BaseException):
+    """Stands for kill -9: raised right after a checkpoint is on disk, nothing else runs."""
+
+
+def test_resume_after_interruption_reaches_the_same_result(tiny_distilbert_dir, squad_dir, tmp_path, monkeypatch):
+    # Dropout on, so the resumed run must also restore the random-number state to match.
+    config = dict(method="lora", epochs=3, method_options={"lora_dropout": 0.1})
+    reference = train(_config(tiny_distilbert_dir, squad_dir, tmp_path / "ref", **config), log=lambda line: None)
+
+    real_save = train_module.save_checkpoint
+    saves = {"count": 0}
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves["count"] += 1
+        if saves["count"] == 3:  # mid-way through the second epoch
+            raise _Killed
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    interrupted = _config(tiny_distilbert_dir, squad_dir, tmp_path / "run", **config)
+    with pytest.raises(_Killed):
+        train(interrupted, log=lambda line: None)
+    assert not (tmp_path / "run" / runs.METRICS_JSON).exists()
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+
+    with pytest.raises(PeftqaError, match="--resume"):
+        train(interrupted, log=lambda line: None)
+    resumed = train(interrupted, resume=True, log=lambda line: None)
+    assert resumed["history"] == reference["history"]
+    assert resumed["f1"] == reference["f1"]
+    # A finished run is not trained again.
+    assert train(interrupted, resume=True, log=lambda line: None)["f1"] == reference["f1"]
+
+
+def test_length_grouped_batches_cover_every_row_once_and_group_lengths():
+    lengths = np.random.default_rng(0).integers(20, 384, size=1000)
+    batches = length_grouped_batches(lengths, 16, seed=3)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 40  # random batches would spread over ~300 tokens
+    assert all((a == b).all() for a, b in zip(batches, length_grouped_batches(lengths, 16, seed=3), strict=True))
+
+
+def test_trainable_parameters_are_the_adapter_and_the_qa_head(tiny_bert_dir):
+    from peftqa.backbone import load_qa_model
+    from peftqa.methods import get_method
+
+    for method in ("lora", "ia3"):
+        spec = get_method(method)
+        model = spec.apply(load_qa_model(str(tiny_bert_dir)), spec.make_options())
+        trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+        assert trainable and all(("qa_outputs" in n) or (f"{method}_" in n) for n in trainable)
+        assert any("qa_outputs" in n for n in trainable)
+        batch = {"input_ids": torch.tensor([[101, 2054, 102, 3000, 102]]), "start_positions": torch.tensor([3])}
+        model(**batch, end_positions=torch.tensor([3])).loss.backward()
