@@ -73,4 +73,4 @@ def method_names() -> list[str]:
 
 
 # One import per method: each module registers itself.
-from peftqa.methods import full, ia3, lora  # noqa: E402, F401
+from peftqa.methods import bitfit, dora, full, ia3, lora, rslora, vera  # noqa: E402, F401

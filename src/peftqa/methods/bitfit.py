@@ -1,0 +1,66 @@
+"""BitFit: train only the bias terms of the encoder (and the QA head) (Ben Zaken et al., 2022).
+
+No peft involved: `apply` switches requires_grad, and the adapter is just the trained tensors in one
+safetensors file, put back onto a fresh base model by `load`. About 0.1% of the weights train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from peftqa.methods import MethodSpec, register
+from peftqa.methods._peft import ADAPTER_DIR, QA_HEAD
+
+WEIGHTS_FILE = "bitfit.safetensors"
+
+
+@dataclass
+class BitFitOptions:
+    """BitFit has no options of its own: every bias trains, with the QA head."""
+
+
+def is_trained(name: str) -> bool:
+    """Bias terms everywhere (attention, feed-forward, LayerNorm) and the whole QA head."""
+    return name.endswith(".bias") or name.split(".")[0] in QA_HEAD
+
+
+def apply(model, options: BitFitOptions):
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(is_trained(name))
+    return model
+
+
+def save(model, run_dir: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if is_trained(name)}
+    (run_dir / ADAPTER_DIR).mkdir(parents=True, exist_ok=True)
+    save_file(state, str(run_dir / ADAPTER_DIR / WEIGHTS_FILE))
+
+
+def load(base_model, run_dir: Path):
+    """The saved biases and head replace the base ones in place; every one of them must be there."""
+    from safetensors.torch import load_file
+
+    state = load_file(run_dir / ADAPTER_DIR / WEIGHTS_FILE)
+    expected = {name for name, _ in base_model.named_parameters() if is_trained(name)}
+    if set(state) != expected:
+        missing = sorted(expected - set(state))[:3]
+        raise ValueError(f"{WEIGHTS_FILE} does not match this model (missing {missing}, {len(state)} tensors)")
+    base_model.load_state_dict(state, strict=False)
+    return base_model.eval()
+
+
+register(
+    MethodSpec(
+        name="bitfit",
+        description="BitFit: every bias term of the encoder, QA head trained",
+        options_cls=BitFitOptions,
+        default_lr=2e-3,
+        apply=apply,
+        save=save,
+        load=load,
+        artifact=ADAPTER_DIR,
+    )
+)

@@ -1,0 +1,14 @@
+"""rsLoRA: LoRA scaled by alpha/sqrt(r) instead of alpha/r (Kalajdzievski, 2023), so the update does
+not shrink as the rank grows. Same parameters as LoRA; with r=16, alpha=32 the scale is 4x LoRA's,
+hence a default learning rate about 4x lower."""
+
+from __future__ import annotations
+
+from peftqa.methods._lora_variant import register_variant
+
+register_variant(
+    "rslora",
+    "rank-stabilised LoRA (alpha/sqrt(r)) on every linear layer of the encoder, QA head trained",
+    default_lr=1.5e-4,
+    use_rslora=True,
+)

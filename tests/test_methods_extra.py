@@ -1,0 +1,114 @@
+"""Every registered method on tiny random DistilBERT and BERT: what trains, what it costs, save -> load.
+
+Parametrised over the whole registry, so a new method is checked as soon as it registers itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import torch
+
+from peftqa.backbone import load_qa_model
+from peftqa.methods import METHODS, get_method
+from peftqa.methods.lora import LoraOptions
+from peftqa.methods.targets import ALL_LINEAR
+from peftqa.methods.vera import VERA_TARGETS
+
+# What each method's trainable parameters are called (besides the QA head's trained copy).
+TRAINABLE_NAMES = {
+    "lora": r"lora_[AB]\.",
+    "rslora": r"lora_[AB]\.",
+    "dora": r"lora_[AB]\.|lora_magnitude_vector",
+    "ia3": r"ia3_l\.",
+    "vera": r"vera_lambda_[bd]\.",
+    "bitfit": r"\.bias$",
+    "full": r".",
+}
+HEAD = r"qa_outputs"
+
+
+def _linear_layers(model, names) -> list[torch.nn.Linear]:
+    return [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in names]
+
+
+def _expected_trainable(method: str, base) -> int | None:
+    """The count each method's paper claims, computed from the base model's layers."""
+    head = sum(p.numel() for p in base.qa_outputs.parameters())
+    model_type = base.config.model_type
+    if method in ("lora", "rslora", "dora"):
+        r = LoraOptions().lora_r
+        layers = _linear_layers(base.base_model, ALL_LINEAR[model_type])
+        magnitude = sum(m.out_features for m in layers) if method == "dora" else 0
+        return head + sum(r * (m.in_features + m.out_features) for m in layers) + magnitude
+    if method == "vera":
+        r = get_method("vera").options_cls().vera_r
+        layers = _linear_layers(base.base_model, VERA_TARGETS[model_type])
+        return head + sum(r + m.out_features for m in layers)
+    if method == "bitfit":
+        return head + sum(p.numel() for n, p in base.base_model.named_parameters() if n.endswith(".bias"))
+    if method == "full":
+        return sum(p.numel() for p in base.parameters())
+    return None  # (IA)3: checked by name only
+
+
+def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(1000, 2000, (2, 24), generator=generator),
+        "attention_mask": torch.ones(2, 24, dtype=torch.long),
+        "start_positions": torch.tensor([3, 5]),
+        "end_positions": torch.tensor([4, 9]),
+    }
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_trains_only_its_parameters_and_reloads(method, tiny_model_dir, tmp_path):
+    spec = get_method(method)
+    base = load_qa_model(str(tiny_model_dir))
+    expected = _expected_trainable(method, base)
+    torch.manual_seed(0)
+    model = spec.apply(base, spec.make_options({}))
+
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    pattern = re.compile(f"{TRAINABLE_NAMES[method]}|{HEAD}")
+    assert trainable and all(pattern.search(name) for name in trainable), sorted(trainable)[:5]
+    assert any(HEAD in name for name in trainable), "the QA head must train"
+    if expected is not None:
+        assert sum(p.numel() for p in trainable.values()) == expected
+
+    # One forward/backward/step, so the saved weights differ from a fresh initialisation.
+    model.train()
+    loss = model(**_batch()).loss
+    loss.backward()
+    assert all(p.grad is not None for p in trainable.values())
+    torch.optim.SGD(trainable.values(), lr=0.1).step()
+    model.eval()
+    with torch.no_grad():
+        before = model(**_batch(1))
+
+    spec.save(model, tmp_path)
+    assert (tmp_path / spec.artifact).is_dir()
+    torch.manual_seed(123)  # a different random head on the fresh base: the saved one must replace it
+    reloaded = spec.load(load_qa_model(str(tiny_model_dir)), tmp_path)
+    with torch.no_grad():
+        after = reloaded(**_batch(1))
+    torch.testing.assert_close(after.start_logits, before.start_logits)
+    torch.testing.assert_close(after.end_logits, before.end_logits)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_options_round_trip(method):
+    spec = get_method(method)
+    options = spec.make_options({})
+    assert spec.make_options(dataclasses.asdict(options)) == options
+    assert spec.default_lr > 0 and spec.description
+
+
+def test_bitfit_rejects_weights_of_another_model(tiny_bert_dir, tiny_distilbert_dir, tmp_path):
+    spec = get_method("bitfit")
+    spec.save(spec.apply(load_qa_model(str(tiny_bert_dir)), spec.make_options({})), tmp_path)
+    with pytest.raises(ValueError, match="does not match"):
+        spec.load(load_qa_model(str(tiny_distilbert_dir)), tmp_path)
