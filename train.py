@@ -15,7 +15,8 @@ from peftqa.cli import main as peftqa_main
 
 def translate(argv: list[str]) -> list[str]:
     """The old flags -> `peftqa train` arguments."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # allow_abbrev off: `--model` (passed through) must not be read as an abbreviation of --model_type.
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model_type", default="lora", help="the method: lora, ia3, full, ...")
     parser.add_argument("--epochs", default=None)
     known, rest = parser.parse_known_args(argv)

