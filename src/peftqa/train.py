@@ -172,6 +172,15 @@ def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> dict[str, Any
     return state["progress"]
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated on CUDA; peak resident memory of this process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def _settings(config: RunConfig, base_path: str, prepared: Prepared, device: torch.device) -> dict[str, Any]:
     return {
         "config": config.to_dict(),
@@ -336,6 +345,7 @@ def _finish(model, spec, tokenizer, config, prepared, run_dir, progress, paramet
         "eval_seconds": progress["last_eval"]["seconds"],
         "eval_features_per_second": progress["last_eval"]["features_per_second"],
         "tokenize_seconds": prepared.tokenize_seconds,
+        "peak_memory_mb": peak_memory_mb(model_device(model)),
         "steps": progress["step"],
         "history": progress["history"],
     }
