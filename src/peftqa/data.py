@@ -212,6 +212,15 @@ def fetch_squad(dest: str | os.PathLike | None = None, log=print) -> Path:
     return folder
 
 
+def ensure_squad(data_dir: str | os.PathLike | None = None, log=print) -> Path:
+    """The data directory, fetched first when a split is missing (so `make demo` needs no extra step)."""
+    folder = resolve_data_dir(data_dir)
+    if all(find_split_file(folder, split) for split in SPLITS):
+        return folder
+    log(f"SQuAD v1.1 is not in {folder}: fetching it")
+    return fetch_squad(folder, log)
+
+
 def _check_md5(path: Path, split: str) -> str:
     digest = md5_of(path)
     if digest != OFFICIAL_MD5[split]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from peftqa.config import RunConfig, preset
+from peftqa.data import ensure_squad
 from peftqa.report import results_table
 from peftqa.train import train
 
@@ -13,6 +14,7 @@ DEMO_METHODS = ("lora", "ia3")
 
 def run_demo(output_root: str = "runs", data_dir: str | None = None, methods=DEMO_METHODS) -> list[dict]:
     """Train each method with the quick preset (re-using finished runs) and print the table."""
+    data_dir = str(ensure_squad(data_dir))
     results = []
     for method in methods:
         run_dir = Path(output_root) / f"quick-{method}"
