@@ -1,0 +1,229 @@
+"""The `compare` blueprint: the side-by-side page, the JSON API and the health check.
+
+The page is a plain HTML form rendered on the server, so it works with no JavaScript and no
+network. The form and `POST /api/predict` go through the same validation (`parse_query`) and
+the same prediction (`ServedModel.answer`, which is `predict.answer_question` + `score_answer`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from peftqa.serve.models import ServedModel
+
+bp = Blueprint("compare", __name__)
+
+MAX_TOP_K = 20  # the post-processor keeps 20 candidates per question
+# Text around a highlighted answer on the page: a 100,000-character context is not shown whole.
+EXCERPT_CHARS = 600
+
+
+class InputError(Exception):
+    """A request the server refuses: its message is shown to the user, with an HTTP status."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Query:
+    """A validated request: one question over one context, for some of the loaded models."""
+
+    context: str
+    question: str
+    answers: tuple[str, ...]
+    models: tuple[str, ...]
+    top_k: int
+
+
+def served_models() -> list[ServedModel]:
+    return current_app.extensions["peftqa_models"]
+
+
+def _text_field(values: dict[str, Any], name: str, limit: int, required: bool) -> str:
+    value = values.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"'{name}' must be a string" if value is not None else f"'{name}' is required")
+    if len(value) > limit:
+        raise InputError(f"'{name}' has {len(value):,} characters; the limit is {limit:,}", 413)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON can carry lone surrogates ("\ud800") that no tokenizer accepts.
+        raise InputError(f"'{name}' is not valid Unicode text") from None
+    if required and not value.strip():
+        raise InputError(f"'{name}' must not be empty")
+    return value
+
+
+def _answers_field(value: Any, limit: int) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):  # the form's textarea: one answer per line
+        value = value.splitlines()
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise InputError("'answers' must be a list of strings")
+    if sum(len(a) for a in value) > limit:
+        raise InputError(f"'answers' have more than {limit:,} characters in all", 413)
+    answers = tuple(a.strip() for a in value if a.strip())
+    for answer in answers:
+        _text_field({"answers": answer}, "answers", limit, required=False)
+    return answers
+
+
+def _models_field(value: Any) -> tuple[str, ...]:
+    known = [model.name for model in served_models()]
+    if value is None or value == []:
+        return tuple(known)
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise InputError("'models' must be a list of model names")
+    unknown = [m for m in value if m not in known]
+    if unknown:
+        raise InputError(f"unknown model {unknown[0]!r}; loaded models: {', '.join(known)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _top_k_field(value: Any) -> int:
+    if value is None or value == "":
+        return 3
+    if isinstance(value, str) and value.strip().isdigit():  # the form sends text
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise InputError(f"'top_k' must be a whole number from 1 to {MAX_TOP_K}")
+    return value
+
+
+def parse_query(values: Any) -> Query:
+    """Check every field of a request (a JSON object or the form) before any model runs."""
+    if not isinstance(values, dict):
+        raise InputError("the request body must be a JSON object")
+    limit = current_app.config["MAX_INPUT_CHARS"]
+    return Query(
+        context=_text_field(values, "context", limit, required=True),
+        question=_text_field(values, "question", limit, required=True),
+        answers=_answers_field(values.get("answers"), limit),
+        models=_models_field(values.get("models")),
+        top_k=_top_k_field(values.get("top_k")),
+    )
+
+
+def run_query(query: Query) -> dict[str, Any]:
+    """Every chosen model's answer; with true answers, which model did better (by F1, then EM)."""
+    by_name = {model.name: model for model in served_models()}
+    results = [by_name[name].answer(query.question, query.context, query.top_k, query.answers) for name in query.models]
+    response: dict[str, Any] = {"models": results}
+    if query.answers and len(results) > 1:
+        ranked = sorted(results, key=lambda r: (r["f1"], r["exact_match"]), reverse=True)
+        tied = (ranked[0]["f1"], ranked[0]["exact_match"]) == (ranked[1]["f1"], ranked[1]["exact_match"])
+        response["better"] = None if tied else ranked[0]["name"]
+    return response
+
+
+def _json_error(message: str, status: int):
+    return jsonify(error=message), status
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok", models=len(served_models()))
+
+
+@bp.get("/api/models")
+def api_models():
+    return jsonify(models=[model.describe() for model in served_models()])
+
+
+@bp.post("/api/predict")
+def api_predict():
+    if not request.is_json:
+        return _json_error("send JSON with 'Content-Type: application/json'", 415)
+    try:
+        values = request.get_json()
+    except BadRequest:
+        return _json_error("the request body is not valid JSON", 400)
+    try:
+        return jsonify(run_query(parse_query(values)))
+    except InputError as error:
+        return _json_error(error.message, error.status)
+
+
+def load_examples() -> dict[str, Any]:
+    """The SQuAD dev examples shipped with peftqa, with their licence attribution."""
+    text = resources.files("peftqa.examples").joinpath("squad_dev.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _form_values(example_id: str | None) -> dict[str, str]:
+    """The form's fields: a picked example, or what was posted."""
+    if example_id:
+        for example in load_examples()["examples"]:
+            if example["id"] == example_id:
+                return {**example, "answers": "\n".join(example["answers"])}
+    if request.method == "POST":
+        return {name: request.form.get(name, "") for name in ("context", "question", "answers", "top_k")}
+    return {}
+
+
+def excerpt(context: str, start: int | None, end: int | None) -> dict[str, str]:
+    """The answer and the text around it, cut to EXCERPT_CHARS on each side (escaped by Jinja)."""
+    if start is None or end is None:
+        return {"before": context[: 2 * EXCERPT_CHARS], "answer": "", "after": ""}
+    first, last = max(0, start - EXCERPT_CHARS), min(len(context), end + EXCERPT_CHARS)
+    return {
+        "before": ("…" if first > 0 else "") + context[first:start],
+        "answer": context[start:end],
+        "after": context[end:last] + ("…" if last < len(context) else ""),
+    }
+
+
+@bp.route("/", methods=["GET", "POST"])
+def index():
+    values = _form_values(request.args.get("example"))
+    result, error, status = None, None, 200
+    if request.method == "POST":
+        try:
+            query = parse_query({**values, "models": request.form.getlist("models") or None})
+            result = run_query(query)
+            for model in result["models"]:
+                model["excerpt"] = excerpt(query.context, model["start"], model["end"])
+        except InputError as problem:
+            error, status = problem.message, problem.status
+    chosen = request.form.getlist("models") if request.method == "POST" else []
+    return _render(values, result, error, chosen), status
+
+
+def _render(values: dict[str, Any], result: dict[str, Any] | None, error: str | None, chosen=()) -> str:
+    models = {model.name: model.describe() for model in served_models()}
+    return render_template(
+        "compare.html",
+        values=values,
+        result=result,
+        error=error,
+        models=models,
+        chosen=set(chosen) or set(models),
+        examples=load_examples(),
+        max_chars=current_app.config["MAX_INPUT_CHARS"],
+    )
+
+
+def handle_http_error(error: HTTPException):
+    """Werkzeug's own refusals (too large, bad method, unknown URL): JSON for the API, a page else."""
+    status = error.code or 500
+    message = error.description or error.name
+    if status == 413:
+        message = f"the request is larger than {current_app.config['MAX_CONTENT_LENGTH']:,} bytes"
+    if request.path.startswith("/api/") or request.path == "/healthz":
+        return _json_error(message, status)
+    if status == 413 and request.path == "/":
+        return _render({}, None, f"{message}; the limit is {current_app.config['MAX_INPUT_CHARS']:,} characters"), 413
+    return _json_error(message, status) if request.is_json else (f"{status} {error.name}: {message}", status)

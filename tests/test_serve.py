@@ -1,0 +1,359 @@
+"""The comparison page and JSON API: every route, every refusal, shared weights, threads, fuzzing."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from peftqa import runs
+from peftqa.cli import main
+from peftqa.predict import answer_question
+from peftqa.serve import create_app
+from peftqa.serve.compare import load_examples
+from peftqa.serve.models import ServedModel, load_models, newest_runs, share_weights
+from peftqa.train import train
+from tests.test_train import _config  # the tiny-run settings the training tests use
+
+CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
+QUESTION = "Who wrote Pride and Prejudice?"
+METHODS = ("lora", "ia3", "full")
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tiny_bert_dir, squad_dir, tmp_path_factory) -> dict[str, Path]:
+    """One finished tiny run per method (trained once for the module), under runs/."""
+    root = tmp_path_factory.mktemp("serve") / "runs"
+    with pytest.MonkeyPatch.context() as patch:
+        # Module-scoped fixtures start before the autouse cache fixture: keep caches out of $HOME here too.
+        patch.setenv("PEFTQA_CACHE_DIR", str(root.parent / "cache"))
+        for method in METHODS:
+            train(_config(tiny_bert_dir, squad_dir, root / method, method, max_steps=2), log=lambda line: None)
+    return {method: root / method for method in METHODS}
+
+
+@pytest.fixture(scope="module")
+def models(run_dirs) -> list[ServedModel]:
+    return load_models([run_dirs["lora"], run_dirs["ia3"]])
+
+
+@pytest.fixture(scope="module")
+def client(models):
+    return create_app({"TESTING": True, "MODELS": models}).test_client()
+
+
+def _predict(client, **body):
+    return client.post("/api/predict", json={"context": CONTEXT, "question": QUESTION, **body})
+
+
+# --- loading and shared weights ---------------------------------------------------------------
+
+
+def _frozen(model) -> list[torch.Tensor]:
+    """The base weights inside a peft model (everything but adapters and the trained QA head)."""
+    adapter_marks = ("lora_", "ia3_", "modules_to_save")
+    return [p for name, p in model.named_parameters() if not any(mark in name for mark in adapter_marks)]
+
+
+def test_runs_on_one_backbone_share_their_base_weights(models):
+    lora, ia3 = (m.run.model for m in models)
+    ia3_storage = {p.data_ptr() for p in ia3.parameters()}
+    frozen = _frozen(lora)
+    assert len(frozen) > 10
+    assert all(p.data_ptr() in ia3_storage for p in frozen)
+
+
+def test_a_full_run_gets_weights_of_its_own(run_dirs):
+    lora, full = load_models([run_dirs["lora"], run_dirs["full"]])
+    full_storage = {p.data_ptr() for p in full.run.model.parameters()}
+    assert not any(p.data_ptr() in full_storage for p in _frozen(lora.run.model))
+
+
+def test_shared_weights_give_the_same_answers_as_a_run_loaded_alone(models, run_dirs):
+    for served in models:
+        alone = runs.load_run(run_dirs[served.name])
+        expected = answer_question(
+            alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, max_length=128, doc_stride=32
+        )
+        got = served.answer(QUESTION, CONTEXT, top_k=3)
+        assert [got["answer"]] + [a["answer"] for a in got["alternatives"]] == [c.text for c in expected]
+        assert got["score"] == pytest.approx(expected[0].probability, abs=1e-5)
+
+
+def test_share_weights_copies_modules_not_tensors(tiny_bert_dir):
+    from peftqa.backbone import load_qa_model
+
+    base = load_qa_model(str(tiny_bert_dir))
+    copy = share_weights(base)
+    assert copy is not base and copy.bert.encoder is not base.bert.encoder
+    assert all(a is b for a, b in zip(copy.parameters(), base.parameters(), strict=True))
+    assert all(a is b for a, b in zip(copy.buffers(), base.buffers(), strict=True))
+
+
+def test_broken_run_is_reported_by_name_and_skipped(run_dirs, tmp_path):
+    broken = tmp_path / "broken-run"
+    broken.mkdir()
+    (broken / runs.RUN_JSON).write_text("{not json")
+    lines: list[str] = []
+    loaded = load_models([broken, run_dirs["lora"], tmp_path / "missing"], report=lines.append)
+    assert [m.name for m in loaded] == ["lora"]
+    assert len(lines) == 2 and "broken-run" in lines[0] and "missing" in lines[1]
+
+
+def test_newest_run_of_each_method_is_found(run_dirs, tmp_path):
+    import shutil
+
+    for folder, method, age in (("runs/old", "lora", 100), ("backend/lora", "lora", 10), ("runs/q-ia3", "ia3", 50)):
+        target = tmp_path / folder
+        shutil.copytree(run_dirs[method], target)
+        stamp = time.time() - age
+        os.utime(target / runs.METRICS_JSON, (stamp, stamp))
+    unfinished = tmp_path / "runs" / "unfinished"
+    shutil.copytree(run_dirs["lora"], unfinished)
+    (unfinished / runs.METRICS_JSON).unlink()
+    found = newest_runs([tmp_path / "runs", tmp_path / "backend"])
+    assert found == [tmp_path / "backend" / "lora", tmp_path / "runs" / "q-ia3"]
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+def test_health_and_models(client):
+    assert client.get("/healthz").get_json() == {"status": "ok", "models": 2}
+    described = client.get("/api/models").get_json()["models"]
+    assert [m["name"] for m in described] == ["lora", "ia3"]
+    assert {m["method"] for m in described} == {"lora", "ia3"}
+    assert all(m["trainable_params"] > 0 and m["dev_f1"] is not None for m in described)
+
+
+def test_predict_answers_with_every_model_and_scores_them(client):
+    body = _predict(client, answers=["Jane Austen", "Austen"], top_k=3).get_json()
+    assert [m["name"] for m in body["models"]] == ["lora", "ia3"]
+    for model in body["models"]:
+        assert CONTEXT[model["start"] : model["end"]] == model["answer"]
+        assert 0 < model["score"] <= 1 and model["latency_ms"] > 0
+        assert len(model["alternatives"]) <= 2
+        assert {"exact_match", "f1"} <= set(model)
+    assert "better" in body
+
+
+def test_predict_without_answers_has_no_scores(client):
+    body = _predict(client, models=["ia3"], top_k=1).get_json()
+    (model,) = body["models"]
+    assert model["name"] == "ia3" and model["alternatives"] == [] and "f1" not in model and "better" not in body
+
+
+def test_scores_are_the_official_max_over_answers(client):
+    answer = _predict(client, models=["lora"]).get_json()["models"][0]["answer"]
+    body = _predict(client, models=["lora"], answers=["something else entirely", answer]).get_json()
+    assert body["models"][0]["exact_match"] == 100.0 and body["models"][0]["f1"] == 100.0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"question": QUESTION}, 400, "'context' is required"),
+        ({"context": CONTEXT}, 400, "'question' is required"),
+        ({"context": "  \n", "question": QUESTION}, 400, "'context' must not be empty"),
+        ({"context": CONTEXT, "question": 7}, 400, "'question' must be a string"),
+        ({"context": CONTEXT, "question": QUESTION, "answers": "Jane"}, 200, None),
+        ({"context": CONTEXT, "question": QUESTION, "answers": [1]}, 400, "'answers' must be a list of strings"),
+        ({"context": CONTEXT, "question": QUESTION, "models": ["nope"]}, 400, "unknown model 'nope'"),
+        ({"context": CONTEXT, "question": QUESTION, "models": "lora"}, 400, "'models' must be a list"),
+        ({"context": CONTEXT, "question": QUESTION, "top_k": 0}, 400, "'top_k'"),
+        ({"context": CONTEXT, "question": QUESTION, "top_k": 21}, 400, "'top_k'"),
+        ({"context": CONTEXT, "question": QUESTION, "top_k": True}, 400, "'top_k'"),
+        ({"context": CONTEXT, "question": QUESTION, "top_k": 2.5}, 400, "'top_k'"),
+        ({"context": "x" * 100_001, "question": QUESTION}, 413, "the limit is 100,000"),
+        ({"context": CONTEXT, "question": "\ud800"}, 400, "not valid Unicode"),
+        ([CONTEXT, QUESTION], 400, "must be a JSON object"),
+    ],
+)
+def test_predict_refuses_bad_input_with_json(client, body, status, fragment):
+    response = client.post("/api/predict", json=body)
+    assert response.status_code == status
+    if fragment:
+        assert fragment in response.get_json()["error"]
+
+
+def test_predict_refuses_what_is_not_json(client):
+    not_json = client.post("/api/predict", data="context=x", content_type="application/x-www-form-urlencoded")
+    assert not_json.status_code == 415 and "application/json" in not_json.get_json()["error"]
+    broken = client.post("/api/predict", data="{", content_type="application/json")
+    assert broken.status_code == 400 and "not valid JSON" in broken.get_json()["error"]
+
+
+def test_oversized_body_is_refused_before_it_is_read(client):
+    huge = json.dumps({"context": "x" * 2_000_000, "question": QUESTION})
+    response = client.post("/api/predict", data=huge, content_type="application/json")
+    assert response.status_code == 413 and "larger than" in response.get_json()["error"]
+
+
+def test_wrong_method_and_unknown_url_are_json_errors(client):
+    assert client.get("/api/predict").status_code == 405
+    assert "error" in client.get("/api/predict").get_json()
+    assert client.get("/api/nothing").status_code == 404
+
+
+class _PointAtWord(torch.nn.Module):
+    """A stand-in QA model whose start and end logits pick out one token id wherever it is."""
+
+    def __init__(self, token_id: int) -> None:
+        super().__init__()
+        self.token_id = token_id
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask, start_positions=None, end_positions=None, **_):
+        logits = (input_ids == self.token_id).float() * 10.0
+        return SimpleNamespace(start_logits=logits, end_logits=logits, loss=torch.zeros(()))
+
+
+def test_answer_far_beyond_the_first_window_is_found(models):
+    tokenizer = models[0].run.tokenizer
+    context = "The river runs through the old town. " * 400 + "A zebra lives here."
+    settings_ = {"config": {"method": "lora", "model": "stub", "max_length": 128, "doc_stride": 32}}
+    stub = runs.LoadedRun(
+        Path("stub"), settings_, {}, _PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer
+    )
+    app = create_app({"TESTING": True, "MODELS": [ServedModel("stub", stub)]})
+    model = (
+        app.test_client().post("/api/predict", json={"context": context, "question": "Who?"}).get_json()["models"][0]
+    )
+    assert model["answer"] == "zebra" and model["start"] == context.index("zebra") > 10_000
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+
+def test_page_shows_the_form_examples_and_model_columns(client):
+    page = client.get("/").get_data(as_text=True)
+    for needed in ('<label for="context">', '<label for="question">', '<label for="answers">', "CC BY-SA"):
+        assert needed in page
+    assert 'data-model="lora"' in page and 'data-model="ia3"' in page
+    assert "cdn" not in page.lower() and "https://" not in page.split("<footer")[0]
+
+
+def test_picking_an_example_fills_the_form(client):
+    example = load_examples()["examples"][0]
+    page = client.get(f"/?example={example['id']}").get_data(as_text=True)
+    assert example["question"] in page and example["answers"][0] in page
+
+
+def test_static_assets_are_served_locally(client):
+    assert client.get("/static/compare.css").status_code == 200
+    assert client.get("/static/compare.js").status_code == 200
+
+
+def test_form_post_shows_answers_highlight_and_scores(client):
+    page = client.post("/", data={"context": CONTEXT, "question": QUESTION, "answers": "Jane Austen\nAusten"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert text.count("<mark>") == 2 and text.count('class="score"') == 2
+
+
+def test_form_escapes_everything(client):
+    context = "<script>alert(1)</script> Jane <b>Austen</b> wrote it."
+    text = client.post("/", data={"context": context, "question": "<img src=x>"}).get_data(as_text=True)
+    assert "<script>alert" not in text and "<img src=x>" not in text and "&lt;script&gt;" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "fragment"),
+    [
+        ({"context": "", "question": QUESTION}, 400, "must not be empty"),
+        ({"context": "x" * 100_001, "question": QUESTION}, 413, "the limit is 100,000"),
+        ({"context": CONTEXT, "question": QUESTION, "models": "nope"}, 400, "unknown model"),
+        ({"context": CONTEXT, "question": QUESTION, "top_k": "many"}, 400, "top_k"),
+    ],
+)
+def test_form_shows_clear_messages(client, data, status, fragment):
+    response = client.post("/", data=data)
+    assert response.status_code == status and fragment in response.get_data(as_text=True)
+    assert 'role="alert"' in response.get_data(as_text=True)
+
+
+def test_form_body_over_the_byte_limit_gets_the_page_with_a_message(client):
+    response = client.post("/", data={"context": "é" * 700_000, "question": QUESTION})
+    assert response.status_code == 413 and "the limit is 100,000 characters" in response.get_data(as_text=True)
+
+
+# --- threads and fuzzing ----------------------------------------------------------------------
+
+
+def test_concurrent_requests_are_answered_correctly(client):
+    questions = [QUESTION, "When was it published?", "Who published the novel?"]
+    expected = {q: _predict(client, question=q).get_json() for q in questions}
+    asked = questions * 8
+
+    def ask(question):
+        return question, _predict(client, question=question).get_json()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(ask, asked))
+    for question, body in results:
+        got = [(m["name"], m["answer"], m["start"], m["end"]) for m in body["models"]]
+        want = [(m["name"], m["answer"], m["start"], m["end"]) for m in expected[question]["models"]]
+        assert got == want
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+_fields = st.sampled_from(["context", "question", "answers", "models", "top_k"]) | st.text(max_size=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(_fields, _json_values | st.text(), max_size=5) | _json_values)
+def test_fuzz_api_never_fails_with_500(client, body):
+    response = client.post("/api/predict", data=json.dumps(body), content_type="application/json")
+    assert response.status_code in (200, 400, 413)
+    payload = response.get_json()
+    assert ("models" in payload) if response.status_code == 200 else isinstance(payload["error"], str)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(form=st.dictionaries(_fields, st.text(max_size=60), max_size=5), raw=st.binary(max_size=60))
+def test_fuzz_form_and_raw_bodies_never_fail_with_500(client, form, raw):
+    assert client.post("/", data=form).status_code in (200, 400, 413)
+    for content_type in ("application/json", "text/plain", "application/x-www-form-urlencoded"):
+        assert client.post("/api/predict", data=raw, content_type=content_type).status_code in (400, 415)
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def test_serve_with_no_runs_names_the_command_that_trains_them(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "make demo" in err and "peftqa train" in err and "Traceback" not in err
+
+
+def test_serve_starts_waitress_with_the_runs_that_load(capsys, run_dirs, tmp_path, monkeypatch):
+    import waitress
+
+    started = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **kwargs: started.update(app=app, **kwargs))
+    assert main(["serve", str(run_dirs["lora"]), str(tmp_path / "gone"), "--port", "5123"]) == 0
+    assert started["port"] == 5123 and started["host"] == "127.0.0.1"
+    assert started["app"].test_client().get("/healthz").get_json()["models"] == 1
+    assert "skipped gone" in capsys.readouterr().err
+
+
+def test_serve_debug_uses_the_flask_development_server(run_dirs, monkeypatch):
+    from flask import Flask
+
+    started = {}
+    monkeypatch.setattr(Flask, "run", lambda app, **kwargs: started.update(kwargs))
+    assert main(["serve", str(run_dirs["ia3"]), "--debug"]) == 0
+    assert started["debug"] is True
