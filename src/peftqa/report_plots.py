@@ -39,3 +39,44 @@ def plot_loss_curve(history: list[dict], step_losses: list[float], path: Path, t
     figure.savefig(buffer, format="png")
     plt.close(figure)
     write_bytes_atomic(path, buffer.getvalue())
+
+
+def _save(figure, plt, path: Path) -> None:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _sweep_lines(summary: dict) -> dict[str, list[tuple[float, float]]]:
+    """Complete trials as (lr, F1) points, one line per value of the other parameters."""
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for row in summary["trials"]:
+        if row["state"] != "COMPLETE":
+            continue
+        others = ", ".join(f"{k}={v:g}" for k, v in sorted(row["params"].items()) if k != "lr")
+        lines.setdefault(others or summary["method"], []).append((row["params"]["lr"], row["f1"]))
+    return {label: sorted(points) for label, points in lines.items()}
+
+
+def plot_sweep(summary: dict, path: Path) -> None:
+    """Dev F1 against learning rate (log scale) for one sweep; the best trial is circled."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.5), dpi=110)
+    draw_sweep(axis, summary)
+    _save(figure, plt, path)
+
+
+def draw_sweep(axis, summary: dict, label_prefix: str = "") -> None:
+    for label, points in _sweep_lines(summary).items():
+        axis.plot([p[0] for p in points], [p[1] for p in points], "o-", label=label_prefix + label)
+    best = summary.get("best")
+    if best:
+        axis.plot([best["params"]["lr"]], [best["f1"]], "o", markersize=14, fillstyle="none", color="black")
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("dev F1")
+    axis.set_title(f"{summary['method']}: {summary['train_questions']} questions, {summary['epochs']:g} epoch(s)")
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=8)
