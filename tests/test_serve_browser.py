@@ -1,0 +1,116 @@
+"""The page in a real browser: Debian's chromium driven by Playwright, headless, no network.
+
+`make browser-deps` installs chromium with apt-get (never `playwright install`); without it these
+tests are skipped. With PEFTQA_SCREENSHOT_RUNS=dir1:dir2 the page shows those runs instead of the
+tiny test runs, and the screenshot is also written to PEFTQA_SCREENSHOT (docs/screenshot.png in
+the README) - that is how the README picture is made from real runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from peftqa.serve import create_app
+from peftqa.serve.compare import load_examples
+from peftqa.serve.models import load_models
+from tests.test_serve import run_dirs  # noqa: F401 - the tiny trained runs, as a fixture
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run `make browser-deps` (apt-get)"),
+]
+
+
+@pytest.fixture(scope="module")
+def server_url(run_dirs):  # noqa: F811 - the fixture imported above
+    """The app under waitress in a thread, on a free port; the real runs when asked for."""
+    import waitress
+
+    chosen = os.environ.get("PEFTQA_SCREENSHOT_RUNS")
+    folders = chosen.split(":") if chosen else [run_dirs["lora"], run_dirs["ia3"]]
+    app = create_app({"MODELS": load_models(folders)})
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_form_answers_with_both_models_in_a_real_browser(browser, server_url, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(server_url + "/")
+    example = load_examples()["examples"][0]
+    # The example picker submits itself on change (JavaScript) and fills the form.
+    page.select_option("#example", example["id"])
+    page.wait_for_url(re.compile(r"example="))
+    assert page.input_value("#question") == example["question"]
+    assert page.input_value("#context") == example["context"]
+    # Keyboard only: focus the submit button and press Enter.
+    page.focus("#submit")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    columns = page.locator("article.model")
+    assert columns.count() == 2
+    for i in range(2):
+        column = columns.nth(i)
+        answer = column.locator(".answer .text").inner_text().strip()
+        assert answer
+        highlighted = column.locator("blockquote.context mark").inner_text()
+        assert highlighted == answer
+        assert re.fullmatch(r"\d+ / \d+\.\d", column.locator(".score").inner_text().strip())
+    assert all(url.startswith(server_url) for url in requested), "the page asked for something off this server"
+
+    page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
+    destination = os.environ.get("PEFTQA_SCREENSHOT")
+    if destination:
+        Path(destination).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp_path / "screenshot.png", destination)
+    page.close()
+
+
+def test_too_long_context_gets_a_clear_message_in_the_browser(browser, server_url):
+    page = browser.new_page()
+    page.goto(server_url + "/")
+    page.fill("#context", "word " * 20_001)
+    page.fill("#question", "What?")
+    assert "over the limit" in page.inner_text("#context-count")
+    with page.expect_navigation():
+        page.click("#submit")
+    assert "the limit is 100,000" in page.inner_text("#form-error")
+    page.close()
+
+
+def test_page_is_usable_on_a_phone_sized_screen(browser, server_url):
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(server_url + "/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.close()
