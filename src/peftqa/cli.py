@@ -209,6 +209,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from peftqa.report import build_report
+
+    markdown, page = build_report(args.run_dirs, args.sweep, args.out, qualitative=not args.no_qualitative)
+    print(f"report: {markdown} and {page} (self-contained: open it in a browser)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peftqa", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite file in the sweep dir)")
     sweep.add_argument("--no-prune", action="store_true", help="never stop a trial early")
     sweep.set_defaults(handler=_cmd_sweep)
+
+    report = commands.add_parser("report", help="results, curves, error analysis and examples as report.md/.html")
+    report.add_argument("run_dirs", nargs="+", help="finished run directories")
+    report.add_argument("--sweep", nargs="*", default=[], help="sweep directories to include")
+    report.add_argument("--out", default="report", help="output folder (default: report)")
+    report.add_argument("--no-qualitative", action="store_true", help="skip answering the hand-written examples")
+    report.set_defaults(handler=_cmd_report)
 
     demo = commands.add_parser("demo", help="train LoRA and (IA)3 on the quick preset and compare them")
     demo.add_argument("--output-root", default="runs")

@@ -34,19 +34,19 @@ def plot_loss_curve(history: list[dict], step_losses: list[float], path: Path, t
     axis.set_ylabel("loss")
     axis.set_title(title, fontsize=9)
     axis.legend()
+    _save(figure, plt, path)
+
+
+def _png(figure, plt) -> bytes:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _save(figure, plt, path: Path) -> None:
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, _png(figure, plt))
 
 
 def _sweep_lines(summary: dict) -> dict[str, list[tuple[float, float]]]:
@@ -80,3 +80,35 @@ def draw_sweep(axis, summary: dict, label_prefix: str = "") -> None:
     axis.set_title(f"{summary['method']}: {summary['train_questions']} questions, {summary['epochs']:g} epoch(s)")
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=8)
+
+
+def sweeps_png(summaries: list[dict]) -> bytes:
+    """One panel per sweep, side by side: F1 against learning rate."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(summaries), figsize=(4.2 * len(summaries), 3.4), dpi=100, squeeze=False)
+    for axis, summary in zip(axes[0], summaries, strict=True):
+        draw_sweep(axis, summary)
+    return _png(figure, plt)
+
+
+def pareto_png(points: list[tuple[str, int, float]], front: list[str]) -> bytes:
+    """F1 against trainable parameters (log scale); the Pareto-optimal runs joined by a line.
+
+    Args:
+        points: (label, trainable parameters, F1) per run.
+        front: labels of the runs on the Pareto front, fewest parameters first.
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.8), dpi=110)
+    by_label = {label: (params, f1) for label, params, f1 in points}
+    for label, (params, f1) in by_label.items():
+        axis.plot([params], [f1], "o", color="tab:blue" if label in front else "tab:gray")
+        axis.annotate(label, (params, f1), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axis.plot(
+        [by_label[k][0] for k in front], [by_label[k][1] for k in front], "--", color="tab:blue", label="Pareto front"
+    )
+    axis.set_xscale("log")
+    axis.set_xlabel("trainable parameters (log scale)")
+    axis.set_ylabel("dev F1")
+    axis.legend(fontsize=8)
+    return _png(figure, plt)
