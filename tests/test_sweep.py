@@ -33,24 +33,19 @@ def _sweep_config(model_dir, squad_dir, out, **overrides) -> SweepConfig:
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test's own ask() of the "killed" trial
 def test_grid_sweep_writes_summary_resumes_and_feeds_train(tiny_bert_dir, squad_dir, tmp_path):
     out = tmp_path / "sweep"
-    config = _sweep_config(tiny_bert_dir, squad_dir, out, ranks=[2, 4])
+    config = _sweep_config(tiny_bert_dir, squad_dir, out, lrs=[1e-3], ranks=[2, 4])
 
     # A trial killed mid-run stays RUNNING in the database: the next run must redo its point.
     study = sweep_module.open_study(config)
     killed = study.ask()
-    killed.suggest_float("lr", 1e-3, 1e-2, log=True)
+    killed.suggest_float("lr", 1e-3, 1e-3, log=True)
     killed.suggest_int("lora_r", 2, 4)
 
     summary = run_sweep(config, log=lambda line: None)
     saved = json.loads((out / "sweep.json").read_text())
     assert saved["best"] == summary["best"] and (out / "sweep.png").stat().st_size > 0
     complete = [t for t in saved["trials"] if t["state"] == "COMPLETE"]
-    assert sorted((t["params"]["lr"], t["params"]["lora_r"]) for t in complete) == [
-        (1e-3, 2),
-        (1e-3, 4),
-        (1e-2, 2),
-        (1e-2, 4),
-    ]
+    assert sorted((t["params"]["lr"], t["params"]["lora_r"]) for t in complete) == [(1e-3, 2), (1e-3, 4)]
     assert any(t["state"] == "FAIL" for t in saved["trials"])
     assert all(Path(t["run_dir"], "metrics.json").is_file() for t in complete)
     assert saved["edge_warnings"], "a best value on a two-point grid is always on its edge"

@@ -217,6 +217,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from peftqa.study import run_study
+
+    overrides = {"model": args.model} if args.model else {}
+    run_study(args.preset, args.methods, args.output_dir, args.data_dir, overrides)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peftqa", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.add_argument("--no-qualitative", action="store_true", help="skip answering the hand-written examples")
     report.set_defaults(handler=_cmd_report)
+
+    study = commands.add_parser("study", help="sweep, train at the best lr and report, for several methods")
+    study.add_argument("--preset", choices=("quick", "seed", "full"), default="quick")
+    study.add_argument("--methods", default=None, help="comma-separated, e.g. lora,ia3,bitfit (default per preset)")
+    study.add_argument("--output-dir", default=None, help="study folder (default: studies/<preset>)")
+    study.add_argument("--data-dir", default=None)
+    study.add_argument("--model", default=None, help="replace the preset's model")
+    study.set_defaults(handler=_cmd_study)
 
     demo = commands.add_parser("demo", help="train LoRA and (IA)3 on the quick preset and compare them")
     demo.add_argument("--output-root", default="runs")

@@ -163,6 +163,19 @@ def _study_name(config: SweepConfig) -> str:
     return f"{config.base.method}-{Path(config.base.model).name}-{config.sampler}-{digest}"
 
 
+def _grid_sampler(space: dict[str, list], seed: int):
+    """Optuna's GridSampler, also for the re-queued points of failed trials: its `after_trial` reads
+    a grid id that enqueued trials lack (KeyError in Optuna 5.0), so it is skipped for those."""
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            if "grid_id" in trial.system_attrs:
+                super().after_trial(study, trial, state, values)
+
+    return GridSampler(space, seed=seed)
+
+
 def open_study(config: SweepConfig):
     """Create or reopen the sweep's study (maximising F1)."""
     import optuna
@@ -170,7 +183,7 @@ def open_study(config: SweepConfig):
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own per-trial lines say what matters
     space = search_space(config)
     if config.sampler == "grid":
-        sampler = optuna.samplers.GridSampler(space, seed=config.base.seed)
+        sampler = _grid_sampler(space, config.base.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=config.base.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if config.prune else optuna.pruners.NopPruner()

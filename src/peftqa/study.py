@@ -1,0 +1,244 @@
+"""`peftqa study --preset quick|seed|full`: data -> a sweep per method -> each method trained at its
+best learning rate -> evaluated -> one report. Every step re-uses what an earlier, interrupted study
+finished (sweep trials and runs resume), so running the command again continues where it stopped.
+
+    STUDY_DIR/
+      sweeps/<method>[-<grid>]/   one Optuna sweep per method (and per comparison grid)
+      runs/<method>[-<grid>]/     the final run of each method at its sweep's best learning rate
+      report/                     report.md, report.html
+      study.json                  the preset, the chosen learning rates, results and step timings
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peftqa import runs
+from peftqa.backbone import DEFAULT_MODEL
+from peftqa.config import RunConfig
+from peftqa.errors import PeftqaError
+from peftqa.methods import get_method, method_names
+from peftqa.sweep import DEFAULT_LRS, SweepConfig, run_sweep
+
+STUDY_JSON = "study.json"
+
+# The quick preset has time for three learning rates per method: the middle of each default grid.
+QUICK_LRS: dict[str, list[float]] = {
+    "lora": [3e-4, 1e-3, 3e-3],
+    "dora": [3e-4, 1e-3, 3e-3],
+    "rslora": [1e-4, 3e-4, 1e-3],
+    "ia3": [1e-2, 3e-2, 1e-1],
+    "vera": [3e-3, 1e-2, 3e-2],
+    "bitfit": [1e-3, 3e-3, 1e-2],
+    "full": [5e-5, 1e-4, 2e-4],
+}
+# The original experiment's grid (its best value was its top edge).
+ORIGINAL_LRS = [1e-5, 2e-5, 3e-5, 4e-5, 5e-5]
+_MINILM_QUICK_RUN = {
+    "model": "minilm-l6",
+    "max_length": 256,
+    "doc_stride": 96,
+    "batch_size": 16,
+    "checkpoint_every_steps": 50,
+}
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """What one study preset trains; None limits mean all questions."""
+
+    description: str
+    methods: tuple[str, ...]  # default methods (--methods overrides)
+    run: dict[str, Any]  # RunConfig settings shared by every sweep trial and final run
+    sweep_train_limit: int | None  # questions per sweep trial (None: sweep_train_fraction of the file)
+    sweep_train_fraction: float
+    sweep_epochs: float
+    sweep_eval_limit: int | None
+    final_train_limit: int | None
+    final_epochs: float
+    final_eval_limit: int | None
+    sweep_lrs: dict[str, list[float]] = field(default_factory=lambda: dict(DEFAULT_LRS))
+    compare_grids: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # extra named grids
+
+
+STUDY_PRESETS: dict[str, StudyPreset] = {
+    # `make demo`: <= 15 minutes on 2 CPU cores. Sweeps are tiny and only rank learning rates roughly.
+    "quick": StudyPreset(
+        description="MiniLM-L6, 3 lrs x 300 questions per sweep, final runs on 2,000 questions, 1 epoch",
+        methods=("lora", "ia3", "bitfit"),
+        run=_MINILM_QUICK_RUN,
+        sweep_train_limit=300,
+        sweep_train_fraction=0.1,
+        sweep_epochs=1.0,
+        sweep_eval_limit=200,
+        final_train_limit=2000,
+        final_epochs=1.0,
+        final_eval_limit=500,
+        sweep_lrs=QUICK_LRS,
+    ),
+    # The original experiment (DistilBERT, full data, 3 epochs, LoRA and (IA)3) with its grid and ours.
+    "seed": StudyPreset(
+        description="DistilBERT, full SQuAD, 3 epochs; sweeps on 10% with the original grid and with ours",
+        methods=("lora", "ia3"),
+        run={"model": DEFAULT_MODEL},
+        sweep_train_limit=None,
+        sweep_train_fraction=0.1,
+        sweep_epochs=1.0,
+        sweep_eval_limit=1000,
+        final_train_limit=None,
+        final_epochs=3.0,
+        final_eval_limit=None,
+        compare_grids={"original": {"lora": ORIGINAL_LRS, "ia3": ORIGINAL_LRS}},
+    ),
+    # Every method on MiniLM-L6 with full data (a GPU job).
+    "full": StudyPreset(
+        description="MiniLM-L6, every method, sweeps on 10%, final runs on full SQuAD, 2 epochs",
+        methods=tuple(method_names()),
+        run={"model": "minilm-l6"},
+        sweep_train_limit=None,
+        sweep_train_fraction=0.1,
+        sweep_epochs=1.0,
+        sweep_eval_limit=1000,
+        final_train_limit=None,
+        final_epochs=2.0,
+        final_eval_limit=None,
+    ),
+}
+
+
+def get_preset(name: str) -> StudyPreset:
+    if name not in STUDY_PRESETS:
+        raise PeftqaError(f"unknown study preset '{name}'; known: {', '.join(sorted(STUDY_PRESETS))}")
+    return STUDY_PRESETS[name]
+
+
+def parse_methods(text: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    """`lora,ia3` -> ["lora", "ia3"], each checked against the registry."""
+    if text is None:
+        return list(default)
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    names = [n for n in names if n]
+    if not names:
+        raise PeftqaError("--methods names no method")
+    for name in names:
+        get_method(name)
+    return names
+
+
+class _Steps:
+    """Numbered progress lines with elapsed time, and each step's duration for study.json."""
+
+    def __init__(self, total: int, log: Callable[[str], None]):
+        self.total, self.log, self.done = total, log, 0
+        self.began = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def run(self, label: str, work: Callable[[], Any]) -> Any:
+        self.done += 1
+        elapsed = time.perf_counter() - self.began
+        self.log(f"\n[{self.done}/{self.total}] {label}  (study time so far {elapsed / 60:.1f} min)")
+        started = time.perf_counter()
+        result = work()
+        self.seconds[label] = round(time.perf_counter() - started, 1)
+        return result
+
+
+def _grids(preset: StudyPreset, method: str) -> dict[str, list[float]]:
+    """Named learning-rate grids for a method: ours ("") first, then the preset's comparison grids."""
+    grids = {"": preset.sweep_lrs.get(method) or DEFAULT_LRS.get(method) or [get_method(method).default_lr]}
+    grids.update({name: lrs[method] for name, lrs in preset.compare_grids.items() if method in lrs})
+    return grids
+
+
+def _base_config(preset: StudyPreset, method: str, data_dir: str, overrides: dict[str, Any]) -> RunConfig:
+    return RunConfig.from_dict({**preset.run, **overrides, "method": method, "data_dir": data_dir})
+
+
+def run_study(
+    preset_name: str,
+    methods: str | Sequence[str] | None = None,
+    output_dir: str | Path | None = None,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) a whole study and write its report; returns the study summary.
+
+    Args:
+        preset_name: quick, seed or full.
+        methods: method names (comma-separated or a list); None: the preset's.
+        output_dir: the study folder; None: studies/<preset>.
+        data_dir: SQuAD folder; None: PEFTQA_DATA_DIR or the user cache (fetched when missing).
+        overrides: RunConfig settings that replace the preset's (e.g. {"model": ...}).
+        log: where progress lines go.
+    """
+    from peftqa.data import ensure_squad
+    from peftqa.report import build_report, results_table
+    from peftqa.train import train
+
+    preset = get_preset(preset_name)
+    names = parse_methods(methods, preset.methods)
+    folder = Path(output_dir or Path("studies") / preset_name)
+    overrides = dict(overrides or {})
+    plan = [(method, grid, lrs) for method in names for grid, lrs in _grids(preset, method).items()]
+    steps = _Steps(1 + 2 * len(plan) + 1, log)
+    log(f"study '{preset_name}': {preset.description}; methods {', '.join(names)}; output {folder}")
+    data_dir = str(steps.run("data: SQuAD v1.1", lambda: ensure_squad(data_dir)))
+
+    sweeps, finals, metrics, chosen = [], [], [], {}
+    for method, grid, lrs in plan:
+        name = f"{method}-{grid}" if grid else method
+        sweep_config = SweepConfig(
+            base=_base_config(preset, method, data_dir, overrides),
+            lrs=lrs,
+            train_fraction=preset.sweep_train_fraction,
+            train_limit=preset.sweep_train_limit,
+            epochs=preset.sweep_epochs,
+            eval_limit=preset.sweep_eval_limit,
+            output_dir=str(folder / "sweeps" / name),
+        )
+        summary = steps.run(
+            f"sweep {name}: learning rates {', '.join(f'{lr:g}' for lr in lrs)}",
+            lambda c=sweep_config: run_sweep(c, log=log),
+        )
+        sweeps.append(sweep_config.folder)
+        if not summary["best"]:
+            raise PeftqaError(f"sweep {name} finished no trial")
+        final = _base_config(preset, method, data_dir, overrides)
+        final = RunConfig.from_dict(
+            {
+                **final.to_dict(),
+                "lr": summary["best"]["params"]["lr"],
+                "train_limit": preset.final_train_limit,
+                "epochs": preset.final_epochs,
+                "eval_limit": preset.final_eval_limit,
+                "output_dir": str(folder / "runs" / name),
+            }
+        )
+        metrics.append(steps.run(f"train {name} at lr {final.lr:g}", lambda c=final: train(c, resume=True, log=log)))
+        finals.append(Path(final.output_dir))
+        chosen[name] = final.lr
+
+    report_md, report_html = steps.run("report", lambda: build_report(finals, sweeps, folder / "report", log=log))
+    summary = {
+        "preset": preset_name,
+        "description": preset.description,
+        "methods": names,
+        "runs": [str(p) for p in finals],
+        "sweeps": [str(p) for p in sweeps],
+        "learning_rates": chosen,
+        "results": [{k: m[k] for k in ("method", "exact_match", "f1", "trainable_params")} for m in metrics],
+        "step_seconds": steps.seconds,
+        "total_seconds": round(time.perf_counter() - steps.began, 1),
+        "report": str(report_html),
+    }
+    runs.write_json_atomic(folder / STUDY_JSON, summary)
+    log("\n" + results_table(metrics))
+    log(f"\nstudy done in {summary['total_seconds'] / 60:.1f} min.")
+    log(f"report: {report_md}  and  {report_html} (one self-contained file: open it in a browser)")
+    log(f"compare the models side by side: peftqa serve {' '.join(str(p) for p in finals)}")
+    return summary
