@@ -127,6 +127,19 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def _print_latency(latency: dict, threads: int, requests: int) -> None:
+    print(
+        f"\nPOST /api/predict, {len(latency['models'])} models, one-window context, {requests} requests, "
+        f"{threads} torch thread(s) per model"
+    )
+    print(f"{'':<24}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
+    rows = [("whole request (HTTP)", latency["total"])]
+    rows += [(f"model {name}", values) for name, values in latency["per_model"].items()]
+    for name, values in rows:
+        p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
+        print(f"{name:<24}{p50:>10.1f}{p95:>10.1f}{statistics.fmean(values):>10.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="*", default=None, help="run directories (default: newest lora and ia3)")
@@ -148,14 +161,15 @@ def main() -> None:
     print(f"machine: {machine_description()} (shared with other work while measuring)")
     print(f"runs: {', '.join(run_dirs)}")
 
-    latency = measure_latency(run_dirs[:2], args.requests)
-    print(f"\nPOST /api/predict, {len(latency['models'])} models, one-window context, {args.requests} requests")
-    print(f"{'':<24}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
-    rows = [("whole request (HTTP)", latency["total"])]
-    rows += [(f"model {name}", values) for name, values in latency["per_model"].items()]
-    for name, values in rows:
-        p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
-        print(f"{name:<24}{p50:>10.1f}{p95:>10.1f}{statistics.fmean(values):>10.1f}")
+    import torch
+
+    from peftqa.serve.models import threads_per_model
+
+    # First what `peftqa serve` does (the cores shared out between the models, which answer side
+    # by side), then torch's default thread count for comparison.
+    for threads in dict.fromkeys((threads_per_model(2), torch.get_num_threads())):
+        torch.set_num_threads(threads)
+        _print_latency(measure_latency(run_dirs[:2], args.requests), threads, args.requests)
 
     if not args.skip_memory:
         print("\nresident memory after loading (MiB), each in a fresh process")

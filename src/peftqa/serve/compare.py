@@ -120,7 +120,12 @@ def parse_query(values: Any) -> Query:
 def run_query(query: Query) -> dict[str, Any]:
     """Every chosen model's answer; with true answers, which model did better (by F1, then EM)."""
     by_name = {model.name: model for model in served_models()}
-    results = [by_name[name].answer(query.question, query.context, query.top_k, query.answers) for name in query.models]
+
+    def ask(name: str) -> dict[str, Any]:
+        return by_name[name].answer(query.question, query.context, query.top_k, query.answers)
+
+    # The models answer side by side (each has its own lock and weights-sharing is read-only).
+    results = list(current_app.extensions["peftqa_pool"].map(ask, query.models))
     response: dict[str, Any] = {"models": results}
     if query.answers and len(results) > 1:
         ranked = sorted(results, key=lambda r: (r["f1"], r["exact_match"]), reverse=True)
