@@ -272,6 +272,8 @@ def test_form_escapes_everything(client):
         ({"context": "x" * 100_001, "question": QUESTION}, 413, "the limit is 100,000"),
         ({"context": CONTEXT, "question": QUESTION, "models": "nope"}, 400, "unknown model"),
         ({"context": CONTEXT, "question": QUESTION, "top_k": "many"}, 400, "top_k"),
+        ({"context": CONTEXT, "question": QUESTION, "top_k": "²"}, 400, "top_k"),
+        ({"context": CONTEXT, "question": QUESTION, "top_k": "9" * 5000}, 400, "top_k"),
     ],
 )
 def test_form_shows_clear_messages(client, data, status, fragment):

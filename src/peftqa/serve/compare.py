@@ -96,8 +96,11 @@ def _models_field(value: Any) -> tuple[str, ...]:
 def _top_k_field(value: Any) -> int:
     if value is None or value == "":
         return 3
-    if isinstance(value, str) and value.strip().isdigit():  # the form sends text
-        value = int(value)
+    if isinstance(value, str):  # the form sends text
+        try:
+            value = int(value.strip()) if value.strip().isascii() else value
+        except ValueError:  # not a number, or more digits than int() takes
+            pass
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
         raise InputError(f"'top_k' must be a whole number from 1 to {MAX_TOP_K}")
     return value
