@@ -259,6 +259,19 @@ def test_form_post_shows_answers_highlight_and_scores(client):
     assert text.count("<mark>") == 2 and text.count('class="score"') == 2
 
 
+def test_form_says_which_model_did_better(client):
+    text = client.post("/", data={"context": CONTEXT, "question": QUESTION, "answers": "Jane Austen"}).get_data(
+        as_text=True
+    )
+    assert 'id="verdict"' in text and ("did better" in text or "scored the same" in text)
+
+
+def test_context_at_the_size_limit_is_answered(client):
+    context = (CONTEXT + " ") * (100_000 // (len(CONTEXT) + 1))
+    body = _predict(client, context=context).get_json()
+    assert all(context[m["start"] : m["end"]] == m["answer"] for m in body["models"])
+
+
 def test_form_escapes_everything(client):
     context = "<script>alert(1)</script> Jane <b>Austen</b> wrote it."
     text = client.post("/", data={"context": context, "question": "<img src=x>"}).get_data(as_text=True)
