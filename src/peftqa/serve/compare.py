@@ -20,6 +20,7 @@ from peftqa.serve.models import ServedModel
 bp = Blueprint("compare", __name__)
 
 MAX_TOP_K = 20  # the post-processor keeps 20 candidates per question
+DEFAULT_TOP_K = 4  # the answer and its 3 best alternatives
 # Text around a highlighted answer on the page: a 100,000-character context is not shown whole.
 EXCERPT_CHARS = 600
 
@@ -95,7 +96,7 @@ def _models_field(value: Any) -> tuple[str, ...]:
 
 def _top_k_field(value: Any) -> int:
     if value is None or value == "":
-        return 3
+        return DEFAULT_TOP_K
     if isinstance(value, str):  # the form sends text
         try:
             value = int(value.strip()) if value.strip().isascii() else value
@@ -221,6 +222,7 @@ def _render(values: dict[str, Any], result: dict[str, Any] | None, error: str | 
         chosen=set(chosen) or set(models),
         examples=load_examples(),
         max_chars=current_app.config["MAX_INPUT_CHARS"],
+        default_top_k=DEFAULT_TOP_K,
     )
 
 
