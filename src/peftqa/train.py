@@ -8,7 +8,9 @@ EM, F1 and a checkpoint -> final export, metrics.json, predictions.json, loss cu
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -214,13 +216,17 @@ def train(config: RunConfig, resume: bool = False, log=print) -> dict[str, Any]:
     if (run_dir / runs.METRICS_JSON).is_file() or ((run_dir / CHECKPOINT_DIR).is_dir() and not resume):
         raise PeftqaError(f"{run_dir} already holds a run; pass --resume or choose another --output-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
+    parallel = init_parallel()
+    log = log if parallel.main else _quiet  # one process speaks and writes for all
 
     device = pick_device()
     base_path = resolve_model(config.model)
     tokenizer = load_tokenizer(base_path)
-    prepared = prepare_data(config, tokenizer, log)
+    with parallel.main_first():  # the main process builds and caches the features, the others read them
+        prepared = prepare_data(config, tokenizer, log)
     settings = _settings(config, base_path, prepared, device)
-    runs.write_json_atomic(run_dir / runs.RUN_JSON, settings)
+    if parallel.main:
+        runs.write_json_atomic(run_dir / runs.RUN_JSON, settings)
 
     seed_everything(config.seed)
     model = spec.apply(load_qa_model(base_path), spec.make_options(config.method_options)).to(device)
@@ -242,6 +248,8 @@ def train(config: RunConfig, resume: bool = False, log=print) -> dict[str, Any]:
             log(f"resumed from step {progress['step']} of {total_steps}")
 
     _fit(model, optimizer, scheduler, config, prepared, tokenizer.pad_token_id, run_dir, progress, total_steps, log)
+    if not parallel.main:
+        return progress["history"][-1]  # the same scores as the main process: every rank evaluates all of dev
     return _finish(model, spec, tokenizer, config, prepared, run_dir, progress, parameters, log)
 
 
@@ -250,19 +258,25 @@ def _fit(model, optimizer, scheduler, config, prepared, pad_id, run_dir, progres
     device = model_device(model)
     features = prepared.train_features
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
+    parallel = init_parallel()
+    forward = parallel.wrap(model)  # the model itself in one process; DDP (gradients averaged) in several
     bar = tqdm(total=total_steps, initial=progress["step"], desc=f"train {config.method}", unit="step")
+    bar.disable = bar.disable or not parallel.main
     while progress["step"] < total_steps:
         epoch, step_in_epoch = divmod(progress["step"], steps_per_epoch)
         # Batch order depends only on (seed, epoch): a resumed run sees the same batches.
         batches = length_grouped_batches(features.lengths, config.batch_size, config.seed * 1000 + epoch)
-        model.train()
+        forward.train()
         epoch_loss, epoch_batches = 0.0, 0
         for rows in batches[step_in_epoch:]:
             began = time.perf_counter()
-            batch = collate(features, rows, pad_id, device)
+            local_rows, weight = parallel.shard(rows)
+            batch = collate(features, local_rows, pad_id, device)
+            if parallel.world > 1:  # padded as wide as the global batch: pad logits take part in the loss's softmax
+                batch = _widen(batch, int(features.lengths[rows].max()), pad_id)
             with autocast_for(device):
-                loss = model(**batch).loss
-            loss.backward()
+                loss = forward(**batch).loss
+            (loss * weight if weight != 1.0 else loss).backward()
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -270,8 +284,11 @@ def _fit(model, optimizer, scheduler, config, prepared, pad_id, run_dir, progres
             progress["step"] += 1
             progress["train_seconds"] += time.perf_counter() - began
             progress["train_features_seen"] += len(rows)
-            progress["train_tokens_seen"] += int(batch["attention_mask"].sum())
-            loss_value = loss.item()
+            local_count = len(local_rows) if weight else 0  # a weightless row counts for nothing
+            local_tokens = int(batch["attention_mask"].sum()) if weight else 0
+            loss_sum, tokens = parallel.sum([loss.item() * local_count, local_tokens])
+            progress["train_tokens_seen"] += int(tokens)
+            loss_value = loss_sum / len(rows)
             progress.setdefault("step_losses", []).append(loss_value)
             epoch_loss += loss_value
             epoch_batches += 1
@@ -281,10 +298,11 @@ def _fit(model, optimizer, scheduler, config, prepared, pad_id, run_dir, progres
             epoch_done = progress["step"] % steps_per_epoch == 0
             if epoch_done or progress["step"] >= total_steps:
                 break
-            if progress["step"] % config.checkpoint_every_steps == 0:
+            if progress["step"] % config.checkpoint_every_steps == 0 and parallel.main:
                 save_checkpoint(run_dir, model, optimizer, scheduler, progress)
         _end_epoch(model, config, prepared, pad_id, progress, epoch, epoch_loss, epoch_batches, log)
-        save_checkpoint(run_dir, model, optimizer, scheduler, progress)
+        if parallel.main:
+            save_checkpoint(run_dir, model, optimizer, scheduler, progress)
     bar.close()
 
 
@@ -358,3 +376,90 @@ def _finish(model, spec, tokenizer, config, prepared, run_dir, progress, paramet
     (run_dir / CHECKPOINT_DIR).rmdir()
     log(f"done: EM {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}; run directory {run_dir}")
     return metrics
+
+
+# ---------------------------------------------------------------------------- data parallel
+# `torchrun --nproc_per_node N -m peftqa train ...` (or `accelerate launch -m peftqa train ...`)
+# starts N processes with WORLD_SIZE, RANK and LOCAL_RANK set. Each process takes its share of
+# every global batch (--batch-size stays the global batch) and DDP averages the gradients, so N
+# processes take the same optimiser steps as one. Every rank evaluates all of dev (the scores are
+# the same everywhere); only rank 0 logs and writes the run directory.
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """This process's place in a data-parallel run: rank 0 of 1 when not distributed."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    @contextlib.contextmanager
+    def main_first(self):
+        """Run the block on rank 0 first, then on the others (which then find rank 0's cache)."""
+        if not self.main:
+            self.barrier()
+        yield
+        if self.main:
+            self.barrier()
+
+    def wrap(self, model):
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        on_gpu = model_device(model).type == "cuda"
+        return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if on_gpu else None)
+
+    def shard(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        """This rank's rows of a global batch, and the loss weight that makes DDP's gradient average
+        equal to the mean over the whole batch when the ranks hold different numbers of rows."""
+        if self.world == 1:
+            return rows, 1.0
+        mine = rows[self.rank :: self.world]
+        if len(mine) == 0:  # fewer rows than ranks: a weightless row keeps every rank in step
+            return rows[:1], 0.0
+        return mine, len(mine) * self.world / len(rows)
+
+    def sum(self, values: list[float]) -> list[float]:
+        """`values` summed over the ranks (the loss and token counts of the global batch)."""
+        if self.world == 1:
+            return values
+        on_gpu = torch.distributed.get_backend() == "nccl"
+        tensor = torch.tensor(values, dtype=torch.float64, device="cuda" if on_gpu else "cpu")
+        torch.distributed.all_reduce(tensor)
+        return tensor.tolist()
+
+
+def _widen(batch: dict[str, torch.Tensor], width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """The batch padded on the right to `width` tokens (ids with pad_id, masks and segments with 0)."""
+    extra = width - batch["input_ids"].shape[1]
+    if extra <= 0:
+        return batch
+    padded = {}
+    for name, tensor in batch.items():
+        fill = pad_id if name == "input_ids" else 0
+        padded[name] = torch.nn.functional.pad(tensor, (0, extra), value=fill) if tensor.ndim == 2 else tensor
+    return padded
+
+
+def init_parallel() -> Parallel:
+    """Join the process group when launched by torchrun/accelerate (WORLD_SIZE > 1); else rank 0 of 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Parallel()
+    if not torch.distributed.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Parallel(torch.distributed.get_rank(), torch.distributed.get_world_size())
