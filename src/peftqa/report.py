@@ -237,7 +237,26 @@ def _results_section(results: list[RunResult]) -> list[Block]:
         f"Scored on {', '.join(str(n) for n in sorted(shown, key=str))} SQuAD v1.1 dev questions. Adapter size is "
         "the saved artifact on disk (adapter + QA head, or the whole model); features/s is training throughput."
     )
-    return [Block("h2", "Results"), Block("p", note), Block("table", headers=["run", *RESULT_HEADERS], rows=rows)]
+    settings = [
+        [
+            r.name,
+            f"{r.settings.get('learning_rate', 0):g}",
+            r.settings.get("train_questions"),
+            f"{r.settings['config']['epochs']:g}",
+            r.settings["config"]["max_length"],
+            r.settings["config"]["batch_size"],
+            r.settings.get("device", "?"),
+        ]
+        for r in results
+    ]
+    return [
+        Block("h2", "Results"),
+        Block("p", note),
+        Block("table", headers=["run", *RESULT_HEADERS], rows=rows),
+        Block(
+            "table", headers=["run", "lr", "train questions", "epochs", "max length", "batch", "device"], rows=settings
+        ),
+    ]
 
 
 def _curves_section(results: list[RunResult]) -> list[Block]:
@@ -362,7 +381,7 @@ def _error_section(results: list[RunResult]) -> list[Block]:
             examples += [
                 [
                     by_id[i].question,
-                    " / ".join(by_id[i].answers[:2]),
+                    " / ".join(dict.fromkeys(by_id[i].answers)),
                     f"{x.name}: {x.predictions[i]}",
                     f"{y.name}: {y.predictions.get(i, '')}",
                 ]
