@@ -318,18 +318,22 @@ def _sweep_section(sweep_dirs: Sequence[str | Path]) -> list[Block]:
                 t["state"],
                 "" if t["f1"] is None else f"{t['f1']:.2f}",
                 "" if t["exact_match"] is None else f"{t['exact_match']:.2f}",
+                "" if t.get("dev_loss") is None else f"{t['dev_loss']:.3f}",
             ]
             for t in summary["trials"]
         ]
         best = summary.get("best")
         verdict = f"best {best['params']} (F1 {best['f1']:.2f})" if best else "no complete trial"
+        by_loss = summary.get("best_by_dev_loss")
+        if by_loss and best and by_loss["params"] != best["params"]:
+            verdict += f"; the lowest dev loss would have chosen {by_loss['params']} (F1 {by_loss['f1']:.2f})"
         warnings = " ".join(f"Warning: {w}." for w in summary.get("edge_warnings", []))
         blocks += [
             Block(
                 "h3", f"{summary['method']} ({summary['train_questions']} questions, {summary['epochs']:g} epoch(s))"
             ),
             Block("p", f"{verdict}. {warnings}".strip()),
-            Block("table", headers=["trial", "params", "state", "F1", "EM"], rows=rows),
+            Block("table", headers=["trial", "params", "state", "F1", "EM", "dev loss"], rows=rows),
         ]
     return blocks
 

@@ -257,7 +257,7 @@ def _objective(config: SweepConfig, questions: int, log: Callable[[str], None]):
         run = trial_config(config, params, questions)
         log(f"trial {trial.number}: {', '.join(f'{k}={v:g}' for k, v in params.items())} -> {run.output_dir}")
         metrics = train(run, resume=True, log=_EpochWatcher(trial, log, math.ceil(config.epochs)))
-        for key in ("exact_match", "train_seconds", "trainable_params"):
+        for key in ("exact_match", "dev_loss", "train_seconds", "trainable_params"):
             trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("run_dir", run.output_dir)
         return metrics["f1"]
@@ -302,6 +302,7 @@ def _trial_row(trial) -> dict[str, Any]:
         "params": trial.params,
         "f1": trial.value,
         "exact_match": trial.user_attrs.get("exact_match"),
+        "dev_loss": trial.user_attrs.get("dev_loss"),
         "train_seconds": trial.user_attrs.get("train_seconds"),
         "trainable_params": trial.user_attrs.get("trainable_params"),
         "run_dir": trial.user_attrs.get("run_dir"),
@@ -349,6 +350,12 @@ def summarize(study, config: SweepConfig, questions: int) -> dict[str, Any]:
         "base_config": config.base.to_dict(),
         "trials": rows,
         "best": best,
+        # What the original study chose by (lowest dev loss), kept so the two rules can be compared.
+        "best_by_dev_loss": min(
+            (r for r in rows if r["state"] == "COMPLETE" and r["dev_loss"] is not None),
+            key=lambda r: r["dev_loss"],
+            default=None,
+        ),
         "edge_warnings": edge_warnings(best, space) if config.sampler == "grid" else [],
         **config.extra,
     }
