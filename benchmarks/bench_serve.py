@@ -122,10 +122,11 @@ def measure_latency(run_dirs: list[str], requests: int, warmup: int = 5) -> dict
                 for model in answer["models"]:
                     per_model[model["name"]].append(model["latency_ms"])
     finally:
-        # Closed from inside the server's own loop thread, which then ends (no race on its sockets).
+        # Workers first (each pulls the trigger when it finishes a request), then the server is closed
+        # from inside its own loop thread, which then ends: nothing touches a closed socket.
+        server.task_dispatcher.shutdown()
         server.trigger.pull_trigger(server.close)
         thread.join(timeout=10)
-        server.task_dispatcher.shutdown()
     return {
         "models": [m.name for m in models],
         "total": totals,

@@ -49,10 +49,11 @@ def server_url(run_dirs):  # noqa: F811 - the fixture imported above
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"
-    # Closed from inside the server's own loop thread, which then ends (no race on its sockets).
+    # Workers first (each pulls the trigger when it finishes a request), then the server is closed
+    # from inside its own loop thread, which then ends: nothing touches a closed socket.
+    server.task_dispatcher.shutdown()
     server.trigger.pull_trigger(server.close)
     thread.join(timeout=10)
-    server.task_dispatcher.shutdown()
 
 
 @pytest.fixture(scope="module")
