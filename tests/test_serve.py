@@ -239,6 +239,7 @@ def test_page_shows_the_form_examples_and_model_columns(client):
         assert needed in page
     assert 'data-model="lora"' in page and 'data-model="ia3"' in page
     assert "cdn" not in page.lower() and "https://" not in page.split("<footer")[0]
+    assert client.get("/").headers["Content-Security-Policy"].startswith("default-src 'self'")
 
 
 def test_picking_an_example_fills_the_form(client):

@@ -142,6 +142,14 @@ def _json_error(message: str, status: int):
     return jsonify(error=message), status
 
 
+@bp.after_app_request
+def _security_headers(response):
+    """Only this server's own files may load: a page that needs the network fails here, not offline."""
+    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
 @bp.get("/healthz")
 def healthz():
     return jsonify(status="ok", models=len(served_models()))
