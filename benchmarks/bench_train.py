@@ -1,0 +1,191 @@
+"""Training throughput and dev F1: peftqa LoRA vs the plain Trainer recipe, same model and data.
+
+    python -m benchmarks.bench_train                      # CPU: minilm-l6, 2,000 questions, 1 epoch
+    python -m benchmarks.bench_train --train-questions 500 --dev-questions 200
+    python -m benchmarks.bench_train --gpu                # CUDA: random DistilBERT-sized model, bf16, batch 64
+
+Both arms train one epoch over the same seeded sample of train questions with the same batch
+size, peak learning rate, warm-up and weight decay, then score the same dev questions with the
+official EM/F1. They differ in what each recipe does: peftqa pads each batch only to its longest
+row (length-grouped batches), adapts every linear layer with dropout 0 and runs its own loop; the
+baseline pads every window to max_length, adapts query/value with dropout 0.1 and uses Trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import machine_description, print_table, run_arm, write_result
+
+MODULE = "benchmarks.bench_train"
+FIGURES = (
+    # (printed name, key in an arm's result, format)
+    ("train features/s", "train_features_per_second", ".1f"),
+    ("train real tokens/s", "train_tokens_per_second", ".0f"),
+    ("train features per CPU second", "train_features_per_cpu_second", ".2f"),
+    ("train seconds", "train_seconds", ".1f"),
+    ("dev F1", "f1", ".2f"),
+    ("dev EM", "exact_match", ".2f"),
+    ("eval features/s (incl. postprocess)", "eval_features_per_second", ".1f"),
+    ("tokenise train seconds (cold)", "tokenize_seconds", ".2f"),
+    ("peak resident memory MiB", "peak_rss_mib", ".0f"),
+    ("process CPU seconds", "cpu_seconds", ".0f"),
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpu", action="store_true", help="CUDA: random DistilBERT-sized model, bf16, batch 64")
+    parser.add_argument("--train-questions", type=int, default=None, help="default 2000 (CPU) or all (GPU)")
+    parser.add_argument("--dev-questions", type=int, default=None, help="default 500 (CPU) or 2000 (GPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 16 (CPU) or 64 (GPU)")
+    parser.add_argument("--max-length", type=int, default=384)
+    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate of both arms")
+    parser.add_argument("--rounds", type=int, default=1, help="2: peftqa, baseline, baseline, peftqa (fairer)")
+    parser.add_argument("--data-dir", default=None, help="SQuAD folder; default PEFTQA_DATA_DIR")
+    parser.add_argument("--model", default=None, help="default minilm-l6 (CPU); GPU: random DistilBERT-sized")
+    parser.add_argument("--arm", choices=("peftqa", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.train_questions is None:
+        args.train_questions = 0 if args.gpu else 2000  # 0: every question
+    if args.dev_questions is None:
+        args.dev_questions = 2000 if args.gpu else 500
+    if args.batch_size is None:
+        args.batch_size = 64 if args.gpu else 16
+    return args
+
+
+def random_distilbert(folder: Path) -> str:
+    """A DistilBERT-base-sized model with random weights (speed only) and the bert-uncased vocabulary."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    from peftqa.backbone import resolve_model
+
+    DistilBertModel(DistilBertConfig()).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_model("minilm-l6")).save_pretrained(folder)
+    return str(folder)
+
+
+def _peftqa_arm(args: argparse.Namespace) -> dict:
+    import peftqa.train as train_module
+    from peftqa.config import RunConfig
+
+    # CPU seconds of the training loop alone (the loop calls the epoch-end evaluation: taken out),
+    # a figure that a shared machine disturbs less than wall time.
+    cpu = {"fit": 0.0, "eval": 0.0}
+    train_module._fit = _cpu_timed(train_module._fit, cpu, "fit")
+    train_module._end_epoch = _cpu_timed(train_module._end_epoch, cpu, "eval")
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["PEFTQA_CACHE_DIR"] = str(Path(scratch) / "cache")  # cold features, like the baseline
+        config = RunConfig(
+            method="lora",
+            model=args.model,
+            data_dir=args.data_dir,
+            train_limit=args.train_questions or None,
+            eval_limit=args.dev_questions,
+            max_length=args.max_length,
+            doc_stride=args.doc_stride,
+            epochs=1.0,
+            batch_size=args.batch_size,
+            eval_batch_size=64,
+            lr=args.lr,
+            output_dir=str(Path(scratch) / "run"),
+        )
+        metrics = train_module.train(config)
+    keys = [key for _, key, _ in FIGURES if key in metrics]
+    features = round(metrics["train_features_per_second"] * metrics["train_seconds"])
+    per_cpu_second = features / (cpu["fit"] - cpu["eval"])
+    return {
+        "train_features": features,
+        "train_features_per_cpu_second": per_cpu_second,
+        **{k: metrics[k] for k in keys},
+    }
+
+
+def _cpu_timed(function, totals: dict[str, float], key: str):
+    def timed(*args, **kwargs):
+        began = time.process_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[key] += time.process_time() - began
+
+    return timed
+
+
+def _baseline_arm(args: argparse.Namespace) -> dict:
+    from benchmarks.baseline_trainer import BaselineSettings, run_baseline
+    from peftqa.backbone import resolve_model
+    from peftqa.data import load_squad, split_path
+
+    # The same questions peftqa's prepare_data picks: a seeded sample of train, the first dev ones.
+    settings = BaselineSettings(
+        max_length=args.max_length,
+        doc_stride=args.doc_stride,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        bf16=args.gpu,
+        use_cpu=not args.gpu,
+    )
+    train_examples = load_squad(split_path(args.data_dir, "train"), args.train_questions or None, settings.seed)
+    dev_examples = load_squad(split_path(args.data_dir, "dev"), args.dev_questions)
+    return run_baseline(resolve_model(args.model), train_examples, dev_examples, settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.arm:  # a child process: one arm, figures to --out
+        write_result(args.out, _peftqa_arm(args) if args.arm == "peftqa" else _baseline_arm(args))
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.model is None:
+            args.model = random_distilbert(Path(scratch) / "distilbert-random") if args.gpu else "minilm-l6"
+        forwarded = [
+            *("--train-questions", str(args.train_questions), "--dev-questions", str(args.dev_questions)),
+            *("--batch-size", str(args.batch_size), "--max-length", str(args.max_length)),
+            *("--doc-stride", str(args.doc_stride), "--lr", str(args.lr), "--model", args.model),
+            *(["--gpu"] if args.gpu else []),
+            *(["--data-dir", args.data_dir] if args.data_dir else []),
+        ]
+        # Alternating order (ABBA...), so a load that changes during the run weighs on both arms alike.
+        order = [arm for r in range(args.rounds) for arm in (("peftqa", "baseline"), ("baseline", "peftqa"))[r % 2]]
+        results: dict[str, list[dict]] = {"peftqa": [], "baseline": []}
+        for arm in order:
+            print(f"--- {arm} arm", flush=True)
+            results[arm].append(run_arm(MODULE, arm, forwarded))
+    _report(args, results)
+
+
+def _mean(results: list[dict], key: str) -> float | None:
+    values = [r[key] for r in results if r.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
+    device = "cuda" if args.gpu else "cpu"
+    questions = args.train_questions or "all"
+    title = (
+        f"bench_train: LoRA on {args.model}, {questions} train questions x 1 epoch, {args.dev_questions} dev "
+        f"questions, batch {args.batch_size}, max_length {args.max_length}, lr {args.lr:g}\n"
+        f"machine: {machine_description(device)} (shared with other jobs: load average "
+        f"{min(r['load_average_before'] for rs in results.values() for r in rs):.1f}-"
+        f"{max(r['load_average_after'] for rs in results.values() for r in rs):.1f})"
+    )
+    rows = [(name, _mean(results["peftqa"], key), _mean(results["baseline"], key), fmt) for name, key, fmt in FIGURES]
+    print_table(title, rows)
+    ours, base = results["peftqa"], results["baseline"]
+    cpu_ours = _mean(ours, "train_features_per_second")
+    print(
+        f"\ntrain features: peftqa {ours[0].get('train_features', '-')}, baseline {base[0]['train_features']} "
+        f"(same questions and windows); throughput ratio {cpu_ours / _mean(base, 'train_features_per_second'):.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

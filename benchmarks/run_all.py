@@ -1,0 +1,58 @@
+"""`make bench`: every benchmark in turn, each printing its figures beside its baseline.
+
+    python -m benchmarks.run_all            # CPU, the sizes the issue names (tens of minutes on 2 cores)
+    python -m benchmarks.run_all --quick    # small sizes, a few minutes: a smoke test of the benchmarks
+    python -m benchmarks.run_all --gpu      # CUDA: tokenising, then training a DistilBERT-sized model
+
+Each benchmark runs in its own process (one failing does not stop the others); the exit status is
+non-zero when any failed. The serving benchmark (bench_serve) runs on CPU when it is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import time
+
+QUICK = {
+    "benchmarks.bench_tokenize": ["--questions", "10000"],
+    "benchmarks.bench_train": ["--train-questions", "256", "--dev-questions", "100"],
+    "benchmarks.bench_serve": ["--requests", "20"],
+}
+
+
+def plan(gpu: bool, quick: bool) -> list[tuple[str, list[str]]]:
+    """(module, arguments) of each benchmark to run, in order."""
+    modules = ["benchmarks.bench_tokenize", "benchmarks.bench_train"]
+    if not gpu and importlib.util.find_spec("benchmarks.bench_serve") is not None:
+        modules.append("benchmarks.bench_serve")
+    steps = []
+    for module in modules:
+        arguments = list(QUICK[module]) if quick else []
+        if gpu and module != "benchmarks.bench_serve":
+            arguments.append("--gpu")
+        steps.append((module, arguments))
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpu", action="store_true", help="train on CUDA (bf16, batch 64)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the benchmarks run")
+    args = parser.parse_args(argv)
+    failed = []
+    for module, arguments in plan(args.gpu, args.quick):
+        print(f"\n=== {module} {' '.join(arguments)}", flush=True)
+        began = time.perf_counter()
+        if subprocess.run([sys.executable, "-m", module, *arguments]).returncode != 0:
+            failed.append(module)
+        print(f"=== {module}: {time.perf_counter() - began:.0f} s", flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
