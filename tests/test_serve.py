@@ -388,3 +388,16 @@ def test_serve_debug_uses_the_flask_development_server(run_dirs, monkeypatch):
     monkeypatch.setattr(Flask, "run", lambda app, **kwargs: started.update(kwargs))
     assert main(["serve", str(run_dirs["ia3"]), "--debug"]) == 0
     assert started["debug"] is True
+
+
+@pytest.mark.usefixtures("keep_torch_threads")
+def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, run_dirs):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(run_dirs["lora"]), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err

@@ -170,12 +170,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = create_app({"MODELS": models})
     names = ", ".join(model.name for model in models)
     print(f"serving {names} on http://{args.host}:{args.port}/", file=sys.stderr)
-    if args.debug:
-        app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
-    else:
-        import waitress
+    try:
+        if args.debug:
+            app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
+        else:
+            import waitress
 
-        waitress.serve(app, host=args.host, port=args.port, threads=args.threads)
+            waitress.serve(app, host=args.host, port=args.port, threads=args.threads)
+    except OSError as error:  # port taken, unknown host, no permission
+        raise PeftqaError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from error
     return 0
 
 
@@ -206,6 +209,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             n_trials=args.n_trials,
             storage=args.storage,
             prune=not args.no_prune,
+            extend_edges=args.extend_edges,
             output_dir=args.output_dir,
         )
     )
@@ -271,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--n-trials", type=int, default=None, help="TPE: number of trials")
     sweep.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite file in the sweep dir)")
     sweep.add_argument("--no-prune", action="store_true", help="never stop a trial early")
+    sweep.add_argument("--extend-edges", type=int, default=0, help="grid: times a best lr on an edge extends the grid")
     sweep.set_defaults(handler=_cmd_sweep)
 
     report = commands.add_parser("report", help="results, curves, error analysis and examples as report.md/.html")
