@@ -100,3 +100,9 @@ def test_bad_sweep_input_is_a_peftqa_error(tmp_path):
         resolve_lr(f"from:{tmp_path}")
     with pytest.raises(PeftqaError, match="from:SWEEP_DIR"):
         resolve_lr("fast")
+
+
+def test_edge_best_extends_the_grid_outward():
+    assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-3}}) == [1e-4, 3e-4, 1e-3, 3.33e-3]
+    assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-4}})[0] == 3.33e-5
+    assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 3e-4}}) is None

@@ -62,6 +62,7 @@ class StudyPreset:
     final_epochs: float
     final_eval_limit: int | None
     sweep_lrs: dict[str, list[float]] = field(default_factory=lambda: dict(DEFAULT_LRS))
+    extend_edges: int = 2  # our grids grow past an edge best this many times (comparison grids never do)
     compare_grids: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # extra named grids
 
 
@@ -79,6 +80,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         final_epochs=1.0,
         final_eval_limit=500,
         sweep_lrs=QUICK_LRS,
+        extend_edges=1,
     ),
     # The original experiment (DistilBERT, full data, 3 epochs, LoRA and (IA)3) with its grid and ours.
     "seed": StudyPreset(
@@ -200,6 +202,7 @@ def run_study(
             epochs=preset.sweep_epochs,
             eval_limit=preset.sweep_eval_limit,
             output_dir=str(folder / "sweeps" / name),
+            extend_edges=0 if grid else preset.extend_edges,
         )
         summary = steps.run(
             f"sweep {name}: learning rates {', '.join(f'{lr:g}' for lr in lrs)}",

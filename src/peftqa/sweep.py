@@ -66,6 +66,7 @@ class SweepConfig:
     n_trials: int | None = None  # TPE only: how many trials in total
     storage: str | None = None  # Optuna storage URL; None: sqlite file in output_dir
     prune: bool = True  # MedianPruner between epochs (needs epochs >= 2)
+    extend_edges: int = 0  # grid only: times a best lr on the grid's edge adds a point beyond it
     output_dir: str | None = None  # None: sweeps/<method>-<model>
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored in sweep.json
 
@@ -268,14 +269,41 @@ def _objective(config: SweepConfig, questions: int, log: Callable[[str], None]):
 def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the sweep; writes sweep.json and sweep.png and returns the summary.
 
+    With `extend_edges`, a best learning rate on the edge of the grid adds one more point beyond it
+    (same ratio as the last step) and the sweep goes on, up to that many times; points already run
+    come back at once from their trial folders.
+
     Args:
         config: what to search; `config.base` is the run template.
         log: where progress lines go.
     """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own per-trial lines say what matters
     questions = train_questions(config)
+    summary = _run_grid(config, questions, log)
+    for _ in range(config.extend_edges if config.sampler == "grid" else 0):
+        lrs = _extended_lrs(config.learning_rates, summary["best"])
+        if lrs is None:
+            break
+        log(f"sweep {config.base.method}: the best lr is on the grid's edge; extending the grid to {lrs}")
+        config = dataclasses.replace(config, lrs=lrs)
+        summary = _run_grid(config, questions, log)
+    for warning in summary["edge_warnings"]:
+        log(f"warning: {warning}")
+    return summary
+
+
+def _extended_lrs(lrs: list[float], best: dict[str, Any] | None) -> list[float] | None:
+    """The grid plus one point past the edge the best lr sits on; None when it is inside."""
+    if best is None or len(lrs) < 2:
+        return None
+    lr = best["params"]["lr"]
+    if math.isclose(lr, lrs[-1]):
+        return [*lrs, float(f"{lrs[-1] * lrs[-1] / lrs[-2]:.3g}")]
+    if math.isclose(lr, lrs[0]):
+        return [float(f"{lrs[0] * lrs[0] / lrs[1]:.3g}"), *lrs]
+    return None
+
+
+def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -> dict[str, Any]:
     study = open_study(config)
     todo = _prepare_resume(study, config)
     log(
@@ -290,8 +318,6 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
     best = summary["best"]
     if best:
         log(f"best: {best['params']} F1 {best['f1']:.2f} EM {best['exact_match']:.2f} ({best['run_dir']})")
-    for warning in summary["edge_warnings"]:
-        log(f"warning: {warning}")
     return summary
 
 
