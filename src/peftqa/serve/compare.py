@@ -7,6 +7,7 @@ the same prediction (`ServedModel.answer`, which is `predict.answer_question` + 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -174,8 +175,9 @@ def api_predict():
         return _json_error(error.message, error.status)
 
 
+@functools.cache
 def load_examples() -> dict[str, Any]:
-    """The SQuAD dev examples shipped with peftqa, with their licence attribution."""
+    """The SQuAD dev examples shipped with peftqa, with their licence attribution (read once)."""
     text = resources.files("peftqa.examples").joinpath("squad_dev.json").read_text(encoding="utf-8")
     return json.loads(text)
 
