@@ -68,7 +68,10 @@ def random_distilbert(folder: Path) -> str:
     from peftqa.backbone import resolve_model
 
     DistilBertModel(DistilBertConfig()).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(resolve_model("minilm-l6")).save_pretrained(folder)
+    # DistilBERT takes no token_type_ids: the saved tokenizer must not produce them.
+    inputs = ["input_ids", "attention_mask"]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"), model_input_names=inputs)
+    tokenizer.save_pretrained(folder)
     return str(folder)
 
 
