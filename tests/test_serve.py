@@ -25,7 +25,7 @@ from tests.test_train import _config  # the tiny-run settings the training tests
 
 CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
 QUESTION = "Who wrote Pride and Prejudice?"
-METHODS = ("lora", "ia3", "full")
+METHODS = ("lora", "ia3", "full", "bitfit")
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +71,15 @@ def test_runs_on_one_backbone_share_their_base_weights(models):
     assert all(p.data_ptr() in ia3_storage for p in frozen)
 
 
-def test_a_full_run_gets_weights_of_its_own(run_dirs):
-    lora, full = load_models([run_dirs["lora"], run_dirs["full"]])
-    full_storage = {p.data_ptr() for p in full.run.model.parameters()}
-    assert not any(p.data_ptr() in full_storage for p in _frozen(lora.run.model))
+@pytest.mark.parametrize("method", ["full", "bitfit"])
+def test_runs_that_write_into_their_base_get_one_of_their_own(run_dirs, method):
+    lora, other = load_models([run_dirs["lora"], run_dirs[method]])
+    other_storage = {p.data_ptr() for p in other.run.model.parameters()}
+    assert not any(p.data_ptr() in other_storage for p in _frozen(lora.run.model))
+    # Loaded after it, the other run has not changed the LoRA run's answers.
+    alone = runs.load_run(run_dirs["lora"])
+    expected = answer_question(alone.model, alone.tokenizer, QUESTION, CONTEXT, max_length=128, doc_stride=32)
+    assert lora.answer(QUESTION, CONTEXT, top_k=1)["score"] == pytest.approx(expected[0].probability, abs=1e-6)
 
 
 def test_shared_weights_give_the_same_answers_as_a_run_loaded_alone(models, run_dirs):

@@ -3,8 +3,9 @@
 Every LoRA or (IA)3 run on the same backbone gets its own module tree (peft swaps layers in place,
 so two adapters cannot live in one tree), but the frozen tensors of those trees are the very same
 objects: the base model is loaded once and each run's skeleton is a deep copy that re-uses its
-parameters and buffers. Adapters are not merged, so the shared weights are never written. A `full`
-run rewrites every weight on load, so it gets a base model of its own.
+parameters and buffers. Only methods loaded as peft adapters share: peft puts unmerged adapter
+layers beside the frozen weights and never writes them. Methods with a load of their own write
+into the base in place (`full` every weight, `bitfit` every bias), so they get a base of their own.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from peftqa.errors import PeftqaError
 from peftqa.metrics import score_answer
 from peftqa.predict import answer_question
 
-# Methods whose load() writes into the base weights: they may not share them.
-_WRITES_BASE = frozenset({"full"})
 # `peftqa serve` with no run directory shows the newest run of each of these methods.
 DEFAULT_METHODS = ("lora", "ia3")
 # Where runs are looked for: `peftqa train`/`make demo` write runs/, the train.py shim backend/.
@@ -136,6 +135,14 @@ def share_weights(base_model):
     return copy.deepcopy(base_model, memo)
 
 
+def _leaves_base_alone(method: str) -> bool:
+    """True for methods loaded as (unmerged) peft adapters; any other load may write the base."""
+    from peftqa.methods import get_method
+    from peftqa.methods._peft import load_adapter
+
+    return get_method(method).load is load_adapter
+
+
 class _BaseCache:
     """Base QA models by source path, each loaded once."""
 
@@ -146,7 +153,7 @@ class _BaseCache:
         from peftqa.backbone import load_qa_model
 
         source = runs.base_source(settings)
-        if settings["config"]["method"] in _WRITES_BASE:
+        if not _leaves_base_alone(settings["config"]["method"]):
             return load_qa_model(source)
         if source not in self._models:
             self._models[source] = load_qa_model(source).eval()
