@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from peftqa import runs
 from peftqa.cli import main
+from peftqa.methods import method_names
 from peftqa.predict import answer_question
 from peftqa.serve import create_app
 from peftqa.serve.compare import load_examples
@@ -25,7 +26,7 @@ from tests.test_train import _config  # the tiny-run settings the training tests
 
 CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
 QUESTION = "Who wrote Pride and Prejudice?"
-METHODS = ("lora", "ia3", "full", "bitfit")
+METHODS = tuple(method_names())  # every registered method, so a new one is checked for sharing too
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,23 @@ def test_runs_on_one_backbone_share_their_base_weights(models):
     frozen = _frozen(lora)
     assert len(frozen) > 10
     assert all(p.data_ptr() in ia3_storage for p in frozen)
+
+
+def test_loading_every_method_leaves_the_shared_base_weights_unchanged(run_dirs, tiny_bert_dir):
+    from peftqa.backbone import load_qa_model
+
+    served = load_models([run_dirs[m] for m in METHODS])
+    assert [m.run.method for m in served] == list(METHODS)
+    fresh = dict(load_qa_model(str(tiny_bert_dir)).named_parameters())
+    lora = next(m for m in served if m.run.method == "lora").run.model
+    base = lora.get_base_model()
+    compared = 0
+    for name, parameter in base.named_parameters():
+        original = name.replace(".base_layer", "")
+        if original in fresh and "qa_outputs" not in name:  # the QA head is new at every load
+            assert torch.equal(parameter, fresh[original]), name
+            compared += 1
+    assert compared > 20
 
 
 @pytest.mark.parametrize("method", ["full", "bitfit"])
