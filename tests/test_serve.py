@@ -29,16 +29,20 @@ QUESTION = "Who wrote Pride and Prejudice?"
 METHODS = tuple(method_names())  # every registered method, so a new one is checked for sharing too
 
 
-@pytest.fixture(scope="module")
-def run_dirs(tiny_bert_dir, squad_dir, tmp_path_factory) -> dict[str, Path]:
-    """One finished tiny run per method (trained once for the module), under runs/."""
-    root = tmp_path_factory.mktemp("serve") / "runs"
+def train_tiny_runs(methods, model_dir: Path, squad_dir: Path, root: Path) -> dict[str, Path]:
+    """One finished tiny run (two optimiser steps) per method, in root/<method>."""
     with pytest.MonkeyPatch.context() as patch:
         # Module-scoped fixtures start before the autouse cache fixture: keep caches out of $HOME here too.
-        patch.setenv("PEFTQA_CACHE_DIR", str(root.parent / "cache"))
-        for method in METHODS:
-            train(_config(tiny_bert_dir, squad_dir, root / method, method, max_steps=2), log=lambda line: None)
-    return {method: root / method for method in METHODS}
+        patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
+        for method in methods:
+            train(_config(model_dir, squad_dir, root / method, method, max_steps=2), log=lambda line: None)
+    return {method: root / method for method in methods}
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tiny_bert_dir, squad_dir, tmp_path_factory) -> dict[str, Path]:
+    """A tiny run of every method, trained once for the module."""
+    return train_tiny_runs(METHODS, tiny_bert_dir, squad_dir, tmp_path_factory.mktemp("serve-runs"))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from peftqa.serve import create_app
 from peftqa.serve.compare import load_examples
 from peftqa.serve.models import load_models
-from tests.test_serve import run_dirs  # noqa: F401 - the tiny trained runs, as a fixture
+from tests.test_serve import train_tiny_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -38,12 +38,16 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server_url(run_dirs):  # noqa: F811 - the fixture imported above
+def server_url(tiny_bert_dir, squad_dir, tmp_path_factory):
     """The app under waitress in a thread, on a free port; the real runs when asked for."""
     import waitress
 
     chosen = os.environ.get("PEFTQA_SCREENSHOT_RUNS")
-    folders = chosen.split(":") if chosen else [run_dirs["lora"], run_dirs["ia3"]]
+    if chosen:
+        folders = chosen.split(":")
+    else:
+        tiny = train_tiny_runs(("lora", "ia3"), tiny_bert_dir, squad_dir, tmp_path_factory.mktemp("browser-runs"))
+        folders = list(tiny.values())
     app = create_app({"MODELS": load_models(folders)})
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
