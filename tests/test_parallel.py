@@ -180,3 +180,16 @@ def test_two_gloo_processes_match_one_process(tiny_bert_without_dropout, squad_d
     for entry_one, entry_two in zip(metrics_one["history"], metrics_two["history"], strict=True):
         assert entry_two["train_loss"] == pytest.approx(entry_one["train_loss"], abs=1e-4)
         assert entry_two["f1"] == pytest.approx(entry_one["f1"], abs=1e-6)
+
+
+def test_cache_key_survives_tokenizer_calls(tokenizer, tmp_path):
+    """Tokenizer calls change the backend's truncation settings; the cache must still be found."""
+    from peftqa.features import load_or_build_features
+
+    examples = _examples()
+    _, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", tmp_path)
+    assert not cached
+    tokenizer("a question", "a context", truncation="only_second", max_length=64, padding="max_length")
+    again, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", tmp_path)
+    assert cached
+    _assert_same(again, build_features(examples, tokenizer, 128, 32))

@@ -359,8 +359,15 @@ def features_cache_dir() -> Path:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Hash of the tokenizer's full definition (vocabulary, normaliser, special tokens)."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+    """Hash of the tokenizer's full definition (vocabulary, normaliser, special tokens).
+
+    Truncation and padding are left out: they are call settings that every tokenizer call (and
+    `_encode_plain`) changes on the shared backend, so they would change the key between calls.
+    """
+    definition = json.loads(tokenizer.backend_tokenizer.to_str())
+    definition.pop("truncation", None)
+    definition.pop("padding", None)
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cache_key(examples: list[Example], tokenizer, max_length: int, doc_stride: int, data_md5: str) -> str:
