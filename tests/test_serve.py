@@ -428,3 +428,12 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, run_dirs):
         assert main(["serve", str(run_dirs["lora"]), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_python_app_py_is_peftqa_serve(tmp_path):
+    import subprocess
+    import sys
+
+    app_py = Path(__file__).resolve().parents[1] / "app.py"
+    completed = subprocess.run([sys.executable, str(app_py)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2 and "make demo" in completed.stderr and "Traceback" not in completed.stderr
