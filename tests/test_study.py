@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from peftqa import runs
 from peftqa import study as study_module
 from peftqa.cli import main
 from peftqa.errors import PeftqaError
-from peftqa.study import STUDY_PRESETS, StudyPreset, parse_methods, run_study
+from peftqa.study import STUDY_PRESETS, StudyPreset, check_reusable, parse_methods, run_study
 
 TINY = StudyPreset(
     description="tiny test study",
@@ -45,6 +47,12 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
     monkeypatch.setattr(train_module, "_fit", lambda *a, **k: pytest.fail("trained again"))
     again = run_study("tiny", "lora", tmp_path / "study", str(squad_dir), {"model": str(tiny_bert_dir)}, lambda _: 0)
     assert again["results"][0]["f1"] == summary["results"][0]["f1"]
+
+    # A changed best learning rate must not silently re-use the run trained at the old one.
+    final = runs.load_run(summary["runs"][0]).config
+    check_reusable(final)
+    with pytest.raises(PeftqaError, match="other settings"):
+        check_reusable(dataclasses.replace(final, lr=final.lr * 3))
 
 
 def test_bad_study_input():

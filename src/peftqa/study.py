@@ -160,6 +160,22 @@ def _base_config(preset: StudyPreset, method: str, data_dir: str, overrides: dic
     return RunConfig.from_dict({**preset.run, **overrides, "method": method, "data_dir": data_dir})
 
 
+def check_reusable(config: RunConfig) -> None:
+    """A run folder left by an earlier study is resumed only when it was trained with the same settings
+    (a changed best learning rate must not silently return the old run)."""
+    path = Path(config.output_dir) / runs.RUN_JSON
+    if not path.is_file():
+        return
+    saved = runs.read_json(path).get("config", {})
+    wanted = config.to_dict()
+    differs = sorted(k for k in wanted if k not in ("output_dir", "data_dir") and saved.get(k) != wanted[k])
+    if differs:
+        raise PeftqaError(
+            f"{config.output_dir} holds a run with other settings ({', '.join(differs)}); "
+            "remove it or choose another --output-dir"
+        )
+
+
 def run_study(
     preset_name: str,
     methods: str | Sequence[str] | None = None,
@@ -222,6 +238,7 @@ def run_study(
                 "output_dir": str(folder / "runs" / name),
             }
         )
+        check_reusable(final)
         metrics.append(steps.run(f"train {name} at lr {final.lr:g}", lambda c=final: train(c, resume=True, log=log)))
         finals.append(Path(final.output_dir))
         chosen[name] = final.lr
