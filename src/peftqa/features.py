@@ -400,7 +400,9 @@ def load_or_build_features(
 def _write_cache(path: Path, features: FeatureSet) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: v for k, v in vars(features).items() if v is not None}
-    partial = path.with_name(path.name + ".partial.npz")
+    # One partial file per process: data-parallel ranks on a machine without rank 0's cache may
+    # write the same features at once; each replace is atomic and the contents are the same.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial.npz")
     np.savez(partial, **arrays)
     os.replace(partial, path)
 
