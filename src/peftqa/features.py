@@ -402,9 +402,9 @@ def _write_cache(path: Path, features: FeatureSet) -> None:
     arrays = {k: v for k, v in vars(features).items() if v is not None}
     # One partial file per process: data-parallel ranks on a machine without rank 0's cache may
     # write the same features at once; each replace is atomic and the contents are the same.
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial.npz")
-    np.savez(partial, **arrays)
-    os.replace(partial, path)
+    partial_path = path.with_name(f"{path.name}.{os.getpid()}.partial.npz")
+    np.savez(partial_path, **arrays)
+    os.replace(partial_path, path)
 
 
 def _read_cache(path: Path) -> FeatureSet:
