@@ -125,6 +125,15 @@ def test_share_weights_copies_modules_not_tensors(tiny_bert_dir):
     assert all(a is b for a, b in zip(copy.buffers(), base.buffers(), strict=True))
 
 
+def test_a_run_named_twice_loads_once_and_names_stay_unique(run_dirs, tmp_path):
+    import shutil
+
+    other = tmp_path / "elsewhere" / "lora"
+    shutil.copytree(run_dirs["lora"], other)
+    loaded = load_models([run_dirs["lora"], Path(run_dirs["lora"]) / ".." / "lora", other])
+    assert [m.name for m in loaded] == [f"{run_dirs['lora'].parent.name}/lora", "elsewhere/lora"]
+
+
 def test_broken_run_is_reported_by_name_and_skipped(run_dirs, tmp_path):
     broken = tmp_path / "broken-run"
     broken.mkdir()

@@ -175,7 +175,7 @@ def load_models(run_dirs: Sequence[str | Path], report: Callable[[str], None] = 
         run_dirs: run directories written by `peftqa train`.
         report: gets one line per skipped run.
     """
-    folders = [Path(d).resolve() for d in dict.fromkeys(map(str, run_dirs))]
+    folders = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run named twice loads once
     bases = _BaseCache()
     served = []
     for folder, name in zip(folders, _unique_names(folders), strict=True):
