@@ -5,7 +5,7 @@
     python -m benchmarks.run_all --gpu      # CUDA: tokenising, then training a DistilBERT-sized model
 
 Each benchmark runs in its own process (one failing does not stop the others); the exit status is
-non-zero when any failed. The serving benchmark (bench_serve) runs on CPU when it is present.
+non-zero when any failed. bench_steps (interleaved training steps) and bench_serve (when present) run on CPU only.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 
 QUICK = {
     "benchmarks.bench_tokenize": ["--questions", "10000"],
+    "benchmarks.bench_steps": ["--steps", "4", "--questions", "200"],
     "benchmarks.bench_train": ["--train-questions", "256", "--dev-questions", "100"],
     "benchmarks.bench_serve": ["--requests", "20"],
 }
@@ -25,13 +26,13 @@ QUICK = {
 
 def plan(gpu: bool, quick: bool) -> list[tuple[str, list[str]]]:
     """(module, arguments) of each benchmark to run, in order."""
-    modules = ["benchmarks.bench_tokenize", "benchmarks.bench_train"]
+    modules = ["benchmarks.bench_tokenize", "benchmarks.bench_steps", "benchmarks.bench_train"]
     if not gpu and importlib.util.find_spec("benchmarks.bench_serve") is not None:
         modules.append("benchmarks.bench_serve")
     steps = []
     for module in modules:
         arguments = list(QUICK[module]) if quick else []
-        if gpu and module != "benchmarks.bench_serve":
+        if gpu and module in ("benchmarks.bench_tokenize", "benchmarks.bench_train"):
             arguments.append("--gpu")
         steps.append((module, arguments))
     return steps
