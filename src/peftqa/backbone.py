@@ -125,9 +125,11 @@ def _loading_kwargs(source: str) -> dict:
 
     Without this, huggingface_hub retries for about a minute, printing every retry, before failing.
     """
-    if Path(source).exists() or os.environ.get("HF_HUB_OFFLINE") == "1" or hub_reachable():
+    if Path(source).exists():
         return {}
-    return {"local_files_only": True}
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        return {"local_files_only": True}
+    return {}
 
 
 def load_tokenizer(source: str):
