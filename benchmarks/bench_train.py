@@ -31,7 +31,6 @@ FIGURES = (
     ("dev F1", "f1", ".2f"),
     ("dev EM", "exact_match", ".2f"),
     ("eval features/s (incl. postprocess)", "eval_features_per_second", ".1f"),
-    ("tokenise train seconds (cold)", "tokenize_seconds", ".2f"),
     ("peak resident memory MiB", "peak_rss_mib", ".0f"),
     ("process CPU seconds", "cpu_seconds", ".0f"),
 )
