@@ -128,3 +128,9 @@ def test_trainable_parameters_are_the_adapter_and_the_qa_head(tiny_bert_dir):
         assert any("qa_outputs" in n for n in trainable)
         batch = {"input_ids": torch.tensor([[101, 2054, 102, 3000, 102]]), "start_positions": torch.tensor([3])}
         model(**batch, end_positions=torch.tensor([3])).loss.backward()
+
+
+def test_resume_refuses_a_run_started_with_other_settings(tiny_bert_dir, squad_dir, tmp_path):
+    train(_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1), log=lambda line: None)
+    with pytest.raises(PeftqaError, match=r"other settings \(lr: 0.01 -> 0.02\)"):
+        train(_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1, lr=2e-2), resume=True)

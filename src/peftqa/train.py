@@ -200,6 +200,23 @@ def _settings(config: RunConfig, base_path: str, prepared: Prepared, device: tor
     }
 
 
+# Settings that may change between an interrupted run and its resumption without changing the result.
+_RESUMABLE_DIFFERENCES = {"data_dir", "output_dir"}
+
+
+def check_same_settings(run_dir: Path, config: RunConfig) -> None:
+    """--resume continues a run only with the settings it was started with."""
+    path = run_dir / runs.RUN_JSON
+    if not path.is_file():
+        return
+    recorded = runs.read_json(path).get("config", {})
+    wanted = config.to_dict()
+    changed = sorted(k for k in wanted if k not in _RESUMABLE_DIFFERENCES and recorded.get(k) != wanted[k])
+    if changed:
+        details = ", ".join(f"{k}: {recorded.get(k)!r} -> {wanted[k]!r}" for k in changed)
+        raise PeftqaError(f"{run_dir} was trained with other settings ({details}); use another --output-dir")
+
+
 def train(config: RunConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Train, evaluate and export one run; returns its metrics (also written to metrics.json).
 
@@ -210,6 +227,8 @@ def train(config: RunConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """
     spec = get_method(config.method)
     run_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config)
+    if resume:
+        check_same_settings(run_dir, config)
     if (run_dir / runs.METRICS_JSON).is_file() and resume:
         log(f"{run_dir} is already complete; nothing to resume")
         return runs.read_json(run_dir / runs.METRICS_JSON)
@@ -260,8 +279,8 @@ def _fit(model, optimizer, scheduler, config, prepared, pad_id, run_dir, progres
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
     parallel = init_parallel()
     forward = parallel.wrap(model)  # the model itself in one process; DDP (gradients averaged) in several
-    bar = tqdm(total=total_steps, initial=progress["step"], desc=f"train {config.method}", unit="step")
-    bar.disable = bar.disable or not parallel.main
+    quiet = not parallel.main  # one progress bar, not one per process
+    bar = tqdm(total=total_steps, initial=progress["step"], desc=f"train {config.method}", unit="step", disable=quiet)
     while progress["step"] < total_steps:
         epoch, step_in_epoch = divmod(progress["step"], steps_per_epoch)
         # Batch order depends only on (seed, epoch): a resumed run sees the same batches.
