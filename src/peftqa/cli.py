@@ -145,13 +145,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from peftqa.demo import run_demo
-
-    run_demo(output_root=args.output_root, data_dir=args.data_dir)
-    return 0
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
@@ -292,11 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--data-dir", default=None)
     study.add_argument("--model", default=None, help="replace the preset's model")
     study.set_defaults(handler=_cmd_study)
-
-    demo = commands.add_parser("demo", help="train LoRA and (IA)3 on the quick preset and compare them")
-    demo.add_argument("--output-root", default="runs")
-    demo.add_argument("--data-dir", default=None)
-    demo.set_defaults(handler=_cmd_demo)
 
     serve = commands.add_parser("serve", help="compare trained runs side by side in a browser (and a JSON API)")
     serve.add_argument("run_dirs", nargs="*", help="run directories (default: newest lora and ia3 runs in runs/)")
