@@ -119,22 +119,12 @@ def postprocess_qa_predictions(examples, example_ids, offset_mappings, start_log
     return predictions
 
 
-def run_baseline(model_path: str, train_examples, dev_examples, settings: BaselineSettings) -> dict:
-    """Train with the plain Trainer recipe, then predict and score the dev questions."""
+def baseline_model(model_path: str, settings: BaselineSettings):
+    """The pretrained model in fp32 with peft LoRA on query/value and a trained QA head."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import (
-        AutoModelForQuestionAnswering,
-        AutoTokenizer,
-        Trainer,
-        TrainingArguments,
-        default_data_collator,
-    )
+    from transformers import AutoModelForQuestionAnswering
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    began = time.perf_counter()
-    train_features = prepare_train_features(train_examples, tokenizer, settings)
-    tokenize_seconds = time.perf_counter() - began
     torch.manual_seed(settings.seed)
     model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32)
     lora = LoraConfig(
@@ -145,7 +135,18 @@ def run_baseline(model_path: str, train_examples, dev_examples, settings: Baseli
         modules_to_save=["qa_outputs"],
         bias="none",
     )
-    model = get_peft_model(model, lora)
+    return get_peft_model(model, lora)
+
+
+def run_baseline(model_path: str, train_examples, dev_examples, settings: BaselineSettings) -> dict:
+    """Train with the plain Trainer recipe, then predict and score the dev questions."""
+    from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    began = time.perf_counter()
+    train_features = prepare_train_features(train_examples, tokenizer, settings)
+    tokenize_seconds = time.perf_counter() - began
+    model = baseline_model(model_path, settings)
     steps = int(np.ceil(len(train_features) / settings.batch_size) * settings.epochs)
     with tempfile.TemporaryDirectory() as scratch:
         arguments = TrainingArguments(

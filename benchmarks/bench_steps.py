@@ -35,10 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _recipes(args: argparse.Namespace):
     """(name, model, batches as tensor dicts) for peftqa and the baseline, over the same questions."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import default_data_collator
 
-    from benchmarks.baseline_trainer import QV_TARGETS, BaselineSettings, prepare_train_features
+    from benchmarks.baseline_trainer import BaselineSettings, baseline_model, prepare_train_features
     from peftqa.backbone import load_qa_model, load_tokenizer, resolve_model
     from peftqa.data import load_squad, split_path
     from peftqa.features import build_features
@@ -66,16 +65,7 @@ def _recipes(args: argparse.Namespace):
         default_data_collator([padded[i] for i in order[k * args.batch_size : (k + 1) * args.batch_size]])
         for k in range(count)
     ]
-    torch.manual_seed(0)
-    base = load_qa_model(path)
-    lora = LoraConfig(
-        r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=QV_TARGETS[base.config.model_type],
-        modules_to_save=["qa_outputs"],
-    )
-    base = get_peft_model(base, lora)
+    base = baseline_model(path, settings)
     return [("peftqa", ours, ours_batches), ("baseline", base, base_batches)]
 
 
