@@ -234,7 +234,8 @@ def train(config: RunConfig, resume: bool = False, log=print) -> dict[str, Any]:
         return runs.read_json(run_dir / runs.METRICS_JSON)
     if (run_dir / runs.METRICS_JSON).is_file() or ((run_dir / CHECKPOINT_DIR).is_dir() and not resume):
         raise PeftqaError(f"{run_dir} already holds a run; pass --resume or choose another --output-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # No mkdir here: the folder appears with run.json, once data and model have loaded, so a run
+    # that fails on bad input leaves no empty run directory behind.
     parallel = init_parallel()
     log = log if parallel.main else _quiet  # one process speaks and writes for all
 
