@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None, help="default 16 (CPU) or 64 (GPU)")
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate of both arms")
+    parser.add_argument("--lr", type=float, default=None, help="both arms' peak lr (default: peftqa's LoRA lr)")
     parser.add_argument("--rounds", type=int, default=1, help="2: peftqa, baseline, baseline, peftqa (fairer)")
     parser.add_argument("--data-dir", default=None, help="SQuAD folder; default PEFTQA_DATA_DIR")
     parser.add_argument("--model", default=None, help="default minilm-l6 (CPU); GPU: random DistilBERT-sized")
@@ -57,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.dev_questions = 2000 if args.gpu else 500
     if args.batch_size is None:
         args.batch_size = 64 if args.gpu else 16
+    if args.lr is None:
+        from peftqa.methods import get_method
+
+        args.lr = get_method("lora").default_lr
     return args
 
 
