@@ -190,11 +190,9 @@ def main() -> None:
 
     import torch
 
-    from peftqa.serve.models import threads_per_model
-
-    # First what `peftqa serve` does (the cores shared out between the models, which answer side
-    # by side), then torch's default thread count for comparison.
-    for threads in () if args.skip_latency else dict.fromkeys((threads_per_model(2), torch.get_num_threads())):
+    # torch's default threads (what `peftqa serve` uses), then one thread per model for comparison:
+    # the models of a request answer side by side, so with the default each pass asks for every core.
+    for threads in () if args.skip_latency else dict.fromkeys((torch.get_num_threads(), 1)):
         torch.set_num_threads(threads)
         _print_latency(measure_latency(run_dirs[:2], args.requests), threads, args.requests)
 

@@ -20,7 +20,7 @@ from peftqa.methods import method_names
 from peftqa.predict import answer_question
 from peftqa.serve import create_app
 from peftqa.serve.compare import load_examples
-from peftqa.serve.models import ServedModel, load_models, newest_runs, share_weights, threads_per_model
+from peftqa.serve.models import ServedModel, load_models, newest_runs, share_weights
 from peftqa.train import train
 from tests.test_train import _config  # the tiny-run settings the training tests use
 
@@ -391,20 +391,6 @@ def test_serve_with_no_runs_names_the_command_that_trains_them(capsys, tmp_path,
     assert "make demo" in err and "peftqa train" in err and "Traceback" not in err
 
 
-@pytest.fixture
-def keep_torch_threads():
-    """`peftqa serve` shares the cores out between models; put the thread count back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_threads_are_shared_out_between_models():
-    assert [threads_per_model(n, cores=2) for n in (1, 2, 4)] == [2, 1, 1]
-    assert threads_per_model(2, cores=16) == 8
-
-
-@pytest.mark.usefixtures("keep_torch_threads")
 def test_serve_starts_waitress_with_the_runs_that_load(capsys, run_dirs, tmp_path, monkeypatch):
     import waitress
 
@@ -416,7 +402,6 @@ def test_serve_starts_waitress_with_the_runs_that_load(capsys, run_dirs, tmp_pat
     assert "skipped gone" in capsys.readouterr().err
 
 
-@pytest.mark.usefixtures("keep_torch_threads")
 def test_serve_debug_uses_the_flask_development_server(run_dirs, monkeypatch):
     from flask import Flask
 
@@ -426,7 +411,6 @@ def test_serve_debug_uses_the_flask_development_server(run_dirs, monkeypatch):
     assert started["debug"] is True
 
 
-@pytest.mark.usefixtures("keep_torch_threads")
 def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, run_dirs):
     import socket
 

@@ -146,10 +146,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import torch
-
     from peftqa.serve import create_app
-    from peftqa.serve.models import load_models, newest_runs, threads_per_model
+    from peftqa.serve.models import load_models, newest_runs
 
     run_dirs = args.run_dirs or newest_runs()
     models = load_models(run_dirs, report=lambda line: print(f"peftqa: {line}", file=sys.stderr))
@@ -159,7 +157,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"no trained run to serve in {searched}: train two with `make demo`, or one with "
             "`peftqa train --method lora --preset quick`, then run `peftqa serve [RUN_DIR ...]`"
         )
-    torch.set_num_threads(threads_per_model(len(models)))
     app = create_app({"MODELS": models})
     names = ", ".join(model.name for model in models)
     print(f"serving {names} on http://{args.host}:{args.port}/", file=sys.stderr)

@@ -11,7 +11,6 @@ into the base in place (`full` every weight, `bitfit` every bias), so they get a
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -92,16 +91,6 @@ class ServedModel:
         if truths:
             result.update(score_answer(result["answer"], truths))
         return result
-
-
-def threads_per_model(model_count: int, cores: int | None = None) -> int:
-    """Intra-op threads for each forward pass when a request's models run side by side.
-
-    The page asks every model at once, one thread each; sharing the cores out between them keeps
-    the machine from running more compute threads than it has cores.
-    """
-    cores = cores or os.cpu_count() or 1
-    return max(1, cores // max(1, model_count))
 
 
 def newest_runs(
