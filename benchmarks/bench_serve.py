@@ -5,7 +5,7 @@
 
 Latency: the app runs under waitress (as `peftqa serve` does) in this process; one client sends
 `--requests` sequential POST /api/predict over HTTP, each asking both models about a one-window
-SQuAD dev context, after a few warm-up requests. p50/p95 are of the whole HTTP round trip.
+SQuAD dev context, after 15 warm-up requests. p50/p95 are of the whole HTTP round trip.
 
 Memory: each count of runs (1, 2, 4; runs 3 and 4 are copies of the given ones in other folders,
 so they load as separate runs on the same backbone) is loaded in a fresh process, once with the
@@ -102,7 +102,7 @@ def _one_window_example() -> dict:
     return {"context": example["context"], "question": example["question"], "answers": example["answers"]}
 
 
-def measure_latency(run_dirs: list[str], requests: int, warmup: int = 5) -> dict:
+def measure_latency(run_dirs: list[str], requests: int, warmup: int = 15) -> dict:
     """p50/p95 of POST /api/predict (both models per request) over HTTP against waitress."""
     import waitress
 
