@@ -152,7 +152,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     run_dirs = args.run_dirs or newest_runs()
     models = load_models(run_dirs, report=lambda line: print(f"peftqa: {line}", file=sys.stderr))
     if not models:
-        searched = ", ".join(map(str, args.run_dirs)) if args.run_dirs else "runs/ and backend/"
+        searched = ", ".join(map(str, args.run_dirs)) if args.run_dirs else "runs/, backend/ and studies/quick/runs/"
         raise PeftqaError(
             f"no trained run to serve in {searched}: train two with `make demo`, or one with "
             "`peftqa train --method lora --preset quick`, then run `peftqa serve [RUN_DIR ...]`"

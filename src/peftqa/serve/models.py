@@ -26,7 +26,8 @@ from peftqa.predict import answer_question
 # `peftqa serve` with no run directory shows the newest run of each of these methods.
 DEFAULT_METHODS = ("lora", "ia3")
 # Where runs are looked for: `peftqa train`/`make demo` write runs/, the train.py shim backend/.
-DEFAULT_SEARCH_DIRS = ("runs", "backend")
+# runs/ (peftqa train), backend/ (the original train.py layout), studies/quick/runs/ (make demo).
+DEFAULT_SEARCH_DIRS = ("runs", "backend", "studies/quick/runs")
 
 
 @dataclass
