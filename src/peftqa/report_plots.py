@@ -75,6 +75,11 @@ def draw_sweep(axis, summary: dict, label_prefix: str = "") -> None:
     if best:
         axis.plot([best["params"]["lr"]], [best["f1"]], "o", markersize=14, fillstyle="none", color="black")
     axis.set_xscale("log")
+    # Ticks at the values tried: a short log range otherwise gets overlapping minor-tick labels.
+    tried = sorted({p[0] for points in _sweep_lines(summary).values() for p in points})
+    if tried:
+        axis.set_xticks(tried, [f"{lr:g}" for lr in tried])
+        axis.xaxis.set_minor_formatter("")
     axis.set_xlabel("learning rate")
     axis.set_ylabel("dev F1")
     axis.set_title(f"{summary['method']}: {summary['train_questions']} questions, {summary['epochs']:g} epoch(s)")
