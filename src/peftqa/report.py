@@ -56,8 +56,8 @@ RESULT_HEADERS = [
 
 
 def result_row(m: dict) -> list[str]:
-    """One run's metrics.json as table cells (peak memory: `peak_memory_bytes`, when train recorded it)."""
-    peak = m.get("peak_memory_bytes")
+    """One run's metrics.json as table cells (peak memory: `peak_memory_mb`, peak RSS on CPU, GPU memory on CUDA)."""
+    peak = m.get("peak_memory_mb", 0) * 2**20
     return [
         m["method"],
         m["model"],
