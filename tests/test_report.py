@@ -97,7 +97,7 @@ def test_results_table_reads_peak_memory_when_present():
         "train_features_per_second": 4.0,
     }
     assert results_table([row]).splitlines()[-1].endswith("| n/a |")
-    assert "1.0 GB" in results_table([{**row, "peak_memory_bytes": 2**30}])
+    assert "1.0 GB" in results_table([{**row, "peak_memory_mb": 1024}])
 
 
 @pytest.mark.parametrize(
