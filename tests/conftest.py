@@ -55,3 +55,24 @@ def tiny_distilbert_dir(tmp_path_factory) -> Path:
 def tiny_model_dir(request, tmp_path_factory) -> Path:
     """Both architectures, one after the other."""
     return _save_tiny(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))
+
+
+def tiny_run_config(model_dir, squad_dir, out, method="lora", **overrides):
+    """Settings for a run that trains in seconds on the tiny models and the tiny SQuAD fixture."""
+    from peftqa.config import RunConfig
+
+    values = dict(
+        method=method,
+        model=str(model_dir),
+        data_dir=str(squad_dir),
+        max_length=128,
+        doc_stride=32,
+        batch_size=2,
+        eval_batch_size=4,
+        epochs=2,
+        lr=1e-2,
+        checkpoint_every_steps=2,
+        output_dir=str(out),
+    )
+    values.update(overrides)
+    return RunConfig(**values)

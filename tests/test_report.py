@@ -7,28 +7,18 @@ import re
 import pytest
 
 from peftqa.cli import main
-from peftqa.config import RunConfig
 from peftqa.data import Example
 from peftqa.report import answer_length, build_report, load_qualitative, pareto_front, question_type, results_table
 from peftqa.sweep import write_sweep
 from peftqa.train import train
+from tests.conftest import tiny_run_config
 
 
 @pytest.fixture(scope="module")
 def two_runs(tiny_bert_dir, squad_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for method, lr in (("lora", 1e-2), ("bitfit", 1e-2)):
-        config = RunConfig(
-            method=method,
-            model=str(tiny_bert_dir),
-            data_dir=str(squad_dir),
-            max_length=128,
-            doc_stride=32,
-            batch_size=4,
-            epochs=1,
-            lr=lr,
-            output_dir=str(root / method),
-        )
+        config = tiny_run_config(tiny_bert_dir, squad_dir, root / method, method, batch_size=4, epochs=1, lr=lr)
         train(config, log=lambda line: None)
     return [root / "lora", root / "bitfit"]
 

@@ -22,7 +22,7 @@ from peftqa.serve import create_app
 from peftqa.serve.compare import load_examples
 from peftqa.serve.models import ServedModel, load_models, newest_runs, share_weights
 from peftqa.train import train
-from tests.test_train import _config  # the tiny-run settings the training tests use
+from tests.conftest import tiny_run_config
 
 CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
 QUESTION = "Who wrote Pride and Prejudice?"
@@ -35,7 +35,7 @@ def train_tiny_runs(methods, model_dir: Path, squad_dir: Path, root: Path) -> di
         # Module-scoped fixtures start before the autouse cache fixture: keep caches out of $HOME here too.
         patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
         for method in methods:
-            train(_config(model_dir, squad_dir, root / method, method, max_steps=2), log=lambda line: None)
+            train(tiny_run_config(model_dir, squad_dir, root / method, method, max_steps=2), log=lambda line: None)
     return {method: root / method for method in methods}
 
 

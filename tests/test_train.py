@@ -10,37 +10,19 @@ import torch
 
 import peftqa.train as train_module
 from peftqa import runs
-from peftqa.config import RunConfig
 from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
 from peftqa.evaluation import evaluate_run
 from peftqa.features import build_features
 from peftqa.predict import answer_question, evaluate
 from peftqa.train import length_grouped_batches, train
-
-
-def _config(model_dir, squad_dir, out, method="lora", **overrides) -> RunConfig:
-    values = dict(
-        method=method,
-        model=str(model_dir),
-        data_dir=str(squad_dir),
-        max_length=128,
-        doc_stride=32,
-        batch_size=2,
-        eval_batch_size=4,
-        epochs=2,
-        lr=1e-2,
-        checkpoint_every_steps=2,
-        output_dir=str(out),
-    )
-    values.update(overrides)
-    return RunConfig(**values)
+from tests.conftest import tiny_run_config
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "full"])
 def test_trained_run_reloads_and_predicts_identically(tiny_model_dir, squad_dir, tmp_path, method):
     run_dir = tmp_path / "run"
-    metrics = train(_config(tiny_model_dir, squad_dir, run_dir, method), log=lambda line: None)
+    metrics = train(tiny_run_config(tiny_model_dir, squad_dir, run_dir, method), log=lambda line: None)
 
     for name in (runs.RUN_JSON, runs.METRICS_JSON, runs.PREDICTIONS_JSON, runs.LOSS_CURVE):
         assert (run_dir / name).is_file(), name
@@ -67,8 +49,8 @@ def test_trained_run_reloads_and_predicts_identically(tiny_model_dir, squad_dir,
 
 
 def test_training_is_reproducible_with_a_seed(tiny_bert_dir, squad_dir, tmp_path):
-    first = train(_config(tiny_bert_dir, squad_dir, tmp_path / "a", epochs=1), log=lambda line: None)
-    second = train(_config(tiny_bert_dir, squad_dir, tmp_path / "b", epochs=1), log=lambda line: None)
+    first = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "a", epochs=1), log=lambda line: None)
+    second = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "b", epochs=1), log=lambda line: None)
     assert first["history"] == second["history"]
 
 
@@ -79,7 +61,9 @@ class _Killed(BaseException):
 def test_resume_after_interruption_reaches_the_same_result(tiny_distilbert_dir, squad_dir, tmp_path, monkeypatch):
     # Dropout on, so the resumed run must also restore the random-number state to match.
     config = dict(method="lora", epochs=3, method_options={"lora_dropout": 0.1})
-    reference = train(_config(tiny_distilbert_dir, squad_dir, tmp_path / "ref", **config), log=lambda line: None)
+    reference = train(
+        tiny_run_config(tiny_distilbert_dir, squad_dir, tmp_path / "ref", **config), log=lambda line: None
+    )
 
     real_save = train_module.save_checkpoint
     saves = {"count": 0}
@@ -91,7 +75,7 @@ def test_resume_after_interruption_reaches_the_same_result(tiny_distilbert_dir, 
             raise _Killed
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    interrupted = _config(tiny_distilbert_dir, squad_dir, tmp_path / "run", **config)
+    interrupted = tiny_run_config(tiny_distilbert_dir, squad_dir, tmp_path / "run", **config)
     with pytest.raises(_Killed):
         train(interrupted, log=lambda line: None)
     assert not (tmp_path / "run" / runs.METRICS_JSON).exists()
@@ -131,6 +115,6 @@ def test_trainable_parameters_are_the_adapter_and_the_qa_head(tiny_bert_dir):
 
 
 def test_resume_refuses_a_run_started_with_other_settings(tiny_bert_dir, squad_dir, tmp_path):
-    train(_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1), log=lambda line: None)
+    train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1), log=lambda line: None)
     with pytest.raises(PeftqaError, match=r"other settings \(lr: 0.01 -> 0.02\)"):
-        train(_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1, lr=2e-2), resume=True)
+        train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1, lr=2e-2), resume=True)
