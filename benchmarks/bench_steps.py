@@ -39,6 +39,7 @@ def _recipes(args: argparse.Namespace):
 
     from benchmarks.baseline_trainer import BaselineSettings, baseline_model, prepare_train_features
     from peftqa.backbone import load_qa_model, load_tokenizer, resolve_model
+    from peftqa.config import RunConfig
     from peftqa.data import load_squad, split_path
     from peftqa.features import build_features
     from peftqa.methods import get_method
@@ -56,7 +57,7 @@ def _recipes(args: argparse.Namespace):
     ours_batches = [collate(features, r, tokenizer.pad_token_id, cpu) for r in rows]
     spec = get_method("lora")
     torch.manual_seed(0)
-    ours = spec.apply(load_qa_model(path), spec.make_options({}))
+    ours = spec.apply(load_qa_model(path, RunConfig().dropout), spec.make_options({}))
 
     settings = BaselineSettings(max_length=args.max_length, batch_size=args.batch_size)
     padded = prepare_train_features(examples, tokenizer, settings)

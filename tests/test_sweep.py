@@ -71,7 +71,7 @@ def test_best_is_highest_f1_then_em():
     assert "upward" in edge_warnings(rows[2], {"lr": [1e-4, 3e-4, 1e-3]})[0]
 
 
-def test_epoch_lines_report_to_optuna_and_prune():
+def test_epoch_scores_report_to_optuna_and_prune():
     import optuna
 
     class FakeTrial:
@@ -83,11 +83,10 @@ def test_epoch_lines_report_to_optuna_and_prune():
         def should_prune(self):
             return True
 
-    watcher = sweep_module._EpochWatcher(FakeTrial(), log=lambda line: None, last_epoch=2)
-    watcher("data: 3 train questions")
-    with pytest.raises(optuna.TrialPruned):
-        watcher("epoch 1: train loss 5.0000, dev loss 5.1000, EM 10.00, F1 12.50")
-    watcher("epoch 2: train loss 4.0000, dev loss 4.1000, EM 20.00, F1 22.50")  # the last epoch is kept
+    on_epoch = sweep_module._pruning_hook(FakeTrial(), last_epoch=2)
+    with pytest.raises(optuna.TrialPruned, match="F1 12.50 after epoch 1"):
+        on_epoch({"epoch": 1, "f1": 12.5, "exact_match": 10.0})
+    on_epoch({"epoch": 2, "f1": 22.5, "exact_match": 20.0})  # the last epoch is kept
     assert FakeTrial.reported == [(1, 12.5), (2, 22.5)]
 
 

@@ -60,7 +60,7 @@ class _Killed(BaseException):
 
 def test_resume_after_interruption_reaches_the_same_result(tiny_distilbert_dir, squad_dir, tmp_path, monkeypatch):
     # Dropout on, so the resumed run must also restore the random-number state to match.
-    config = dict(method="lora", epochs=3, method_options={"lora_dropout": 0.1})
+    config = dict(method="lora", epochs=3, dropout=0.1, method_options={"lora_dropout": 0.1})
     reference = train(
         tiny_run_config(tiny_distilbert_dir, squad_dir, tmp_path / "ref", **config), log=lambda line: None
     )
@@ -118,3 +118,46 @@ def test_resume_refuses_a_run_started_with_other_settings(tiny_bert_dir, squad_d
     train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1), log=lambda line: None)
     with pytest.raises(PeftqaError, match=r"other settings \(lr: 0.01 -> 0.02\)"):
         train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1, lr=2e-2), resume=True)
+
+
+def test_on_epoch_gets_every_epoch_and_can_stop_the_run(tiny_bert_dir, squad_dir, tmp_path):
+    seen = []
+    metrics = train(
+        tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "a"), log=lambda line: None, on_epoch=seen.append
+    )
+    assert seen == metrics["history"] and [entry["epoch"] for entry in seen] == [1, 2]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(entry):
+        raise Stop(entry["epoch"])
+
+    with pytest.raises(Stop):
+        train(
+            tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "b"), log=lambda line: None, on_epoch=stop_after_first
+        )
+    assert not (tmp_path / "b" / runs.METRICS_JSON).exists()
+
+
+def _dropouts(model) -> set[float]:
+    return {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+
+
+def test_dropout_setting_reaches_every_dropout_of_both_architectures(tiny_model_dir):
+    from peftqa.backbone import load_qa_model
+
+    assert _dropouts(load_qa_model(str(tiny_model_dir))) == {0.1}  # the checkpoint's own
+    assert _dropouts(load_qa_model(str(tiny_model_dir), dropout=0.0)) == {0.0}
+    assert _dropouts(load_qa_model(str(tiny_model_dir), dropout=0.25)) == {0.25}
+
+
+def test_dropout_on_an_unknown_config_is_a_clear_error():
+    from types import SimpleNamespace
+
+    from peftqa.backbone import _set_dropout
+
+    with pytest.raises(PeftqaError, match="cannot set the dropout of a 'gpt2' model"):
+        _set_dropout(SimpleNamespace(model_type="gpt2", attn_pdrop=0.1), 0.0)
+    with pytest.raises(PeftqaError, match="dropout must be in"):
+        tiny_run_config("m", "d", "o", dropout=1.5)

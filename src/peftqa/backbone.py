@@ -129,10 +129,18 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
-def load_qa_model(source: str):
-    """`AutoModelForQuestionAnswering` in fp32 (transformers 5 would keep fp16 checkpoints in fp16)."""
+# Config fields that hold a dropout probability: BERT family (hidden states, attention probabilities),
+# DistilBERT (the same two, and the one before its QA head).
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout", "qa_dropout")
+
+
+def load_qa_model(source: str, dropout: float | None = None):
+    """`AutoModelForQuestionAnswering` in fp32 (transformers 5 would keep fp16 checkpoints in fp16).
+
+    `dropout` replaces every dropout probability of the checkpoint's config (None keeps them).
+    """
     import torch
-    from transformers import AutoModelForQuestionAnswering
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
     from transformers.utils import logging as hf_logging
 
     # The QA head of an encoder checkpoint is new by design: its "newly initialized" report and the
@@ -141,14 +149,29 @@ def load_qa_model(source: str):
     bar_was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    loading = _loading_kwargs(source)
     try:
-        return AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32, **_loading_kwargs(source))
+        config = AutoConfig.from_pretrained(source, **loading)
+        if dropout is not None:
+            _set_dropout(config, dropout)
+        return AutoModelForQuestionAnswering.from_pretrained(source, config=config, dtype=torch.float32, **loading)
     except (OSError, ValueError) as error:
         raise PeftqaError(_unreachable_message(source, error)) from error
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar_was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def _set_dropout(config, value: float) -> None:
+    fields = [name for name in DROPOUT_FIELDS if hasattr(config, name)]
+    if not fields:
+        raise PeftqaError(
+            f"cannot set the dropout of a '{config.model_type}' model: its config has none of "
+            f"{', '.join(DROPOUT_FIELDS)}"
+        )
+    for name in fields:
+        setattr(config, name, value)
 
 
 def _unreachable_message(source: str, error: Exception) -> str:

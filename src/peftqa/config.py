@@ -33,6 +33,11 @@ class RunConfig:
     warmup_fraction: float = 0.1  # share of the steps with a linear learning-rate warm-up
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
     max_grad_norm: float = 1.0  # gradient clipping
+    # Every dropout in the model (hidden states, attention probabilities), replacing the checkpoint's 0.1;
+    # None keeps the checkpoint's. Off by default: on MiniLM-L6 LoRA (2,000 questions, 1 epoch, 2-core CPU)
+    # it took F1 from 39.9 to 51.9 and training from 8.0 to 15.1 features/s (attention dropout disables
+    # PyTorch's fused attention kernel; the dropout masks cost 13% of a step).
+    dropout: float | None = 0.0
     seed: int = 42  # seeds the sample, the head's initialisation, the adapter and the batch order
     checkpoint_every_steps: int = 200  # also checkpoint inside an epoch, so --resume loses little
     n_best: int = 20  # candidate starts and ends per window in post-processing
@@ -56,6 +61,8 @@ class RunConfig:
             problems.append(f"doc_stride must be in [0, max_length/2), got {self.doc_stride}")
         if self.max_length < 128 or self.max_length > 512:
             problems.append(f"max_length must be between 128 and 512, got {self.max_length}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.warmup_fraction < 1:
             problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if problems:
@@ -82,7 +89,7 @@ class RunConfig:
 # Presets change only what differs from the defaults above.
 PRESETS: dict[str, dict[str, Any]] = {
     # The original experiment: DistilBERT, full SQuAD, 3 epochs.
-    "seed": {"model": DEFAULT_MODEL, "epochs": 3.0},
+    "seed": {"model": DEFAULT_MODEL, "epochs": 3.0, "dropout": None},
     # The offline default: a pretrained model from PyPI, a few thousand questions, minutes on a CPU.
     "quick": {
         "model": "minilm-l6",

@@ -88,7 +88,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     "seed": StudyPreset(
         description="DistilBERT, full SQuAD, 3 epochs; sweeps on 10% with the original grid and with ours",
         methods=("lora", "ia3"),
-        run={"model": DEFAULT_MODEL},
+        run={"model": DEFAULT_MODEL, "dropout": None},  # the checkpoint's dropout, as the original run had
         sweep_train_limit=None,
         sweep_train_fraction=0.1,
         sweep_epochs=1.0,

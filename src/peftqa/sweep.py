@@ -8,8 +8,8 @@ again and its run folder resumes from its checkpoint (folders are named by their
 finished folder is never trained twice). Grids use Optuna's GridSampler, which lets several workers
 share one database; TPE draws `n_trials` points from the grid's ranges instead.
 
-Pruning: `train()` reports each epoch's dev F1 through its `log` lines only, so the sweep reads
-those lines and lets Optuna's MedianPruner stop a trial between epochs (from epoch 1 on, once two
+Pruning: `train()` hands each epoch's dev F1 to an `on_epoch` hook, through which Optuna's
+MedianPruner stops a trial between epochs (from epoch 1 on, once two
 trials have finished), never after the last one. With `epochs=1` nothing is pruned.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,6 @@ DEFAULT_LRS: dict[str, list[float]] = {
 # Seconds between a trial's heartbeats; a trial silent for `_GRACE_S` is marked failed and re-run.
 _HEARTBEAT_S = 60
 _GRACE_S = 180
-_EPOCH_LINE = re.compile(r"^epoch (\d+):.*\bF1 ([0-9.]+)")
 
 
 @dataclass
@@ -226,23 +224,18 @@ def _prepare_resume(study, config: SweepConfig) -> int:
     return len(missing)
 
 
-class _EpochWatcher:
-    """Passes train()'s log lines on, and reports each epoch's dev F1 to Optuna for pruning."""
+def _pruning_hook(trial, last_epoch: int) -> Callable[[dict[str, Any]], None]:
+    """Reports each epoch's dev F1 to Optuna and stops the trial when the pruner says so."""
 
-    def __init__(self, trial, log: Callable[[str], None], last_epoch: int):
-        self.trial, self.log, self.last_epoch = trial, log, last_epoch
+    def on_epoch(entry: dict[str, Any]) -> None:
+        import optuna
 
-    def __call__(self, line: str) -> None:
-        self.log(line)
-        match = _EPOCH_LINE.match(line)
-        if match:
-            import optuna
+        trial.report(entry["f1"], step=entry["epoch"])
+        # After the last epoch the trial is done: pruning it would only throw its result away.
+        if entry["epoch"] < last_epoch and trial.should_prune():
+            raise optuna.TrialPruned(f"F1 {entry['f1']:.2f} after epoch {entry['epoch']}: below the median")
 
-            epoch = int(match.group(1))
-            self.trial.report(float(match.group(2)), step=epoch)
-            # After the last epoch the trial is done: pruning it would only throw its result away.
-            if epoch < self.last_epoch and self.trial.should_prune():
-                raise optuna.TrialPruned(f"F1 {match.group(2)} after epoch {match.group(1)}: below the median")
+    return on_epoch
 
 
 def _objective(config: SweepConfig, questions: int, log: Callable[[str], None]):
@@ -257,7 +250,7 @@ def _objective(config: SweepConfig, questions: int, log: Callable[[str], None]):
                 params[name] = trial.suggest_int(name, min(values), max(values))
         run = trial_config(config, params, questions)
         log(f"trial {trial.number}: {', '.join(f'{k}={v:g}' for k, v in params.items())} -> {run.output_dir}")
-        metrics = train(run, resume=True, log=_EpochWatcher(trial, log, math.ceil(config.epochs)))
+        metrics = train(run, resume=True, log=log, on_epoch=_pruning_hook(trial, math.ceil(config.epochs)))
         for key in ("exact_match", "dev_loss", "train_seconds", "trainable_params"):
             trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("run_dir", run.output_dir)

@@ -13,6 +13,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -217,13 +218,20 @@ def check_same_settings(run_dir: Path, config: RunConfig) -> None:
         raise PeftqaError(f"{run_dir} was trained with other settings ({details}); use another --output-dir")
 
 
-def train(config: RunConfig, resume: bool = False, log=print) -> dict[str, Any]:
+def train(
+    config: RunConfig,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Train, evaluate and export one run; returns its metrics (also written to metrics.json).
 
     Args:
         config: the run's settings.
         resume: continue from the run directory's checkpoint when there is one.
         log: where progress lines go.
+        on_epoch: called with each epoch's scores (epoch, step, losses, EM, F1) once dev is scored;
+            an exception it raises stops the run there (the sweep prunes trials this way).
     """
     spec = get_method(config.method)
     run_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config)
@@ -249,7 +257,7 @@ def train(config: RunConfig, resume: bool = False, log=print) -> dict[str, Any]:
         runs.write_json_atomic(run_dir / runs.RUN_JSON, settings)
 
     seed_everything(config.seed)
-    model = spec.apply(load_qa_model(base_path), spec.make_options(config.method_options)).to(device)
+    model = spec.apply(load_qa_model(base_path, config.dropout), spec.make_options(config.method_options)).to(device)
     parameters = count_parameters(model)
     log(
         f"{config.method} on {config.model}: {parameters['trainable_params']:,} trainable of "
@@ -267,13 +275,26 @@ def train(config: RunConfig, resume: bool = False, log=print) -> dict[str, Any]:
             progress = restored
             log(f"resumed from step {progress['step']} of {total_steps}")
 
-    _fit(model, optimizer, scheduler, config, prepared, tokenizer.pad_token_id, run_dir, progress, total_steps, log)
+    hooks = _Hooks(log, on_epoch or _ignore)
+    _fit(model, optimizer, scheduler, config, prepared, tokenizer.pad_token_id, run_dir, progress, total_steps, hooks)
     if not parallel.main:
         return progress["history"][-1]  # the same scores as the main process: every rank evaluates all of dev
     return _finish(model, spec, tokenizer, config, prepared, run_dir, progress, parameters, log)
 
 
-def _fit(model, optimizer, scheduler, config, prepared, pad_id, run_dir, progress, total_steps, log) -> None:
+@dataclass(frozen=True)
+class _Hooks:
+    """Where a run reports: progress lines, and each epoch's scores."""
+
+    log: Callable[[str], None]
+    on_epoch: Callable[[dict[str, Any]], None]
+
+
+def _ignore(_entry: dict[str, Any]) -> None:
+    return None
+
+
+def _fit(model, optimizer, scheduler, config, prepared, pad_id, run_dir, progress, total_steps, hooks) -> None:
     """The loop: micro-batch -> loss -> clip -> step, a checkpoint every so often, eval per epoch."""
     device = model_device(model)
     features = prepared.train_features
@@ -320,7 +341,8 @@ def _fit(model, optimizer, scheduler, config, prepared, pad_id, run_dir, progres
                 break
             if progress["step"] % config.checkpoint_every_steps == 0 and parallel.main:
                 save_checkpoint(run_dir, model, optimizer, scheduler, progress)
-        _end_epoch(model, config, prepared, pad_id, progress, epoch, epoch_loss, epoch_batches, log)
+        _end_epoch(model, config, prepared, pad_id, progress, epoch, epoch_loss, epoch_batches, hooks.log)
+        hooks.on_epoch(progress["history"][-1])
         if parallel.main:
             save_checkpoint(run_dir, model, optimizer, scheduler, progress)
     bar.close()
