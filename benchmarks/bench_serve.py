@@ -5,7 +5,8 @@
 
 Latency: the app runs under waitress (as `peftqa serve` does) in this process; one client sends
 `--requests` sequential POST /api/predict over HTTP, each asking both models about a one-window
-SQuAD dev context, after 15 warm-up requests. p50/p95 are of the whole HTTP round trip.
+SQuAD dev context, after 15 warm-up requests. p50/p95 are of the whole HTTP round trip. Measured
+for the default page (fp32, shared base weights) and for `peftqa serve --fast` (merged, bf16).
 
 Memory: each count of runs (1, 2, 4; runs 3 and 4 are copies of the given ones in other folders,
 so they load as separate runs on the same backbone) is loaded in a fresh process, once with the
@@ -102,14 +103,14 @@ def _one_window_example() -> dict:
     return {"context": example["context"], "question": example["question"], "answers": example["answers"]}
 
 
-def measure_latency(run_dirs: list[str], requests: int, warmup: int = 15) -> dict:
+def measure_latency(run_dirs: list[str], requests: int, warmup: int = 15, fast: bool = False) -> dict:
     """p50/p95 of POST /api/predict (both models per request) over HTTP against waitress."""
     import waitress
 
     from peftqa.serve import create_app
     from peftqa.serve.models import load_models
 
-    models = load_models(run_dirs)
+    models = load_models(run_dirs, fast=fast)
     server = waitress.create_server(create_app({"MODELS": models}), host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -151,9 +152,10 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def _print_latency(latency: dict, threads: int, requests: int) -> None:
+def _print_latency(latency: dict, threads: int, requests: int, fast: bool) -> None:
+    mode = "--fast (merged adapters, bf16 autocast)" if fast else "default (fp32, shared base weights)"
     print(
-        f"\nPOST /api/predict, {len(latency['models'])} models, one-window context, {requests} requests, "
+        f"\nPOST /api/predict, {mode}, {len(latency['models'])} models, one-window context, {requests} requests, "
         f"{threads} torch thread(s) per model"
     )
     print(f"{'':<24}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
@@ -192,9 +194,12 @@ def main() -> None:
 
     # torch's default threads (what `peftqa serve` uses), then one thread per model for comparison:
     # the models of a request answer side by side, so with the default each pass asks for every core.
-    for threads in () if args.skip_latency else dict.fromkeys((torch.get_num_threads(), 1)):
-        torch.set_num_threads(threads)
-        _print_latency(measure_latency(run_dirs[:2], args.requests), threads, args.requests)
+    default_threads = torch.get_num_threads()
+    for fast in () if args.skip_latency else (False, True):
+        for threads in dict.fromkeys((default_threads, 1)):
+            torch.set_num_threads(threads)
+            _print_latency(measure_latency(run_dirs[:2], args.requests, fast=fast), threads, args.requests, fast)
+    torch.set_num_threads(default_threads)
 
     if not args.skip_memory:
         print("\nresident memory after loading (MiB), each in a fresh process")

@@ -7,8 +7,9 @@
 Both arms train one epoch over the same seeded sample of train questions with the same batch
 size, peak learning rate, warm-up and weight decay, then score the same dev questions with the
 official EM/F1. They differ in what each recipe does: peftqa pads each batch only to its longest
-row (length-grouped batches), adapts every linear layer with dropout 0 and runs its own loop; the
-baseline pads every window to max_length, adapts query/value with dropout 0.1 and uses Trainer.
+row (length-grouped batches), adapts every linear layer, turns the model's dropout off (its default)
+and runs its own loop; the baseline pads every window to max_length, adapts query/value with LoRA
+dropout 0.1, keeps the checkpoint's dropout (0.1) and uses Trainer.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -113,6 +114,47 @@ def test_shared_weights_give_the_same_answers_as_a_run_loaded_alone(models, run_
         got = served.answer(QUESTION, CONTEXT, top_k=3)
         assert [got["answer"]] + [a["answer"] for a in got["alternatives"]] == [c.text for c in expected]
         assert got["score"] == pytest.approx(expected[0].probability, abs=1e-5)
+
+
+def test_fast_mode_merges_each_adapter_into_its_own_weights_and_answers_in_bf16(run_dirs):
+    from peftqa.data import Example
+    from peftqa.features import build_features
+    from peftqa.predict import predict_logits
+
+    served = load_models([run_dirs[m] for m in ("lora", "ia3", "bitfit")], fast=True)
+    assert [m.bf16 for m in served] == [True, True, True]
+    for model in served:
+        names = [name for name, _ in model.run.model.named_parameters()]
+        assert not any(mark in name for name in names for mark in ("lora_", "ia3_", "base_layer"))
+        # Merged in fp32, the model computes what the unmerged adapter does.
+        alone = runs.load_run(run_dirs[model.run.method])
+        features = build_features([Example("q", QUESTION, CONTEXT, (), ())], alone.tokenizer, 128, 32)
+        merged_starts, merged_ends, _ = predict_logits(model.run.model, features, 4, 0, bf16=False)
+        starts, ends, _ = predict_logits(alone.model, features, 4, 0, bf16=False)
+        for merged_logits, plain_logits in ((merged_starts, starts), (merged_ends, ends)):
+            assert np.allclose(np.concatenate(merged_logits), np.concatenate(plain_logits), atol=1e-4)
+        got = model.answer(QUESTION, CONTEXT, top_k=2)
+        assert got["answer"] == CONTEXT[got["start"] : got["end"]]
+    lora_storage = {p.data_ptr() for p in served[0].run.model.parameters()}
+    assert not any(p.data_ptr() in lora_storage for p in served[1].run.model.parameters())
+
+
+def test_bf16_autocast_reaches_the_forward_pass(models, monkeypatch):
+    import peftqa.predict as predict_module
+
+    seen = []
+    real = predict_module.autocast_for
+    monkeypatch.setattr(
+        predict_module, "autocast_for", lambda device, bf16=None: seen.append(bf16) or real(device, bf16)
+    )
+    fast = ServedModel("fast", models[0].run, bf16=True)
+    fast.answer(QUESTION, CONTEXT, top_k=1)
+    models[0].answer(QUESTION, CONTEXT, top_k=1)
+    assert seen == [True, None]
+    with real(torch.device("cpu"), True):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    with real(torch.device("cpu")):
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_share_weights_copies_modules_not_tensors(tiny_bert_dir):
@@ -409,6 +451,16 @@ def test_serve_debug_uses_the_flask_development_server(run_dirs, monkeypatch):
     monkeypatch.setattr(Flask, "run", lambda app, **kwargs: started.update(kwargs))
     assert main(["serve", str(run_dirs["ia3"]), "--debug"]) == 0
     assert started["debug"] is True
+
+
+def test_serve_fast_loads_merged_bf16_models(run_dirs, monkeypatch):
+    import waitress
+
+    started = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **kwargs: started.update(app=app))
+    assert main(["serve", str(run_dirs["lora"]), "--fast"]) == 0
+    (served,) = started["app"].extensions["peftqa_models"]
+    assert served.bf16 is True and not hasattr(served.run.model, "merge_and_unload")
 
 
 def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, run_dirs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -161,3 +162,16 @@ def test_dropout_on_an_unknown_config_is_a_clear_error():
         _set_dropout(SimpleNamespace(model_type="gpt2", attn_pdrop=0.1), 0.0)
     with pytest.raises(PeftqaError, match="dropout must be in"):
         tiny_run_config("m", "d", "o", dropout=1.5)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_peak_memory_counts_from_the_start_of_each_run():
+    from peftqa.train import peak_memory_mb, reset_peak_memory
+
+    cpu = torch.device("cpu")
+    reset_peak_memory(cpu)
+    ballast = np.ones(400 * 2**20 // 8)  # 400 MiB, every page written
+    with_ballast = peak_memory_mb(cpu)
+    del ballast
+    reset_peak_memory(cpu)  # the next run in this process starts from what is resident now
+    assert peak_memory_mb(cpu) < with_ballast - 300

@@ -48,11 +48,14 @@ def collate(features: FeatureSet, rows, pad_token_id: int, device: torch.device)
     return {name: torch.from_numpy(array).to(device, non_blocking=True) for name, array in batch.items()}
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA; plain fp32 on CPU (bf16 there is slower on most CPUs and less exact)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def autocast_for(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast on CUDA; plain fp32 on CPU (bf16 there is slower on most CPUs and less exact).
+
+    `bf16` True / False forces it on / off on any device (None: that default).
+    """
+    if bf16 is None:
+        bf16 = device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def model_device(model) -> torch.device:
@@ -61,9 +64,9 @@ def model_device(model) -> torch.device:
 
 @torch.inference_mode()
 def predict_logits(
-    model, features: FeatureSet, batch_size: int, pad_token_id: int
+    model, features: FeatureSet, batch_size: int, pad_token_id: int, bf16: bool | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
-    """Start and end logits per feature row (each as long as its row) and the mean loss."""
+    """Start and end logits per feature row (each as long as its row) and the mean loss (bf16: see autocast_for)."""
     model.eval()
     device = model_device(model)
     # Longest first: similar lengths share a batch, and the largest batch shows memory problems early.
@@ -74,7 +77,7 @@ def predict_logits(
     for first in range(0, len(order), batch_size):
         rows = order[first : first + batch_size]
         batch = collate(features, rows, pad_token_id, device)
-        with autocast_for(device):
+        with autocast_for(device, bf16):
             output = model(**batch)
         total_loss += float(output.loss) * len(rows)
         seen += len(rows)
@@ -127,11 +130,12 @@ def answer_question(
     max_length: int = 384,
     doc_stride: int = 128,
     max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+    bf16: bool | None = None,
 ) -> list[Candidate]:
     """The `top_k` best answers to one question over the whole context (sliding windows)."""
     example = Example("question", question, context, (), ())
     features = build_features([example], tokenizer, max_length, doc_stride)
-    start_logits, end_logits, _ = predict_logits(model, features, 16, tokenizer.pad_token_id)
+    start_logits, end_logits, _ = predict_logits(model, features, 16, tokenizer.pad_token_id, bf16)
     n_best = max(DEFAULT_N_BEST, top_k)
     ranked = postprocess([example], features, start_logits, end_logits, n_best, max_answer_tokens)
     return ranked[example.id][:top_k]

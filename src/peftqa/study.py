@@ -72,7 +72,8 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     # `make demo`: <= 15 minutes on 2 CPU cores. Sweeps are tiny and only rank learning rates roughly.
     "quick": StudyPreset(
         description="MiniLM-L6, 3 lrs x 300 questions per sweep, final runs on 2,000 questions, 1 epoch",
-        methods=("lora", "ia3", "bitfit"),
+        # The two PEFT methods and the reference they are judged against (--methods adds bitfit, dora, ...).
+        methods=("lora", "ia3", "full"),
         run=_MINILM_QUICK_RUN,
         sweep_train_limit=300,
         sweep_train_fraction=0.1,

@@ -175,13 +175,30 @@ def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> dict[str, Any
     return state["progress"]
 
 
+_PROC_STATUS = Path("/proc/self/status")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting a run's peak memory afresh: a study or sweep trains many runs in one process."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    # Linux: writing 5 to clear_refs resets the process's peak resident set size (VmHWM).
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated on CUDA; peak resident memory of this process on CPU."""
+    """Peak GPU memory allocated on CUDA; on CPU the peak resident memory since reset_peak_memory."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError):
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # KiB
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the whole process's peak (KiB on Linux)
 
 
 def _settings(config: RunConfig, base_path: str, prepared: Prepared, device: torch.device) -> dict[str, Any]:
@@ -248,6 +265,7 @@ def train(
     log = log if parallel.main else _quiet  # one process speaks and writes for all
 
     device = pick_device()
+    reset_peak_memory(device)
     base_path = resolve_model(config.model)
     tokenizer = load_tokenizer(base_path)
     with parallel.main_first():  # the main process builds and caches the features, the others read them

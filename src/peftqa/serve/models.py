@@ -1,16 +1,20 @@
 """The trained runs behind the page: found on disk, loaded once, base weights shared per backbone.
 
-Every LoRA or (IA)3 run on the same backbone gets its own module tree (peft swaps layers in place,
-so two adapters cannot live in one tree), but the frozen tensors of those trees are the very same
-objects: the base model is loaded once and each run's skeleton is a deep copy that re-uses its
+By default every LoRA or (IA)3 run on the same backbone gets its own module tree (peft swaps layers
+in place, so two adapters cannot live in one tree), but the frozen tensors of those trees are the very
+same objects: the base model is loaded once and each run's skeleton is a deep copy that re-uses its
 parameters and buffers. Only methods loaded as peft adapters share: peft puts unmerged adapter
 layers beside the frozen weights and never writes them. Methods with a load of their own write
 into the base in place (`full` every weight, `bitfit` every bias), so they get a base of their own.
+
+`fast=True` (`peftqa serve --fast`) trades that memory for speed: each run's adapter is merged into
+its own copy of the weights and answers run under bf16 autocast.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +44,7 @@ class ServedModel:
 
     name: str
     run: runs.LoadedRun
+    bf16: bool | None = None  # bf16 autocast (None: the device's default, fp32 on CPU)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -73,6 +78,7 @@ class ServedModel:
                 max_length=config.get("max_length", 384),
                 doc_stride=config.get("doc_stride", 128),
                 max_answer_tokens=config.get("max_answer_tokens", 30),
+                bf16=self.bf16,
             )
         latency_ms = 1000.0 * (time.perf_counter() - began)
         best = ranked[0] if ranked else None
@@ -150,6 +156,13 @@ class _BaseCache:
         return share_weights(self._models[source])
 
 
+def merged(loaded: runs.LoadedRun) -> runs.LoadedRun:
+    """The run with its peft adapter folded into the base weights (plain transformers model)."""
+    if not hasattr(loaded.model, "merge_and_unload"):  # full, bitfit: the weights are already plain
+        return loaded
+    return dataclasses.replace(loaded, model=loaded.model.merge_and_unload().eval())
+
+
 def _unique_names(folders: Sequence[Path]) -> list[str]:
     """Run folder names; `parent/name` where two runs share a folder name."""
     names = [folder.name for folder in folders]
@@ -158,12 +171,17 @@ def _unique_names(folders: Sequence[Path]) -> list[str]:
     ]
 
 
-def load_models(run_dirs: Sequence[str | Path], report: Callable[[str], None] = print) -> list[ServedModel]:
+def load_models(
+    run_dirs: Sequence[str | Path], report: Callable[[str], None] = print, fast: bool = False
+) -> list[ServedModel]:
     """Load every run that loads; a broken one is reported by name and skipped.
 
     Args:
         run_dirs: run directories written by `peftqa train`.
         report: gets one line per skipped run.
+        fast: each run gets its own copy of the base weights with its adapter merged into them (no
+            adapter layers at answer time), and answers under bf16 autocast. Faster on CPUs with bf16
+            units; answers can differ from fp32 `evaluate` on a few questions.
     """
     folders = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run named twice loads once
     bases = _BaseCache()
@@ -171,6 +189,9 @@ def load_models(run_dirs: Sequence[str | Path], report: Callable[[str], None] = 
     for folder, name in zip(folders, _unique_names(folders), strict=True):
         try:
             _, settings = runs.check_run_dir(folder)
+            if fast:
+                served.append(ServedModel(name, merged(runs.load_run(folder)), bf16=True))
+                continue
             loaded = runs.load_run(folder, base_model=bases.skeleton_for(settings))
         except (PeftqaError, OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as error:
             # A broken run must not stop the others: name it, say why, go on.
