@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     title = (
         f"bench_steps: {args.steps} interleaved training steps per recipe, batch {args.batch_size}, "
         f"max_length {args.max_length}, {args.model}\nmachine: {machine_description()} "
-        f"(shared with other jobs: load average {load:.1f} at the end)"
+        f"(load average {load:.1f} at the end)"
     )
     rows = [
         ("train features/s", ours["features"] / ours["wall"], base["features"] / base["wall"], ".2f"),

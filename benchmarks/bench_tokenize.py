@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     title = (
         f"bench_tokenize: {args.questions or 'all'} SQuAD train questions, max_length {args.max_length}, "
         f"stride {args.doc_stride}, tokenizer of {args.model}\nmachine: {machine_description()} "
-        f"(shared with other jobs: load average {min(r['load_average_before'] for r in shown):.1f}-"
+        f"(load average {min(r['load_average_before'] for r in shown):.1f}-"
         f"{max(r['load_average_after'] for r in shown):.1f}; TOKENIZERS_PARALLELISM="
         f"{os.environ.get('TOKENIZERS_PARALLELISM', 'unset')})"
     )

@@ -180,7 +180,7 @@ def _report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
     title = (
         f"bench_train: LoRA on {args.model}, {questions} train questions x 1 epoch, {args.dev_questions} dev "
         f"questions, batch {args.batch_size}, max_length {args.max_length}, lr {args.lr:g}\n"
-        f"machine: {machine_description(device)} (shared with other jobs: load average "
+        f"machine: {machine_description(device)} (load average "
         f"{min(r['load_average_before'] for rs in results.values() for r in rs):.1f}-"
         f"{max(r['load_average_after'] for rs in results.values() for r in rs):.1f})"
     )

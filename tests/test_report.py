@@ -119,3 +119,14 @@ def test_qualitative_examples_are_well_formed():
     }
     for e in examples:
         assert e["question"].strip() and all(answer in e["context"] for answer in e["answers"]), e["question"]
+
+
+def test_disagreement_examples_show_a_question_asked_twice_once():
+    from peftqa.report import _distinct_questions
+
+    by_id = {
+        "a": Example("a", "Where?", "ctx", ("x",), (0,)),
+        "b": Example("b", "Where?", "ctx", ("x",), (0,)),
+        "c": Example("c", "Who?", "ctx", ("x",), (0,)),
+    }
+    assert _distinct_questions(["a", "b", "c"], by_id) == ["a", "c"]

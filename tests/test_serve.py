@@ -56,6 +56,14 @@ def client(models):
     return create_app({"TESTING": True, "MODELS": models}).test_client()
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """`peftqa serve` divides the process's torch threads between its models: undo it after each test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _predict(client, **body):
     return client.post("/api/predict", json={"context": CONTEXT, "question": QUESTION, **body})
 

@@ -338,6 +338,14 @@ def _sweep_section(sweep_dirs: Sequence[str | Path]) -> list[Block]:
     return blocks
 
 
+def _distinct_questions(ids: Sequence[str], by_id: dict[str, Example]) -> list[str]:
+    """`ids` without repeats of a question text (SQuAD dev asks some questions twice, under two ids)."""
+    first_id_of: dict[str, str] = {}
+    for i in ids:
+        first_id_of.setdefault(by_id[i].question, i)
+    return list(first_id_of.values())
+
+
 def _error_section(results: list[RunResult]) -> list[Block]:
     scores = [per_question_scores(r) for r in results]
     names = [r.name for r in results]
@@ -381,7 +389,8 @@ def _error_section(results: list[RunResult]) -> list[Block]:
             ]
         )
         for (x, sx), (y, sy) in (((a, sa), (b, sb)), ((b, sb), (a, sa))):
-            chosen = [i for i in ids if sx[i]["exact_match"] == 100 and sy[i]["f1"] < 50][:_DISAGREEMENT_EXAMPLES]
+            wins = [i for i in ids if sx[i]["exact_match"] == 100 and sy[i]["f1"] < 50]
+            chosen = _distinct_questions(wins, by_id)[:_DISAGREEMENT_EXAMPLES]
             examples += [
                 [
                     by_id[i].question,
