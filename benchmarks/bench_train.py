@@ -100,7 +100,6 @@ def _peftqa_arm(args: argparse.Namespace) -> dict:
             doc_stride=args.doc_stride,
             epochs=1.0,
             batch_size=args.batch_size,
-            eval_batch_size=64,
             lr=args.lr,
             output_dir=str(Path(scratch) / "run"),
         )

@@ -36,6 +36,7 @@ def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
         (["--lr", "0"], ["lr must be positive"]),
         (["--lr=-1e-3"], ["lr must be positive"]),
         (["--epochs", "0"], ["epochs must be positive"]),
+        (["--eval-batch-size", "0"], ["eval_batch_size must be positive"]),
         (["--preset", "quick", "--lora-r", "0"], ["lora_r must be positive"]),
         (["--method", "ia3", "--lora-r", "4"], ["--lora-r does not apply to method 'ia3'"]),
     ],

@@ -49,6 +49,20 @@ def test_trained_run_reloads_and_predicts_identically(tiny_model_dir, squad_dir,
     assert 1 <= len(ranked) <= 3 and all(c.text in examples[0].context for c in ranked)
 
 
+def test_scores_do_not_depend_on_the_eval_batch_size(tiny_bert_dir, squad_dir):
+    from peftqa.backbone import load_qa_model, load_tokenizer
+
+    torch.manual_seed(0)
+    model, tokenizer = load_qa_model(tiny_bert_dir), load_tokenizer(tiny_bert_dir)
+    examples = load_squad(squad_dir / "dev-v1.1.json")
+    features = build_features(examples, tokenizer, 128, 32)
+    assert len(set(features.lengths)) > 1  # batches of one and of several rows pad differently
+    # None: the device's default (16 on a CPU).
+    results = [evaluate(model, examples, features, tokenizer.pad_token_id, size) for size in (1, 3, None)]
+    assert results[0].predictions == results[1].predictions == results[2].predictions
+    assert results[0].loss == pytest.approx(results[1].loss, rel=1e-5) == results[2].loss
+
+
 def test_training_is_reproducible_with_a_seed(tiny_bert_dir, squad_dir, tmp_path):
     first = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "a", epochs=1), log=lambda line: None)
     second = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "b", epochs=1), log=lambda line: None)

@@ -29,7 +29,7 @@ class RunConfig:
     max_steps: int | None = None  # stop after this many optimiser steps (overrides epochs)
     lr: float | None = None  # peak learning rate; None: the method's default
     batch_size: int = 32  # training features per optimiser step
-    eval_batch_size: int = 64  # features per forward pass when scoring
+    eval_batch_size: int | None = None  # features per forward pass when scoring; None: predict.eval_batch_size_for
     warmup_fraction: float = 0.1  # share of the steps with a linear learning-rate warm-up
     weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
     max_grad_norm: float = 1.0  # gradient clipping
@@ -50,10 +50,10 @@ class RunConfig:
             problems.append(f"lr must be positive, got {self.lr}")
         if not self.epochs > 0:
             problems.append(f"epochs must be positive, got {self.epochs}")
-        for name in ("batch_size", "eval_batch_size", "max_length", "n_best", "max_answer_tokens"):
+        for name in ("batch_size", "max_length", "n_best", "max_answer_tokens"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("train_limit", "eval_limit", "max_steps"):
+        for name in ("train_limit", "eval_limit", "max_steps", "eval_batch_size"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 problems.append(f"{name} must be positive, got {value}")

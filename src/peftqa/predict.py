@@ -62,6 +62,33 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def eval_batch_size_for(device: torch.device) -> int:
+    """Features per forward pass when scoring, unless the run says otherwise.
+
+    A GPU wants large batches; a CPU is faster with small ones that stay in its caches (MiniLM-L6 on
+    500 SQuAD dev questions, 2-core CPU: 51 features/s at 16 against 36 at 64).
+    """
+    return 64 if device.type == "cuda" else 16
+
+
+def span_loss(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    attention_mask: torch.Tensor,
+    start_positions: torch.Tensor,
+    end_positions: torch.Tensor,
+) -> torch.Tensor:
+    """Mean of the start and end cross-entropies over the real tokens of each row.
+
+    The models' own QA loss also gives probability to padding positions, so the dev loss would
+    change with how rows are batched (a CPU scores in batches of 16, a GPU of 64); here it does not.
+    """
+    padding = attention_mask == 0
+    start = torch.nn.functional.cross_entropy(start_logits.masked_fill(padding, float("-inf")), start_positions)
+    end = torch.nn.functional.cross_entropy(end_logits.masked_fill(padding, float("-inf")), end_positions)
+    return (start + end) / 2
+
+
 @torch.inference_mode()
 def predict_logits(
     model, features: FeatureSet, batch_size: int, pad_token_id: int, bf16: bool | None = None
@@ -77,12 +104,14 @@ def predict_logits(
     for first in range(0, len(order), batch_size):
         rows = order[first : first + batch_size]
         batch = collate(features, rows, pad_token_id, device)
+        labels = (batch.pop("start_positions"), batch.pop("end_positions"))
         with autocast_for(device, bf16):
             output = model(**batch)
-        total_loss += float(output.loss) * len(rows)
+        start_batch, end_batch = output.start_logits.float(), output.end_logits.float()
+        total_loss += float(span_loss(start_batch, end_batch, batch["attention_mask"], *labels)) * len(rows)
         seen += len(rows)
-        starts = output.start_logits.float().cpu().numpy()
-        ends = output.end_logits.float().cpu().numpy()
+        starts = start_batch.cpu().numpy()
+        ends = end_batch.cpu().numpy()
         for i, row in enumerate(rows):
             length = int(features.lengths[row])
             start_logits[row] = starts[i, :length]
@@ -107,12 +136,16 @@ def evaluate(
     examples: list[Example],
     features: FeatureSet,
     pad_token_id: int,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     n_best: int = DEFAULT_N_BEST,
     max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
 ) -> EvalResult:
-    """Predict every feature, post-process to one answer per question and score with EM/F1."""
+    """Predict every feature, post-process to one answer per question and score with EM/F1.
+
+    `batch_size` None: eval_batch_size_for the model's device.
+    """
     began = time.perf_counter()
+    batch_size = batch_size or eval_batch_size_for(model_device(model))
     start_logits, end_logits, loss = predict_logits(model, features, batch_size, pad_token_id)
     candidates = postprocess(examples, features, start_logits, end_logits, n_best, max_answer_tokens)
     predictions = best_answers(candidates)
@@ -135,7 +168,8 @@ def answer_question(
     """The `top_k` best answers to one question over the whole context (sliding windows)."""
     example = Example("question", question, context, (), ())
     features = build_features([example], tokenizer, max_length, doc_stride)
-    start_logits, end_logits, _ = predict_logits(model, features, 16, tokenizer.pad_token_id, bf16)
+    batch_size = eval_batch_size_for(model_device(model))
+    start_logits, end_logits, _ = predict_logits(model, features, batch_size, tokenizer.pad_token_id, bf16)
     n_best = max(DEFAULT_N_BEST, top_k)
     ranked = postprocess([example], features, start_logits, end_logits, n_best, max_answer_tokens)
     return ranked[example.id][:top_k]
