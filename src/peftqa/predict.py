@@ -91,11 +91,15 @@ def span_loss(
 
 @torch.inference_mode()
 def predict_logits(
-    model, features: FeatureSet, batch_size: int, pad_token_id: int, bf16: bool | None = None
+    model, features: FeatureSet, batch_size: int | None, pad_token_id: int, bf16: bool | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
-    """Start and end logits per feature row (each as long as its row) and the mean loss (bf16: see autocast_for)."""
+    """Start and end logits per feature row (each as long as its row) and the mean loss.
+
+    `batch_size` None: eval_batch_size_for the model's device; `bf16`: see autocast_for.
+    """
     model.eval()
     device = model_device(model)
+    batch_size = batch_size or eval_batch_size_for(device)
     # Longest first: similar lengths share a batch, and the largest batch shows memory problems early.
     order = np.argsort(-features.lengths, kind="stable")
     start_logits: list[np.ndarray | None] = [None] * len(features)
@@ -140,12 +144,8 @@ def evaluate(
     n_best: int = DEFAULT_N_BEST,
     max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
 ) -> EvalResult:
-    """Predict every feature, post-process to one answer per question and score with EM/F1.
-
-    `batch_size` None: eval_batch_size_for the model's device.
-    """
+    """Predict every feature, post-process to one answer per question and score with EM/F1."""
     began = time.perf_counter()
-    batch_size = batch_size or eval_batch_size_for(model_device(model))
     start_logits, end_logits, loss = predict_logits(model, features, batch_size, pad_token_id)
     candidates = postprocess(examples, features, start_logits, end_logits, n_best, max_answer_tokens)
     predictions = best_answers(candidates)
@@ -168,8 +168,7 @@ def answer_question(
     """The `top_k` best answers to one question over the whole context (sliding windows)."""
     example = Example("question", question, context, (), ())
     features = build_features([example], tokenizer, max_length, doc_stride)
-    batch_size = eval_batch_size_for(model_device(model))
-    start_logits, end_logits, _ = predict_logits(model, features, batch_size, tokenizer.pad_token_id, bf16)
+    start_logits, end_logits, _ = predict_logits(model, features, None, tokenizer.pad_token_id, bf16)
     n_best = max(DEFAULT_N_BEST, top_k)
     ranked = postprocess([example], features, start_logits, end_logits, n_best, max_answer_tokens)
     return ranked[example.id][:top_k]
