@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -51,6 +51,32 @@ def score_answer(prediction: str, truths: Iterable[str]) -> dict[str, float]:
     }
 
 
+def _question_fractions(
+    predictions: Mapping[str, str], gold_answers: Mapping[str, list[str]]
+) -> Iterator[tuple[str, float, float]]:
+    """(question id, EM, F1) in 0..1 for each question of `gold_answers`, in its order; unanswered: 0, 0."""
+    for question_id, truths in gold_answers.items():
+        prediction = predictions.get(question_id)
+        if prediction is None:
+            yield question_id, 0.0, 0.0
+            continue
+        yield question_id, best_over_answers(exact_match, prediction, truths), best_over_answers(f1, prediction, truths)
+
+
+def question_scores(
+    predictions: Mapping[str, str], gold_answers: Mapping[str, list[str]]
+) -> dict[str, dict[str, float]]:
+    """Per question id (in the order of `gold_answers`): its exact_match and f1 (x100); unanswered scores 0.
+
+    The mean of these is `compute_metrics`; kept per question so that confidence intervals
+    (`peftqa.stats`) can resample the questions.
+    """
+    return {
+        question_id: {"exact_match": 100.0 * em, "f1": 100.0 * f1_score}
+        for question_id, em, f1_score in _question_fractions(predictions, gold_answers)
+    }
+
+
 def compute_metrics(predictions: Mapping[str, str], gold_answers: Mapping[str, list[str]]) -> dict[str, float]:
     """Mean EM and F1 (x100) over the questions in `gold_answers`; an unanswered question scores 0.
 
@@ -61,11 +87,10 @@ def compute_metrics(predictions: Mapping[str, str], gold_answers: Mapping[str, l
     if not gold_answers:
         return {"exact_match": 0.0, "f1": 0.0, "count": 0}
     total_em = total_f1 = 0.0
-    for question_id, truths in gold_answers.items():
-        prediction = predictions.get(question_id)
-        if prediction is None:
-            continue
-        total_em += best_over_answers(exact_match, prediction, truths)
-        total_f1 += best_over_answers(f1, prediction, truths)
+    # Sum the 0..1 scores and scale once at the end, as the official script does, so the printed
+    # numbers stay bit-identical to it (summing x100 scores can differ in the last digit).
+    for _, em, f1_score in _question_fractions(predictions, gold_answers):
+        total_em += em
+        total_f1 += f1_score
     count = len(gold_answers)
     return {"exact_match": 100.0 * total_em / count, "f1": 100.0 * total_f1 / count, "count": count}
