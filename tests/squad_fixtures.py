@@ -74,3 +74,21 @@ def write_squad(folder: Path, train=None, dev=None, gz: bool = False) -> Path:
         else:
             (folder / f"{split}-v1.1.json").write_bytes(content)
     return folder
+
+
+def many_articles(count: int = 12) -> list[dict]:
+    """`count` generated articles with 1 to 4 questions each (article i has i % 4 + 1), for splits and samples."""
+    articles = []
+    for i in range(count):
+        context = f"Article {i} is about the town of Town{i}, founded in year {1000 + i}."
+        start = context.index(f"Town{i}")
+        qas = [
+            {
+                "id": f"a{i}-q{j}",
+                "question": f"Which town is article {i} about (variant {j})?",
+                "answers": [{"text": f"Town{i}", "answer_start": start}],
+            }
+            for j in range(i % 4 + 1)
+        ]
+        articles.append({"title": f"Article {i}", "paragraphs": [{"context": context, "qas": qas}]})
+    return articles

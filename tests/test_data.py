@@ -76,3 +76,55 @@ def test_fetch_rejects_files_with_the_wrong_md5_and_tries_other_sources(tmp_path
 
 def test_official_md5_values_are_the_published_ones():
     assert OFFICIAL_MD5 == {"train": "981b29407e0affa3b1b156f72073b945", "dev": "3e85deb501d4e538b6bc56f786231552"}
+
+
+def _many(tmp_path, count: int = 12):
+    from tests.squad_fixtures import many_articles
+
+    return load_squad(write_squad(tmp_path, train=many_articles(count)) / "train-v1.1.json")
+
+
+def test_held_out_split_takes_whole_articles_and_is_seeded(tmp_path):
+    from peftqa.data import split_articles
+
+    examples = _many(tmp_path)  # 12 articles, 30 questions
+    for seed in range(5):
+        rest, held_out = split_articles(examples, held_out_questions=7, seed=seed)
+        assert len(held_out) >= 7 and rest
+        assert not {e.title for e in rest} & {e.title for e in held_out}
+        assert sorted(e.id for e in rest + held_out) == sorted(e.id for e in examples)
+        # File order is kept in both lists.
+        assert [e for e in examples if e in held_out] == held_out and [e for e in examples if e in rest] == rest
+        assert split_articles(examples, 7, seed) == (rest, held_out)
+    picks = {tuple(e.title for e in split_articles(examples, 7, seed)[1]) for seed in range(5)}
+    assert len(picks) > 1
+
+
+def test_held_out_split_must_leave_an_article_to_train_on(tmp_path, squad_dir):
+    from peftqa.data import split_articles
+
+    two_articles = load_squad(squad_dir / "train-v1.1.json")  # 3 questions each
+    rest, held_out = split_articles(two_articles, 3, seed=0)
+    assert len(held_out) == 3 and len(rest) == 3
+    with pytest.raises(PeftqaError, match="cannot hold out 4 questions as whole articles"):
+        split_articles(two_articles, 4, seed=0)
+    with pytest.raises(PeftqaError, match="must be positive"):
+        split_articles(two_articles, 0, seed=0)
+
+
+def test_random_sample_is_seeded_and_spreads_over_articles(tmp_path):
+    from peftqa.data import sample_questions
+
+    examples = _many(tmp_path)
+    sample = sample_questions(examples, 10, seed=3)
+    assert len(sample) == 10 and sample == sample_questions(examples, 10, seed=3)
+    assert [e for e in examples if e in sample] == sample  # file order
+    assert len({e.title for e in sample}) >= 5  # the first 10 questions cover only 4 articles
+    assert {tuple(e.id for e in sample_questions(examples, 10, seed=s)) for s in range(5)} != {
+        tuple(e.id for e in sample)
+    }
+    assert sample_questions(examples, 100, seed=3) == examples
+    # load_squad's seeded limit is this same sample.
+    assert load_squad(tmp_path / "train-v1.1.json", limit=10, shuffle_seed=3) == sample
+    with pytest.raises(PeftqaError, match="negative"):
+        sample_questions(examples, -1, seed=0)

@@ -112,11 +112,60 @@ def load_squad(path: str | os.PathLike, limit: int | None = None, shuffle_seed: 
     examples = _parse_document(document, path)
     if limit is not None and limit < len(examples):
         if shuffle_seed is not None:
-            chosen = sorted(random.Random(shuffle_seed).sample(range(len(examples)), limit))
-            examples = [examples[i] for i in chosen]
+            examples = sample_questions(examples, limit, shuffle_seed)
         else:
             examples = examples[:limit]
     return examples
+
+
+def sample_questions(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """A seeded uniform sample of `n` questions, kept in file order (all of them when n >= len).
+
+    The first n questions of a SQuAD file come from a few articles only; a uniform sample spreads
+    over all of them. The same seed gives the same questions, so every method is scored on one set.
+    """
+    if n < 0:
+        raise PeftqaError(f"cannot sample {n} questions: the number must not be negative")
+    if n >= len(examples):
+        return list(examples)
+    chosen = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in chosen]
+
+
+def split_articles(examples: list[Example], held_out_questions: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """(rest, held_out): whole articles held out until at least `held_out_questions` questions are.
+
+    Held-out questions tune settings (learning rate, rank) so that dev is used only to report. They
+    are taken by article (`Example.title`), not by question: questions of one article share their
+    paragraphs, and a held-out question whose context was trained on would flatter the settings.
+    Articles are picked in a seeded random order; both lists keep file order.
+
+    Raises:
+        PeftqaError: `held_out_questions` is not positive, or reaching it would leave no article
+            to train on.
+    """
+    if held_out_questions < 1:
+        raise PeftqaError(f"held-out questions must be positive, got {held_out_questions}")
+    sizes: dict[str, int] = {}
+    for example in examples:
+        sizes[example.title] = sizes.get(example.title, 0) + 1
+    order = list(sizes)
+    random.Random(seed).shuffle(order)
+    held_out_titles: set[str] = set()
+    count = 0
+    for title in order:
+        if count >= held_out_questions:
+            break
+        held_out_titles.add(title)
+        count += sizes[title]
+    if len(held_out_titles) == len(sizes):
+        raise PeftqaError(
+            f"cannot hold out {held_out_questions} questions as whole articles and keep one to train on: "
+            f"the data has {len(examples)} questions in {len(sizes)} article(s) (seed {seed}); ask for fewer"
+        )
+    rest = [example for example in examples if example.title not in held_out_titles]
+    held_out = [example for example in examples if example.title in held_out_titles]
+    return rest, held_out
 
 
 def _parse_document(document: object, path: Path) -> list[Example]:
