@@ -66,19 +66,34 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit() -> str | None:
-    """The commit of the peftqa checkout (None when not run from one)."""
+def git_commit(folder: str | os.PathLike | None = None) -> str | None:
+    """The commit of the git checkout that tracks the peftqa source, else None.
+
+    Args:
+        folder: the package folder to ask about; default, the folder of this installed package.
+
+    A package installed into a .venv inside someone else's repository, or a copied src/, sits
+    untracked inside that repository: `git rev-parse HEAD` there would name a commit that does not
+    hold this code. So a commit is recorded only when git tracks files of `folder` itself.
+    """
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
+    tracked = _git(folder, "ls-files", "--error-unmatch", "--", ".")
+    if tracked is None:
+        return None
+    return _git(folder, "rev-parse", "HEAD") or None
+
+
+def _git(folder: Path, *arguments: str) -> str | None:
+    """stdout of `git ARGUMENTS` run in `folder`; None when git is missing, fails or hangs."""
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
+            ["git", *arguments], cwd=folder, capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return completed.stdout.strip() or None
+    if completed.returncode != 0:
+        return None
+    return completed.stdout.strip()
 
 
 def device_description(device) -> str:
