@@ -23,7 +23,7 @@ def squad_dir(tmp_path_factory) -> Path:
     return write_squad(tmp_path_factory.mktemp("squad"))
 
 
-def _save_tiny(kind: str, folder: Path) -> Path:
+def _save_tiny(kind: str, folder: Path, **config_overrides) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
@@ -33,7 +33,12 @@ def _save_tiny(kind: str, folder: Path) -> Path:
         model = DistilBertModel(config)
     else:
         config = BertConfig(
-            vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **config_overrides,
         )
         model = BertModel(config, add_pooling_layer=False)
     model.save_pretrained(folder)
@@ -44,6 +49,17 @@ def _save_tiny(kind: str, folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     return _save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_without_dropout(tmp_path_factory) -> Path:
+    """A tiny random BERT whose forward pass is deterministic (no dropout), so runs can be compared."""
+    return _save_tiny(
+        "bert",
+        tmp_path_factory.mktemp("tiny-bert-no-dropout"),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
 
 
 @pytest.fixture(scope="session")
