@@ -134,3 +134,21 @@ def test_original_train_py_still_works(tmp_path, squad_dir, tiny_bert_dir):
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert (tmp_path / "backend" / "lora" / "metrics.json").is_file()
     assert (tmp_path / "backend" / "lora" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_score_with_ci_adds_intervals_and_leaves_the_official_output_alone(capsys, squad_dir, tmp_path):
+    predictions = tmp_path / "predictions.json"
+    predictions.write_text(json.dumps({"q-author": "Jane Austen", "q-year": "in 1813", "q-city": "Paris, France"}))
+    dev = str(squad_dir / "dev-v1.1.json")
+    code, out, _ = _run(capsys, "score", dev, str(predictions))
+    # Byte for byte what evaluate-v1.1.py prints: 0..1 scores summed in file order, then x100 / count.
+    official = {"exact_match": 100.0 * (1.0 + 1.0) / 6, "f1": 100.0 * (1.0 + 1.0 + 0.0 + 2 / 3) / 6}
+    assert code == 0 and out == json.dumps(official) + "\n"
+    code, out, _ = _run(capsys, "score", dev, str(predictions), "--ci")
+    scores = json.loads(out)
+    assert code == 0 and set(scores) == {"exact_match", "f1", "exact_match_ci", "f1_ci", "questions"}
+    assert {key: scores[key] for key in official} == official and scores["questions"] == 6
+    for key in official:
+        low, high = scores[f"{key}_ci"]
+        assert 0 <= low < scores[key] < high <= 100
+    assert json.loads(_run(capsys, "score", dev, str(predictions), "--ci")[1]) == scores  # seeded

@@ -141,7 +141,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from peftqa.evaluation import score_file
 
-    print(json.dumps(score_file(args.dev_json, args.predictions_json)))
+    print(json.dumps(score_file(args.dev_json, args.predictions_json, ci=args.ci)))
     return 0
 
 
@@ -259,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="official EM/F1 of a predictions file ({id: answer})")
     score.add_argument("dev_json")
     score.add_argument("predictions_json")
+    score.add_argument(
+        "--ci",
+        action="store_true",
+        help="also print 95%% bootstrap intervals (2000 resamples, seed 0): exact_match_ci, f1_ci, questions",
+    )
     score.set_defaults(handler=_cmd_score)
 
     sweep = commands.add_parser("sweep", help="choose a method's learning rate (and rank) by dev F1 with Optuna")

@@ -10,7 +10,7 @@ from peftqa import runs
 from peftqa.data import gold_answers, load_squad, md5_of, split_path
 from peftqa.errors import PeftqaError
 from peftqa.features import load_or_build_features
-from peftqa.metrics import compute_metrics
+from peftqa.metrics import compute_metrics, question_scores
 from peftqa.predict import evaluate
 
 
@@ -50,11 +50,29 @@ def evaluate_run(
     }
 
 
-def score_file(dev_path: str | os.PathLike, predictions_path: str | os.PathLike) -> dict[str, float]:
-    """`evaluate-v1.1.py DEV PREDICTIONS`: predictions = {id: answer}; unanswered ids score 0."""
+def score_file(dev_path: str | os.PathLike, predictions_path: str | os.PathLike, ci: bool = False) -> dict[str, Any]:
+    """`evaluate-v1.1.py DEV PREDICTIONS`: predictions = {id: answer}; unanswered ids score 0.
+
+    Args:
+        dev_path: the SQuAD v1.1 file the predictions answer.
+        predictions_path: JSON {question id: answer text}.
+        ci: also give 95% percentile-bootstrap intervals (2000 resamples, seed 0) of both means as
+            `exact_match_ci` / `f1_ci` = [low, high], and the number of `questions` they are over.
+            Without it the result is exactly the official script's {"exact_match", "f1"}.
+    """
     examples = load_squad(Path(dev_path))
     predictions = runs.read_json(Path(predictions_path))
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise PeftqaError(f"{predictions_path}: expected a JSON object {{question id: answer text}}")
-    metrics = compute_metrics(predictions, gold_answers(examples))
-    return {"exact_match": metrics["exact_match"], "f1": metrics["f1"]}
+    gold = gold_answers(examples)
+    metrics = compute_metrics(predictions, gold)
+    result: dict[str, Any] = {"exact_match": metrics["exact_match"], "f1": metrics["f1"]}
+    if ci:
+        from peftqa.stats import bootstrap_interval
+
+        per_question = list(question_scores(predictions, gold).values())
+        for key in ("exact_match", "f1"):
+            low, high = bootstrap_interval([scores[key] for scores in per_question])
+            result[f"{key}_ci"] = [low, high]
+        result["questions"] = len(per_question)
+    return result
