@@ -112,3 +112,22 @@ def test_bitfit_rejects_weights_of_another_model(tiny_bert_dir, tiny_distilbert_
     spec.save(spec.apply(load_qa_model(str(tiny_bert_dir)), spec.make_options({})), tmp_path)
     with pytest.raises(ValueError, match="does not match"):
         spec.load(load_qa_model(str(tiny_distilbert_dir)), tmp_path)
+
+
+def test_trainable_parameters_are_the_adapter_and_the_qa_head(tiny_bert_dir):
+    for method in ("lora", "ia3"):
+        spec = get_method(method)
+        model = spec.apply(load_qa_model(str(tiny_bert_dir)), spec.make_options())
+        trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+        assert trainable and all(("qa_outputs" in n) or (f"{method}_" in n) for n in trainable)
+        assert any("qa_outputs" in n for n in trainable)
+        batch = {"input_ids": torch.tensor([[101, 2054, 102, 3000, 102]]), "start_positions": torch.tensor([3])}
+        model(**batch, end_positions=torch.tensor([3])).loss.backward()
+        # Gradients reach every trainable parameter, finite, and no frozen one.
+        grads = {name: p.grad for name, p in model.named_parameters()}
+        assert {name for name, grad in grads.items() if grad is not None} == set(trainable)
+        assert all(torch.isfinite(grads[name]).all() for name in trainable)
+        # Not every one is non-zero by design: LoRA's A gets none while B starts at zero, and the QA head's
+        # bias shifts every logit of a softmax alike. The adapter and the head's weight must learn, though.
+        assert any(grads[name].abs().sum() > 0 for name in trainable if f"{method}_" in name)
+        assert any(grads[name].abs().sum() > 0 for name in trainable if "qa_outputs" in name and "weight" in name)

@@ -49,20 +49,6 @@ def test_trained_run_reloads_and_predicts_identically(tiny_model_dir, squad_dir,
     assert 1 <= len(ranked) <= 3 and all(c.text in examples[0].context for c in ranked)
 
 
-def test_scores_do_not_depend_on_the_eval_batch_size(tiny_bert_dir, squad_dir):
-    from peftqa.backbone import load_qa_model, load_tokenizer
-
-    torch.manual_seed(0)
-    model, tokenizer = load_qa_model(tiny_bert_dir), load_tokenizer(tiny_bert_dir)
-    examples = load_squad(squad_dir / "dev-v1.1.json")
-    features = build_features(examples, tokenizer, 128, 32)
-    assert len(set(features.lengths)) > 1  # batches of one and of several rows pad differently
-    # None: the device's default (16 on a CPU).
-    results = [evaluate(model, examples, features, tokenizer.pad_token_id, size) for size in (1, 3, None)]
-    assert results[0].predictions == results[1].predictions == results[2].predictions
-    assert results[0].loss == pytest.approx(results[1].loss, rel=1e-5) == results[2].loss
-
-
 def test_training_is_reproducible_with_a_seed(tiny_bert_dir, squad_dir, tmp_path):
     first = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "a", epochs=1), log=lambda line: None)
     second = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "b", epochs=1), log=lambda line: None)
@@ -115,20 +101,6 @@ def test_length_grouped_batches_cover_every_row_once_and_group_lengths():
     assert all((a == b).all() for a, b in zip(batches, length_grouped_batches(lengths, 16, seed=3), strict=True))
 
 
-def test_trainable_parameters_are_the_adapter_and_the_qa_head(tiny_bert_dir):
-    from peftqa.backbone import load_qa_model
-    from peftqa.methods import get_method
-
-    for method in ("lora", "ia3"):
-        spec = get_method(method)
-        model = spec.apply(load_qa_model(str(tiny_bert_dir)), spec.make_options())
-        trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-        assert trainable and all(("qa_outputs" in n) or (f"{method}_" in n) for n in trainable)
-        assert any("qa_outputs" in n for n in trainable)
-        batch = {"input_ids": torch.tensor([[101, 2054, 102, 3000, 102]]), "start_positions": torch.tensor([3])}
-        model(**batch, end_positions=torch.tensor([3])).loss.backward()
-
-
 def test_resume_refuses_a_run_started_with_other_settings(tiny_bert_dir, squad_dir, tmp_path):
     train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1), log=lambda line: None)
     with pytest.raises(PeftqaError, match=r"other settings \(lr: 0.01 -> 0.02\)"):
@@ -153,29 +125,6 @@ def test_on_epoch_gets_every_epoch_and_can_stop_the_run(tiny_bert_dir, squad_dir
             tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "b"), log=lambda line: None, on_epoch=stop_after_first
         )
     assert not (tmp_path / "b" / runs.METRICS_JSON).exists()
-
-
-def _dropouts(model) -> set[float]:
-    return {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
-
-
-def test_dropout_setting_reaches_every_dropout_of_both_architectures(tiny_model_dir):
-    from peftqa.backbone import load_qa_model
-
-    assert _dropouts(load_qa_model(str(tiny_model_dir))) == {0.1}  # the checkpoint's own
-    assert _dropouts(load_qa_model(str(tiny_model_dir), dropout=0.0)) == {0.0}
-    assert _dropouts(load_qa_model(str(tiny_model_dir), dropout=0.25)) == {0.25}
-
-
-def test_dropout_on_an_unknown_config_is_a_clear_error():
-    from types import SimpleNamespace
-
-    from peftqa.backbone import _set_dropout
-
-    with pytest.raises(PeftqaError, match="cannot set the dropout of a 'gpt2' model"):
-        _set_dropout(SimpleNamespace(model_type="gpt2", attn_pdrop=0.1), 0.0)
-    with pytest.raises(PeftqaError, match="dropout must be in"):
-        tiny_run_config("m", "d", "o", dropout=1.5)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
