@@ -14,19 +14,8 @@ import torch
 from peftqa.backbone import load_qa_model
 from peftqa.methods import METHODS, get_method
 from peftqa.methods.lora import LoraOptions
-from peftqa.methods.targets import ALL_LINEAR
-from peftqa.methods.vera import VERA_TARGETS
+from peftqa.methods.targets import ALL_LINEAR, VERA_TARGETS
 
-# What each method's trainable parameters are called (besides the QA head's trained copy).
-TRAINABLE_NAMES = {
-    "lora": r"lora_[AB]\.",
-    "rslora": r"lora_[AB]\.",
-    "dora": r"lora_[AB]\.|lora_magnitude_vector",
-    "ia3": r"ia3_l\.",
-    "vera": r"vera_lambda_[bd]\.",
-    "bitfit": r"\.bias$",
-    "full": r".",
-}
 HEAD = r"qa_outputs"
 
 
@@ -73,7 +62,7 @@ def test_method_trains_only_its_parameters_and_reloads(method, tiny_model_dir, t
     model = spec.apply(base, spec.make_options({}))
 
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    pattern = re.compile(f"{TRAINABLE_NAMES[method]}|{HEAD}")
+    pattern = re.compile(f"{spec.trained_names}|{HEAD}")
     assert trainable and all(pattern.search(name) for name in trainable), sorted(trainable)[:5]
     assert any(HEAD in name for name in trainable), "the QA head must train"
     if expected is not None:

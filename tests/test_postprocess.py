@@ -12,7 +12,7 @@ def test_spans_never_come_from_outside_the_context():
     offsets = np.array([[-1, -1], [-1, -1], [-1, -1], [-1, -1], [0, 5], [6, 8], [9, 14], [-1, -1]])
     start_logits = np.array([9.0, 9.0, 9.0, 9.0, 1.0, 0.5, 0.1, 9.0])
     end_logits = np.array([9.0, 9.0, 9.0, 9.0, 0.1, 0.5, 1.0, 9.0])
-    spans = window_spans(start_logits, end_logits, offsets)
+    spans = window_spans(start_logits, end_logits, offsets, n_best=20, max_answer_tokens=30)
     assert spans and all(start >= 0 and end <= 14 for _, start, end in spans)
     assert spans[0][1:] == (0, 14)
 
@@ -23,7 +23,7 @@ def test_end_before_start_and_too_long_spans_are_dropped():
     start_logits[8] = 5.0
     end_logits = np.zeros(10)
     end_logits[2] = 5.0
-    spans = window_spans(start_logits, end_logits, offsets, max_answer_tokens=3)
+    spans = window_spans(start_logits, end_logits, offsets, n_best=20, max_answer_tokens=3)
     assert spans
     # Token i covers characters [2i, 2i+1): token 8 -> token 2 would be (16, 5); 3 tokens span <= 5 chars.
     assert all(start < end and end - start <= 5 for _, start, end in spans)
@@ -32,7 +32,7 @@ def test_end_before_start_and_too_long_spans_are_dropped():
 
 def test_rank_candidates_merges_duplicates_and_slices_the_original_text():
     context = "The Café de FLORE, Paris"
-    ranked = rank_candidates(context, [(2.0, 4, 17), (3.0, 4, 17), (1.0, 19, 24)])
+    ranked = rank_candidates(context, [(2.0, 4, 17), (3.0, 4, 17), (1.0, 19, 24)], n_best=20)
     assert [c.text for c in ranked] == ["Café de FLORE", "Paris"]
     assert ranked[0].logit_score == 3.0
     assert abs(sum(c.probability for c in ranked) - 1.0) < 1e-9
@@ -46,6 +46,6 @@ def test_postprocess_never_returns_question_text_whatever_the_logits():
     for _ in range(20):
         logits = [rng.normal(size=int(n)) * 5 for n in features.lengths]
         ends = [rng.normal(size=int(n)) * 5 for n in features.lengths]
-        answer = best_answers(postprocess([example], features, logits, ends))["e"]
+        answer = best_answers(postprocess([example], features, logits, ends, n_best=20, max_answer_tokens=30))["e"]
         assert answer and answer in example.context
         assert "question" not in answer.lower()

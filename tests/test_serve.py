@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from peftqa import runs
 from peftqa.cli import main
+from peftqa.config import ScoringSettings
 from peftqa.methods import method_names
 from peftqa.predict import answer_question
 from peftqa.serve import create_app
@@ -24,6 +25,8 @@ from peftqa.serve.compare import load_examples
 from peftqa.serve.models import ServedModel, load_models, newest_runs, share_weights
 from peftqa.train import train
 from tests.conftest import tiny_run_config
+
+WINDOWS = ScoringSettings(max_length=128, doc_stride=32)  # the windows tiny_run_config trains with
 
 CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
 QUESTION = "Who wrote Pride and Prejudice?"
@@ -109,16 +112,14 @@ def test_runs_that_write_into_their_base_get_one_of_their_own(run_dirs, method):
     assert not any(p.data_ptr() in other_storage for p in _frozen(lora.run.model))
     # Loaded after it, the other run has not changed the LoRA run's answers.
     alone = runs.load_run(run_dirs["lora"])
-    expected = answer_question(alone.model, alone.tokenizer, QUESTION, CONTEXT, max_length=128, doc_stride=32)
+    expected = answer_question(alone.model, alone.tokenizer, QUESTION, CONTEXT, scoring=WINDOWS)
     assert lora.answer(QUESTION, CONTEXT, top_k=1)["score"] == pytest.approx(expected[0].probability, abs=1e-6)
 
 
 def test_shared_weights_give_the_same_answers_as_a_run_loaded_alone(models, run_dirs):
     for served in models:
         alone = runs.load_run(run_dirs[served.name])
-        expected = answer_question(
-            alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, max_length=128, doc_stride=32
-        )
+        expected = answer_question(alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, scoring=WINDOWS)
         got = served.answer(QUESTION, CONTEXT, top_k=3)
         assert [got["answer"]] + [a["answer"] for a in got["alternatives"]] == [c.text for c in expected]
         assert got["score"] == pytest.approx(expected[0].probability, abs=1e-5)

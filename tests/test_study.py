@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
 from peftqa import runs
 from peftqa import study as study_module
+from peftqa.checkpoint import check_same_settings
 from peftqa.cli import main
 from peftqa.errors import PeftqaError
-from peftqa.study import STUDY_PRESETS, StudyPreset, check_reusable, parse_methods, run_study
+from peftqa.study import STUDY_PRESETS, StudyPreset, parse_methods, run_study
 
 TINY = StudyPreset(
     description="tiny test study",
@@ -50,9 +52,9 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
 
     # A changed best learning rate must not silently re-use the run trained at the old one.
     final = runs.load_run(summary["runs"][0]).config
-    check_reusable(final)
+    check_same_settings(Path(final.output_dir), final)
     with pytest.raises(PeftqaError, match="other settings"):
-        check_reusable(dataclasses.replace(final, lr=final.lr * 3))
+        check_same_settings(Path(final.output_dir), dataclasses.replace(final, lr=final.lr * 3))
 
 
 def test_bad_study_input():

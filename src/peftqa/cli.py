@@ -18,21 +18,22 @@ from typing import Any
 from peftqa.config import PRESETS, RunConfig, preset
 from peftqa.errors import PeftqaError
 from peftqa.methods import METHODS, method_names
+from peftqa.study import STUDY_PRESETS
 
 # RunConfig fields that have no flag of their own (method_options gets one flag per option).
 _NO_FLAG = {"method_options"}
 
 
-def _scalar_type(annotation: Any) -> Callable[[str], Any]:
-    """int / float / str from a field annotation such as `int | None` (string annotations too)."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {"Any": Any})  # noqa: S307 - our own dataclass annotations only
+def _scalar_type(annotation: Any) -> type:
+    """int / float / str from a resolved field type such as `int | None`."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     return annotation if annotation in (int, float, str) else str
 
 
-def _positive_or_text(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+def _typed(kind: type) -> Callable[[str], Any]:
+    """An argparse `type` that converts to `kind` with a one-line error (ranges are RunConfig's to check)."""
+
     def parse(text: str) -> Any:
         try:
             return kind(text)
@@ -43,32 +44,47 @@ def _positive_or_text(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _option_help() -> dict[str, tuple[type, str]]:
+    """Each method option's type and help; an option several methods share (--target-modules) lists
+    every method's own meaning, so `--help` does not show one method's text for all."""
+    helps: dict[str, dict[str, list[str]]] = {}
+    kinds: dict[str, type] = {}
+    for spec in METHODS.values():
+        hints = typing.get_type_hints(spec.options_cls)
+        for option in dataclasses.fields(spec.options_cls):
+            kinds[option.name] = _scalar_type(hints[option.name])
+            text = option.metadata.get("help", "")
+            helps.setdefault(option.name, {}).setdefault(text, []).append(spec.name)
+    return {
+        name: (kinds[name], "; ".join(f"[{', '.join(sorted(users))}] {text}" for text, users in by_text.items()))
+        for name, by_text in helps.items()
+    }
+
+
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field and per method option; all default to None (= not given)."""
+    """One flag per RunConfig field and per method option, with the field's help; all default to None
+    (= not given), so presets and RunConfig's own defaults apply."""
+    hints = typing.get_type_hints(RunConfig)
     for field in dataclasses.fields(RunConfig):
         if field.name in _NO_FLAG:
             continue
         flag = "--" + field.name.replace("_", "-")
+        help_text = field.metadata.get("help")
         if field.name == "method":
             parser.add_argument(flag, default=None, help=f"one of: {', '.join(method_names())} (default lora)")
             continue
         # --lr also takes from:SWEEP_DIR (a sweep's best value), resolved in config_from_args.
-        kind = str if field.name == "lr" else _positive_or_text(_scalar_type(field.type))
-        parser.add_argument(flag, type=kind, default=None)
-    seen: set[str] = set()
-    for spec in METHODS.values():
-        for field in dataclasses.fields(spec.options_cls):
-            if field.name in seen:
-                continue
-            seen.add(field.name)
-            parser.add_argument(
-                "--" + field.name.replace("_", "-"),
-                dest=f"option__{field.name}",
-                metavar=field.name.upper(),
-                type=_positive_or_text(_scalar_type(field.type)),
-                default=None,
-                help=f"[{spec.name}] {field.metadata.get('help', '')}",
-            )
+        kind = str if field.name == "lr" else _typed(_scalar_type(hints[field.name]))
+        parser.add_argument(flag, type=kind, default=None, help=help_text)
+    for name, (kind, help_text) in _option_help().items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=f"option__{name}",
+            metavar=name.upper(),
+            type=_typed(kind),
+            default=None,
+            help=help_text,
+        )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from these settings")
 
 
@@ -122,18 +138,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not args.question.strip() or not args.context.strip():
         raise PeftqaError("--question and --context must not be empty")
     loaded = runs.load_run(args.run_dir)
-    config = loaded.config
     ranked = answer_question(
-        loaded.model, loaded.tokenizer, args.question, args.context, args.top_k, config.max_length, config.doc_stride
+        loaded.model, loaded.tokenizer, args.question, args.context, args.top_k, loaded.config.scoring
     )
     if not ranked:
         raise PeftqaError("the context holds no span the model could answer with")
-    best = ranked[0]
-    result = {"answer": best.text, "start": best.start, "end": best.end, "score": best.probability}
+    result = ranked[0].to_dict()
     if args.top_k > 1:
-        result["alternatives"] = [
-            {"answer": c.text, "start": c.start, "end": c.end, "score": c.probability} for c in ranked[1:]
-        ]
+        result["alternatives"] = [candidate.to_dict() for candidate in ranked[1:]]
     print(json.dumps(result, ensure_ascii=False))
     return 0
 
@@ -286,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=_cmd_report)
 
     study = commands.add_parser("study", help="sweep, train at the best lr and report, for several methods")
-    study.add_argument("--preset", choices=("quick", "seed", "full"), default="quick")
+    study.add_argument("--preset", choices=sorted(STUDY_PRESETS), default="quick")
     study.add_argument("--methods", default=None, help="comma-separated, e.g. lora,ia3,bitfit (default per preset)")
     study.add_argument("--output-dir", default=None, help="study folder (default: studies/<preset>)")
     study.add_argument("--data-dir", default=None)

@@ -13,36 +13,69 @@ from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 
 
+def _setting(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field whose help text `peftqa --help` shows (argparse reads `metadata["help"]`)."""
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How a trained model is asked and scored: windows, answer search and batch size. One object, so
+    train's per-epoch evaluation, `peftqa evaluate`, `peftqa predict`, the report and the web page
+    cut and search the same way; a run's own settings come from `RunConfig.scoring`."""
+
+    max_length: int = _setting(384, "tokens per window")
+    doc_stride: int = _setting(128, "tokens shared by consecutive windows")
+    n_best: int = _setting(20, "candidate starts and ends per window in post-processing")
+    max_answer_tokens: int = _setting(30, "longest answer considered, in tokens")
+    # None: predict.eval_batch_size_for the device.
+    batch_size: int | None = _setting(
+        None, "features per forward pass when scoring (default: 64 on a GPU, 16 on a CPU)"
+    )
+
+
+DEFAULT_SCORING = ScoringSettings()
+
+
+def _scoring_setting(name: str) -> Any:
+    """A RunConfig field with the default and help of ScoringSettings' field `name` (said once, there)."""
+    source = next(f for f in dataclasses.fields(ScoringSettings) if f.name == name)
+    return field(default=source.default, metadata=source.metadata)
+
+
 @dataclass
 class RunConfig:
     """Everything that decides what a training run computes."""
 
-    method: str = "lora"  # a name from the method registry
-    model: str = DEFAULT_MODEL  # Hub id, local folder or alias (minilm-l6)
-    method_options: dict[str, Any] = field(default_factory=dict)  # the method's own options
-    data_dir: str | None = None  # folder with the SQuAD files; None: PEFTQA_DATA_DIR or user cache
-    train_limit: int | None = None  # train on a seeded random sample of this many questions; None: all
-    eval_limit: int | None = None  # score on the first this many dev questions; None: all
-    max_length: int = 384  # tokens per window
-    doc_stride: int = 128  # tokens shared by consecutive windows
-    epochs: float = 3.0  # passes over the training features (fractions allowed)
-    max_steps: int | None = None  # stop after this many optimiser steps (overrides epochs)
-    lr: float | None = None  # peak learning rate; None: the method's default
-    batch_size: int = 32  # training features per optimiser step
-    eval_batch_size: int | None = None  # features per forward pass when scoring; None: predict.eval_batch_size_for
-    warmup_fraction: float = 0.1  # share of the steps with a linear learning-rate warm-up
-    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
-    max_grad_norm: float = 1.0  # gradient clipping
-    # Every dropout in the model (hidden states, attention probabilities), replacing the checkpoint's 0.1;
-    # None keeps the checkpoint's. Off by default: on MiniLM-L6 LoRA (2,000 questions, 1 epoch, 2-core CPU)
-    # it took F1 from 39.9 to 51.9 and training from 8.0 to 15.1 features/s (attention dropout disables
-    # PyTorch's fused attention kernel; the dropout masks cost 13% of a step).
-    dropout: float | None = 0.0
-    seed: int = 42  # seeds the sample, the head's initialisation, the adapter and the batch order
-    checkpoint_every_steps: int = 200  # also checkpoint inside an epoch, so --resume loses little
-    n_best: int = 20  # candidate starts and ends per window in post-processing
-    max_answer_tokens: int = 30  # longest answer considered, in tokens
-    output_dir: str | None = None  # the run directory; None: runs/<method>-<model>-<time>
+    method: str = _setting("lora", "a name from the method registry")
+    model: str = _setting(DEFAULT_MODEL, "Hub id, local folder or alias (minilm-l6)")
+    method_options: dict[str, Any] = field(default_factory=dict)  # the method's own options (one flag each)
+    data_dir: str | None = _setting(None, "folder with the SQuAD files (default: PEFTQA_DATA_DIR or user cache)")
+    train_limit: int | None = _setting(None, "train on a seeded random sample of this many questions (default: all)")
+    eval_limit: int | None = _setting(None, "score on the first this many dev questions (default: all)")
+    max_length: int = _scoring_setting("max_length")
+    doc_stride: int = _scoring_setting("doc_stride")
+    epochs: float = _setting(3.0, "passes over the training features (fractions allowed)")
+    max_steps: int | None = _setting(None, "stop after this many optimiser steps (overrides --epochs)")
+    lr: float | None = _setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)")
+    batch_size: int = _setting(32, "training features per optimiser step")
+    eval_batch_size: int | None = _scoring_setting("batch_size")
+    warmup_fraction: float = _setting(0.1, "share of the steps with a linear learning-rate warm-up")
+    weight_decay: float = _setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)")
+    max_grad_norm: float = _setting(1.0, "gradient clipping")
+    # Off by default: on MiniLM-L6 LoRA (2,000 questions, 1 epoch, 2-core CPU) it took F1 from 39.9 to
+    # 51.9 and training from 8.0 to 15.1 features/s (attention dropout disables PyTorch's fused
+    # attention kernel; the dropout masks cost 13% of a step).
+    dropout: float | None = _setting(
+        0.0,
+        "every dropout in the model (hidden states, attention), replacing the checkpoint's; the seed preset "
+        "keeps the checkpoint's",
+    )
+    seed: int = _setting(42, "seeds the sample, the head's initialisation, the adapter and the batch order")
+    checkpoint_every_steps: int = _setting(200, "also checkpoint inside an epoch, so --resume loses little")
+    n_best: int = _scoring_setting("n_best")
+    max_answer_tokens: int = _scoring_setting("max_answer_tokens")
+    output_dir: str | None = _setting(None, "the run directory (default: runs/<method>-<model>-<time>)")
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,6 +106,13 @@ class RunConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else get_method(self.method).default_lr
+
+    @property
+    def scoring(self) -> ScoringSettings:
+        """How this run's model is scored and asked (the windows it was trained on)."""
+        return ScoringSettings(
+            self.max_length, self.doc_stride, self.n_best, self.max_answer_tokens, self.eval_batch_size
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,6 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str | None) -> dict[str, Any]:
+    """The settings of a run preset (a copy), or {} for None."""
     if name is None:
         return {}
     if name not in PRESETS:

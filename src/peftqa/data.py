@@ -45,13 +45,17 @@ class Example:
     title: str = ""
 
 
+def user_cache_dir(name: str) -> Path:
+    """`name` in peftqa's folder of the user cache ($XDG_CACHE_HOME or ~/.cache): squad, models, features."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "peftqa" / name
+
+
 def default_data_dir() -> Path:
     """`PEFTQA_DATA_DIR` when set, else the user cache folder."""
     env = os.environ.get("PEFTQA_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "peftqa" / "squad"
+    return user_cache_dir("squad")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:

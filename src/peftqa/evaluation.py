@@ -32,15 +32,7 @@ def evaluate_run(
     path = split_path(data_dir or config.data_dir, "dev")
     examples = load_squad(path, limit)
     features, _ = load_or_build_features(examples, loaded.tokenizer, config.max_length, config.doc_stride, md5_of(path))
-    result = evaluate(
-        loaded.model,
-        examples,
-        features,
-        loaded.tokenizer.pad_token_id,
-        config.eval_batch_size,
-        config.n_best,
-        config.max_answer_tokens,
-    )
+    result = evaluate(loaded.model, examples, features, loaded.tokenizer.pad_token_id, config.scoring)
     return {
         "exact_match": result.metrics["exact_match"],
         "f1": result.metrics["f1"],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from peftqa.data import Example
+from peftqa.data import Example, user_cache_dir
 
 FEATURES_VERSION = 2  # bump when the layout or the labelling rule changes: old caches are ignored
 MAX_QUESTION_TOKENS = 64  # longer questions are cut so that every window keeps room for context
@@ -66,7 +66,7 @@ class FeatureSet:
         )
 
 
-def build_features(examples: list[Example], tokenizer, max_length: int = 384, doc_stride: int = 128) -> FeatureSet:
+def build_features(examples: list[Example], tokenizer, max_length: int, doc_stride: int) -> FeatureSet:
     """Tokenise question + context into overlapping windows and label the first gold answer.
 
     Args:
@@ -353,9 +353,9 @@ def concatenate(parts: list[FeatureSet]) -> FeatureSet:
 
 
 def features_cache_dir() -> Path:
+    """PEFTQA_CACHE_DIR/features when set (tests and benchmarks want cold or private caches), else the user cache."""
     env = os.environ.get("PEFTQA_CACHE_DIR")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "peftqa"
-    return base / "features"
+    return Path(env) / "features" if env else user_cache_dir("features")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

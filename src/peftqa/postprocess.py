@@ -17,9 +17,6 @@ import numpy as np
 from peftqa.data import Example
 from peftqa.features import FeatureSet
 
-DEFAULT_N_BEST = 20
-DEFAULT_MAX_ANSWER_TOKENS = 30
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -31,13 +28,17 @@ class Candidate:
     logit_score: float  # start logit + end logit
     probability: float = 0.0  # softmax of logit_score over the example's n best
 
+    def to_dict(self) -> dict[str, object]:
+        """The answer as `peftqa predict` and the web API give it."""
+        return {"answer": self.text, "start": self.start, "end": self.end, "score": self.probability}
+
 
 def window_spans(
     start_logits: np.ndarray,
     end_logits: np.ndarray,
     offsets: np.ndarray,
-    n_best: int = DEFAULT_N_BEST,
-    max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+    n_best: int,
+    max_answer_tokens: int,
 ) -> list[tuple[float, int, int]]:
     """Valid (score, start_char, end_char) spans of one window, best first.
 
@@ -76,7 +77,7 @@ def group_by_example(features: FeatureSet) -> dict[int, list[int]]:
 def rank_candidates(
     context: str,
     spans: list[tuple[float, int, int]],
-    n_best: int = DEFAULT_N_BEST,
+    n_best: int,
 ) -> list[Candidate]:
     """Distinct answers from spans of all windows, best first, with softmax probabilities."""
     best_by_span: dict[tuple[int, int], float] = {}
@@ -101,8 +102,8 @@ def postprocess(
     features: FeatureSet,
     start_logits: Sequence[np.ndarray],
     end_logits: Sequence[np.ndarray],
-    n_best: int = DEFAULT_N_BEST,
-    max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+    n_best: int,
+    max_answer_tokens: int,
 ) -> dict[str, list[Candidate]]:
     """question id -> its candidates, best first ([] when no valid span exists).
 

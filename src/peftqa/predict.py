@@ -12,16 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from peftqa.config import DEFAULT_SCORING, ScoringSettings
 from peftqa.data import Example, gold_answers
 from peftqa.features import FeatureSet, build_features
 from peftqa.metrics import compute_metrics
-from peftqa.postprocess import (
-    DEFAULT_MAX_ANSWER_TOKENS,
-    DEFAULT_N_BEST,
-    Candidate,
-    best_answers,
-    postprocess,
-)
+from peftqa.postprocess import Candidate, best_answers, postprocess
 
 
 def collate(features: FeatureSet, rows, pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -140,14 +135,16 @@ def evaluate(
     examples: list[Example],
     features: FeatureSet,
     pad_token_id: int,
-    batch_size: int | None = None,
-    n_best: int = DEFAULT_N_BEST,
-    max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+    scoring: ScoringSettings = DEFAULT_SCORING,
 ) -> EvalResult:
-    """Predict every feature, post-process to one answer per question and score with EM/F1."""
+    """Predict every feature, post-process to one answer per question and score with EM/F1.
+
+    `features` were built from `examples` with the windows of `scoring`; its batch size, n_best and
+    answer length apply here.
+    """
     began = time.perf_counter()
-    start_logits, end_logits, loss = predict_logits(model, features, batch_size, pad_token_id)
-    candidates = postprocess(examples, features, start_logits, end_logits, n_best, max_answer_tokens)
+    start_logits, end_logits, loss = predict_logits(model, features, scoring.batch_size, pad_token_id)
+    candidates = postprocess(examples, features, start_logits, end_logits, scoring.n_best, scoring.max_answer_tokens)
     predictions = best_answers(candidates)
     metrics = compute_metrics(predictions, gold_answers(examples))
     seconds = time.perf_counter() - began
@@ -160,15 +157,13 @@ def answer_question(
     question: str,
     context: str,
     top_k: int = 1,
-    max_length: int = 384,
-    doc_stride: int = 128,
-    max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS,
+    scoring: ScoringSettings = DEFAULT_SCORING,
     bf16: bool | None = None,
 ) -> list[Candidate]:
     """The `top_k` best answers to one question over the whole context (sliding windows)."""
     example = Example("question", question, context, (), ())
-    features = build_features([example], tokenizer, max_length, doc_stride)
-    start_logits, end_logits, _ = predict_logits(model, features, None, tokenizer.pad_token_id, bf16)
-    n_best = max(DEFAULT_N_BEST, top_k)
-    ranked = postprocess([example], features, start_logits, end_logits, n_best, max_answer_tokens)
+    features = build_features([example], tokenizer, scoring.max_length, scoring.doc_stride)
+    start_logits, end_logits, _ = predict_logits(model, features, scoring.batch_size, tokenizer.pad_token_id, bf16)
+    n_best = max(scoring.n_best, top_k)
+    ranked = postprocess([example], features, start_logits, end_logits, n_best, scoring.max_answer_tokens)
     return ranked[example.id][:top_k]

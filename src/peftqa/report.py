@@ -34,8 +34,9 @@ _DISAGREEMENT_EXAMPLES = 3  # per pair of runs and direction
 
 
 def _human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
+    """1536 -> '1.5 KB'; gigabytes are the largest unit."""
+    for unit in ("B", "KB", "MB"):
+        if count < 1024:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} GB"
@@ -177,10 +178,8 @@ def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
             dev_cache[key] = load_squad(key[0], key[1])
         examples = [e for e in dev_cache[key] if e.id in predictions]
         results.append(RunResult(folder, folder.name, settings, metrics, predictions, examples))
-    names = [r.name for r in results]
-    for result in results:
-        if names.count(result.name) > 1:  # same folder name in two places: add the parent
-            result.name = f"{result.run_dir.parent.name}/{result.name}"
+    for result, name in zip(results, runs.display_names([r.run_dir for r in results]), strict=True):
+        result.name = name
     return results
 
 
@@ -428,16 +427,9 @@ def _qualitative_section(results: list[RunResult], log: Callable[[str], None]) -
     for result in results:
         log(f"report: answering {len(examples)} hand-written questions with {result.name}")
         loaded = runs.load_run(result.run_dir)
-        config = loaded.config
         for row, example in zip(answers, examples, strict=True):
             ranked = answer_question(
-                loaded.model,
-                loaded.tokenizer,
-                example["question"],
-                example["context"],
-                1,
-                config.max_length,
-                config.doc_stride,
+                loaded.model, loaded.tokenizer, example["question"], example["context"], 1, loaded.config.scoring
             )
             text = ranked[0].text if ranked else ""
             if example["answers"]:

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -102,6 +103,14 @@ def device_description(device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def display_names(folders: Sequence[Path]) -> list[str]:
+    """Run folder names for tables and the web page; `parent/name` where two runs share a folder name."""
+    names = [folder.name for folder in folders]
+    return [
+        f"{folder.parent.name}/{folder.name}" if names.count(folder.name) > 1 else folder.name for folder in folders
+    ]
 
 
 @dataclass

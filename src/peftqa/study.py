@@ -19,35 +19,15 @@ from typing import Any
 
 from peftqa import runs
 from peftqa.backbone import DEFAULT_MODEL
-from peftqa.config import RunConfig
+from peftqa.config import PRESETS, RunConfig
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method, method_names
-from peftqa.sweep import DEFAULT_LRS, SweepConfig, run_sweep
+from peftqa.sweep import SweepConfig, run_sweep
 
 STUDY_JSON = "study.json"
 
-# The quick preset has time for three learning rates per method. Its trials are ~20 optimiser steps,
-# which favour high rates. Measured on MiniLM-L6 (2-core CPU, dropout 0): LoRA's best is the middle of
-# [1e-3, 3e-3, 1e-2], (IA)3's of [1e-2, 3e-2, 1e-1], full fine-tuning's of [2e-4, 4e-4, 8e-4] (trial F1
-# 16.2, 19.0, 15.5), BitFit's of [3e-3, 1e-2, 3e-2]. Hence these grids.
-QUICK_LRS: dict[str, list[float]] = {
-    "lora": [1e-3, 3e-3, 1e-2],
-    "dora": [3e-4, 1e-3, 3e-3],
-    "rslora": [1e-4, 3e-4, 1e-3],
-    "ia3": [1e-2, 3e-2, 1e-1],
-    "vera": [3e-3, 1e-2, 3e-2],
-    "bitfit": [3e-3, 1e-2, 3e-2],
-    "full": [2e-4, 4e-4, 8e-4],
-}
 # The original experiment's grid (its best value was its top edge).
 ORIGINAL_LRS = [1e-5, 2e-5, 3e-5, 4e-5, 5e-5]
-_MINILM_QUICK_RUN = {
-    "model": "minilm-l6",
-    "max_length": 256,
-    "doc_stride": 96,
-    "batch_size": 16,
-    "checkpoint_every_steps": 50,
-}
 
 
 @dataclass(frozen=True)
@@ -64,18 +44,20 @@ class StudyPreset:
     final_train_limit: int | None
     final_epochs: float
     final_eval_limit: int | None
-    sweep_lrs: dict[str, list[float]] = field(default_factory=lambda: dict(DEFAULT_LRS))
+    lr_grid: str = "default"  # which of each method's grids (MethodSpec.sweep_lrs) the sweeps search
+    sweep_lrs: dict[str, list[float]] = field(default_factory=dict)  # per-method grids that replace lr_grid's
     extend_edges: int = 2  # our grids grow past an edge best this many times (comparison grids never do)
     compare_grids: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # extra named grids
 
 
 STUDY_PRESETS: dict[str, StudyPreset] = {
-    # `make demo`: <= 15 minutes on 2 CPU cores. Sweeps are tiny and only rank learning rates roughly.
+    # `make demo`: <= 15 minutes on 2 CPU cores. Sweeps are tiny and only rank learning rates roughly;
+    # their trials are ~20 optimiser steps, which favour high rates: hence each method's "quick" grid.
     "quick": StudyPreset(
         description="MiniLM-L6, 3 lrs x 300 questions per sweep, final runs on 2,000 questions, 1 epoch",
         # The two PEFT methods and the reference they are judged against (--methods adds bitfit, dora, ...).
         methods=("lora", "ia3", "full"),
-        run=_MINILM_QUICK_RUN,
+        run=PRESETS["quick"],  # the study sets its own question limits and epochs below
         sweep_train_limit=300,
         sweep_train_fraction=0.1,
         sweep_epochs=1.0,
@@ -83,7 +65,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         final_train_limit=2000,
         final_epochs=1.0,
         final_eval_limit=500,
-        sweep_lrs=QUICK_LRS,
+        lr_grid="quick",
         extend_edges=1,
     ),
     # The original experiment (DistilBERT, full data, 3 epochs, LoRA and (IA)3) with its grid and ours.
@@ -155,29 +137,13 @@ class _Steps:
 
 def _grids(preset: StudyPreset, method: str) -> dict[str, list[float]]:
     """Named learning-rate grids for a method: ours ("") first, then the preset's comparison grids."""
-    grids = {"": preset.sweep_lrs.get(method) or DEFAULT_LRS.get(method) or [get_method(method).default_lr]}
+    grids = {"": preset.sweep_lrs.get(method) or get_method(method).lr_grid(preset.lr_grid)}
     grids.update({name: lrs[method] for name, lrs in preset.compare_grids.items() if method in lrs})
     return grids
 
 
 def _base_config(preset: StudyPreset, method: str, data_dir: str, overrides: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict({**preset.run, **overrides, "method": method, "data_dir": data_dir})
-
-
-def check_reusable(config: RunConfig) -> None:
-    """A run folder left by an earlier study is resumed only when it was trained with the same settings
-    (a changed best learning rate must not silently return the old run)."""
-    path = Path(config.output_dir) / runs.RUN_JSON
-    if not path.is_file():
-        return
-    saved = runs.read_json(path).get("config", {})
-    wanted = config.to_dict()
-    differs = sorted(k for k in wanted if k not in ("output_dir", "data_dir") and saved.get(k) != wanted[k])
-    if differs:
-        raise PeftqaError(
-            f"{config.output_dir} holds a run with other settings ({', '.join(differs)}); "
-            "remove it or choose another --output-dir"
-        )
 
 
 def run_study(
@@ -242,7 +208,8 @@ def run_study(
                 "output_dir": str(folder / "runs" / name),
             }
         )
-        check_reusable(final)
+        # train(resume=True) refuses a run folder trained with other settings (check_same_settings), so a
+        # changed best learning rate never silently returns the run trained at the old one.
         metrics.append(steps.run(f"train {name} at lr {final.lr:g}", lambda c=final: train(c, resume=True, log=log)))
         finals.append(Path(final.output_dir))
         chosen[name] = final.lr

@@ -34,16 +34,6 @@ SWEEP_PNG = "sweep.png"
 STUDY_DB = "optuna.db"
 LR_FROM_PREFIX = "from:"
 
-# Grids that bracket each method's optimum on DistilBERT / MiniLM (a factor ~3 between points).
-DEFAULT_LRS: dict[str, list[float]] = {
-    "lora": [1e-4, 3e-4, 1e-3, 3e-3],
-    "dora": [1e-4, 3e-4, 1e-3, 3e-3],
-    "rslora": [3e-5, 1e-4, 3e-4, 1e-3],
-    "ia3": [3e-3, 1e-2, 3e-2, 1e-1],
-    "vera": [3e-3, 1e-2, 3e-2, 1e-1],
-    "bitfit": [3e-4, 1e-3, 3e-3, 1e-2],
-    "full": [2e-5, 5e-5, 1e-4, 2e-4],
-}
 # Seconds between a trial's heartbeats; a trial silent for `_GRACE_S` is marked failed and re-run.
 _HEARTBEAT_S = 60
 _GRACE_S = 180
@@ -54,8 +44,8 @@ class SweepConfig:
     """What a sweep searches and how; `base` holds every other run setting."""
 
     base: RunConfig  # model, data, lengths, batch size, seed, method and its fixed options
-    lrs: list[float] | None = None  # learning rates to try; None: DEFAULT_LRS for the method
-    ranks: list[int] | None = None  # values of the method's rank option (lora_r, vera_r); None: keep it fixed
+    lrs: list[float] | None = None  # learning rates to try; None: the method's default grid (MethodSpec.sweep_lrs)
+    ranks: list[int] | None = None  # values of the method's rank option (MethodSpec.rank_option); None: keep it fixed
     train_fraction: float = 0.1  # share of the training questions (seeded random sample)
     train_limit: int | None = None  # or an exact number of questions (overrides train_fraction)
     epochs: float = 1.0  # epochs per trial
@@ -74,7 +64,7 @@ class SweepConfig:
             problems.append("learning rates must be positive numbers")
         if self.ranks is not None and (not self.ranks or min(self.ranks) <= 0):
             problems.append("ranks must be positive integers")
-        if self.ranks is not None and rank_option(self.base.method) is None:
+        if self.ranks is not None and get_method(self.base.method).rank_option is None:
             problems.append(f"method '{self.base.method}' has no rank option; drop --ranks")
         if not 0 < self.train_fraction <= 1:
             problems.append(f"train_fraction must be in (0, 1], got {self.train_fraction}")
@@ -87,7 +77,7 @@ class SweepConfig:
 
     @property
     def learning_rates(self) -> list[float]:
-        return sorted(self.lrs or DEFAULT_LRS.get(self.base.method) or [get_method(self.base.method).default_lr])
+        return sorted(self.lrs) if self.lrs else get_method(self.base.method).lr_grid()
 
     @property
     def folder(self) -> Path:
@@ -96,16 +86,11 @@ class SweepConfig:
         return Path("sweeps") / f"{self.base.method}-{Path(self.base.model).name or 'model'}"
 
 
-def rank_option(method: str) -> str | None:
-    """The method's rank option (a field named `*_r`), or None when it has none."""
-    names = [f.name for f in dataclasses.fields(get_method(method).options_cls) if f.name.endswith("_r")]
-    return names[0] if names else None
-
-
 def search_space(config: SweepConfig) -> dict[str, list]:
     space: dict[str, list] = {"lr": config.learning_rates}
-    if config.ranks:
-        space[rank_option(config.base.method)] = sorted(config.ranks)
+    rank_option = get_method(config.base.method).rank_option
+    if config.ranks and rank_option:
+        space[rank_option] = sorted(config.ranks)
     return space
 
 

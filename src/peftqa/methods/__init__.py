@@ -1,16 +1,18 @@
 """The method registry: one entry per fine-tuning method, keyed by its lowercase name.
 
 A method is a `MethodSpec`: an options dataclass (its command-line flags are made from the fields),
-a default learning rate that works, and three functions: `apply` (base model -> trainable model),
-`save` and `load`. The training loop never branches on a method's name. Adding a method is one new
-module that calls `register(...)` and one import line at the bottom of this file.
+a default learning rate that works, the learning-rate grids its sweeps search, and three functions:
+`apply` (base model -> trainable model), `save` and `load`. Nothing else in peftqa branches on a
+method's name: the training loop, sweeps, studies and the web page read what they need from the spec.
+Adding a method is one new module that calls `register(...)` (or `_peft.register_peft(...)` for a
+peft config) and one import line at the bottom of this file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,18 @@ class MethodSpec:
     save: Callable[[Any, Path], None]  # (trained model, run dir): writes `artifact` under the run dir
     load: Callable[[Any, Path], Any]  # (base QA model, run dir) -> trained model, eval mode
     artifact: str  # the folder in the run dir: "adapter" or "model"
+    # Learning rates a sweep tries, by grid name: "default" (`peftqa sweep`, the seed and full studies)
+    # and "quick" (`study --preset quick`, whose ~20-step trials favour higher rates).
+    sweep_lrs: Mapping[str, tuple[float, ...]]
+    trained_names: str  # regex of the parameter names the method trains, besides the QA head
+    rank_option: str | None = None  # the options field a sweep's --ranks sets (e.g. lora_r); None: no rank
+    # True when `load` leaves the base model's tensors untouched (an unmerged peft adapter), so the web
+    # page may share one base among several runs; False when it writes into the base (full, bitfit).
+    shares_base: bool = False
+
+    def lr_grid(self, name: str = "default") -> list[float]:
+        """The sweep grid called `name` (the default grid when the method has no grid of that name)."""
+        return sorted(self.sweep_lrs.get(name) or self.sweep_lrs["default"])
 
     def make_options(self, values: dict[str, Any] | None = None) -> Any:
         """The options dataclass from a dict, rejecting keys this method does not have."""
@@ -56,6 +70,10 @@ def register(spec: MethodSpec) -> MethodSpec:
         raise ValueError(f"method {spec.name!r} is registered twice")
     if not dataclasses.is_dataclass(spec.options_cls):
         raise ValueError(f"method {spec.name!r}: options_cls must be a dataclass")
+    if "default" not in spec.sweep_lrs or not all(spec.sweep_lrs.values()):
+        raise ValueError(f"method {spec.name!r}: sweep_lrs needs a non-empty 'default' grid")
+    if spec.rank_option is not None and spec.rank_option not in {f.name for f in dataclasses.fields(spec.options_cls)}:
+        raise ValueError(f"method {spec.name!r}: rank_option {spec.rank_option!r} is not one of its options")
     METHODS[spec.name] = spec
     return spec
 

@@ -1,4 +1,5 @@
-"""The parts every peft-based method shares: apply a peft config, save and load the adapter.
+"""The parts every peft-based method shares: one `register_peft` call turns an options dataclass and a
+function that builds the peft config into a registered method (apply, save and load the adapter).
 
 The QA head (`qa_outputs`) is new for every run, so it is trained and saved with the adapter
 (`modules_to_save`); without that a reloaded adapter would sit under a random head.
@@ -6,7 +7,11 @@ The QA head (`qa_outputs`) is new for every run, so it is trained and saved with
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+from peftqa.methods import MethodSpec, register
 
 QA_HEAD = ["qa_outputs"]
 ADAPTER_DIR = "adapter"
@@ -21,18 +26,51 @@ def split_modules(value: str | list[str] | None) -> list[str] | str | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def apply_peft(model, peft_config):
-    from peft import get_peft_model
-
-    return get_peft_model(model, peft_config)
-
-
-def save_adapter(model, run_dir: Path) -> None:
+def save_adapter(model: Any, run_dir: Path) -> None:
     model.save_pretrained(run_dir / ADAPTER_DIR)
 
 
-def load_adapter(base_model, run_dir: Path):
+def load_adapter(base_model: Any, run_dir: Path) -> Any:
     from peft import PeftModel
 
     model = PeftModel.from_pretrained(base_model, run_dir / ADAPTER_DIR)
     return model.eval()
+
+
+def register_peft(
+    name: str,
+    description: str,
+    options_cls: type,
+    peft_config: Callable[[Any, Any], Any],
+    default_lr: float,
+    sweep_lrs: Mapping[str, tuple[float, ...]],
+    trained_names: str,
+    rank_option: str | None = None,
+) -> MethodSpec:
+    """Register a method that is a peft config built from its options: `peft_config(model, options)`.
+
+    Its adapter is saved in peft's own format (`PeftModel.from_pretrained` loads it with no peftqa
+    code) and loading it leaves the base weights untouched, so served runs may share one base.
+    """
+
+    def apply(model: Any, options: Any) -> Any:
+        from peft import get_peft_model
+
+        return get_peft_model(model, peft_config(model, options))
+
+    return register(
+        MethodSpec(
+            name=name,
+            description=description,
+            options_cls=options_cls,
+            default_lr=default_lr,
+            apply=apply,
+            save=save_adapter,
+            load=load_adapter,
+            artifact=ADAPTER_DIR,
+            sweep_lrs=sweep_lrs,
+            trained_names=trained_names,
+            rank_option=rank_option,
+            shares_base=True,
+        )
+    )

@@ -9,5 +9,7 @@ register_variant(
     "dora",
     "DoRA (weight-decomposed LoRA) on every linear layer of the encoder, QA head trained",
     default_lr=5e-4,
+    sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (3e-4, 1e-3, 3e-3)},
+    trained_names=r"lora_[AB]\.|lora_magnitude_vector",
     use_dora=True,
 )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from peftqa.methods import MethodSpec, register
-from peftqa.methods._peft import ADAPTER_DIR, QA_HEAD, apply_peft, load_adapter, save_adapter, split_modules
+from peftqa.methods._peft import QA_HEAD, register_peft, split_modules
 from peftqa.methods.targets import IA3_TARGETS, lookup
 
 
@@ -21,7 +21,7 @@ class IA3Options:
     )
 
 
-def peft_config(model, options: IA3Options):
+def peft_config(model: Any, options: IA3Options) -> Any:
     from peft import IA3Config
 
     default_targets, default_feedforward = lookup(IA3_TARGETS, model.config.model_type, "ia3")
@@ -33,19 +33,14 @@ def peft_config(model, options: IA3Options):
     return IA3Config(target_modules=targets, feedforward_modules=feedforward, modules_to_save=QA_HEAD)
 
 
-def apply(model, options: IA3Options):
-    return apply_peft(model, peft_config(model, options))
-
-
-register(
-    MethodSpec(
-        name="ia3",
-        description="(IA)3 on keys, values and the feed-forward activation, QA head trained",
-        options_cls=IA3Options,
-        default_lr=2e-2,
-        apply=apply,
-        save=save_adapter,
-        load=load_adapter,
-        artifact=ADAPTER_DIR,
-    )
+register_peft(
+    "ia3",
+    "(IA)3 on keys, values and the feed-forward activation, QA head trained",
+    IA3Options,
+    peft_config,
+    default_lr=2e-2,
+    # Quick grid measured on MiniLM-L6 (2-core CPU): best in the middle, 3e-2 (the lowest dev loss, at
+    # 1e-1, would have picked the worse rate).
+    sweep_lrs={"default": (3e-3, 1e-2, 3e-2, 1e-1), "quick": (1e-2, 3e-2, 1e-1)},
+    trained_names=r"ia3_l\.",
 )

@@ -10,5 +10,6 @@ register_variant(
     "rslora",
     "rank-stabilised LoRA (alpha/sqrt(r)) on every linear layer of the encoder, QA head trained",
     default_lr=1.5e-4,
+    sweep_lrs={"default": (3e-5, 1e-4, 3e-4, 1e-3), "quick": (1e-4, 3e-4, 1e-3)},
     use_rslora=True,
 )

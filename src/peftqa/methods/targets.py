@@ -14,6 +14,16 @@ ALL_LINEAR = {
     "mpnet": ["q", "k", "v", "o", "dense"],
 }
 
+# VeRA: query and value projections, the paper's choice, and same-shaped so one pair of projections fits.
+VERA_TARGETS = {
+    "distilbert": ["q_lin", "v_lin"],
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "electra": ["query", "value"],
+    "mpnet": ["q", "v"],
+}
+
 # (IA)3 rescales keys, values and the feed-forward activation (the input of the second FF layer).
 # BERT's `output.dense` also names `attention.output.dense`, so a regex keeps to the FF one.
 _BERT_IA3 = (r".*\.(key|value)$|.*layer\.\d+\.output\.dense$", r".*layer\.\d+\.output\.dense$")

@@ -9,20 +9,10 @@ The projections are saved with the adapter, so loading never depends on a random
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from peftqa.methods import MethodSpec, register
-from peftqa.methods._peft import ADAPTER_DIR, QA_HEAD, apply_peft, load_adapter, save_adapter, split_modules
-from peftqa.methods.targets import lookup
-
-# Query and value projections: the paper's choice, and same-shaped so one pair of projections fits.
-VERA_TARGETS = {
-    "distilbert": ["q_lin", "v_lin"],
-    "bert": ["query", "value"],
-    "roberta": ["query", "value"],
-    "xlm-roberta": ["query", "value"],
-    "electra": ["query", "value"],
-    "mpnet": ["q", "v"],
-}
+from peftqa.methods._peft import QA_HEAD, register_peft, split_modules
+from peftqa.methods.targets import VERA_TARGETS, lookup
 
 
 @dataclass
@@ -39,7 +29,7 @@ class VeraOptions:
             raise ValueError(f"vera_r must be positive, got {self.vera_r}")
 
 
-def peft_config(model, options: VeraOptions):
+def peft_config(model: Any, options: VeraOptions) -> Any:
     from peft import VeraConfig
 
     targets = split_modules(options.target_modules) or lookup(VERA_TARGETS, model.config.model_type, "vera")
@@ -52,19 +42,13 @@ def peft_config(model, options: VeraOptions):
     )
 
 
-def apply(model, options: VeraOptions):
-    return apply_peft(model, peft_config(model, options))
-
-
-register(
-    MethodSpec(
-        name="vera",
-        description="VeRA (shared random projections, trained scaling vectors) on query and value, QA head trained",
-        options_cls=VeraOptions,
-        default_lr=1e-2,
-        apply=apply,
-        save=save_adapter,
-        load=load_adapter,
-        artifact=ADAPTER_DIR,
-    )
+register_peft(
+    "vera",
+    "VeRA (shared random projections, trained scaling vectors) on query and value, QA head trained",
+    VeraOptions,
+    peft_config,
+    default_lr=1e-2,
+    sweep_lrs={"default": (3e-3, 1e-2, 3e-2, 1e-1), "quick": (3e-3, 1e-2, 3e-2)},
+    trained_names=r"vera_lambda_[bd]\.",
+    rank_option="vera_r",
 )

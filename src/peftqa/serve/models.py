@@ -66,33 +66,19 @@ class ServedModel:
 
     def answer(self, question: str, context: str, top_k: int, truths: Sequence[str] = ()) -> dict[str, Any]:
         """The best answer, `top_k - 1` alternatives, latency, and EM/F1 when `truths` are given."""
-        config = self.run.settings["config"]
         began = time.perf_counter()
         with self.lock:
             ranked = answer_question(
-                self.run.model,
-                self.run.tokenizer,
-                question,
-                context,
-                top_k=top_k,
-                max_length=config.get("max_length", 384),
-                doc_stride=config.get("doc_stride", 128),
-                max_answer_tokens=config.get("max_answer_tokens", 30),
-                bf16=self.bf16,
+                self.run.model, self.run.tokenizer, question, context, top_k, self.run.config.scoring, self.bf16
             )
         latency_ms = 1000.0 * (time.perf_counter() - began)
-        best = ranked[0] if ranked else None
+        # No valid span (a context of white space only): an empty answer, as in the official format.
+        best = ranked[0].to_dict() if ranked else {"answer": "", "start": None, "end": None, "score": None}
         result: dict[str, Any] = {
             "name": self.name,
             "method": self.run.method,
-            # No valid span (a context of white space only): an empty answer, as in the official format.
-            "answer": best.text if best else "",
-            "start": best.start if best else None,
-            "end": best.end if best else None,
-            "score": best.probability if best else None,
-            "alternatives": [
-                {"answer": c.text, "start": c.start, "end": c.end, "score": c.probability} for c in ranked[1:]
-            ],
+            **best,
+            "alternatives": [candidate.to_dict() for candidate in ranked[1:]],
             "latency_ms": round(latency_ms, 2),
         }
         if truths:
@@ -131,14 +117,6 @@ def share_weights(base_model):
     return copy.deepcopy(base_model, memo)
 
 
-def _leaves_base_alone(method: str) -> bool:
-    """True for methods loaded as (unmerged) peft adapters; any other load may write the base."""
-    from peftqa.methods import get_method
-    from peftqa.methods._peft import load_adapter
-
-    return get_method(method).load is load_adapter
-
-
 class _BaseCache:
     """Base QA models by source path, each loaded once."""
 
@@ -149,7 +127,9 @@ class _BaseCache:
         from peftqa.backbone import load_qa_model
 
         source = runs.base_source(settings)
-        if not _leaves_base_alone(settings["config"]["method"]):
+        from peftqa.methods import get_method
+
+        if not get_method(settings["config"]["method"]).shares_base:
             return load_qa_model(source)
         if source not in self._models:
             self._models[source] = load_qa_model(source).eval()
@@ -161,14 +141,6 @@ def merged(loaded: runs.LoadedRun) -> runs.LoadedRun:
     if not hasattr(loaded.model, "merge_and_unload"):  # full, bitfit: the weights are already plain
         return loaded
     return dataclasses.replace(loaded, model=loaded.model.merge_and_unload().eval())
-
-
-def _unique_names(folders: Sequence[Path]) -> list[str]:
-    """Run folder names; `parent/name` where two runs share a folder name."""
-    names = [folder.name for folder in folders]
-    return [
-        f"{folder.parent.name}/{folder.name}" if names.count(folder.name) > 1 else folder.name for folder in folders
-    ]
 
 
 def load_models(
@@ -186,7 +158,7 @@ def load_models(
     folders = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run named twice loads once
     bases = _BaseCache()
     served = []
-    for folder, name in zip(folders, _unique_names(folders), strict=True):
+    for folder, name in zip(folders, runs.display_names(folders), strict=True):
         try:
             _, settings = runs.check_run_dir(folder)
             if fast:

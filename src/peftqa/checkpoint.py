@@ -1,0 +1,120 @@
+"""What `--resume` needs, and what a run's peak memory was.
+
+A checkpoint holds the trainable tensors, the optimiser and scheduler states, the random-number
+states and the loop's progress, written atomically to RUN_DIR/checkpoint/state.pt. A run resumes
+only with the settings it was started with (run.json says which).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from peftqa import runs
+from peftqa.config import RunConfig
+from peftqa.errors import PeftqaError
+
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FILE = "state.pt"
+# Settings that may change between an interrupted run and its resumption without changing the result.
+_RESUMABLE_DIFFERENCES = {"data_dir", "output_dir"}
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / CHECKPOINT_DIR / CHECKPOINT_FILE
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, progress: dict) -> None:
+    """Everything --resume needs, written atomically (a kill -9 leaves the previous one intact)."""
+    state = {
+        "trainable": _trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "progress": progress,
+    }
+    path = checkpoint_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(".state.pt.partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
+    """Restore the run's checkpoint into model, optimiser and scheduler; its progress, or None if none.
+
+    Every trainable tensor must be in the checkpoint and nothing else: a checkpoint of another method or
+    model is refused, not half-loaded.
+    """
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(trainable - set(state["trainable"]))
+    unexpected = model.load_state_dict(state["trainable"], strict=False).unexpected_keys
+    if missing or unexpected:
+        raise PeftqaError(
+            f"{path}: checkpoint does not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["progress"]
+
+
+def remove_checkpoint(run_dir: Path) -> None:
+    """Once the run is complete: its weights are exported and the checkpoint is no longer needed."""
+    checkpoint_path(run_dir).unlink(missing_ok=True)
+    (run_dir / CHECKPOINT_DIR).rmdir()
+
+
+def check_same_settings(run_dir: Path, config: RunConfig) -> None:
+    """A run continues (`--resume`, or a study re-using its run folders) only with the settings it was
+    started with: a changed learning rate must not silently return the run trained at the old one."""
+    path = run_dir / runs.RUN_JSON
+    if not path.is_file():
+        return
+    recorded = runs.read_json(path).get("config", {})
+    wanted = config.to_dict()
+    changed = sorted(k for k in wanted if k not in _RESUMABLE_DIFFERENCES and recorded.get(k) != wanted[k])
+    if changed:
+        details = ", ".join(f"{k}: {recorded.get(k)!r} -> {wanted[k]!r}" for k in changed)
+        raise PeftqaError(f"{run_dir} was trained with other settings ({details}); use another --output-dir")
+
+
+# ---------------------------------------------------------------------------- memory
+_PROC_STATUS = Path("/proc/self/status")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting a run's peak memory afresh: a study or sweep trains many runs in one process."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    # Linux: writing 5 to clear_refs resets the process's peak resident set size (VmHWM).
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated on CUDA; on CPU the peak resident memory since reset_peak_memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError):
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # KiB
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the whole process's peak (KiB on Linux)
