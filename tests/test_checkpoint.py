@@ -1,0 +1,61 @@
+"""Checkpoints: what --resume restores, and what it refuses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from peftqa.backbone import load_qa_model
+from peftqa.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from peftqa.config import RunConfig
+from peftqa.errors import PeftqaError
+from peftqa.methods import get_method
+from peftqa.train import build_optimizer
+
+
+def _trainable_model(model_dir, method: str = "lora"):
+    spec = get_method(method)
+    return spec.apply(load_qa_model(str(model_dir)), spec.make_options({}))
+
+
+def _optimizer(model):
+    return build_optimizer(model, RunConfig(lr=1e-3), total_steps=10)
+
+
+def test_checkpoint_restores_the_trainable_tensors(tiny_bert_dir, tmp_path):
+    model = _trainable_model(tiny_bert_dir)
+    optimizer, scheduler = _optimizer(model)
+    save_checkpoint(tmp_path, model, optimizer, scheduler, {"step": 3})
+    saved = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    fresh = _trainable_model(tiny_bert_dir)
+    with torch.no_grad():
+        for parameter in fresh.parameters():
+            parameter.add_(1.0)
+    assert load_checkpoint(tmp_path, fresh, *_optimizer(fresh)) == {"step": 3}
+    restored = dict(fresh.named_parameters())
+    assert all(torch.equal(restored[name], tensor) for name, tensor in saved.items())
+
+
+def test_a_checkpoint_missing_a_trainable_tensor_is_refused(tiny_bert_dir, tmp_path):
+    model = _trainable_model(tiny_bert_dir)
+    save_checkpoint(tmp_path, model, *_optimizer(model), {"step": 1})
+    state = torch.load(checkpoint_path(tmp_path), weights_only=False)
+    dropped = sorted(state["trainable"])[0]
+    del state["trainable"][dropped]
+    torch.save(state, checkpoint_path(tmp_path))
+    with pytest.raises(PeftqaError, match="does not match this model"):
+        load_checkpoint(tmp_path, model, *_optimizer(model))
+
+
+def test_a_checkpoint_of_another_method_is_refused(tiny_bert_dir, tmp_path):
+    lora = _trainable_model(tiny_bert_dir, "lora")
+    save_checkpoint(tmp_path, lora, *_optimizer(lora), {"step": 1})
+    ia3 = _trainable_model(tiny_bert_dir, "ia3")
+    with pytest.raises(PeftqaError, match="does not match this model"):
+        load_checkpoint(tmp_path, ia3, *_optimizer(ia3))
+
+
+def test_no_checkpoint_means_nothing_to_restore(tiny_bert_dir, tmp_path):
+    model = _trainable_model(tiny_bert_dir)
+    assert load_checkpoint(tmp_path, model, *_optimizer(model)) is None
