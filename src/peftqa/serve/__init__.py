@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 DEFAULTS: dict[str, Any] = {
@@ -19,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "MODELS": None,  # already loaded ServedModels
     "MAX_INPUT_CHARS": 100_000,  # longest context, question or answers accepted, in characters
 }
+
+
+class _DocumentedOrderJSON(DefaultJSONProvider):
+    sort_keys = False  # answers read best in the documented order: name, method, answer, ...
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -33,7 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(DEFAULTS)
     app.config.update(config or {})
-    app.json.sort_keys = False  # answers read best in the documented order: name, method, answer, ...
+    app.json = _DocumentedOrderJSON(app)
     # A form field of MAX_INPUT_CHARS characters is at most 4 bytes each, 3 more when %-encoded:
     # larger bodies are cut off by werkzeug before they are read, and answered with 413.
     body_limit = 12 * app.config["MAX_INPUT_CHARS"] + 65_536
