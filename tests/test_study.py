@@ -18,7 +18,7 @@ from peftqa.study import STUDY_PRESETS, StudyPreset, parse_methods, run_study
 TINY = StudyPreset(
     description="tiny test study",
     methods=("lora",),
-    run={"max_length": 128, "doc_stride": 32, "batch_size": 4, "eval_batch_size": 8},
+    run={"max_length": 128, "doc_stride": 32, "batch_size": 4, "eval_batch_size": 8, "validation_questions": 3},
     sweep_train_limit=4,
     sweep_train_fraction=0.1,
     sweep_epochs=1.0,

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from peftqa import runs
 from peftqa import sweep as sweep_module
 from peftqa.cli import build_parser, config_from_args
 from peftqa.config import RunConfig
+from peftqa.data import load_squad, split_articles
 from peftqa.errors import PeftqaError
 from peftqa.sweep import SweepConfig, edge_warnings, pick_best, resolve_lr, run_sweep
+from tests.conftest import tiny_run_config
+from tests.squad_fixtures import many_articles, write_squad
 
 
 def _sweep_config(model_dir, squad_dir, out, **overrides) -> SweepConfig:
-    base = RunConfig(
-        method="lora",
-        model=str(model_dir),
-        data_dir=str(squad_dir),
-        max_length=128,
-        doc_stride=32,
-        batch_size=4,
-        eval_batch_size=8,
-        method_options={"lora_r": 2},
-    )
+    base = tiny_run_config(model_dir, squad_dir, None, batch_size=4, eval_batch_size=8, method_options={"lora_r": 2})
     values = dict(base=base, lrs=[1e-3, 1e-2], train_fraction=1.0, epochs=1, eval_limit=None, output_dir=str(out))
     values.update(overrides)
     return SweepConfig(**values)
@@ -105,3 +101,25 @@ def test_edge_best_extends_the_grid_outward():
     assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-3}}) == [1e-4, 3e-4, 1e-3, 3.33e-3]
     assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-4}})[0] == 3.33e-5
     assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 3e-4}}) is None
+
+
+def test_trials_are_scored_on_held_out_training_articles_never_dev(tiny_bert_dir, tmp_path):
+    squad = write_squad(tmp_path / "squad", train=many_articles())  # dev: the two hand-made articles
+    config = _sweep_config(tiny_bert_dir, squad, tmp_path / "sweep", lrs=[1e-2], train_fraction=1.0)
+    config.base = dataclasses.replace(config.base, validation_questions=5)
+    summary = run_sweep(config, log=lambda _: None)
+
+    assert summary["eval_split"] == "validation"
+    trial = Path(summary["best"]["run_dir"])
+    settings = runs.read_json(trial / runs.RUN_JSON)
+    assert settings["config"]["eval_split"] == "validation"
+    dev_ids = {e.id for e in load_squad(squad / "dev-v1.1.json")}
+    scored = [json.loads(line) for line in (trial / runs.SCORES_JSONL).read_text().splitlines()]
+    scored_titles = {row["title"] for row in scored}
+    assert scored and not {row["id"] for row in scored} & dev_ids  # never a dev question
+    assert len(scored) >= 5 and settings["dev_questions"] == len(scored)
+    # Trained on every training question except the held-out articles' (train_fraction 1.0).
+    all_questions = sum(len(p["qas"]) for a in many_articles() for p in a["paragraphs"])
+    assert settings["train_questions"] == all_questions - len(scored)
+    rest, held_out = split_articles(load_squad(squad / "train-v1.1.json"), 5, seed=0)
+    assert scored_titles == {e.title for e in held_out} and not scored_titles & {e.title for e in rest}

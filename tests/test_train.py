@@ -18,6 +18,7 @@ from peftqa.features import build_features
 from peftqa.predict import answer_question, evaluate
 from peftqa.train import length_grouped_batches, train
 from tests.conftest import tiny_run_config
+from tests.squad_fixtures import many_articles, write_squad
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "full"])
@@ -129,7 +130,7 @@ def test_on_epoch_gets_every_epoch_and_can_stop_the_run(tiny_bert_dir, squad_dir
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
 def test_peak_memory_counts_from_the_start_of_each_run():
-    from peftqa.train import peak_memory_mb, reset_peak_memory
+    from peftqa.checkpoint import peak_memory_mb, reset_peak_memory
 
     cpu = torch.device("cpu")
     reset_peak_memory(cpu)
@@ -138,3 +139,31 @@ def test_peak_memory_counts_from_the_start_of_each_run():
     del ballast
     reset_peak_memory(cpu)  # the next run in this process starts from what is resident now
     assert peak_memory_mb(cpu) < with_ballast - 300
+
+
+def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_saved(tiny_bert_dir, tmp_path):
+    squad = write_squad(tmp_path / "squad", dev=many_articles())
+    results = {}
+    for method in ("lora", "ia3"):
+        run_dir = tmp_path / method
+        config = tiny_run_config(tiny_bert_dir, squad, run_dir, method, epochs=1, eval_limit=8, seed=7)
+        metrics = train(config, log=lambda line: None)
+        rows = [json.loads(line) for line in (run_dir / runs.SCORES_JSONL).read_text().splitlines()]
+        results[method] = (runs.read_json(run_dir / runs.RUN_JSON), metrics, rows)
+        # The saved per-question scores are the figures' raw material: their mean is the reported F1.
+        assert len(rows) == 8 == metrics["dev_questions"]
+        assert np.mean([row["f1"] for row in rows]) == pytest.approx(metrics["f1"])
+        low, high = metrics["f1_ci"]
+        assert low - 1e-9 <= metrics["f1"] <= high + 1e-9
+        # Re-scoring from disk draws the same sample and reproduces the figure and its interval.
+        again = evaluate_run(run_dir)
+        assert again["f1"] == pytest.approx(metrics["f1"]) and again["f1_ci"] == pytest.approx(metrics["f1_ci"])
+    (lora_settings, _, lora_rows), (ia3_settings, _, ia3_rows) = results["lora"], results["ia3"]
+    assert [r["id"] for r in lora_rows] == [r["id"] for r in ia3_rows]  # paired: the same questions
+    assert lora_settings["eval_ids_sha256"] == ia3_settings["eval_ids_sha256"]
+    assert len({r["title"] for r in lora_rows}) >= 4  # a sample over the articles, not the first few
+    assert "seeded random sample" in lora_settings["eval_questions"]
+    # Another seed of the run does not change the questions (eval_seed is its own setting).
+    other = tiny_run_config(tiny_bert_dir, squad, tmp_path / "other", "lora", epochs=1, eval_limit=8, seed=8)
+    train(other, log=lambda line: None)
+    assert runs.read_json(tmp_path / "other" / runs.RUN_JSON)["eval_ids_sha256"] == lora_settings["eval_ids_sha256"]

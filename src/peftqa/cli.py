@@ -235,7 +235,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from peftqa.study import run_study
 
     overrides = {"model": args.model} if args.model else {}
-    run_study(args.preset, args.methods, args.output_dir, args.data_dir, overrides)
+    run_study(args.preset, args.methods, args.output_dir, args.data_dir, overrides, seeds=args.seeds)
     return 0
 
 
@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--output-dir", default=None, help="study folder (default: studies/<preset>)")
     study.add_argument("--data-dir", default=None)
     study.add_argument("--model", default=None, help="replace the preset's model")
+    study.add_argument(
+        "--seeds", type=int, default=1, help="final runs per method with different seeds (report: mean and std)"
+    )
     study.set_defaults(handler=_cmd_study)
 
     serve = commands.add_parser("serve", help="compare trained runs side by side in a browser (and a JSON API)")

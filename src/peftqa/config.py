@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peftqa.backbone import DEFAULT_MODEL
+from peftqa.data import QuestionChoice
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 
@@ -52,7 +53,20 @@ class RunConfig:
     method_options: dict[str, Any] = field(default_factory=dict)  # the method's own options (one flag each)
     data_dir: str | None = _setting(None, "folder with the SQuAD files (default: PEFTQA_DATA_DIR or user cache)")
     train_limit: int | None = _setting(None, "train on a seeded random sample of this many questions (default: all)")
-    eval_limit: int | None = _setting(None, "score on the first this many dev questions (default: all)")
+    eval_limit: int | None = _setting(None, "score on a sample of this many questions (default: all)")
+    eval_split: str = _setting(
+        QuestionChoice.eval_split,
+        "score on dev, or on validation: whole training articles held out from training (what sweeps use)",
+    )
+    eval_sample: str = _setting(
+        QuestionChoice.eval_sample, "random: seeded sample over every article; first: the first N in file order"
+    )
+    eval_seed: int = _setting(
+        QuestionChoice.eval_seed, "seed of the scored sample and the held-out articles: same for every run, so paired"
+    )
+    validation_questions: int = _setting(
+        QuestionChoice.validation_questions, "held-out training questions (whole articles) for eval-split validation"
+    )
     max_length: int = _scoring_setting("max_length")
     doc_stride: int = _scoring_setting("doc_stride")
     epochs: float = _setting(3.0, "passes over the training features (fractions allowed)")
@@ -83,7 +97,7 @@ class RunConfig:
             problems.append(f"lr must be positive, got {self.lr}")
         if not self.epochs > 0:
             problems.append(f"epochs must be positive, got {self.epochs}")
-        for name in ("batch_size", "max_length", "n_best", "max_answer_tokens"):
+        for name in ("batch_size", "max_length", "n_best", "max_answer_tokens", "validation_questions"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("train_limit", "eval_limit", "max_steps", "eval_batch_size"):
@@ -100,12 +114,26 @@ class RunConfig:
             problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if problems:
             raise PeftqaError("; ".join(problems))
+        self.questions  # noqa: B018 - checks the split and sample names now, not when data loads
         # Fails early, with the list of known methods, and checks the method's options.
         get_method(self.method).make_options(self.method_options)
 
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else get_method(self.method).default_lr
+
+    @property
+    def questions(self) -> QuestionChoice:
+        """Which questions this run trains and is scored on."""
+        return QuestionChoice(
+            train_limit=self.train_limit,
+            train_seed=self.seed,
+            eval_split=self.eval_split,
+            eval_limit=self.eval_limit,
+            eval_sample=self.eval_sample,
+            eval_seed=self.eval_seed,
+            validation_questions=self.validation_questions,
+        )
 
     @property
     def scoring(self) -> ScoringSettings:

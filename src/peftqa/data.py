@@ -6,6 +6,7 @@ the `--data-dir` argument, the `PEFTQA_DATA_DIR` environment variable, `~/.cache
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -108,12 +109,7 @@ def load_squad(path: str | os.PathLike, limit: int | None = None, shuffle_seed: 
         shuffle_seed: when given, the kept questions are a seeded random sample (not the first
             articles, which cover few topics); when None, the first `limit` in file order.
     """
-    path = Path(path)
-    try:
-        document = json.loads(read_bytes(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PeftqaError(f"{path}: not valid JSON ({error})") from error
-    examples = _parse_document(document, path)
+    examples = list(_read_examples(Path(path).resolve(), _stamp(Path(path))))
     if limit is not None and limit < len(examples):
         if shuffle_seed is not None:
             examples = sample_questions(examples, limit, shuffle_seed)
@@ -165,11 +161,32 @@ def split_articles(examples: list[Example], held_out_questions: int, seed: int) 
     if len(held_out_titles) == len(sizes):
         raise PeftqaError(
             f"cannot hold out {held_out_questions} questions as whole articles and keep one to train on: "
-            f"the data has {len(examples)} questions in {len(sizes)} article(s) (seed {seed}); ask for fewer"
+            f"the data has {len(examples)} questions in {len(sizes)} article(s) (seed {seed}); "
+            "ask for fewer (--validation-questions)"
         )
     rest = [example for example in examples if example.title not in held_out_titles]
     held_out = [example for example in examples if example.title in held_out_titles]
     return rest, held_out
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """Size and modification time: a file changed on disk is read again, not served from the cache."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise PeftqaError(f"{path}: cannot read ({error})") from error
+    return info.st_size, info.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)
+def _read_examples(path: Path, stamp: tuple[int, int]) -> tuple[Example, ...]:
+    """The file's questions, parsed once per process: a run with a validation split reads train twice
+    (its training questions and its held-out ones), and a study reads the same two files for every run."""
+    try:
+        document = json.loads(read_bytes(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PeftqaError(f"{path}: not valid JSON ({error})") from error
+    return tuple(_parse_document(document, path))
 
 
 def _parse_document(document: object, path: Path) -> list[Example]:
@@ -228,6 +245,74 @@ def _field(container: object, name: str, kind: type, path: Path, where: str):
 def gold_answers(examples: list[Example]) -> dict[str, list[str]]:
     """question id -> its gold answer texts, the shape `compute_metrics` takes."""
     return {example.id: list(example.answers) for example in examples}
+
+
+EVAL_SPLITS = ("dev", "validation")
+EVAL_SAMPLES = ("random", "first")
+
+
+@dataclass(frozen=True)
+class QuestionChoice:
+    """Which questions a run trains on and which it is scored on (RunConfig.questions builds it).
+
+    Scoring is on `dev`, or on `validation`: whole training articles held out from training, which
+    sweeps use so that the settings they choose are never chosen on the dev questions later reported.
+    """
+
+    train_limit: int | None = None  # a seeded sample of this many training questions; None: all
+    train_seed: int = 42
+    eval_split: str = "dev"  # "dev" or "validation"
+    eval_limit: int | None = None  # a sample of this many questions of the split; None: all
+    eval_sample: str = "random"  # "random": seeded, over every article; "first": file order
+    eval_seed: int = 0  # one seed for every run, so every method is scored on the same questions
+    validation_questions: int = 2000  # held-out training questions (whole articles) when eval_split is validation
+
+    def __post_init__(self) -> None:
+        if self.eval_split not in EVAL_SPLITS:
+            raise PeftqaError(f"eval_split must be one of {', '.join(EVAL_SPLITS)}, got {self.eval_split!r}")
+        if self.eval_sample not in EVAL_SAMPLES:
+            raise PeftqaError(f"eval_sample must be one of {', '.join(EVAL_SAMPLES)}, got {self.eval_sample!r}")
+
+    def describe(self, count: int) -> str:
+        """'500 dev questions (seeded random sample, seed 0)': what a figure was computed on."""
+        where = "held-out training questions (whole articles)" if self.eval_split == "validation" else "dev questions"
+        if self.eval_limit is None or count < self.eval_limit:
+            return f"{count} {where} (all)"
+        rule = (
+            f"seeded random sample, seed {self.eval_seed}"
+            if self.eval_sample == "random"
+            else "the first in file order"
+        )
+        return f"{count} {where} ({rule})"
+
+
+def _held_out_split(data_dir: str | os.PathLike | None, choice: QuestionChoice) -> tuple[list[Example], list[Example]]:
+    return split_articles(load_squad(split_path(data_dir, "train")), choice.validation_questions, choice.eval_seed)
+
+
+def train_questions(data_dir: str | os.PathLike | None, choice: QuestionChoice) -> list[Example]:
+    """The run's training questions: the training file (less the held-out articles when scoring on
+    them), sampled with the run's seed when `train_limit` is set."""
+    if choice.eval_split == "validation":
+        pool, _ = _held_out_split(data_dir, choice)
+    else:
+        pool = load_squad(split_path(data_dir, "train"))
+    return sample_questions(pool, choice.train_limit, choice.train_seed) if choice.train_limit else pool
+
+
+def eval_questions(data_dir: str | os.PathLike | None, choice: QuestionChoice) -> tuple[list[Example], Path]:
+    """The questions a run is scored on, and the file they come from."""
+    if choice.eval_split == "validation":
+        path = split_path(data_dir, "train")
+        _, pool = _held_out_split(data_dir, choice)
+    else:
+        path = split_path(data_dir, "dev")
+        pool = load_squad(path)
+    if choice.eval_limit is None:
+        return pool, path
+    if choice.eval_sample == "first":
+        return pool[: choice.eval_limit], path
+    return sample_questions(pool, choice.eval_limit, choice.eval_seed), path
 
 
 # ---------------------------------------------------------------------------- fetching

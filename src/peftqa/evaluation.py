@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 from peftqa import runs
-from peftqa.data import gold_answers, load_squad, md5_of, split_path
+from peftqa.data import eval_questions, gold_answers, load_squad, md5_of
 from peftqa.errors import PeftqaError
 from peftqa.features import load_or_build_features
 from peftqa.metrics import compute_metrics, question_scores
@@ -17,27 +18,32 @@ from peftqa.predict import evaluate
 def evaluate_run(
     run_dir: str | os.PathLike, eval_limit: int | None = None, data_dir: str | None = None
 ) -> dict[str, Any]:
-    """Reload a run and score it on dev; with the run's own eval_limit it reproduces metrics.json.
+    """Reload a run and score it again on the questions it was scored on (its split, sample and seed),
+    so with the run's own eval_limit it reproduces metrics.json, intervals included.
 
     Args:
         run_dir: a finished run directory.
-        eval_limit: first N dev questions; None: the run's own setting.
+        eval_limit: a sample of N questions, drawn as the run draws them; None: the run's own setting.
         data_dir: where SQuAD is; None: the run's own setting, else the default.
     """
     from peftqa.train import pick_device
 
     loaded = runs.load_run(run_dir, device=str(pick_device()))
     config = loaded.config
-    limit = eval_limit if eval_limit is not None else config.eval_limit
-    path = split_path(data_dir or config.data_dir, "dev")
-    examples = load_squad(path, limit)
+    if eval_limit is not None:
+        config = dataclasses.replace(config, eval_limit=eval_limit)
+    data_dir = data_dir or config.data_dir
+    examples, path = eval_questions(data_dir, config.questions)
     features, _ = load_or_build_features(examples, loaded.tokenizer, config.max_length, config.doc_stride, md5_of(path))
     result = evaluate(loaded.model, examples, features, loaded.tokenizer.pad_token_id, config.scoring)
     return {
         "exact_match": result.metrics["exact_match"],
         "f1": result.metrics["f1"],
+        "exact_match_ci": result.metrics["exact_match_ci"],
+        "f1_ci": result.metrics["f1_ci"],
         "dev_loss": result.loss,
         "dev_questions": len(examples),
+        "questions": config.questions.describe(len(examples)),
         "eval_seconds": result.seconds,
     }
 

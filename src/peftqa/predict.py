@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,8 +16,12 @@ import torch
 from peftqa.config import DEFAULT_SCORING, ScoringSettings
 from peftqa.data import Example, gold_answers
 from peftqa.features import FeatureSet, build_features
-from peftqa.metrics import compute_metrics
+from peftqa.metrics import compute_metrics, question_scores
 from peftqa.postprocess import Candidate, best_answers, postprocess
+from peftqa.stats import bootstrap_interval
+
+# Seeds every interval this module reports, so re-scoring a run reproduces its intervals exactly.
+BOOTSTRAP_SEED = 0
 
 
 def collate(features: FeatureSet, rows, pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -122,10 +127,11 @@ def predict_logits(
 class EvalResult:
     """Scores and answers of one evaluation."""
 
-    metrics: dict[str, float]  # exact_match, f1, count
-    loss: float  # mean dev loss over the features
+    metrics: dict[str, float]  # exact_match, f1, count, and their 95% intervals (exact_match_ci, f1_ci)
+    loss: float  # mean loss over the features
     predictions: dict[str, str]  # question id -> best answer
     candidates: dict[str, list[Candidate]]  # question id -> n best
+    scores: dict[str, dict[str, float]]  # question id -> its exact_match and f1: every figure's raw material
     seconds: float
     features_per_second: float
 
@@ -146,9 +152,13 @@ def evaluate(
     start_logits, end_logits, loss = predict_logits(model, features, scoring.batch_size, pad_token_id)
     candidates = postprocess(examples, features, start_logits, end_logits, scoring.n_best, scoring.max_answer_tokens)
     predictions = best_answers(candidates)
-    metrics = compute_metrics(predictions, gold_answers(examples))
+    gold = gold_answers(examples)
+    metrics: dict[str, Any] = compute_metrics(predictions, gold)
+    scores = question_scores(predictions, gold)
+    for name in ("exact_match", "f1"):
+        metrics[f"{name}_ci"] = list(bootstrap_interval([row[name] for row in scores.values()], seed=BOOTSTRAP_SEED))
     seconds = time.perf_counter() - began
-    return EvalResult(metrics, loss, predictions, candidates, seconds, len(features) / max(seconds, 1e-9))
+    return EvalResult(metrics, loss, predictions, candidates, scores, seconds, len(features) / max(seconds, 1e-9))
 
 
 def answer_question(

@@ -7,6 +7,7 @@ evaluate, predict and the web page share.
       run.json             every setting, package versions, git commit, device, data MD5s
       metrics.json         exact_match, f1, parameter counts, timings, per-epoch history
       predictions.json     {question id: answer}, the official predictions format
+      scores.jsonl         per question: id, title, exact_match, f1, prediction
       loss_curve.png       train and dev loss per epoch
       checkpoint/          only while training: what --resume needs
 """
@@ -28,6 +29,7 @@ from peftqa.errors import PeftqaError
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
 PREDICTIONS_JSON = "predictions.json"
+SCORES_JSONL = "scores.jsonl"  # one line per scored question: id, title, exact_match, f1, prediction
 TOKENIZER_DIR = "tokenizer"
 LOSS_CURVE = "loss_curve.png"
 _VERSIONED_PACKAGES = ("peftqa", "torch", "transformers", "peft", "tokenizers", "numpy", "safetensors")
@@ -48,6 +50,11 @@ def write_json_atomic(path: Path, value: Any) -> None:
     write_bytes_atomic(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
 
 
+def write_scores(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Per-question scores, one JSON object a line, so any comparison can be recomputed without the model."""
+    write_bytes_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -55,6 +62,34 @@ def read_json(path: Path) -> Any:
         raise PeftqaError(f"{path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PeftqaError(f"{path}: not valid JSON ({error})") from error
+
+
+def read_scores(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """A run's scores.jsonl as {question id: row}; {} for a run written before the file existed.
+
+    Raises:
+        PeftqaError: a line is not a JSON object with an id and numeric exact_match and f1 (named by line).
+    """
+    path = Path(run_dir) / SCORES_JSONL
+    if not path.is_file():
+        return {}
+    rows: dict[str, dict[str, Any]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise PeftqaError(f"{path}:{number}: not valid JSON ({error})") from error
+            if not (
+                isinstance(row, dict)
+                and isinstance(row.get("id"), str)
+                and all(isinstance(row.get(k), int | float) for k in ("exact_match", "f1"))
+            ):
+                raise PeftqaError(f"{path}:{number}: needs a string 'id' and numbers 'exact_match' and 'f1'")
+            rows[row["id"]] = row
+    return rows
 
 
 def package_versions() -> dict[str, str]:

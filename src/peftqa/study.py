@@ -153,6 +153,7 @@ def run_study(
     data_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    seeds: int = 1,
 ) -> dict[str, Any]:
     """Run (or resume) a whole study and write its report; returns the study summary.
 
@@ -163,6 +164,7 @@ def run_study(
         data_dir: SQuAD folder; None: PEFTQA_DATA_DIR or the user cache (fetched when missing).
         overrides: RunConfig settings that replace the preset's (e.g. {"model": ...}).
         log: where progress lines go.
+        seeds: final runs per method, with seeds seed, seed+1, ... (the report gives mean and std).
     """
     from peftqa.data import ensure_squad
     from peftqa.report import build_report, results_table
@@ -173,7 +175,9 @@ def run_study(
     folder = Path(output_dir or Path("studies") / preset_name)
     overrides = dict(overrides or {})
     plan = [(method, grid, lrs) for method in names for grid, lrs in _grids(preset, method).items()]
-    steps = _Steps(1 + 2 * len(plan) + 1, log)
+    if seeds < 1:
+        raise PeftqaError(f"--seeds must be at least 1, got {seeds}")
+    steps = _Steps(1 + (1 + seeds) * len(plan) + 1, log)
     log(f"study '{preset_name}': {preset.description}; methods {', '.join(names)}; output {folder}")
     data_dir = str(steps.run("data: SQuAD v1.1", lambda: ensure_squad(data_dir)))
 
@@ -197,22 +201,28 @@ def run_study(
         sweeps.append(sweep_config.folder)
         if not summary["best"]:
             raise PeftqaError(f"sweep {name} finished no trial")
-        final = _base_config(preset, method, data_dir, overrides)
-        final = RunConfig.from_dict(
-            {
-                **final.to_dict(),
-                "lr": summary["best"]["params"]["lr"],
-                "train_limit": preset.final_train_limit,
-                "epochs": preset.final_epochs,
-                "eval_limit": preset.final_eval_limit,
-                "output_dir": str(folder / "runs" / name),
-            }
-        )
-        # train(resume=True) refuses a run folder trained with other settings (check_same_settings), so a
-        # changed best learning rate never silently returns the run trained at the old one.
-        metrics.append(steps.run(f"train {name} at lr {final.lr:g}", lambda c=final: train(c, resume=True, log=log)))
-        finals.append(Path(final.output_dir))
-        chosen[name] = final.lr
+        base = _base_config(preset, method, data_dir, overrides)
+        for extra_seed in range(seeds):
+            # Every seed is scored on the same dev questions (eval_seed is not the run's seed): paired.
+            final = RunConfig.from_dict(
+                {
+                    **base.to_dict(),
+                    "lr": summary["best"]["params"]["lr"],
+                    "seed": base.seed + extra_seed,
+                    "train_limit": preset.final_train_limit,
+                    "epochs": preset.final_epochs,
+                    "eval_limit": preset.final_eval_limit,
+                    "output_dir": str(
+                        folder / "runs" / (f"{name}-seed{base.seed + extra_seed}" if extra_seed else name)
+                    ),
+                }
+            )
+            # train(resume=True) refuses a run folder trained with other settings (check_same_settings), so
+            # a changed best learning rate never silently returns the run trained at the old one.
+            label = f"train {name} at lr {final.lr:g}" + (f", seed {final.seed}" if seeds > 1 else "")
+            metrics.append(steps.run(label, lambda c=final: train(c, resume=True, log=log)))
+            finals.append(Path(final.output_dir))
+        chosen[name] = summary["best"]["params"]["lr"]
 
     report_md, report_html = steps.run("report", lambda: build_report(finals, sweeps, folder / "report", log=log))
     summary = {
@@ -222,7 +232,14 @@ def run_study(
         "runs": [str(p) for p in finals],
         "sweeps": [str(p) for p in sweeps],
         "learning_rates": chosen,
-        "results": [{k: m[k] for k in ("method", "exact_match", "f1", "trainable_params")} for m in metrics],
+        "seeds": seeds,
+        "results": [
+            {
+                k: m.get(k)
+                for k in ("method", "seed", "exact_match", "exact_match_ci", "f1", "f1_ci", "trainable_params")
+            }
+            for m in metrics
+        ],
         "step_seconds": steps.seconds,
         "total_seconds": round(time.perf_counter() - steps.began, 1),
         "report": str(report_html),

@@ -1,6 +1,8 @@
-"""`peftqa sweep`: choose a method's learning rate (and rank) by dev F1 on a seeded, shuffled subset.
+"""`peftqa sweep`: choose a method's learning rate (and rank) by F1 on held-out training articles.
 
-Each trial is one ordinary `train()` run in its own folder under the sweep directory, scored on dev;
+Each trial is one ordinary `train()` run in its own folder under the sweep directory, trained on a
+seeded sample of the training articles and scored on other training articles held out from it
+(`eval_split="validation"`), never on dev: dev is for reporting the choice, not for making it;
 the best trial is the highest F1, EM breaking ties (never the lowest loss: loss and F1 disagree).
 The Optuna study lives in `optuna.db` (SQLite) in the sweep directory unless `storage` names
 another database, so an interrupted sweep resumes: finished trials are kept, a killed trial is run
@@ -8,7 +10,7 @@ again and its run folder resumes from its checkpoint (folders are named by their
 finished folder is never trained twice). Grids use Optuna's GridSampler, which lets several workers
 share one database; TPE draws `n_trials` points from the grid's ranges instead.
 
-Pruning: `train()` hands each epoch's dev F1 to an `on_epoch` hook, through which Optuna's
+Pruning: `train()` hands each epoch's held-out F1 to an `on_epoch` hook, through which Optuna's
 MedianPruner stops a trial between epochs (from epoch 1 on, once two
 trials have finished), never after the last one. With `epochs=1` nothing is pruned.
 """
@@ -34,6 +36,8 @@ SWEEP_PNG = "sweep.png"
 STUDY_DB = "optuna.db"
 LR_FROM_PREFIX = "from:"
 
+# What every trial is scored on: training articles held out from the trials' training (data.QuestionChoice).
+_TRIAL_EVAL_SPLIT = "validation"
 # Seconds between a trial's heartbeats; a trial silent for `_GRACE_S` is marked failed and re-run.
 _HEARTBEAT_S = 60
 _GRACE_S = 180
@@ -49,7 +53,7 @@ class SweepConfig:
     train_fraction: float = 0.1  # share of the training questions (seeded random sample)
     train_limit: int | None = None  # or an exact number of questions (overrides train_fraction)
     epochs: float = 1.0  # epochs per trial
-    eval_limit: int | None = 1000  # dev questions per trial score
+    eval_limit: int | None = 1000  # held-out training questions each trial is scored on
     sampler: str = "grid"  # "grid": every combination; "tpe": n_trials draws from the ranges
     n_trials: int | None = None  # TPE only: how many trials in total
     storage: str | None = None  # Optuna storage URL; None: sqlite file in output_dir
@@ -94,8 +98,8 @@ def search_space(config: SweepConfig) -> dict[str, list]:
     return space
 
 
-def train_questions(config: SweepConfig) -> int:
-    """Questions per trial: the exact limit, or the fraction of the training file's questions."""
+def questions_per_trial(config: SweepConfig) -> int:
+    """Training questions per trial: the exact limit, or the fraction of the training file's questions."""
     if config.train_limit:
         return config.train_limit
     total = len(load_squad(split_path(config.base.data_dir, "train")))
@@ -116,6 +120,9 @@ def trial_config(config: SweepConfig, params: dict[str, Any], questions: int) ->
         method_options=options,
         train_limit=questions,
         epochs=config.epochs,
+        # Trials are scored on training articles held out from every trial's training, never on dev:
+        # a learning rate chosen on dev questions would flatter the dev figures reported later.
+        eval_split=_TRIAL_EVAL_SPLIT,
         eval_limit=config.eval_limit,
         max_steps=None,
         output_dir=str(trial_dir(config.folder, params)),
@@ -143,6 +150,8 @@ def _study_name(config: SweepConfig) -> str:
     import json
 
     space = json.dumps(search_space(config) if config.sampler == "grid" else {}, sort_keys=True)
+    # Trials scored on held-out training articles are a new study: one scored on dev must not count.
+    space += f"|scored on {_TRIAL_EVAL_SPLIT}"
     digest = hashlib.sha1(space.encode()).hexdigest()[:8]
     return f"{config.base.method}-{Path(config.base.model).name}-{config.sampler}-{digest}"
 
@@ -255,7 +264,7 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
         config: what to search; `config.base` is the run template.
         log: where progress lines go.
     """
-    questions = train_questions(config)
+    questions = questions_per_trial(config)
     summary = _run_grid(config, questions, log)
     for _ in range(config.extend_edges if config.sampler == "grid" else 0):
         lrs = _extended_lrs(config.learning_rates, summary["best"])
@@ -287,7 +296,7 @@ def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -
     log(
         f"sweep {config.base.method}: {todo} trial(s) to run ({config.sampler}: {search_space(config)}), "
         f"{questions} train questions x {config.epochs:g} epoch(s), "
-        f"scored on {config.eval_limit or 'all'} dev questions"
+        f"scored on {config.eval_limit or 'all'} held-out training questions (whole articles, never dev)"
     )
     if todo:
         study.optimize(_objective(config, questions, log), n_trials=todo, catch=())
@@ -348,6 +357,8 @@ def summarize(study, config: SweepConfig, questions: int) -> dict[str, Any]:
         "train_questions": questions,
         "epochs": config.epochs,
         "eval_limit": config.eval_limit,
+        "eval_split": _TRIAL_EVAL_SPLIT,  # held-out training articles (RunConfig.validation_questions of them)
+        "validation_questions": config.base.validation_questions,
         "seed": config.base.seed,
         "storage": config.storage or STUDY_DB,
         "study_name": study.study_name,

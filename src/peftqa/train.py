@@ -8,6 +8,7 @@ EM, F1 and a checkpoint -> final export, metrics.json, predictions.json, loss cu
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -33,7 +34,7 @@ from peftqa.checkpoint import (
     save_checkpoint,
 )
 from peftqa.config import RunConfig
-from peftqa.data import load_squad, md5_of, split_path
+from peftqa.data import Example, eval_questions, md5_of, split_path, train_questions
 from peftqa.errors import PeftqaError
 from peftqa.features import FeatureSet, load_or_build_features
 from peftqa.methods import MethodSpec, get_method
@@ -45,10 +46,10 @@ from peftqa.predict import autocast_for, collate, evaluate, model_device
 class Prepared:
     """What a run trains and scores on."""
 
-    train_examples: list
-    dev_examples: list
+    train_examples: list[Example]
+    eval_examples: list[Example]  # the questions scored: dev, or held-out training articles (config.eval_split)
     train_features: FeatureSet
-    dev_features: FeatureSet
+    eval_features: FeatureSet
     data_md5: dict[str, str]
     tokenize_seconds: float
     features_from_cache: bool
@@ -60,27 +61,28 @@ def default_output_dir(config: RunConfig) -> Path:
 
 
 def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] = print) -> Prepared:
-    """Read the train and dev splits and build (or load) their features."""
-    paths = {split: split_path(config.data_dir, split) for split in ("train", "dev")}
-    data_md5 = {split: md5_of(path) for split, path in paths.items()}
+    """Choose the training and scored questions (config.questions) and build (or load) their features."""
+    choice = config.questions
+    train_path = split_path(config.data_dir, "train")
     # A seeded random sample: the first N questions would cover only the first few articles.
-    train_examples = load_squad(paths["train"], config.train_limit, shuffle_seed=config.seed)
-    dev_examples = load_squad(paths["dev"], config.eval_limit)
+    train_examples = train_questions(config.data_dir, choice)
+    eval_examples, eval_path = eval_questions(config.data_dir, choice)
+    data_md5 = {"train": md5_of(train_path), choice.eval_split: md5_of(eval_path)}
     began = time.perf_counter()
     train_features, train_cached = load_or_build_features(
         train_examples, tokenizer, config.max_length, config.doc_stride, data_md5["train"]
     )
-    dev_features, dev_cached = load_or_build_features(
-        dev_examples, tokenizer, config.max_length, config.doc_stride, data_md5["dev"]
+    eval_features, eval_cached = load_or_build_features(
+        eval_examples, tokenizer, config.max_length, config.doc_stride, data_md5[choice.eval_split]
     )
     seconds = time.perf_counter() - began
     log(
-        f"data: {len(train_examples)} train questions -> {len(train_features)} features, "
-        f"{len(dev_examples)} dev questions -> {len(dev_features)} features "
-        f"({'from cache' if train_cached and dev_cached else 'tokenised'} in {seconds:.1f} s)"
+        f"data: {len(train_examples)} train questions -> {len(train_features)} features, scored on "
+        f"{choice.describe(len(eval_examples))} -> {len(eval_features)} features "
+        f"({'from cache' if train_cached and eval_cached else 'tokenised'} in {seconds:.1f} s)"
     )
     return Prepared(
-        train_examples, dev_examples, train_features, dev_features, data_md5, seconds, train_cached and dev_cached
+        train_examples, eval_examples, train_features, eval_features, data_md5, seconds, train_cached and eval_cached
     )
 
 
@@ -153,8 +155,11 @@ def _settings(config: RunConfig, base_path: str, prepared: Prepared, device: tor
         "data_md5": prepared.data_md5,
         "train_questions": len(prepared.train_examples),
         "train_features": len(prepared.train_features),
-        "dev_questions": len(prepared.dev_examples),
-        "dev_features": len(prepared.dev_features),
+        "dev_questions": len(prepared.eval_examples),
+        "dev_features": len(prepared.eval_features),
+        # Which questions every figure of this run is computed on, in words and as a fingerprint.
+        "eval_questions": config.questions.describe(len(prepared.eval_examples)),
+        "eval_ids_sha256": hashlib.sha256("\n".join(e.id for e in prepared.eval_examples).encode()).hexdigest(),
         "versions": runs.package_versions(),
         "git_commit": runs.git_commit(),
         "device": runs.device_description(device),
@@ -337,7 +342,7 @@ def _fit(loop: _Loop) -> None:
 def _end_epoch(loop: _Loop, epoch: int) -> None:
     """Score dev, and add the epoch's losses and scores to the history."""
     progress, prepared = loop.progress, loop.prepared
-    result = evaluate(loop.model, prepared.dev_examples, prepared.dev_features, loop.pad_id, loop.config.scoring)
+    result = evaluate(loop.model, prepared.eval_examples, prepared.eval_features, loop.pad_id, loop.config.scoring)
     # A resumed epoch only ran part of its steps in this process; the step losses hold the whole epoch.
     epoch_losses = progress["step_losses"][epoch * loop.steps_per_epoch : progress["step"]]
     entry = {
@@ -351,13 +356,21 @@ def _end_epoch(loop: _Loop, epoch: int) -> None:
     progress["history"].append(entry)
     progress["last_eval"] = {
         "predictions": result.predictions,
+        "scores": result.scores,
+        "intervals": {name: result.metrics[f"{name}_ci"] for name in ("exact_match", "f1")},
         "seconds": result.seconds,
         "features_per_second": result.features_per_second,
     }
     loop.log(
-        f"epoch {entry['epoch']}: train loss {entry['train_loss']:.4f}, dev loss {entry['dev_loss']:.4f}, "
-        f"EM {entry['exact_match']:.2f}, F1 {entry['f1']:.2f}"
+        f"epoch {entry['epoch']}: train loss {entry['train_loss']:.4f}, {loop.config.eval_split} loss "
+        f"{entry['dev_loss']:.4f}, EM {entry['exact_match']:.2f}, F1 {entry['f1']:.2f} "
+        f"[{result.metrics['f1_ci'][0]:.2f}, {result.metrics['f1_ci'][1]:.2f}]"
     )
+
+
+def _score_rows(examples: list[Example], last_eval: dict[str, Any]) -> list[dict[str, Any]]:
+    scores, predictions = last_eval["scores"], last_eval["predictions"]
+    return [{"id": e.id, "title": e.title, **scores[e.id], "prediction": predictions.get(e.id, "")} for e in examples]
 
 
 def _finish(loop: _Loop, spec: MethodSpec, tokenizer: Any, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -375,8 +388,13 @@ def _finish(loop: _Loop, spec: MethodSpec, tokenizer: Any, parameters: dict[str,
         "model": config.model,
         "exact_match": last["exact_match"],
         "f1": last["f1"],
-        "dev_loss": last["dev_loss"],
-        "dev_questions": len(prepared.dev_examples),
+        # 95% bootstrap intervals over the scored questions (scores.jsonl holds each question's score).
+        "exact_match_ci": progress["last_eval"]["intervals"]["exact_match"],
+        "f1_ci": progress["last_eval"]["intervals"]["f1"],
+        "eval_split": config.eval_split,
+        "dev_loss": last["dev_loss"],  # on the scored questions: dev, or the held-out ones (eval_split)
+        "dev_questions": len(prepared.eval_examples),
+        "seed": config.seed,
         **parameters,
         "artifact_bytes": artifact_bytes,
         "train_seconds": progress["train_seconds"],
@@ -390,6 +408,7 @@ def _finish(loop: _Loop, spec: MethodSpec, tokenizer: Any, parameters: dict[str,
         "history": progress["history"],
     }
     runs.write_json_atomic(run_dir / runs.PREDICTIONS_JSON, progress["last_eval"]["predictions"])
+    runs.write_scores(run_dir / runs.SCORES_JSONL, _score_rows(prepared.eval_examples, progress["last_eval"]))
     plot_loss_curve(progress["history"], progress["step_losses"], run_dir / runs.LOSS_CURVE, title=run_dir.name)
     # metrics.json last: its presence means the run is complete.
     runs.write_json_atomic(run_dir / runs.METRICS_JSON, metrics)
