@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from peftqa.runs import write_bytes_atomic
 
@@ -87,7 +89,7 @@ def draw_sweep(axis, summary: dict, label_prefix: str = "") -> None:
         axis.legend(fontsize=8)
 
 
-def sweeps_png(summaries: list[dict]) -> bytes:
+def sweeps_png(summaries: Sequence[dict[str, Any]]) -> bytes:
     """One panel per sweep, side by side: F1 against learning rate."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(summaries), figsize=(4.2 * len(summaries), 3.4), dpi=100, squeeze=False)
