@@ -128,9 +128,9 @@ def _cpu_timed(function, totals: dict[str, float], key: str):
 def _baseline_arm(args: argparse.Namespace) -> dict:
     from benchmarks.baseline_trainer import BaselineSettings, run_baseline
     from peftqa.backbone import resolve_model
-    from peftqa.data import load_squad, split_path
+    from peftqa.data import QuestionChoice, eval_questions, train_questions
 
-    # The same questions peftqa's prepare_data picks: a seeded sample of train, the first dev ones.
+    # The same questions peftqa's prepare_data picks: a seeded sample of train, a seeded sample of dev.
     settings = BaselineSettings(
         max_length=args.max_length,
         doc_stride=args.doc_stride,
@@ -139,8 +139,11 @@ def _baseline_arm(args: argparse.Namespace) -> dict:
         bf16=args.gpu,
         use_cpu=not args.gpu,
     )
-    train_examples = load_squad(split_path(args.data_dir, "train"), args.train_questions or None, settings.seed)
-    dev_examples = load_squad(split_path(args.data_dir, "dev"), args.dev_questions)
+    choice = QuestionChoice(
+        train_limit=args.train_questions or None, train_seed=settings.seed, eval_limit=args.dev_questions
+    )
+    train_examples = train_questions(args.data_dir, choice)
+    dev_examples, _ = eval_questions(args.data_dir, choice)
     return run_baseline(resolve_model(args.model), train_examples, dev_examples, settings)
 
 
