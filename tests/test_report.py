@@ -8,7 +8,14 @@ import pytest
 
 from peftqa.cli import main
 from peftqa.data import Example
-from peftqa.report import answer_length, build_report, load_qualitative, pareto_front, question_type, results_table
+from peftqa.report import (
+    answer_length,
+    build_report,
+    load_qualitative,
+    pareto_front,
+    question_type,
+    results_table,
+)
 from peftqa.sweep import write_sweep
 from peftqa.train import train
 from tests.conftest import tiny_run_config
@@ -47,7 +54,9 @@ def test_report_has_every_section(two_runs, tmp_path):
     markdown_path, html_path = build_report(two_runs, [_fake_sweep(tmp_path / "sweep")], out, log=lambda line: None)
     markdown = markdown_path.read_text()
     for heading in (
+        "## Findings",
         "## Results",
+        "## Paired comparisons",
         "## Learning-rate sweeps",
         "## Training curves",
         "## F1 against trainable",
@@ -130,3 +139,198 @@ def test_disagreement_examples_show_a_question_asked_twice_once():
         "c": Example("c", "Who?", "ctx", ("x",), (0,)),
     }
     assert _distinct_questions(["a", "b", "c"], by_id) == ["a", "c"]
+
+
+# ---------------------------------------------------------------- intervals, paired comparisons, seeds, findings
+# Run directories written by hand (no training): every per-question score is chosen, so every verdict is known.
+
+DEVICE = "cpu: x86_64, 2 threads"
+
+
+@pytest.fixture
+def many_dir(tmp_path):
+    from tests.squad_fixtures import many_articles, write_squad
+
+    return write_squad(tmp_path / "squad", dev=many_articles(12))  # 30 dev questions in 12 articles
+
+
+def _dev_examples(data_dir):
+    from peftqa.data import load_squad
+
+    return load_squad(data_dir / "dev-v1.1.json")
+
+
+def _fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=True, trainable=1000, size=4096):
+    """A finished run whose answer to dev question k is right (the gold town) when right[k], else wrong."""
+    import json
+
+    from peftqa import runs
+
+    examples = _dev_examples(data_dir)
+    assert len(right) == len(examples)
+    predictions = {e.id: e.answers[0] if ok else "founded" for e, ok in zip(examples, right, strict=True)}
+    rows = [
+        {"id": e.id, "title": e.title, "exact_match": 100.0 * ok, "f1": 100.0 * ok, "prediction": predictions[e.id]}
+        for e, ok in zip(examples, right, strict=True)
+    ]
+    f1 = 100.0 * sum(right) / len(right)
+    for needed in ("model" if method == "full" else "adapter", "tokenizer"):
+        (folder / needed).mkdir(parents=True, exist_ok=True)
+    config = {"method": method, "model": "m", "data_dir": str(data_dir), "seed": seed, "lr": lr, "epochs": 1.0}
+    config |= {"max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_limit": None}
+    runs.write_json_atomic(
+        folder / runs.RUN_JSON,
+        {"config": config, "base_model_path": "m", "learning_rate": lr, "train_questions": 300, "device": DEVICE},
+    )
+    runs.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
+    (folder / runs.SCORES_JSONL).unlink(missing_ok=True)
+    if scores_file:
+        (folder / runs.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    metrics = {"method": method, "model": "m", "exact_match": f1, "f1": f1, "trainable_params": trainable}
+    metrics |= {"trainable_percent": 1.0, "artifact_bytes": size, "train_seconds": 1.0}
+    runs.write_json_atomic(folder / runs.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []})
+    return folder
+
+
+def _report(run_dirs, tmp_path, sweeps=()):
+    markdown_path, _ = build_report(run_dirs, sweeps, tmp_path / "report", qualitative=False, log=lambda line: None)
+    return markdown_path.read_text()
+
+
+def _row(markdown, first_cell, section="## Results"):
+    """The first table row of `section` whose first cell is `first_cell`."""
+    lines = markdown[markdown.index(section) :].splitlines()
+    return next(line for line in lines if line.startswith(f"| {first_cell} |"))
+
+
+def test_scores_come_from_scores_jsonl_or_else_from_predictions(many_dir, tmp_path):
+    from peftqa.report import load_results
+
+    right = [k % 3 == 0 for k in range(30)]
+    with_file = _fake_run(tmp_path / "a", many_dir, "lora", right)
+    without = _fake_run(tmp_path / "b", many_dir, "lora", right, scores_file=False)
+    a, b = load_results([with_file, without])
+    assert (a.scores_source, b.scores_source) == ("scores.jsonl", "predictions.json")
+    assert a.scores == b.scores and len(a.scores) == 30
+    assert a.mean("f1") == pytest.approx(100 * 10 / 30)
+
+
+def test_results_table_carries_intervals_that_contain_the_point(many_dir, tmp_path):
+    lora = _fake_run(tmp_path / "lora", many_dir, "lora", [k % 2 == 0 for k in range(30)])
+    full = _fake_run(tmp_path / "full", many_dir, "full", [k % 5 != 0 for k in range(30)])
+    markdown = _report([lora, full], tmp_path)
+    assert "| EM [95% CI] | F1 [95% CI] |" in markdown
+    for name, f1 in (("lora", 50.0), ("full", 80.0)):
+        intervals = re.findall(r"(\d+\.\d) \[(\d+\.\d), (\d+\.\d)\]", _row(markdown, name))
+        assert len(intervals) == 2, _row(markdown, name)
+        value, low, high = map(float, intervals[1])
+        assert value == f1 and low < value < high
+    assert "Every run is scored on all 30 SQuAD v1.1 dev questions." in markdown
+
+
+def test_paired_comparison_settles_only_a_clear_difference(many_dir, tmp_path):
+    from peftqa.report import NOT_SETTLED
+
+    assert NOT_SETTLED == "not settled (interval includes 0)"
+    right = [k % 2 == 0 for k in range(30)]
+    full = _fake_run(tmp_path / "full", many_dir, "full", right)
+    twin = _fake_run(tmp_path / "twin", many_dir, "lora", right)  # the same answers as full
+    worse = _fake_run(tmp_path / "worse", many_dir, "ia3", [False] * 30)
+    markdown = _report([full, twin, worse], tmp_path)
+    assert "## Paired comparisons" in markdown
+    twin_row, worse_row = (_row(markdown, name, "## Paired comparisons") for name in ("twin", "worse"))
+    assert f"| 30 | +0.0 [0.0, 0.0] | {NOT_SETTLED} |" in twin_row
+    assert "| 30 | -50.0 [" in worse_row and "| settled |" in worse_row and "not settled" not in worse_row
+
+
+def test_seeds_table_appears_with_two_seeds_of_one_method(many_dir, tmp_path):
+    full = _fake_run(tmp_path / "full", many_dir, "full", [True] * 30)
+    one = _fake_run(tmp_path / "s1", many_dir, "lora", [k % 2 == 0 for k in range(30)], seed=1)
+    assert "## Seeds" not in _report([full, one], tmp_path)
+    two = _fake_run(tmp_path / "s2", many_dir, "lora", [k % 3 == 0 for k in range(30)], seed=2)
+    other_lr = _fake_run(tmp_path / "s3", many_dir, "lora", [k % 3 == 0 for k in range(30)], seed=3, lr=1e-2)
+    markdown = _report([full, one, two, other_lr], tmp_path)
+    assert "## Seeds" in markdown
+    # Seeds 1 and 2: F1 50.0 and 33.3; the run at another learning rate is a setting of its own.
+    row = _row(markdown, "lora (learning_rate=0.001)", "## Seeds")
+    assert "| 1, 2 |" in row and "41.7 ± 11.8" in row and "s1: 50.0 [" in row and "s3" not in row
+    assert "| 3 | 33.3 (one seed) |" in _row(markdown, "lora (learning_rate=0.01)", "## Seeds")
+
+
+def test_findings_section_is_generated_changing_a_runs_metrics_changes_the_sentence(many_dir, tmp_path):
+    from peftqa.report import findings, load_results
+
+    full = _fake_run(tmp_path / "full", many_dir, "full", [k % 5 != 0 for k in range(30)], trainable=10**6)
+    lora = _fake_run(tmp_path / "lora", many_dir, "lora", [k % 2 == 0 for k in range(30)], trainable=1000)
+    before = findings(load_results([full, lora]))
+    assert before[0].startswith("**full** has the highest F1, 80.0 [")
+    assert (
+        "Its lead over lora (F1 50.0 [" in before[0]
+        and "is +30.0 [" in before[0]
+        and "the lead is settled" in before[0]
+    )
+    assert (
+        "Gap to full fine-tuning" in before[1]
+        and "lora -30.0 [" in before[1]
+        and "(settled, 30 questions)" in before[1]
+    )
+    assert "lora trains 1,000 parameters" in before[2] and "62% of full fine-tuning's F1" in before[2]
+    assert "Each method was trained once (seed 42)" in before[-1] and "on a CPU" in before[-1]
+
+    _fake_run(tmp_path / "lora", many_dir, "lora", [k % 5 != 0 or k == 0 for k in range(30)], trainable=1000)
+    after = findings(load_results([full, lora]))
+    assert after[0].startswith("**lora** has the highest F1, 83.3 [")
+    assert "Its lead over full (F1 80.0 [" in after[0] and "the lead is not settled" in after[0]
+    assert "lora +3.3 [" in after[1] and "(not settled, 30 questions)" in after[1]
+
+    markdown = _report([full, lora], tmp_path)
+    assert markdown.index("## Findings") < markdown.index("## Results")
+    assert after[0] in markdown
+
+
+def test_findings_say_what_the_sweep_chose_and_on_which_questions(many_dir, tmp_path):
+    from peftqa.report import findings, load_results, question_sample
+
+    lora = _fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, lr=1e-3)
+    trials = [
+        {"number": i, "state": "COMPLETE", "params": {"lr": lr}, "f1": f1, "exact_match": f1}
+        for i, (lr, f1) in enumerate([(1e-4, 10.0), (3e-4, 20.0), (1e-3, 30.0)])
+    ]
+    sweep = {
+        "method": "lora",
+        "search_space": {"lr": [1e-4, 3e-4, 1e-3]},
+        "eval_split": "validation",
+        "eval_limit": 200,
+        "trials": trials,
+        "best": trials[2],
+        "edge_warnings": ["best lr=0.001 is the highest value tried: extend the grid upward"],
+    }
+    text = " ".join(findings(load_results([lora]), [sweep]))
+    assert "The lora sweep chose learning rate 0.001, the highest value of its grid (0.0001, 0.0003, 0.001)" in text
+    assert "200 held-out training questions (whole articles kept out of the trials' training), not dev" in text
+    assert "No full fine-tuning run" in text and "used" not in text
+    older = {**sweep, "best": trials[1], "edge_warnings": []}
+    del older["eval_split"]
+    text = " ".join(findings(load_results([lora]), [older]))
+    assert "learning rate 0.0003, inside its grid" in text and "does not name" in text
+    assert "The lora run(s) here used 0.001 instead." in text
+
+    assert question_sample({"eval_limit": 500}, 500) == "the first 500 SQuAD v1.1 dev questions in file order"
+    assert question_sample({"eval_limit": 500, "eval_sample": "random", "eval_seed": 0}, 500) == (
+        "500 SQuAD v1.1 dev questions, a seeded random sample (seed 0)"
+    )
+    assert question_sample({"eval_split": "validation", "eval_limit": 5000}, 2000).startswith("all 2,000 held-out")
+
+
+def test_read_scores_names_a_bad_line_and_is_empty_for_older_runs(tmp_path):
+    from peftqa import runs
+    from peftqa.errors import PeftqaError
+
+    assert runs.read_scores(tmp_path) == {}
+    (tmp_path / runs.SCORES_JSONL).write_text(
+        '{"id": "a", "exact_match": 100.0, "f1": 100.0}\n\n{"id": "b", "f1": 1}\n'
+    )
+    with pytest.raises(PeftqaError, match=r"scores.jsonl:3: needs a string 'id'"):
+        runs.read_scores(tmp_path)
+    (tmp_path / runs.SCORES_JSONL).write_text('{"id": "a", "exact_match": 0, "f1": 40.0, "title": "T"}\n')
+    assert runs.read_scores(tmp_path) == {"a": {"id": "a", "exact_match": 0, "f1": 40.0, "title": "T"}}
