@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SQUAD_DIR ?= $(if $(wildcard ../shared/squad/dev-v1.1.json.gz),../shared/squad,)
+PY_PATHS := src tests benchmarks train.py app.py
 
 .PHONY: setup demo test test-slow lint bench browser-deps clean
 
@@ -26,15 +27,21 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: browser tests will be skipped"
 
-test: setup browser-deps
-	$(BIN)/ruff check src tests benchmarks train.py app.py
+# Until mypy reports no errors (modules under restructuring still have some), `make test` shows its
+# findings without failing on them; `make lint` alone always fails on them. Delete the next line to make
+# `make test` fail on mypy errors too.
+test: MYPY_NOT_YET_BLOCKING := || echo "make test: mypy errors above do not fail the build yet (see Makefile)"
+test: lint browser-deps
 	PEFTQA_SQUAD_DIR=$${PEFTQA_SQUAD_DIR:-$(SQUAD_DIR)} $(BIN)/python -m pytest -q
 
 test-slow: setup
 	PEFTQA_SQUAD_DIR=$${PEFTQA_SQUAD_DIR:-$(SQUAD_DIR)} $(BIN)/python -m pytest -q -m slow
 
+# Static checks: the same as the pre-commit hooks (.pre-commit-config.yaml). mypy's settings: pyproject.toml.
 lint: setup
-	$(BIN)/ruff check src tests benchmarks train.py app.py
+	$(BIN)/ruff check $(PY_PATHS)
+	$(BIN)/ruff format --check $(PY_PATHS)
+	$(BIN)/mypy $(MYPY_NOT_YET_BLOCKING)
 
 bench: setup
 	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/python -m benchmarks.run_all
