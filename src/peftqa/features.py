@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -197,7 +198,7 @@ def _build_chunk_windows(
 ) -> FeatureSet:
     question_ids = _question_ids([e.question.lstrip() for e in examples], tokenizer)
     # First pass: which windows, and how long each row is, so the arrays are filled in place.
-    windows = []  # (example position, window start, context tokens in the window)
+    windows: list[tuple[int, int, int]] = []  # (example position, window start, context tokens in the window)
     for position, (example, question) in enumerate(zip(examples, question_ids, strict=True)):
         n_context = len(contexts.of(example)[0])
         budget = max_length - len(question) - template.added
@@ -409,5 +410,7 @@ def _write_cache(path: Path, features: FeatureSet) -> None:
 
 def _read_cache(path: Path) -> FeatureSet:
     with np.load(path) as stored:
-        fields = {name: stored[name] if name in stored else None for name in FeatureSet.__dataclass_fields__}
+        fields: dict[str, Any] = {
+            name: stored[name] if name in stored else None for name in FeatureSet.__dataclass_fields__
+        }
     return FeatureSet(**fields)

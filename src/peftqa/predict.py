@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ def collate(features: FeatureSet, rows, pad_token_id: int, device: torch.device)
         span = features.row(row)
         input_ids[i, :length] = features.input_ids[span]
         attention_mask[i, :length] = 1
-        if token_type_ids is not None:
+        if token_type_ids is not None and features.token_type_ids is not None:
             token_type_ids[i, :length] = features.token_type_ids[span]
     batch = {
         "input_ids": input_ids,
@@ -120,14 +120,15 @@ def predict_logits(
             length = int(features.lengths[row])
             start_logits[row] = starts[i, :length]
             end_logits[row] = ends[i, :length]
-    return start_logits, end_logits, total_loss / max(seen, 1)
+    # Every row was filled: `order` is a permutation of the rows.
+    return cast(list[np.ndarray], start_logits), cast(list[np.ndarray], end_logits), total_loss / max(seen, 1)
 
 
 @dataclass
 class EvalResult:
     """Scores and answers of one evaluation."""
 
-    metrics: dict[str, float]  # exact_match, f1, count, and their 95% intervals (exact_match_ci, f1_ci)
+    metrics: dict[str, Any]  # exact_match, f1, count, and their 95% intervals (exact_match_ci, f1_ci)
     loss: float  # mean loss over the features
     predictions: dict[str, str]  # question id -> best answer
     candidates: dict[str, list[Candidate]]  # question id -> n best

@@ -480,7 +480,8 @@ def _sweep_finding(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> st
         f"The {summary['method']} sweep chose learning rate {lr:g}{f' ({others})' if others else ''}, "
         f"{_edge_of(summary)}; its trials were scored on {sweep_questions(summary)}."
     )
-    used = sorted({g.first.settings.get("learning_rate") for g in groups if g.method == summary["method"]} - {None})
+    rates = {g.first.settings.get("learning_rate") for g in groups if g.method == summary["method"]}
+    used = sorted(float(rate) for rate in rates if rate is not None)
     if used and lr not in used:
         text += f" The {summary['method']} run(s) here used {', '.join(f'{x:g}' for x in used)} instead."
     return text

@@ -11,6 +11,7 @@ finished (sweep trials and runs resume), so running the command again continues 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def run_study(
         )
         summary = steps.run(
             f"sweep {name}: learning rates {', '.join(f'{lr:g}' for lr in lrs)}",
-            lambda c=sweep_config: run_sweep(c, log=log),
+            functools.partial(run_sweep, sweep_config, log=log),
         )
         sweeps.append(sweep_config.folder)
         if not summary["best"]:
@@ -204,6 +205,7 @@ def run_study(
         base = _base_config(preset, method, data_dir, overrides)
         for extra_seed in range(seeds):
             # Every seed is scored on the same dev questions (eval_seed is not the run's seed): paired.
+            run_dir = folder / "runs" / (f"{name}-seed{base.seed + extra_seed}" if extra_seed else name)
             final = RunConfig.from_dict(
                 {
                     **base.to_dict(),
@@ -212,16 +214,14 @@ def run_study(
                     "train_limit": preset.final_train_limit,
                     "epochs": preset.final_epochs,
                     "eval_limit": preset.final_eval_limit,
-                    "output_dir": str(
-                        folder / "runs" / (f"{name}-seed{base.seed + extra_seed}" if extra_seed else name)
-                    ),
+                    "output_dir": str(run_dir),
                 }
             )
             # train(resume=True) refuses a run folder trained with other settings (check_same_settings), so
             # a changed best learning rate never silently returns the run trained at the old one.
             label = f"train {name} at lr {final.lr:g}" + (f", seed {final.seed}" if seeds > 1 else "")
-            metrics.append(steps.run(label, lambda c=final: train(c, resume=True, log=log)))
-            finals.append(Path(final.output_dir))
+            metrics.append(steps.run(label, functools.partial(train, final, resume=True, log=log)))
+            finals.append(run_dir)
         chosen[name] = summary["best"]["params"]["lr"]
 
     report_md, report_html = steps.run("report", lambda: build_report(finals, sweeps, folder / "report", log=log))

@@ -206,7 +206,7 @@ def _prepare_resume(study, config: SweepConfig) -> int:
     trials = study.get_trials(deepcopy=False)
     finished = {_point(t.params) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
     if config.sampler == "tpe":
-        return max(0, config.n_trials - len(finished))
+        return max(0, (config.n_trials or 0) - len(finished))
     space = search_space(config)
     grid = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
     pending = {_point(t.params) for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}

@@ -95,7 +95,7 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int) -> l
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(lengths))
     mega = batch_size * 50
-    batches = []
+    batches: list[np.ndarray] = []
     for first in range(0, len(order), mega):
         chunk = order[first : first + mega]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
@@ -115,7 +115,8 @@ def pick_device() -> torch.device:
 
 def build_optimizer(model: torch.nn.Module, config: RunConfig, total_steps: int) -> tuple[Any, Any]:
     """AdamW without decay on biases and LayerNorm; linear warm-up then linear decay to zero."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
