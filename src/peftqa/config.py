@@ -44,6 +44,9 @@ def _scoring_setting(name: str) -> Any:
     return field(default=source.default, metadata=source.metadata)
 
 
+LEVER_CHOICES = ("auto", "on", "off")  # a GPU lever's setting: auto is on for CUDA only
+
+
 @dataclass
 class RunConfig:
     """Everything that decides what a training run computes."""
@@ -87,6 +90,19 @@ class RunConfig:
     )
     seed: int = _setting(42, "seeds the sample, the head's initialisation, the adapter and the batch order")
     checkpoint_every_steps: int = _setting(200, "also checkpoint inside an epoch, so --resume loses little")
+    # GPU levers (issue 11). The defaults leave a CPU run as it was; "auto" switches a lever on for CUDA.
+    log_every_steps: int = _setting(
+        50, "read the loss and counts from the device every this many steps (progress bar, log); 1: every step"
+    )
+    device_batches: str = _setting(
+        "on", "on: every feature is copied to the device once and batches are gathered there; off: built in NumPy"
+    )
+    frozen_bf16: str = _setting(
+        "auto", "adapter methods: frozen linear weights stored in bf16 while training (auto: on CUDA; on; off)"
+    )
+    fused_lora: str = _setting(
+        "auto", "LoRA layers compute base(x) + s*B(A(x)) as one addmm while training (auto: on CUDA; on; off)"
+    )
     n_best: int = _scoring_setting("n_best")
     max_answer_tokens: int = _scoring_setting("max_answer_tokens")
     output_dir: str | None = _setting(None, "the run directory (default: runs/<method>-<model>-<time>)")
@@ -112,6 +128,15 @@ class RunConfig:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.warmup_fraction < 1:
             problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.log_every_steps <= 0:
+            problems.append(f"log_every_steps must be positive, got {self.log_every_steps}")
+        for name, allowed in (
+            ("device_batches", ("on", "off")),
+            ("frozen_bf16", LEVER_CHOICES),
+            ("fused_lora", LEVER_CHOICES),
+        ):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if problems:
             raise PeftqaError("; ".join(problems))
         self.questions  # noqa: B018 - checks the split and sample names now, not when data loads

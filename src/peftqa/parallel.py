@@ -62,14 +62,19 @@ class Parallel:
             return rows[:1], 0.0
         return mine, len(mine) * self.world / len(rows)
 
-    def sum(self, values: list[float]) -> list[float]:
-        """`values` summed over the ranks (the loss and token counts of the global batch)."""
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` (a tensor on the training device) summed over the ranks, on that device.
+
+        The training loop passes every step's loss and the token count since its last read, so the
+        ranks meet once per read, not once per step, and no value leaves the device here.
+        """
         if self.world == 1:
             return values
-        on_gpu = torch.distributed.get_backend() == "nccl"
-        tensor = torch.tensor(values, dtype=torch.float64, device="cuda" if on_gpu else "cpu")
-        torch.distributed.all_reduce(tensor)
-        return tensor.tolist()
+        if torch.distributed.get_backend() == "gloo" and values.device.type != "cpu":
+            return self.sum(values.cpu()).to(values.device)  # gloo reduces host tensors only
+        summed = values.clone()
+        torch.distributed.all_reduce(summed)
+        return summed
 
 
 def widen(batch: dict[str, torch.Tensor], width: int, pad_id: int) -> dict[str, torch.Tensor]:

@@ -8,11 +8,12 @@ EM, F1 and a checkpoint -> final export, metrics.json, predictions.json, loss cu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,9 +36,12 @@ from peftqa.checkpoint import (
 )
 from peftqa.config import RunConfig
 from peftqa.data import Example, eval_questions, md5_of, split_path, train_questions
+from peftqa.device_batches import DeviceFeatures, model_inputs, uses_sdpa
 from peftqa.errors import PeftqaError
 from peftqa.features import FeatureSet, load_or_build_features
 from peftqa.methods import MethodSpec, get_method
+from peftqa.methods.frozen_bf16 import frozen_linears_in_bf16
+from peftqa.methods.fused_lora import fused_lora_forward
 from peftqa.parallel import Parallel, init_parallel, widen
 from peftqa.predict import autocast_for, collate, evaluate, model_device
 
@@ -288,11 +292,18 @@ def _quiet(*_args: Any, **_kwargs: Any) -> None:
 
 
 def _fit(loop: _Loop) -> None:
-    """The loop: micro-batch -> loss -> clip -> step, a checkpoint every so often, eval per epoch."""
+    """The loop: micro-batch -> loss -> clip -> step, a checkpoint every so often, eval per epoch.
+
+    Nothing in a step reads from the device: losses and token counts stay there (`_Meter`) and are
+    read every `log_every_steps` steps, before a checkpoint and at the end of an epoch.
+    """
     config, progress, features, parallel = loop.config, loop.progress, loop.prepared.train_features, loop.parallel
     device = model_device(loop.model)
     trainable = [p for p in loop.model.parameters() if p.requires_grad]
     forward = parallel.wrap(loop.model)
+    levers = _Levers.resolve(loop, device)
+    source = DeviceFeatures(features, loop.pad_id, device) if config.device_batches == "on" else None
+    sdpa = uses_sdpa(loop.model)
     bar = tqdm(
         total=loop.total_steps,
         initial=progress["step"],
@@ -300,44 +311,143 @@ def _fit(loop: _Loop) -> None:
         unit="step",
         disable=not parallel.main,  # one progress bar, not one per process
     )
+    meter = _Meter(progress, parallel, device, bar)
     while progress["step"] < loop.total_steps:
         epoch, step_in_epoch = divmod(progress["step"], loop.steps_per_epoch)
         # Batch order depends only on (seed, epoch): a resumed run sees the same batches.
         batches = length_grouped_batches(features.lengths, config.batch_size, config.seed * 1000 + epoch)
+        batches = batches[step_in_epoch:]
+        shards = [parallel.shard(rows) for rows in batches]
+        device_rows = source.upload_rows([local for local, _ in shards]) if source is not None else []
         forward.train()
-        for rows in batches[step_in_epoch:]:
-            began = time.perf_counter()
-            local_rows, weight = parallel.shard(rows)
-            batch = collate(features, local_rows, loop.pad_id, device)
-            if parallel.world > 1:
-                batch = widen(batch, int(features.lengths[rows].max()), loop.pad_id)
-            with autocast_for(device):
-                loss = forward(**batch).loss
-            (loss * weight if weight != 1.0 else loss).backward()
-            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-            loop.optimizer.step()
-            loop.scheduler.step()
-            loop.optimizer.zero_grad(set_to_none=True)
-            progress["step"] += 1
-            progress["train_seconds"] += time.perf_counter() - began
-            progress["train_features_seen"] += len(rows)
-            local_count = len(local_rows) if weight else 0  # a weightless row counts for nothing
-            local_tokens = int(batch["attention_mask"].sum()) if weight else 0
-            loss_sum, tokens = parallel.sum([loss.item() * local_count, local_tokens])
-            progress["train_tokens_seen"] += int(tokens)
-            loss_value = loss_sum / len(rows)
-            progress["step_losses"].append(loss_value)
-            rate = progress["train_features_seen"] / max(progress["train_seconds"], 1e-9)
-            bar.set_postfix(loss=f"{loss_value:.3f}", feats_per_s=f"{rate:.1f}", epoch=epoch + 1)
-            bar.update(1)
-            if progress["step"] % loop.steps_per_epoch == 0 or progress["step"] >= loop.total_steps:
-                break
-            if progress["step"] % config.checkpoint_every_steps == 0:
-                loop.checkpoint()
+        meter.start(epoch)
+        with levers.training(loop.model):
+            for i, rows in enumerate(batches):
+                local_rows, weight = shards[i]
+                # Widths come from the host's lengths: every rank pads as wide as the global batch
+                # (see parallel.widen), and whether a shard has padding needs no device read.
+                width = int(features.lengths[rows].max())
+                if source is not None:
+                    batch = source.batch(device_rows[i], width)
+                else:
+                    batch = collate(features, local_rows, loop.pad_id, device)
+                    if parallel.world > 1:
+                        batch = widen(batch, width, loop.pad_id)
+                padded = bool(features.lengths[local_rows].min() < width)
+                with autocast_for(device, levers.autocast):
+                    loss = forward(**model_inputs(batch, padded, sdpa)).loss
+                (loss * weight if weight != 1.0 else loss).backward()
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                loop.optimizer.step()
+                loop.scheduler.step()
+                loop.optimizer.zero_grad(set_to_none=True)
+                progress["step"] += 1
+                progress["train_features_seen"] += len(rows)
+                # A weightless row (fewer rows than ranks) counts for nothing.
+                meter.add(loss, batch["attention_mask"], len(local_rows) if weight else 0, len(rows))
+                if progress["step"] % loop.steps_per_epoch == 0 or progress["step"] >= loop.total_steps:
+                    break
+                if progress["step"] % config.checkpoint_every_steps == 0:
+                    meter.read()  # the checkpoint holds every step's loss
+                    loop.checkpoint()
+                    meter.start(epoch)
+                elif progress["step"] % config.log_every_steps == 0:
+                    meter.read()
+        meter.read()
         _end_epoch(loop, epoch)
         loop.on_epoch(progress["history"][-1])
         loop.checkpoint()
     bar.close()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Meter:
+    """Per-step losses and token counts kept on the device and read in one transfer at read points.
+
+    Train seconds are the wall time between reads (the device synchronised there), so they hold what
+    the device did, not only what the host queued; evaluation and checkpoints fall outside them.
+    """
+
+    def __init__(self, progress: dict[str, Any], parallel: Parallel, device: torch.device, bar: Any) -> None:
+        self.progress, self.parallel, self.device, self.bar = progress, parallel, device, bar
+        self.losses: list[torch.Tensor] = []  # this rank's loss of each step since the last read
+        self.counts: list[int] = []  # this rank's rows of each step (0: a weightless row)
+        self.rows: list[int] = []  # the global batch's rows of each step
+        self.tokens = torch.zeros((), dtype=torch.int64, device=device)
+        self.began = time.perf_counter()
+        self.epoch = 0
+
+    def start(self, epoch: int) -> None:
+        _synchronize(self.device)
+        self.began, self.epoch = time.perf_counter(), epoch
+
+    def add(self, loss: torch.Tensor, mask: torch.Tensor, count: int, rows: int) -> None:
+        """One step: its loss, attention mask, this rank's rows (0: a weightless row) and the global rows."""
+        self.losses.append(loss.detach())
+        self.counts.append(count)
+        self.rows.append(rows)
+        if count:
+            self.tokens += mask.sum()
+
+    def read(self) -> None:
+        """Read the steps since the last read into progress (step_losses, tokens, seconds) and the bar."""
+        _synchronize(self.device)
+        now = time.perf_counter()
+        self.progress["train_seconds"] += now - self.began
+        self.began = now
+        if not self.losses:
+            return
+        losses = torch.stack(self.losses).double()
+        if self.parallel.world > 1:  # each rank's mean loss weighted by its rows, summed over the ranks
+            losses = losses * torch.tensor(self.counts, dtype=torch.float64, device=self.device)
+        values = self.parallel.sum(torch.cat([losses, self.tokens.double().view(1)])).tolist()
+        step_losses = values[:-1]
+        if self.parallel.world > 1:
+            step_losses = [v / n for v, n in zip(step_losses, self.rows, strict=True)]
+        self.progress["step_losses"].extend(step_losses)
+        self.progress["train_tokens_seen"] += int(values[-1])
+        rate = self.progress["train_features_seen"] / max(self.progress["train_seconds"], 1e-9)
+        self.bar.set_postfix(loss=f"{step_losses[-1]:.3f}", feats_per_s=f"{rate:.1f}", epoch=self.epoch + 1)
+        self.bar.update(len(step_losses))
+        self.losses, self.counts, self.rows = [], [], []
+        self.tokens = torch.zeros((), dtype=torch.int64, device=self.device)
+
+
+@dataclass(frozen=True)
+class _Levers:
+    """The training-only levers of a run, resolved from its settings and device (see RunConfig)."""
+
+    frozen_bf16: bool
+    fused_lora: bool
+
+    @property
+    def autocast(self) -> bool | None:
+        """bf16 autocast forced on when frozen weights are bf16 (on any device); else the device's default."""
+        return True if self.frozen_bf16 else None
+
+    @classmethod
+    def resolve(cls, loop: _Loop, device: torch.device) -> _Levers:
+        config, on_cuda = loop.config, device.type == "cuda"
+        adapter = get_method(config.method).shares_base
+        frozen_bf16 = adapter and (config.frozen_bf16 == "on" or (config.frozen_bf16 == "auto" and on_cuda))
+        if config.frozen_bf16 == "on" and not adapter:
+            loop.log(f"frozen_bf16: {config.method} trains its base weights, which stay fp32")
+        fused = config.fused_lora == "on" or (config.fused_lora == "auto" and on_cuda)
+        return cls(frozen_bf16, fused)
+
+    @contextlib.contextmanager
+    def training(self, model: torch.nn.Module) -> Iterator[None]:
+        """The levers in force for the block (the training steps); evaluation runs without them."""
+        with contextlib.ExitStack() as stack:
+            if self.frozen_bf16:
+                stack.enter_context(frozen_linears_in_bf16(model))
+            if self.fused_lora:
+                stack.enter_context(fused_lora_forward(model))
+            yield
 
 
 def _end_epoch(loop: _Loop, epoch: int) -> None:
