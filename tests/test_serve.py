@@ -51,7 +51,13 @@ def run_dirs(tiny_bert_dir, squad_dir, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def models(run_dirs) -> list[ServedModel]:
+    """What the page serves by default: each run merged into its own fp32 weights."""
     return load_models([run_dirs["lora"], run_dirs["ia3"]])
+
+
+@pytest.fixture(scope="module")
+def shared_models(run_dirs) -> list[ServedModel]:
+    return load_models([run_dirs["lora"], run_dirs["ia3"]], mode="shared")
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,8 @@ def _frozen(model) -> list[torch.Tensor]:
     return [p for name, p in model.named_parameters() if not any(mark in name for mark in adapter_marks)]
 
 
-def test_runs_on_one_backbone_share_their_base_weights(models):
-    lora, ia3 = (m.run.model for m in models)
+def test_runs_on_one_backbone_share_their_base_weights(shared_models):
+    lora, ia3 = (m.run.model for m in shared_models)
     ia3_storage = {p.data_ptr() for p in ia3.parameters()}
     frozen = _frozen(lora)
     assert len(frozen) > 10
@@ -91,7 +97,7 @@ def test_runs_on_one_backbone_share_their_base_weights(models):
 def test_loading_every_method_leaves_the_shared_base_weights_unchanged(run_dirs, tiny_bert_dir):
     from peftqa.backbone import load_qa_model
 
-    served = load_models([run_dirs[m] for m in METHODS])
+    served = load_models([run_dirs[m] for m in METHODS], mode="shared")
     assert [m.run.method for m in served] == list(METHODS)
     fresh = dict(load_qa_model(str(tiny_bert_dir)).named_parameters())
     lora = next(m for m in served if m.run.method == "lora").run.model
@@ -107,7 +113,7 @@ def test_loading_every_method_leaves_the_shared_base_weights_unchanged(run_dirs,
 
 @pytest.mark.parametrize("method", ["full", "bitfit"])
 def test_runs_that_write_into_their_base_get_one_of_their_own(run_dirs, method):
-    lora, other = load_models([run_dirs["lora"], run_dirs[method]])
+    lora, other = load_models([run_dirs["lora"], run_dirs[method]], mode="shared")
     other_storage = {p.data_ptr() for p in other.run.model.parameters()}
     assert not any(p.data_ptr() in other_storage for p in _frozen(lora.run.model))
     # Loaded after it, the other run has not changed the LoRA run's answers.
@@ -116,8 +122,9 @@ def test_runs_that_write_into_their_base_get_one_of_their_own(run_dirs, method):
     assert lora.answer(QUESTION, CONTEXT, top_k=1)["score"] == pytest.approx(expected[0].probability, abs=1e-6)
 
 
-def test_shared_weights_give_the_same_answers_as_a_run_loaded_alone(models, run_dirs):
-    for served in models:
+@pytest.mark.parametrize("mode", ["merged", "shared"])
+def test_served_answers_are_those_of_the_run_loaded_alone(run_dirs, mode):
+    for served in load_models([run_dirs["lora"], run_dirs["ia3"]], mode=mode):
         alone = runs.load_run(run_dirs[served.name])
         expected = answer_question(alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, scoring=WINDOWS)
         got = served.answer(QUESTION, CONTEXT, top_k=3)
@@ -125,13 +132,14 @@ def test_shared_weights_give_the_same_answers_as_a_run_loaded_alone(models, run_
         assert got["score"] == pytest.approx(expected[0].probability, abs=1e-5)
 
 
-def test_fast_mode_merges_each_adapter_into_its_own_weights_and_answers_in_bf16(run_dirs):
+@pytest.mark.parametrize("mode", ["merged", "fast"])
+def test_merged_modes_give_each_run_its_own_weights_with_no_adapter_layers(run_dirs, mode):
     from peftqa.data import Example
     from peftqa.features import build_features
     from peftqa.predict import predict_logits
 
-    served = load_models([run_dirs[m] for m in ("lora", "ia3", "bitfit")], fast=True)
-    assert [m.bf16 for m in served] == [True, True, True]
+    served = load_models([run_dirs[m] for m in ("lora", "ia3", "bitfit")], mode=mode)
+    assert [m.bf16 for m in served] == [True if mode == "fast" else None] * 3
     for model in served:
         names = [name for name, _ in model.run.model.named_parameters()]
         assert not any(mark in name for name in names for mark in ("lora_", "ia3_", "base_layer"))
@@ -146,6 +154,92 @@ def test_fast_mode_merges_each_adapter_into_its_own_weights_and_answers_in_bf16(
         assert got["answer"] == CONTEXT[got["start"] : got["end"]]
     lora_storage = {p.data_ptr() for p in served[0].run.model.parameters()}
     assert not any(p.data_ptr() in lora_storage for p in served[1].run.model.parameters())
+
+
+def test_default_answers_are_those_of_evaluate_on_every_dev_question(models, run_dirs, squad_dir):
+    """The page's default mode and `peftqa evaluate` give the same answer to every fixture question."""
+    from peftqa.data import eval_questions
+    from peftqa.features import build_features
+    from peftqa.predict import evaluate
+
+    for served in models:
+        alone = runs.load_run(run_dirs[served.name])
+        examples, _ = eval_questions(str(squad_dir), alone.config.questions)
+        features = build_features(examples, alone.tokenizer, 128, 32)
+        expected = evaluate(alone.model, examples, features, alone.tokenizer.pad_token_id, alone.config.scoring)
+        assert len(examples) >= 5
+        got = {e.id: served.answer(e.question, e.context, top_k=1)["answer"] for e in examples}
+        assert got == expected.predictions
+
+
+def test_served_exports_answer_as_their_runs(run_dirs, tmp_path):
+    from peftqa.export import export_run
+
+    export_run(run_dirs["lora"], tmp_path / "hf", "hf", log=lambda line: None)
+    export_run(run_dirs["lora"], tmp_path / "onnx", "onnx", log=lambda line: None)
+    (run,) = load_models([run_dirs["lora"]])
+    (hf,) = load_models([tmp_path / "hf"])
+    (onnx,) = load_models([tmp_path / "onnx"], backend="onnx")
+    assert (hf.backend, onnx.backend) == ("torch fp32, merged", "onnxruntime fp32")
+    expected = run.answer(QUESTION, CONTEXT, top_k=3)
+    for served in (hf, onnx):
+        got = served.answer(QUESTION, CONTEXT, top_k=3)
+        assert [got["answer"], *(a["answer"] for a in got["alternatives"])] == [
+            expected["answer"],
+            *(a["answer"] for a in expected["alternatives"]),
+        ]
+        assert got["score"] == pytest.approx(expected["score"], abs=1e-5)
+    lines: list[str] = []
+    loaded = load_models([tmp_path / "onnx", run_dirs["lora"]], report=lines.append)
+    assert [m.name for m in loaded] == ["lora"] and "serve it with --backend onnx" in lines[0]
+    assert load_models([run_dirs["lora"]], backend="onnx", report=lines.append) == []
+    assert "not an ONNX export" in lines[-1]
+
+
+def test_merged_copies_are_given_up_when_they_would_not_fit(run_dirs):
+    from peftqa.serve.models import merged_copies_fit
+
+    folders = [run_dirs["lora"], run_dirs["ia3"]]
+    assert merged_copies_fit(folders, available=10**12)
+    assert not merged_copies_fit(folders, available=1000)
+
+
+def test_each_thread_tokenises_with_its_own_copy(models):
+    served = models[0]
+    mine = served.tokenizer()
+    assert served.tokenizer() is mine and mine is not served.run.tokenizer
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        theirs = pool.submit(served.tokenizer).result()
+    assert theirs is not mine
+
+
+def test_only_the_forward_pass_waits_for_the_model_lock(models):
+    """While one request holds a model's lock, another can tokenise and post-process; it waits only
+    for the forward pass."""
+    import threading
+
+    served = models[0]
+    entered = threading.Event()
+    real_tokenizer = served.tokenizer
+
+    def tokenizer_then_signal():
+        entered.set()
+        return real_tokenizer()
+
+    served.lock.acquire()
+    try:
+        served.tokenizer = tokenizer_then_signal  # type: ignore[method-assign]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(served.answer, QUESTION, CONTEXT, 1)
+            assert entered.wait(10)  # got past tokenisation with the lock held elsewhere
+            time.sleep(0.05)
+            assert not pending.done()  # but not past the forward pass
+            served.lock.release()
+            assert pending.result(timeout=30)["answer"]
+    finally:
+        del served.tokenizer
+        if served.lock.locked():
+            served.lock.release()
 
 
 def test_bf16_autocast_reaches_the_forward_pass(models, monkeypatch):
@@ -219,6 +313,35 @@ def test_health_and_models(client):
     assert [m["name"] for m in described] == ["lora", "ia3"]
     assert {m["method"] for m in described} == {"lora", "ia3"}
     assert all(m["trainable_params"] > 0 and m["dev_f1"] is not None for m in described)
+    assert {m["backend"] for m in described} == {"torch fp32, merged"}
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_api_models_shows_no_absolute_server_path(client, run_dirs, monkeypatch, tmp_path):
+    described = client.get("/api/models").get_json()
+    assert not [text for text in _strings(described) if text.startswith("/") or "\\" in text]
+    assert str(run_dirs["lora"].parent) not in json.dumps(described)
+    assert [m["run_dir"] for m in described["models"]] == ["lora", "ia3"]  # not below the working folder
+    monkeypatch.chdir(run_dirs["lora"].parent.parent)  # a server started above the runs: relative paths
+    relative = client.get("/api/models").get_json()["models"]
+    assert [m["run_dir"] for m in relative] == [f"{run_dirs['lora'].parent.name}/{n}" for n in ("lora", "ia3")]
+
+
+def test_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.content_type.startswith("image/svg+xml")
+    assert b"<svg" in response.get_data()
+    assert 'rel="icon"' in client.get("/").get_data(as_text=True)
 
 
 def test_predict_answers_with_every_model_and_scores_them(client):
@@ -315,6 +438,26 @@ def test_answer_far_beyond_the_first_window_is_found(models):
         app.test_client().post("/api/predict", json={"context": context, "question": "Who?"}).get_json()["models"][0]
     )
     assert model["answer"] == "zebra" and model["start"] == context.index("zebra") > 10_000
+    # The page's "in the context" snippet is a window around the answer, not the text before it.
+    page = app.test_client().post("/", data={"context": context, "question": "Who?"}).get_data(as_text=True)
+    snippet = page.split('<blockquote class="context">', 1)[1].split("</blockquote>", 1)[0]
+    assert "<mark>zebra</mark>" in snippet and len(snippet) < 800
+    assert snippet.startswith("…") and "lives here." in snippet
+
+
+def test_excerpt_keeps_the_answer_with_little_text_before_it():
+    from peftqa.serve.compare import EXCERPT_AFTER, EXCERPT_BEFORE, excerpt
+
+    context = "word " * 2000 + "ANSWER" + " tail" * 2000
+    start = context.index("ANSWER")
+    cut = excerpt(context, start, start + 6)
+    assert cut["answer"] == "ANSWER"
+    assert cut["before"].startswith("…") and len(cut["before"]) <= EXCERPT_BEFORE + 1
+    assert cut["after"].endswith("…") and len(cut["after"]) <= EXCERPT_AFTER + 1
+    short = excerpt("Jane Austen wrote it.", 0, 11)
+    assert short == {"before": "", "answer": "Jane Austen", "after": " wrote it."}
+    none = excerpt(context, None, None)
+    assert none["answer"] == "" and len(none["before"]) <= EXCERPT_BEFORE + EXCERPT_AFTER + 1
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -399,7 +542,7 @@ def test_concurrent_requests_are_answered_correctly(client):
     def ask(question):
         return question, _predict(client, question=question).get_json()
 
-    with ThreadPoolExecutor(max_workers=6) as pool:
+    with ThreadPoolExecutor(max_workers=16) as pool:  # more threads than models, workers and cores
         results = list(pool.map(ask, asked))
     for question, body in results:
         got = [(m["name"], m["answer"], m["start"], m["end"]) for m in body["models"]]
@@ -462,14 +605,45 @@ def test_serve_debug_uses_the_flask_development_server(run_dirs, monkeypatch):
     assert started["debug"] is True
 
 
-def test_serve_fast_loads_merged_bf16_models(run_dirs, monkeypatch):
+@pytest.mark.parametrize(
+    ("flags", "bf16", "merged"), [([], None, True), (["--fast"], True, True), (["--shared-base"], None, False)]
+)
+def test_serve_modes(run_dirs, monkeypatch, flags, bf16, merged):
     import waitress
 
     started = {}
     monkeypatch.setattr(waitress, "serve", lambda app, **kwargs: started.update(app=app))
-    assert main(["serve", str(run_dirs["lora"]), "--fast"]) == 0
+    assert main(["serve", str(run_dirs["lora"]), *flags]) == 0
     (served,) = started["app"].extensions["peftqa_models"]
-    assert served.bf16 is True and not hasattr(served.run.model, "merge_and_unload")
+    assert served.bf16 is bf16 and hasattr(served.run.model, "merge_and_unload") is not merged
+
+
+def test_serve_onnx_backend_serves_onnx_exports(run_dirs, monkeypatch, tmp_path, capsys):
+    import waitress
+
+    from peftqa.export import export_run
+
+    export_run(run_dirs["ia3"], tmp_path / "onnx", "onnx", log=lambda line: None)
+    started = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **kwargs: started.update(app=app))
+    assert main(["serve", "--backend", "onnx", str(tmp_path / "onnx")]) == 0
+    (served,) = started["app"].extensions["peftqa_models"]
+    assert served.backend == "onnxruntime fp32"
+    assert served.run.model.session.get_session_options().intra_op_num_threads == max(1, os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--backend", "onnx"], "serves exported folders"),
+        (["--backend", "onnx", "--fast", "x"], "torch backend"),
+        (["--fast", "--shared-base", "x"], "cannot go with --shared-base"),
+    ],
+)
+def test_serve_refuses_flags_that_do_not_go_together(capsys, flags, fragment):
+    assert main(["serve", *flags]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_serve_on_a_port_in_use_says_so_in_one_line(capsys, run_dirs):

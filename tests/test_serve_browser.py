@@ -121,3 +121,57 @@ def test_page_is_usable_on_a_phone_sized_screen(browser, server_url):
     page.goto(server_url + "/")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.close()
+
+
+@pytest.fixture(scope="module")
+def far_answer_url():
+    """A server whose two stand-in models answer "zebra", about 8,000 characters into any context."""
+    import waitress
+    from transformers import AutoTokenizer
+
+    from peftqa import runs
+    from peftqa.serve.models import ServedModel
+    from tests.conftest import TOKENIZER_DIR
+    from tests.test_serve import _PointAtWord
+
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    settings = {"config": {"method": "lora", "model": "stub", "max_length": 128, "doc_stride": 32}}
+    models = [
+        ServedModel(
+            name,
+            runs.LoadedRun(Path(name), settings, {}, _PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer),
+        )
+        for name in ("left", "right")
+    ]
+    server = waitress.create_server(create_app({"MODELS": models}), host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.task_dispatcher.shutdown()
+    server.trigger.pull_trigger(server.close)
+    thread.join(timeout=10)
+
+
+def test_long_context_answer_is_in_view_and_nothing_fails_to_load(browser, far_answer_url):
+    # A phone-width column: with 600 characters before the answer, the answer sat below the box's fold.
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    failed: list[tuple[int, str]] = []
+    page.on(
+        "response", lambda response: failed.append((response.status, response.url)) if response.status >= 400 else None
+    )
+    page.goto(far_answer_url + "/")
+    context = "The river runs through the old town, and the market opens on Mondays. " * 110 + "A zebra lives here."
+    page.fill("#context", context)
+    page.fill("#question", "Who lives here?")
+    with page.expect_navigation():
+        page.click("#submit")
+    boxes = page.locator("article.model blockquote.context")
+    assert boxes.count() == 2
+    for i in range(2):
+        assert boxes.nth(i).locator("mark").inner_text() == "zebra"
+        box = boxes.nth(i).bounding_box()
+        mark = boxes.nth(i).locator("mark").bounding_box()
+        assert box and mark and box["y"] <= mark["y"] and mark["y"] + mark["height"] <= box["y"] + box["height"]
+    assert page.request.get(far_answer_url + "/favicon.ico").status == 200
+    assert failed == [], failed
+    page.close()

@@ -150,6 +150,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from peftqa.export import export_run
+
+    export_run(args.run_dir, args.out, args.format, args.quantize, args.force, args.data_dir)
+    return 0
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
     from peftqa.evaluation import score_file
 
@@ -158,11 +165,30 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     from peftqa.serve import create_app
     from peftqa.serve.models import load_models, newest_runs
 
+    if args.backend == "onnx" and (args.fast or args.shared_base):
+        raise PeftqaError("--fast and --shared-base apply to the torch backend, not --backend onnx")
+    if args.fast and args.shared_base:
+        raise PeftqaError("--fast merges each adapter into its own weights: it cannot go with --shared-base")
+    if args.backend == "onnx" and not args.run_dirs:
+        raise PeftqaError("--backend onnx serves exported folders: name them (`peftqa export RUN --format onnx`)")
     run_dirs = args.run_dirs or newest_runs()
-    models = load_models(run_dirs, report=lambda line: print(f"peftqa: {line}", file=sys.stderr), fast=args.fast)
+    mode = "fast" if args.fast else "shared" if args.shared_base else "merged"
+    cores = os.cpu_count() or 1
+    # The models of a request answer side by side, so each gets its share of the cores (2 cores,
+    # 2 models, one-window request: p50 70 -> 53 ms in fp32, 32 -> 29 ms with --fast).
+    share = max(1, cores // max(1, len(run_dirs)))
+    models = load_models(
+        run_dirs,
+        report=lambda line: print(f"peftqa: {line}", file=sys.stderr),
+        mode=mode,
+        backend=args.backend,
+        onnx_threads=share,
+    )
     if not models:
         searched = ", ".join(map(str, args.run_dirs)) if args.run_dirs else "runs/, backend/ and studies/quick/runs/"
         raise PeftqaError(
@@ -171,11 +197,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     import torch
 
-    # The models of a request answer side by side, so each gets its share of the cores (2 cores,
-    # 2 models, one-window request: p50 70 -> 53 ms in fp32, 32 -> 29 ms with --fast).
     torch.set_num_threads(max(1, torch.get_num_threads() // len(models)))
-    app = create_app({"MODELS": models})
-    names = ", ".join(model.name for model in models)
+    app = create_app({"MODELS": models, "SERVER_THREADS": args.threads})
+    names = ", ".join(f"{model.name} ({model.backend})" for model in models)
     print(f"serving {names} on http://{args.host}:{args.port}/", file=sys.stderr)
     try:
         if args.debug:
@@ -255,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     train.set_defaults(handler=_cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="reload a run from disk and score it again")
-    evaluate.add_argument("run_dir")
+    evaluate = commands.add_parser("evaluate", help="reload a run (or an exported folder) and score it again")
+    evaluate.add_argument("run_dir", help="a run directory, or a folder written by `peftqa export`")
     evaluate.add_argument("--eval-limit", type=int, default=None)
     evaluate.add_argument("--data-dir", default=None)
     evaluate.set_defaults(handler=_cmd_evaluate)
@@ -295,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--sweep", nargs="*", default=[], help="sweep directories to include")
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.add_argument("--no-qualitative", action="store_true", help="skip answering the hand-written examples")
+    export = commands.add_parser("export", help="a merged Hugging Face folder or an ONNX model of a run, checked")
+    export.add_argument("run_dir")
+    export.add_argument("--out", required=True, help="folder to write (must not exist, unless --force)")
+    # Checked by export_run rather than argparse `choices`, so a wrong value is one line and exit 2.
+    export.add_argument("--format", default="hf", help="hf (merged safetensors folder, default) or onnx")
+    export.add_argument("--quantize", default=None, help="int8: dynamic int8 quantisation (onnx only)")
+    export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    export.add_argument("--data-dir", default=None, help="SQuAD for --quantize's before/after scores (default: run's)")
+    export.set_defaults(handler=_cmd_export)
+
     report.set_defaults(handler=_cmd_report)
 
     study = commands.add_parser("study", help="sweep, train at the best lr and report, for several methods")
@@ -317,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fast",
         action="store_true",
-        help="merge each adapter into its own weights and answer in bf16: faster on CPUs with bf16 units, "
-        "more memory, and a few answers may differ from `peftqa evaluate`",
+        help="merged weights answering in bf16: faster on CPUs with bf16 units, and a few answers may differ "
+        "from `peftqa evaluate`",
     )
     serve.set_defaults(handler=_cmd_serve)
     return parser
@@ -339,4 +373,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _add_worker_flags(study, "sweep trials and final runs")
     sys.exit(main())
+    serve.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch (run directories or hf exports; default) or onnx (folders from `peftqa export --format onnx`)",
+    )
+    serve.add_argument(
+        "--shared-base",
+        action="store_true",
+        help="runs on one backbone share one copy of the base weights, adapters unmerged: less memory for many "
+        "runs, slower answers (default: each run merged into its own fp32 copy)",
+    )

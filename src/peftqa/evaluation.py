@@ -22,13 +22,15 @@ def evaluate_run(
     so with the run's own eval_limit it reproduces metrics.json, intervals included.
 
     Args:
-        run_dir: a finished run directory.
+        run_dir: a finished run directory, or a folder written by `peftqa export` (hf or onnx), scored
+            with its run's windows and questions; then also how many answers equal the run's own.
         eval_limit: a sample of N questions, drawn as the run draws them; None: the run's own setting.
         data_dir: where SQuAD is; None: the run's own setting, else the default.
     """
+    from peftqa.export import agreement_with_run, load_for_scoring
     from peftqa.train import pick_device
 
-    loaded = runs.load_run(run_dir, device=str(pick_device()))
+    loaded = load_for_scoring(run_dir, device=str(pick_device()))
     config = loaded.config
     if eval_limit is not None:
         config = dataclasses.replace(config, eval_limit=eval_limit)
@@ -45,6 +47,7 @@ def evaluate_run(
         "dev_questions": len(examples),
         "questions": config.questions.describe(len(examples)),
         "eval_seconds": result.seconds,
+        **agreement_with_run(loaded, result.predictions),
     }
 
 

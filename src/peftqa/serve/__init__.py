@@ -1,6 +1,6 @@
 """The comparison web page and JSON API: trained runs side by side with live EM/F1.
 
-    create_app({"RUN_DIRS": [...]})   loads the runs (base weights shared per backbone)
+    create_app({"RUN_DIRS": [...]})   loads the runs (each merged into its own fp32 weights)
     create_app({"MODELS": [...]})     serves runs already loaded (tests build them once)
 
 `peftqa serve` runs the app under waitress; `--debug` alone uses Flask's development server.
@@ -19,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "RUN_DIRS": [],  # run directories to load when MODELS is not given
     "MODELS": None,  # already loaded ServedModels
     "MAX_INPUT_CHARS": 100_000,  # longest context, question or answers accepted, in characters
+    "SERVER_THREADS": 4,  # requests the server handles at once (waitress threads)
 }
 
 
@@ -49,7 +50,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if models is None:
         models = load_models(app.config["RUN_DIRS"], report=app.logger.warning)
     app.extensions["peftqa_models"] = list(models)
-    app.extensions["peftqa_pool"] = ThreadPoolExecutor(max(1, len(models)), thread_name_prefix="peftqa-model")
+    # Every request in flight can have each of its models at work: tokenising and post-processing
+    # overlap freely; each model's lock lets one forward pass at a time through.
+    workers = max(1, len(models) * app.config["SERVER_THREADS"])
+    app.extensions["peftqa_pool"] = ThreadPoolExecutor(workers, thread_name_prefix="peftqa-model")
     app.register_blueprint(compare.bp)
     app.register_error_handler(HTTPException, compare.handle_http_error)
     return app

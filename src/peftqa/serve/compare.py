@@ -22,8 +22,10 @@ bp = Blueprint("compare", __name__)
 
 MAX_TOP_K = 20  # the post-processor keeps 20 candidates per question
 DEFAULT_TOP_K = 4  # the answer and its 3 best alternatives
-# Text around a highlighted answer on the page: a 100,000-character context is not shown whole.
-EXCERPT_CHARS = 600
+# Text around a highlighted answer on the page: a 100,000-character context is not shown whole, and
+# the answer must be in view in a narrow column (600 characters before it pushed it out of the box).
+EXCERPT_BEFORE = 200
+EXCERPT_AFTER = 400
 
 
 class InputError(Exception):
@@ -194,15 +196,30 @@ def _form_values(example_id: str | None) -> dict[str, str]:
 
 
 def excerpt(context: str, start: int | None, end: int | None) -> dict[str, str]:
-    """The answer and the text around it, cut to EXCERPT_CHARS on each side (escaped by Jinja)."""
+    """The answer and the text around it (EXCERPT_BEFORE / EXCERPT_AFTER characters, cut at white
+    space), for the page to highlight; Jinja escapes it."""
     if start is None or end is None:
-        return {"before": context[: 2 * EXCERPT_CHARS], "answer": "", "after": ""}
-    first, last = max(0, start - EXCERPT_CHARS), min(len(context), end + EXCERPT_CHARS)
-    return {
-        "before": ("…" if first > 0 else "") + context[first:start],
-        "answer": context[start:end],
-        "after": context[end:last] + ("…" if last < len(context) else ""),
-    }
+        return {"before": _cut_after(context, EXCERPT_BEFORE + EXCERPT_AFTER), "answer": "", "after": ""}
+    before = context[:start]
+    if len(before) > EXCERPT_BEFORE:
+        kept = before[-EXCERPT_BEFORE:]
+        space = kept.find(" ")
+        before = "…" + (kept[space + 1 :] if 0 <= space < 40 else kept)
+    return {"before": before, "answer": context[start:end], "after": _cut_after(context[end:], EXCERPT_AFTER)}
+
+
+def _cut_after(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    kept = text[:limit]
+    space = kept.rfind(" ")
+    return (kept[:space] if space > limit - 40 else kept) + "…"
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico whatever the page links: answer it rather than log a 404."""
+    return current_app.send_static_file("favicon.svg"), 200, {"Content-Type": "image/svg+xml"}
 
 
 @bp.route("/", methods=["GET", "POST"])

@@ -1,20 +1,27 @@
-"""The trained runs behind the page: found on disk, loaded once, base weights shared per backbone.
+"""The trained runs behind the page: found on disk, loaded once, answering exactly as `peftqa evaluate`.
 
-By default every LoRA or (IA)3 run on the same backbone gets its own module tree (peft swaps layers
-in place, so two adapters cannot live in one tree), but the frozen tensors of those trees are the very
-same objects: the base model is loaded once and each run's skeleton is a deep copy that re-uses its
-parameters and buffers. Only methods loaded as peft adapters share: peft puts unmerged adapter
-layers beside the frozen weights and never writes them. Methods with a load of their own write
-into the base in place (`full` every weight, `bitfit` every bias), so they get a base of their own.
+How a run is held (`peftqa serve` flags):
 
-`fast=True` (`peftqa serve --fast`) trades that memory for speed: each run's adapter is merged into
-its own copy of the weights and answers run under bf16 autocast.
+- default, `merged`: each run gets its own copy of the base weights with its adapter merged into them
+  (a plain fp32 transformers model, no adapter layers at answer time). Same answers as `evaluate`, and
+  the fastest exact mode; it costs one copy of the base weights per run (MiniLM-L6: about 90 MB). When
+  the runs would take more than half of the memory available, the page falls back to `shared`.
+- `shared` (`--shared-base`): runs on one backbone share one base model; each keeps its unmerged
+  adapter in a module tree of its own (peft swaps layers in place, so two adapters cannot live in one
+  tree) whose frozen tensors are the base's very objects. For many runs. Only methods loaded as peft
+  adapters share; `full` and `bitfit` write into their base, so they get one of their own.
+- `fast` (`--fast`): merged, and answers under bf16 autocast: faster on CPUs with bf16 units, and a
+  few answers differ from `evaluate`.
+- ONNX (`--backend onnx`): folders written by `peftqa export --format onnx`, run by ONNX Runtime.
+
+Folders written by `peftqa export --format hf` serve like runs (they are merged already).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,55 +29,92 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftqa import runs
+from peftqa import export, runs
+from peftqa.config import ScoringSettings
+from peftqa.data import Example
 from peftqa.errors import PeftqaError
+from peftqa.features import build_features
 from peftqa.metrics import score_answer
-from peftqa.predict import answer_question
+from peftqa.postprocess import postprocess
+from peftqa.predict import predict_logits
 
 # `peftqa serve` with no run directory shows the newest run of each of these methods.
 DEFAULT_METHODS = ("lora", "ia3")
-# Where runs are looked for: `peftqa train`/`make demo` write runs/, the train.py shim backend/.
-# runs/ (peftqa train), backend/ (the original train.py layout), studies/quick/runs/ (make demo).
+# Where runs are looked for: runs/ (peftqa train), backend/ (the original train.py layout),
+# studies/quick/runs/ (make demo).
 DEFAULT_SEARCH_DIRS = ("runs", "backend", "studies/quick/runs")
+MODES = ("merged", "shared", "fast")
+BACKENDS = ("torch", "onnx")
+# Merged copies are used while the runs' fp32 weights take at most this share of the available memory.
+MEMORY_SHARE = 0.5
 
 
 @dataclass
 class ServedModel:
-    """One loaded run and the lock that keeps its model and tokenizer to one request at a time.
+    """One loaded run, answering one question at a time per forward pass.
 
-    Fast tokenizers refuse concurrent use ("Already borrowed"), and the peft wrappers are per run,
-    so one lock per run is enough; runs still answer in parallel with each other.
+    Only the forward pass holds `lock`: tokenisation and post-processing of concurrent requests
+    overlap with it. Fast tokenizers refuse concurrent use of one instance ("Already borrowed"), so
+    every thread tokenises with a copy of its own; the run's tokenizer itself is only copied.
     """
 
     name: str
     run: runs.LoadedRun
     bf16: bool | None = None  # bf16 autocast (None: the device's default, fp32 on CPU)
+    backend: str = "torch fp32"  # what the page says about how it answers
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+    _copy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        # Read once: RunConfig.from_dict validates the whole config, too slow for every request.
+        self.scoring: ScoringSettings = self.run.config.scoring
+
+    def tokenizer(self) -> Any:
+        """This thread's own copy of the run's tokenizer."""
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            with self._copy_lock:  # copying reads the Rust tokenizer: one copy at a time
+                tokenizer = copy.deepcopy(self.run.tokenizer)
+            self._local.tokenizer = tokenizer
+        return tokenizer
 
     def describe(self) -> dict[str, Any]:
-        """What the page and /api/models show about this run (from run.json and metrics.json)."""
+        """What the page and /api/models show about this run (run.json and metrics.json, or peftqa.json)."""
         config = self.run.settings["config"]
         metrics = self.run.metrics
         return {
             "name": self.name,
             "method": self.run.method,
-            "backbone": config.get("model"),
+            "backbone": _public_model_name(config.get("model")),
+            "backend": self.backend,
             "trainable_params": metrics.get("trainable_params"),
             "total_params": metrics.get("total_params"),
             "trainable_percent": metrics.get("trainable_percent"),
             "dev_exact_match": metrics.get("exact_match"),
             "dev_f1": metrics.get("f1"),
             "dev_questions": metrics.get("dev_questions"),
-            "run_dir": str(self.run.run_dir),
+            "run_dir": public_path(self.run.run_dir),
         }
+
+    def rank(self, question: str, context: str, top_k: int) -> list:
+        """`predict.answer_question`, with only the forward pass under the lock."""
+        scoring = self.scoring
+        tokenizer = self.tokenizer()
+        example = Example("question", question, context, (), ())
+        features = build_features([example], tokenizer, scoring.max_length, scoring.doc_stride)
+        with self.lock:
+            start_logits, end_logits, _ = predict_logits(
+                self.run.model, features, scoring.batch_size, tokenizer.pad_token_id, self.bf16
+            )
+        n_best = max(scoring.n_best, top_k)
+        ranked = postprocess([example], features, start_logits, end_logits, n_best, scoring.max_answer_tokens)
+        return ranked[example.id][:top_k]
 
     def answer(self, question: str, context: str, top_k: int, truths: Sequence[str] = ()) -> dict[str, Any]:
         """The best answer, `top_k - 1` alternatives, latency, and EM/F1 when `truths` are given."""
         began = time.perf_counter()
-        with self.lock:
-            ranked = answer_question(
-                self.run.model, self.run.tokenizer, question, context, top_k, self.run.config.scoring, self.bf16
-            )
+        ranked = self.rank(question, context, top_k)
         latency_ms = 1000.0 * (time.perf_counter() - began)
         # No valid span (a context of white space only): an empty answer, as in the official format.
         best = ranked[0].to_dict() if ranked else {"answer": "", "start": None, "end": None, "score": None}
@@ -84,6 +128,22 @@ class ServedModel:
         if truths:
             result.update(score_answer(result["answer"], truths))
         return result
+
+
+def public_path(folder: Path) -> str:
+    """A folder as the page may show it: relative to where the server started when it is below it,
+    else only its name (never an absolute path of the server's machine)."""
+    try:
+        return Path(folder).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(folder).name
+
+
+def _public_model_name(model: str | None) -> str | None:
+    """A Hub id or alias as it is; a local folder by its name only."""
+    if model and (Path(model).is_absolute() or os.sep in model) and Path(model).exists():
+        return Path(model).name
+    return model
 
 
 def newest_runs(
@@ -125,10 +185,9 @@ class _BaseCache:
 
     def skeleton_for(self, settings: dict[str, Any]):
         from peftqa.backbone import load_qa_model
-
-        source = runs.base_source(settings)
         from peftqa.methods import get_method
 
+        source = runs.base_source(settings)
         if not get_method(settings["config"]["method"]).shares_base:
             return load_qa_model(source)
         if source not in self._models:
@@ -137,38 +196,93 @@ class _BaseCache:
 
 
 def merged(loaded: runs.LoadedRun) -> runs.LoadedRun:
-    """The run with its peft adapter folded into the base weights (plain transformers model)."""
-    if not hasattr(loaded.model, "merge_and_unload"):  # full, bitfit: the weights are already plain
-        return loaded
-    return dataclasses.replace(loaded, model=loaded.model.merge_and_unload().eval())
+    """The run with its peft adapter folded into its own base weights (a plain transformers model)."""
+    return dataclasses.replace(loaded, model=export.merge_model(loaded.model))
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def merged_copies_fit(folders: Sequence[Path], available: int | None = None) -> bool:
+    """Whether one fp32 copy of the weights per run (from metrics.json's total_params) takes at most
+    MEMORY_SHARE of the available memory; True when either figure is unknown."""
+    available = available_memory_bytes() if available is None else available
+    needed = 0
+    for folder in folders:
+        try:
+            needed += 4 * int(runs.read_json(folder / runs.METRICS_JSON)["total_params"])
+        except (PeftqaError, KeyError, TypeError, ValueError):
+            continue
+    return available is None or needed <= MEMORY_SHARE * available
 
 
 def load_models(
-    run_dirs: Sequence[str | Path], report: Callable[[str], None] = print, fast: bool = False
+    run_dirs: Sequence[str | Path],
+    report: Callable[[str], None] = print,
+    mode: str = "merged",
+    backend: str = "torch",
+    onnx_threads: int | None = None,
 ) -> list[ServedModel]:
     """Load every run that loads; a broken one is reported by name and skipped.
 
     Args:
-        run_dirs: run directories written by `peftqa train`.
-        report: gets one line per skipped run.
-        fast: each run gets its own copy of the base weights with its adapter merged into them (no
-            adapter layers at answer time), and answers under bf16 autocast. Faster on CPUs with bf16
-            units; answers can differ from fp32 `evaluate` on a few questions.
+        run_dirs: run directories written by `peftqa train`, or folders written by `peftqa export`
+            (hf folders for the torch backend, onnx folders for the onnx backend).
+        report: gets one line per skipped run, and one when merged copies would not fit in memory.
+        mode: merged (default), shared or fast (see the module's docstring); torch backend only.
+        backend: torch, or onnx (ONNX Runtime on exported ONNX folders).
+        onnx_threads: ONNX Runtime threads per model (None: its default).
     """
+    if backend not in BACKENDS:
+        raise PeftqaError(f"unknown backend '{backend}'; known backends: {', '.join(BACKENDS)}")
+    if mode not in MODES:
+        raise PeftqaError(f"unknown mode '{mode}'; known modes: {', '.join(MODES)}")
+    if backend == "onnx":
+        export.require_onnx()
     folders = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run named twice loads once
+    if backend == "torch" and mode == "merged" and not merged_copies_fit(folders):
+        report("merged copies of these runs would not fit in memory: their base weights are shared instead")
+        mode = "shared"
     bases = _BaseCache()
     served = []
     for folder, name in zip(folders, runs.display_names(folders), strict=True):
         try:
-            _, settings = runs.check_run_dir(folder)
-            if fast:
-                served.append(ServedModel(name, merged(runs.load_run(folder)), bf16=True))
-                continue
-            loaded = runs.load_run(folder, base_model=bases.skeleton_for(settings))
+            served.append(_load_one(folder, name, mode, backend, bases, onnx_threads))
         except (PeftqaError, OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as error:
             # A broken run must not stop the others: name it, say why, go on.
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             report(f"skipped {folder.name}: {first_line}")
-            continue
-        served.append(ServedModel(name, loaded))
     return served
+
+
+def _load_one(
+    folder: Path, name: str, mode: str, backend: str, bases: _BaseCache, onnx_threads: int | None
+) -> ServedModel:
+    if export.is_export(folder):
+        info = export.read_export_info(folder)
+        if info["format"] != ("onnx" if backend == "onnx" else "hf"):
+            wanted = "--backend onnx" if info["format"] == "onnx" else "the torch backend (the default)"
+            raise PeftqaError(f"an {info['format']} export: serve it with {wanted}")
+        loaded = export.load_exported(folder, threads=onnx_threads)
+        if backend == "onnx":
+            return ServedModel(name, loaded, backend=f"onnxruntime {info.get('quantize') or 'fp32'}")
+        return ServedModel(name, loaded, bf16=True if mode == "fast" else None, backend=_torch_backend(mode))
+    if backend == "onnx":
+        raise PeftqaError("not an ONNX export: make one with `peftqa export RUN --format onnx --out DIR`")
+    if mode == "shared":
+        _, settings = runs.check_run_dir(folder)
+        loaded = runs.load_run(folder, base_model=bases.skeleton_for(settings))
+        return ServedModel(name, loaded, backend=_torch_backend(mode))
+    return ServedModel(name, merged(runs.load_run(folder)), bf16=mode == "fast" or None, backend=_torch_backend(mode))
+
+
+def _torch_backend(mode: str) -> str:
+    return {"merged": "torch fp32, merged", "shared": "torch fp32, shared base", "fast": "torch bf16, merged"}[mode]

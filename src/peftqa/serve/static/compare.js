@@ -19,6 +19,13 @@
     context.addEventListener("input", update);
     update();
   }
+  // Each model's "in the context" box scrolls to its highlighted answer (the box, not the page).
+  Array.prototype.forEach.call(document.querySelectorAll("blockquote.context"), function (box) {
+    var mark = box.querySelector("mark");
+    if (mark) {
+      box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 3);  // the box is position: relative
+    }
+  });
   var form = document.getElementById("ask-form");
   var submit = document.getElementById("submit");
   if (form && submit) {
