@@ -319,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--sweep", nargs="*", default=[], help="sweep directories to include")
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.add_argument("--no-qualitative", action="store_true", help="skip answering the hand-written examples")
+    report.set_defaults(handler=_cmd_report)
+
     export = commands.add_parser("export", help="a merged Hugging Face folder or an ONNX model of a run, checked")
     export.add_argument("run_dir")
     export.add_argument("--out", required=True, help="folder to write (must not exist, unless --force)")
@@ -328,8 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     export.add_argument("--data-dir", default=None, help="SQuAD for --quantize's before/after scores (default: run's)")
     export.set_defaults(handler=_cmd_export)
-
-    report.set_defaults(handler=_cmd_report)
 
     study = commands.add_parser("study", help="sweep, train at the best lr and report, for several methods")
     study.add_argument("--preset", choices=sorted(STUDY_PRESETS), default="quick")
@@ -348,6 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=5000)
     serve.add_argument("--threads", type=int, default=4, help="waitress worker threads")
     serve.add_argument("--debug", action="store_true", help="Flask's development server instead of waitress")
+    serve.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch (run directories or hf exports; default) or onnx (folders from `peftqa export --format onnx`)",
+    )
+    serve.add_argument(
+        "--shared-base",
+        action="store_true",
+        help="runs on one backbone share one copy of the base weights, adapters unmerged: less memory for many "
+        "runs, slower answers (default: each run merged into its own fp32 copy)",
+    )
     serve.add_argument(
         "--fast",
         action="store_true",
@@ -373,17 +385,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    _add_worker_flags(study, "sweep trials and final runs")
     sys.exit(main())
-    serve.add_argument(
-        "--backend",
-        choices=("torch", "onnx"),
-        default="torch",
-        help="torch (run directories or hf exports; default) or onnx (folders from `peftqa export --format onnx`)",
-    )
-    serve.add_argument(
-        "--shared-base",
-        action="store_true",
-        help="runs on one backbone share one copy of the base weights, adapters unmerged: less memory for many "
-        "runs, slower answers (default: each run merged into its own fp32 copy)",
-    )
