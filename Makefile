@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SQUAD_DIR ?= $(if $(wildcard ../shared/squad/dev-v1.1.json.gz),../shared/squad,)
 PY_PATHS := src tests benchmarks train.py app.py
 
-.PHONY: setup demo test test-slow lint bench browser-deps clean
+.PHONY: setup demo test test-slow lint bench browser-deps postgres-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: browser tests will be skipped"
 
-test: lint browser-deps
+# Debian's PostgreSQL server for the shared-study sweep tests, which start a throw-away server of their own
+# (initdb + pg_ctl in a temporary folder, as `nobody`, on a free port of 127.0.0.1); skipped when absent.
+postgres-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	  || echo "postgresql could not be installed: the PostgreSQL sweep tests will be skipped"
+
+test: lint browser-deps postgres-deps
 	PEFTQA_SQUAD_DIR=$${PEFTQA_SQUAD_DIR:-$(SQUAD_DIR)} $(BIN)/python -m pytest -q
 
 test-slow: setup
@@ -41,6 +48,8 @@ lint: setup
 
 bench: setup
 	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/python -m benchmarks.run_all
+bench-gpu:  # CUDA python3 (not .venv's CPU torch), ~6 min on an H100/H200: BENCH_GPU_FLAGS="--model DIR --out FILE"
+	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} PYTHONPATH=src $(PYTHON) -m benchmarks.bench_gpu $(BENCH_GPU_FLAGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

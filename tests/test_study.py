@@ -64,3 +64,37 @@ def test_bad_study_input():
         study_module.get_preset("huge")
     assert parse_methods(" lora , ia3 ", ()) == ["lora", "ia3"]
     assert main(["study", "--methods", "nope"]) == 2
+
+
+def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squad_dir, tmp_path, monkeypatch, capfd):
+    import peftqa.report as report_module
+
+    tiny = dataclasses.replace(TINY, compare_grids={}, final_train_limit=4)
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", tiny)
+    # The report is the test above's business; here only which runs reach it matters.
+    reported: list[list[Path]] = []
+    monkeypatch.setattr(
+        report_module,
+        "build_report",
+        lambda finals, sweeps, out, log: (reported.append(list(finals)), (out / "report.md", out / "report.html"))[1],
+    )
+    lines: list[str] = []
+    folder = tmp_path / "study"
+    summary = run_study(
+        "tiny", None, folder, str(squad_dir), {"model": str(tiny_bert_dir)}, lines.append, seeds=2, workers=2
+    )
+
+    assert [Path(p).name for p in summary["runs"]] == ["lora", "lora-seed43"] == [p.name for p in reported[0]]
+    assert [r["seed"] for r in summary["results"]] == [42, 43]  # in the plan's order, whichever finished first
+    assert all((Path(p) / runs.METRICS_JSON).is_file() for p in summary["runs"])
+    assert any(line.startswith("\n[3/4] final runs: 2, 2 at a time") for line in lines), lines
+    assert sorted(p.name for p in (folder / "logs").iterdir()) == ["lora-seed43.log", "lora.log"]
+    console = capfd.readouterr().out
+    assert "[lora] F1 " in console and "[lora-seed43] F1 " in console  # one line per run, the rest in logs/
+
+    # Again: nothing is trained, and no worker process is started for finished runs.
+    import peftqa.workers as workers_module
+
+    monkeypatch.setattr(workers_module, "run_jobs", lambda jobs, *a, **k: [] if not jobs else pytest.fail("ran"))
+    again = run_study("tiny", None, folder, str(squad_dir), {"model": str(tiny_bert_dir)}, lambda _: 0, 2, 2)
+    assert [r["f1"] for r in again["results"]] == [r["f1"] for r in summary["results"]]

@@ -239,6 +239,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             sampler=args.sampler,
             n_trials=args.n_trials,
             storage=args.storage,
+            workers=args.workers,
+            workers_per_gpu=args.workers_per_gpu,
             prune=not args.no_prune,
             extend_edges=args.extend_edges,
             output_dir=args.output_dir,
@@ -259,8 +261,33 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from peftqa.study import run_study
 
     overrides = {"model": args.model} if args.model else {}
-    run_study(args.preset, args.methods, args.output_dir, args.data_dir, overrides, seeds=args.seeds)
+    run_study(
+        args.preset,
+        args.methods,
+        args.output_dir,
+        args.data_dir,
+        overrides,
+        seeds=args.seeds,
+        workers=args.workers,
+        workers_per_gpu=args.workers_per_gpu,
+    )
     return 0
+
+
+def _add_worker_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"worker processes running {what} side by side (default 1): one GPU each while there are "
+        "GPUs enough, else sharing; on a CPU the cores are split between them",
+    )
+    parser.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        default=None,
+        help="workers sharing each GPU (without --workers: this many on every GPU)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,7 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--train-fraction", type=float, default=0.1, help="share of the train questions (seeded)")
     sweep.add_argument("--sampler", choices=("grid", "tpe"), default="grid")
     sweep.add_argument("--n-trials", type=int, default=None, help="TPE: number of trials")
-    sweep.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite file in the sweep dir)")
+    sweep.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL, e.g. postgresql://user@host/db to share the study between machines "
+        "(pip install 'peftqa[postgres]'; default: sqlite file in the sweep dir)",
+    )
+    _add_worker_flags(sweep, "trials")
     sweep.add_argument("--no-prune", action="store_true", help="never stop a trial early")
     sweep.add_argument("--extend-edges", type=int, default=0, help="grid: times a best lr on an edge extends the grid")
     sweep.set_defaults(handler=_cmd_sweep)
@@ -340,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--seeds", type=int, default=1, help="final runs per method with different seeds (report: mean and std)"
     )
+    _add_worker_flags(study, "sweep trials and final runs")
     study.set_defaults(handler=_cmd_study)
 
     serve = commands.add_parser("serve", help="compare trained runs side by side in a browser (and a JSON API)")

@@ -7,6 +7,10 @@ finished (sweep trials and runs resume), so running the command again continues 
       runs/<method>[-<grid>]/     the final run of each method at its sweep's best learning rate
       report/                     report.md, report.html
       study.json                  the preset, the chosen learning rates, results and step timings
+      logs/<run>.log              with --workers: each final run's own output (the console gets one line)
+
+With `workers=K` every sweep runs K trials at a time (peftqa.sweep), and once all sweeps are done the
+final runs run K at a time too, each in its own process (peftqa.workers).
 """
 
 from __future__ import annotations
@@ -155,6 +159,8 @@ def run_study(
     overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     seeds: int = 1,
+    workers: int | None = None,
+    workers_per_gpu: int | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a whole study and write its report; returns the study summary.
 
@@ -166,10 +172,14 @@ def run_study(
         overrides: RunConfig settings that replace the preset's (e.g. {"model": ...}).
         log: where progress lines go.
         seeds: final runs per method, with seeds seed, seed+1, ... (the report gives mean and std).
+        workers: processes running sweep trials and final runs side by side (None: 1, or
+            workers_per_gpu on every GPU).
+        workers_per_gpu: how many of them share each GPU.
     """
     from peftqa.data import ensure_squad
     from peftqa.report import build_report, results_table
     from peftqa.train import train
+    from peftqa.workers import plan_slots, visible_gpus, worker_count
 
     preset = get_preset(preset_name)
     names = parse_methods(methods, preset.methods)
@@ -178,11 +188,14 @@ def run_study(
     plan = [(method, grid, lrs) for method in names for grid, lrs in _grids(preset, method).items()]
     if seeds < 1:
         raise PeftqaError(f"--seeds must be at least 1, got {seeds}")
-    steps = _Steps(1 + (1 + seeds) * len(plan) + 1, log)
+    parallel = worker_count(workers, workers_per_gpu, len(visible_gpus())) > 1
+    # In parallel the final runs wait for every sweep, then run as one step.
+    steps = _Steps(1 + len(plan) + (1 if parallel else seeds * len(plan)) + 1, log)
     log(f"study '{preset_name}': {preset.description}; methods {', '.join(names)}; output {folder}")
     data_dir = str(steps.run("data: SQuAD v1.1", lambda: ensure_squad(data_dir)))
 
     sweeps, finals, metrics, chosen = [], [], [], {}
+    queued: list[RunConfig] = []  # final runs waiting for the workers (parallel only)
     for method, grid, lrs in plan:
         name = f"{method}-{grid}" if grid else method
         sweep_config = SweepConfig(
@@ -194,6 +207,8 @@ def run_study(
             eval_limit=preset.sweep_eval_limit,
             output_dir=str(folder / "sweeps" / name),
             extend_edges=0 if grid else preset.extend_edges,
+            workers=workers,
+            workers_per_gpu=workers_per_gpu,
         )
         summary = steps.run(
             f"sweep {name}: learning rates {', '.join(f'{lr:g}' for lr in lrs)}",
@@ -220,9 +235,18 @@ def run_study(
             # train(resume=True) refuses a run folder trained with other settings (check_same_settings), so
             # a changed best learning rate never silently returns the run trained at the old one.
             label = f"train {name} at lr {final.lr:g}" + (f", seed {final.seed}" if seeds > 1 else "")
-            metrics.append(steps.run(label, functools.partial(train, final, resume=True, log=log)))
+            if parallel:
+                queued.append(final)
+            else:
+                metrics.append(steps.run(label, functools.partial(train, final, resume=True, log=log)))
             finals.append(run_dir)
         chosen[name] = summary["best"]["params"]["lr"]
+    if parallel:
+        count = min(worker_count(workers, workers_per_gpu, len(visible_gpus())), len(queued))
+        metrics = steps.run(
+            f"final runs: {len(queued)}, {count} at a time",
+            functools.partial(_train_in_workers, queued, plan_slots(count, workers_per_gpu), folder / "logs", log),
+        )
 
     report_md, report_html = steps.run("report", lambda: build_report(finals, sweeps, folder / "report", log=log))
     summary = {
@@ -250,3 +274,41 @@ def run_study(
     log(f"report: {report_md}  and  {report_html} (one self-contained file: open it in a browser)")
     log(f"compare the models side by side: peftqa serve {' '.join(str(p) for p in finals)}")
     return summary
+
+
+def _train_one(config: RunConfig, log: Callable[[str], None], say: Callable[[str], None]) -> dict[str, Any]:
+    """One final run in a worker process: its lines go to its log, one line to the console."""
+    from peftqa.train import train
+
+    began = time.perf_counter()
+    metrics = train(config, resume=True, log=log)
+    seconds = time.perf_counter() - began
+    say(f"F1 {metrics['f1']:.2f} EM {metrics['exact_match']:.2f} in {seconds:.0f} s: {config.output_dir}")
+    return metrics
+
+
+def _train_in_workers(
+    queued: list[RunConfig], slots: list, log_dir: Path, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """The final runs, len(slots) at a time; their metrics in the queued order."""
+    from peftqa.backbone import load_tokenizer, resolve_model
+    from peftqa.train import prepare_data, train
+    from peftqa.workers import Job, run_jobs
+
+    metrics: dict[int, dict[str, Any]] = {}
+    todo: list[int] = []
+    for index, config in enumerate(queued):
+        if (Path(str(config.output_dir)) / runs.METRICS_JSON).is_file():
+            metrics[index] = train(config, resume=True, log=log)  # finished earlier: read back, not retrained
+            continue
+        # The model fetched and the data tokenised here, once, before the workers would all do it at
+        # once (runs that share their data find it in the feature cache).
+        prepare_data(config, load_tokenizer(resolve_model(config.model)), log)
+        todo.append(index)
+    jobs = [Job(Path(str(queued[i].output_dir)).name, _train_one, (queued[i],)) for i in todo]
+    outcomes = run_jobs(jobs, slots, log_dir, say=log)
+    failed = [f"{o.label}: {o.error}" for o in outcomes if not o.ok]
+    if failed:
+        raise PeftqaError(f"final run(s) failed ({'; '.join(failed)}); run the same command again to resume")
+    metrics.update({index: outcome.value for index, outcome in zip(todo, outcomes, strict=True)})
+    return [metrics[i] for i in range(len(queued))]

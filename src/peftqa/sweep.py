@@ -7,8 +7,16 @@ the best trial is the highest F1, EM breaking ties (never the lowest loss: loss 
 The Optuna study lives in `optuna.db` (SQLite) in the sweep directory unless `storage` names
 another database, so an interrupted sweep resumes: finished trials are kept, a killed trial is run
 again and its run folder resumes from its checkpoint (folders are named by their parameters, and a
-finished folder is never trained twice). Grids use Optuna's GridSampler, which lets several workers
-share one database; TPE draws `n_trials` points from the grid's ranges instead.
+finished folder is never trained twice). Grids use Optuna's GridSampler; TPE draws `n_trials` points
+from the grid's ranges instead.
+
+Workers: `workers=K` starts K processes (peftqa.workers) on one study, and other machines may join
+with the same command and a shared `storage` (PostgreSQL). Every grid point runs exactly once:
+a worker asks for a trial only while some point is neither finished nor claimed, a trial that
+finds an earlier trial of its point gives way (FAIL, `duplicate_of`), and a worker stops once every
+point is COMPLETE or PRUNED. A trial whose worker died stays RUNNING until its heartbeat is older
+than the grace period (PEFTQA_SWEEP_GRACE_S, default 180 s); then a waiting worker marks it failed
+and runs the point again, resuming its folder's checkpoint.
 
 Pruning: `train()` hands each epoch's held-out F1 to an `on_epoch` hook, through which Optuna's
 MedianPruner stops a trial between epochs (from epoch 1 on, once two
@@ -19,8 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import math
-from collections.abc import Callable
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +51,12 @@ LR_FROM_PREFIX = "from:"
 
 # What every trial is scored on: training articles held out from the trials' training (data.QuestionChoice).
 _TRIAL_EVAL_SPLIT = "validation"
-# Seconds between a trial's heartbeats; a trial silent for `_GRACE_S` is marked failed and re-run.
+# Seconds between a trial's heartbeats; a trial silent for the grace period is marked failed and re-run.
 _HEARTBEAT_S = 60
 _GRACE_S = 180
+GRACE_ENV = "PEFTQA_SWEEP_GRACE_S"  # the grace period in seconds (tests use a few)
+POSTGRES_EXTRA = "pip install 'peftqa[postgres]'"
+LOCK_FILE = ".sweep.lock"
 
 
 @dataclass
@@ -57,6 +73,8 @@ class SweepConfig:
     sampler: str = "grid"  # "grid": every combination; "tpe": n_trials draws from the ranges
     n_trials: int | None = None  # TPE only: how many trials in total
     storage: str | None = None  # Optuna storage URL; None: sqlite file in output_dir
+    workers: int | None = None  # worker processes on this machine; None: 1 (or workers_per_gpu x GPUs)
+    workers_per_gpu: int | None = None  # workers sharing each GPU (peftqa.workers.plan_slots)
     prune: bool = True  # MedianPruner between epochs (needs epochs >= 2)
     extend_edges: int = 0  # grid only: times a best lr on the grid's edge adds a point beyond it
     output_dir: str | None = None  # None: sweeps/<method>-<model>
@@ -76,6 +94,9 @@ class SweepConfig:
             problems.append(f"sampler must be 'grid' or 'tpe', got {self.sampler!r}")
         if self.sampler == "tpe" and not self.n_trials:
             problems.append("--sampler tpe needs --n-trials")
+        for name, value in (("--workers", self.workers), ("--workers-per-gpu", self.workers_per_gpu)):
+            if value is not None and value < 1:
+                problems.append(f"{name} must be at least 1, got {value}")
         if problems:
             raise PeftqaError("; ".join(problems))
 
@@ -129,18 +150,82 @@ def trial_config(config: SweepConfig, params: dict[str, Any], questions: int) ->
     )
 
 
+def grace_seconds() -> int:
+    """How long a RUNNING trial may go without a heartbeat before it counts as dead (PEFTQA_SWEEP_GRACE_S)."""
+    text = os.environ.get(GRACE_ENV)
+    if text is None:
+        return _GRACE_S
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise PeftqaError(f"{GRACE_ENV} must be a whole number of seconds >= 2, got {text!r}")
+    return value
+
+
+def _heartbeat_seconds(grace: int) -> int:
+    # Three heartbeats per grace period: one late heartbeat must not fail a live trial.
+    return max(1, min(_HEARTBEAT_S, grace // 3))
+
+
+def storage_url(config: SweepConfig) -> str:
+    """The SQLAlchemy URL of the sweep's study. `postgresql://` means psycopg 3 (the `postgres` extra):
+    SQLAlchemy before 2.1 would read it as psycopg2, which peftqa does not install."""
+    if config.storage is None:
+        return f"sqlite:///{(config.folder / STUDY_DB).resolve()}"
+    url = config.storage
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url.removeprefix(prefix)
+    if url.startswith("postgresql+psycopg://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise PeftqaError(
+                f"--storage {_shown(config.storage)} needs the PostgreSQL driver psycopg: {POSTGRES_EXTRA}"
+            ) from None
+    return url
+
+
+def _shown(url: str) -> str:
+    """A storage URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: nothing to hide
+        return url
+
+
 def _storage(config: SweepConfig):
     import warnings
 
     import optuna
+    import sqlalchemy.exc
 
     config.folder.mkdir(parents=True, exist_ok=True)
-    url = config.storage or f"sqlite:///{(config.folder / STUDY_DB).resolve()}"
-    # Heartbeats let workers sharing one database tell a crashed trial from a running one
-    # (Optuna flags the option as experimental; the notice is for Optuna's developers).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=_HEARTBEAT_S, grace_period=_GRACE_S)
+    url = storage_url(config)
+    # SQLite: K workers write to one file; wait for the lock rather than fail after the default 5 s.
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    grace = grace_seconds()
+    problem: Exception | None = None
+    # Workers started at the same moment on an empty database race to create its tables; the
+    # loser's error goes away on a second try.
+    for attempt in range(3):
+        try:
+            # Heartbeats let workers sharing one database tell a crashed trial from a running one
+            # (Optuna flags the option as experimental; the notice is for Optuna's developers).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=_heartbeat_seconds(grace), grace_period=grace
+                )
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            problem = error
+            time.sleep(1 + attempt)
+    reason = str(getattr(problem, "orig", None) or problem).strip().splitlines()[0]
+    raise PeftqaError(f"cannot open the Optuna storage {_shown(url)}: {reason}")
 
 
 def _study_name(config: SweepConfig) -> str:
@@ -157,28 +242,33 @@ def _study_name(config: SweepConfig) -> str:
 
 
 def _grid_sampler(space: dict[str, list], seed: int):
-    """Optuna's GridSampler, also for the re-queued points of failed trials: its `after_trial` reads
-    a grid id that enqueued trials lack (KeyError in Optuna 5.0), so it is skipped for those."""
+    """Optuna's GridSampler without its `after_trial`, which only stops the optimize loop once the
+    grid looks done: the workers decide that themselves (`work` runs one trial per optimize call),
+    and it failed on re-queued points (KeyError: no grid id) and on a `tell` outside optimize."""
     import optuna
 
     class GridSampler(optuna.samplers.GridSampler):
         def after_trial(self, study, trial, state, values) -> None:
-            if "grid_id" in trial.system_attrs:
-                super().after_trial(study, trial, state, values)
+            return None
 
     return GridSampler(space, seed=seed)
 
 
-def open_study(config: SweepConfig):
-    """Create or reopen the sweep's study (maximising F1)."""
+def open_study(config: SweepConfig, worker: int = 0):
+    """Create or reopen the sweep's study (maximising F1). Workers draw with their own random state,
+    so that two asking at the same moment rarely draw the same point."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own per-trial lines say what matters
     space = search_space(config)
     if config.sampler == "grid":
+        # The seed shuffles the grid, and a grid id means the same point to every worker only if
+        # all shuffle alike: one seed for all, then each worker's own random state for its draws.
         sampler = _grid_sampler(space, config.base.seed)
+        if worker:
+            sampler.reseed_rng()
     else:
-        sampler = optuna.samplers.TPESampler(seed=config.base.seed)
+        sampler = optuna.samplers.TPESampler(seed=config.base.seed + worker)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if config.prune else optuna.pruners.NopPruner()
     return optuna.create_study(
         study_name=_study_name(config),
@@ -194,28 +284,129 @@ def _point(params: dict[str, Any]) -> tuple:
     return tuple(sorted(params.items()))
 
 
-def _prepare_resume(study, config: SweepConfig) -> int:
-    """Trials still to run. With the default local database a RUNNING trial was killed (one process
-    per sweep folder), so it is marked failed now; grid points whose only trials failed are queued
-    again, because the grid sampler counts a failed point as visited."""
+def _trial_point(trial) -> tuple | None:
+    """A trial's grid point: its parameters, or for a queued trial the ones it was queued with."""
+    params = trial.params or trial.system_attrs.get("fixed_params")
+    return _point(params) if params else None
+
+
+@contextmanager
+def _folder_lock(config: SweepConfig) -> Iterator[bool]:
+    """Held (shared) by every process of every command working on this sweep folder. Yields whether
+    this command is the only one: then, with the local default database, a RUNNING trial is a
+    killed process's and can be failed at once instead of after the heartbeat's grace period."""
+    import fcntl
+
+    config.folder.mkdir(parents=True, exist_ok=True)
+    with open(config.folder / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        except OSError:  # a file system without locks (some network ones): assume company, trust heartbeats
+            yield False
+            return
+        fcntl.flock(handle, fcntl.LOCK_SH)  # from exclusive: now others may join, and see they are not alone
+        try:
+            yield alone
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class _Plan:
+    todo: int  # trials still to finish
+    runnable: bool  # whether asking for a trial now gets a point nobody is running
+    waiting_on: list[int]  # RUNNING trials of other workers this one would wait for
+
+
+def _plan(study, config: SweepConfig) -> _Plan:
+    """What is left. Grid points whose only trials failed are queued again (the grid sampler counts a
+    failed point as visited); a point with a RUNNING or queued trial is someone else's."""
     from optuna.trial import TrialState
 
-    if config.storage is None:
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(trial.number, state=TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
-    finished = {_point(t.params) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    pending_states = (TrialState.RUNNING, TrialState.WAITING)
+    running = sorted(t.number for t in trials if t.state == TrialState.RUNNING)
     if config.sampler == "tpe":
-        return max(0, (config.n_trials or 0) - len(finished))
+        finished = sum(t.state in done for t in trials)
+        pending = sum(t.state in pending_states for t in trials)
+        todo = max(0, (config.n_trials or 0) - finished)
+        return _Plan(todo, finished + pending < (config.n_trials or 0), running)
     space = search_space(config)
     grid = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
-    pending = {_point(t.params) for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}
-    failed = {_point(t.params) for t in trials if t.state == TrialState.FAIL}
-    missing = [p for p in grid if _point(p) not in finished]
+    finished_points = {_trial_point(t) for t in trials if t.state in done}
+    pending_points = {_trial_point(t) for t in trials if t.state in pending_states}
+    failed_points = {_trial_point(t) for t in trials if t.state == TrialState.FAIL}
+    missing = [p for p in grid if _point(p) not in finished_points]
     for params in missing:
-        if _point(params) in failed and _point(params) not in pending:
+        if _point(params) in failed_points and _point(params) not in pending_points:
             study.enqueue_trial(params)
-    return len(missing)
+            pending_points.add(_point(params))
+    queued = any(t.state == TrialState.WAITING for t in trials)
+    unclaimed = [p for p in missing if _point(p) not in pending_points]
+    return _Plan(len(missing), bool(unclaimed) or queued, running)
+
+
+def _prepare_resume(study, config: SweepConfig, alone: bool = True) -> int:
+    """Trials still to run. With the default local database and no other command on this folder
+    (`alone`), a RUNNING trial was killed, so it is marked failed now (and queued again by _plan)."""
+    from optuna.trial import TrialState
+
+    if config.storage is None and alone:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(trial.number, state=TrialState.FAIL)
+    return _plan(study, config).todo
+
+
+class _Duplicate(Exception):
+    """This trial's grid point belongs to an earlier trial (workers asked at the same moment)."""
+
+
+_GAVE_WAY: set[int] = set()  # this worker's trials (of its current study) that raised _Duplicate
+
+
+class _QuietGivingWay(logging.Filter):
+    """Optuna logs a failed trial with its traceback; a trial that gave way did nothing wrong, and
+    the console should keep one line per finished trial."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {number} failed") for number in _GAVE_WAY)
+
+
+def _quiet_giving_way() -> None:
+    logger = logging.getLogger("optuna.study._optimize")  # where Optuna logs failed trials
+    if not any(isinstance(f, _QuietGivingWay) for f in logger.filters):
+        logger.addFilter(_QuietGivingWay())
+
+
+def _earlier_claim(study, number: int, point: tuple, patience_s: float = 30.0) -> int | None:
+    """The number of an earlier trial (not failed) of the same point, or None. An earlier RUNNING
+    trial whose parameters are not written yet may be about to take this point: wait for them (a
+    few milliseconds normally; a worker that died in between is ignored after `patience_s`)."""
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + patience_s
+    while True:
+        unknown = False
+        for trial in study.get_trials(deepcopy=False):
+            if trial.number >= number or trial.state == TrialState.FAIL:
+                continue
+            theirs = _trial_point(trial)
+            if theirs == point:
+                return trial.number
+            unknown = unknown or (theirs is None and trial.state == TrialState.RUNNING)
+        if not unknown or time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+
+
+def worker_id() -> str:
+    """Which process runs a trial (stored with it): host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _pruning_hook(trial, last_epoch: int) -> Callable[[dict[str, Any]], None]:
@@ -232,7 +423,10 @@ def _pruning_hook(trial, last_epoch: int) -> Callable[[dict[str, Any]], None]:
     return on_epoch
 
 
-def _objective(config: SweepConfig, questions: int, log: Callable[[str], None]):
+def _objective(config: SweepConfig, questions: int, log: Callable[[str], None], say: Callable[[str], None]):
+    """One trial: `log` gets the training's lines, `say` one line when the trial ends."""
+    import optuna
+
     from peftqa.train import train
 
     space = search_space(config)
@@ -242,15 +436,95 @@ def _objective(config: SweepConfig, questions: int, log: Callable[[str], None]):
         for name, values in space.items():
             if name != "lr":
                 params[name] = trial.suggest_int(name, min(values), max(values))
+        shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
+        if config.sampler == "grid":
+            earlier = _earlier_claim(trial.study, trial.number, _point(params))
+            if earlier is not None:
+                trial.set_user_attr("duplicate_of", earlier)
+                _GAVE_WAY.add(trial.number)
+                log(f"trial {trial.number}: {shown} is trial {earlier}'s point; leaving it to that one")
+                raise _Duplicate(f"grid point {shown} belongs to trial {earlier}")
+        trial.set_user_attr("worker", worker_id())
         run = trial_config(config, params, questions)
-        log(f"trial {trial.number}: {', '.join(f'{k}={v:g}' for k, v in params.items())} -> {run.output_dir}")
-        metrics = train(run, resume=True, log=log, on_epoch=_pruning_hook(trial, math.ceil(config.epochs)))
+        log(f"trial {trial.number}: {shown} -> {run.output_dir}")
+        began = time.perf_counter()
+        try:
+            metrics = train(run, resume=True, log=log, on_epoch=_pruning_hook(trial, math.ceil(config.epochs)))
+        except optuna.TrialPruned as pruned:
+            say(f"trial {trial.number} ({shown}): pruned, {pruned}")
+            raise
         for key in ("exact_match", "dev_loss", "train_seconds", "trainable_params"):
             trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("run_dir", run.output_dir)
+        say(
+            f"trial {trial.number} ({shown}): F1 {metrics['f1']:.2f} EM {metrics['exact_match']:.2f} "
+            f"in {time.perf_counter() - began:.0f} s"
+        )
         return metrics["f1"]
 
     return objective
+
+
+def _poll_seconds() -> float:
+    # Often enough that a dead sibling's point is taken up soon after its grace period ends.
+    return max(0.5, min(10.0, grace_seconds() / 4))
+
+
+def work(
+    config: SweepConfig,
+    questions: int,
+    log: Callable[[str], None] = print,
+    say: Callable[[str], None] | None = None,
+    worker: int = 0,
+) -> int:
+    """One worker's loop: run trials until every point of the study is finished (by any worker);
+    returns how many this worker finished. Safe to run in any number of processes and machines
+    at once on one storage (see the module docstring)."""
+    import warnings
+
+    import optuna
+
+    say = say or log
+    study = open_study(config, worker)
+    _GAVE_WAY.clear()
+    _quiet_giving_way()
+    objective = _objective(config, questions, log, say)
+    mine: list[int] = []
+    announced: list[int] | None = None
+    while True:
+        # A trial whose worker died goes RUNNING -> FAIL once its heartbeat is older than the grace period.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        plan = _plan(study, config)
+        if not plan.todo:
+            return len(mine)
+        if not plan.runnable:
+            # Asking now would make the grid sampler run a point again; the points left are running
+            # elsewhere, and one of them may have died: wait for it to finish or go stale.
+            if plan.waiting_on != announced:
+                say(f"waiting for trial(s) {', '.join(map(str, plan.waiting_on))} of other workers")
+                announced = plan.waiting_on
+            time.sleep(_poll_seconds())
+            continue
+        announced = None
+        study.optimize(objective, n_trials=1, catch=(_Duplicate,), callbacks=[_count_finished(mine)])
+
+
+def _count_finished(numbers: list[int]) -> Callable[[Any, Any], None]:
+    def callback(_study: Any, trial: Any) -> None:
+        from optuna.trial import TrialState
+
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            numbers.append(trial.number)
+
+    return callback
+
+
+def _work_in_process(config: SweepConfig, questions: int, worker: int, log, say) -> int:
+    """What `peftqa.workers` runs in worker `worker` (1-based) of this command."""
+    with _folder_lock(config):
+        return work(config, questions, log, say, worker)
 
 
 def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -264,6 +538,7 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
         config: what to search; `config.base` is the run template.
         log: where progress lines go.
     """
+    storage_url(config)  # a storage that cannot work is one line now, not after loading the data
     questions = questions_per_trial(config)
     summary = _run_grid(config, questions, log)
     for _ in range(config.extend_edges if config.sampler == "grid" else 0):
@@ -291,21 +566,59 @@ def _extended_lrs(lrs: list[float], best: dict[str, Any] | None) -> list[float] 
 
 
 def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -> dict[str, Any]:
+    from peftqa.workers import plan_slots, visible_gpus, worker_count
+
     study = open_study(config)
-    todo = _prepare_resume(study, config)
-    log(
-        f"sweep {config.base.method}: {todo} trial(s) to run ({config.sampler}: {search_space(config)}), "
-        f"{questions} train questions x {config.epochs:g} epoch(s), "
-        f"scored on {config.eval_limit or 'all'} held-out training questions (whole articles, never dev)"
-    )
-    if todo:
-        study.optimize(_objective(config, questions, log), n_trials=todo, catch=())
+    with _folder_lock(config) as alone:
+        todo = _prepare_resume(study, config, alone)
+        # No more workers than trials left (each then gets more threads); a single one runs in this process.
+        workers = min(worker_count(config.workers, config.workers_per_gpu, len(visible_gpus())), max(1, todo))
+        slots = plan_slots(workers, config.workers_per_gpu) if workers > 1 else []
+        log(
+            f"sweep {config.base.method}: {todo} trial(s) to run ({config.sampler}: {search_space(config)}), "
+            f"{questions} train questions x {config.epochs:g} epoch(s), "
+            f"scored on {config.eval_limit or 'all'} held-out training questions (whole articles, never dev)"
+            + (f"; {len(slots)} workers" if len(slots) > 1 else "")
+        )
+        failures: list[str] = []
+        if todo and len(slots) > 1:
+            failures = _run_workers(config, questions, slots, log)
+        elif todo:
+            work(config, questions, log)
     summary = summarize(study, config, questions)
     write_sweep(config.folder, summary)
+    left = _plan(study, config).todo
+    if left:
+        raise PeftqaError(
+            f"sweep {config.folder}: {left} trial(s) not finished ({'; '.join(failures) or 'workers stopped'}); "
+            "run the same command again to resume"
+        )
     best = summary["best"]
     if best:
         log(f"best: {best['params']} F1 {best['f1']:.2f} EM {best['exact_match']:.2f} ({best['run_dir']})")
     return summary
+
+
+def _run_workers(config: SweepConfig, questions: int, slots: list, log: Callable[[str], None]) -> list[str]:
+    """K worker processes on the study; returns one line per worker that failed or died (a dead
+    worker's trial is run again by the others once its heartbeat is older than the grace period)."""
+    from peftqa.workers import Job, run_jobs
+
+    _prepare_inputs(config, questions, log)
+    jobs = [Job(f"worker {slot.index}", _work_in_process, (config, questions, slot.index)) for slot in slots]
+    outcomes = run_jobs(jobs, slots, config.folder / "workers", say=log)
+    return [f"{o.label}: {o.error}" for o in outcomes if not o.ok]
+
+
+def _prepare_inputs(config: SweepConfig, questions: int, log: Callable[[str], None]) -> None:
+    """Fetch the model and tokenise the trials' data once, here, before K workers would each do it
+    at the same time (every trial of a sweep reads the same features from the cache)."""
+    from peftqa.backbone import load_tokenizer, resolve_model
+    from peftqa.train import prepare_data
+
+    first = {name: values[0] for name, values in search_space(config).items()}
+    run = trial_config(config, first, questions)
+    prepare_data(run, load_tokenizer(resolve_model(run.model)), log)
 
 
 def _trial_row(trial) -> dict[str, Any]:
@@ -319,14 +632,18 @@ def _trial_row(trial) -> dict[str, Any]:
         "train_seconds": trial.user_attrs.get("train_seconds"),
         "trainable_params": trial.user_attrs.get("trainable_params"),
         "run_dir": trial.user_attrs.get("run_dir"),
+        "worker": trial.user_attrs.get("worker"),  # host:pid
+        "duplicate_of": trial.user_attrs.get("duplicate_of"),  # gave way to this earlier trial of its point
         "epoch_f1": {str(epoch): f1 for epoch, f1 in trial.intermediate_values.items()},
     }
 
 
 def pick_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Highest F1 among complete trials, EM breaking ties."""
+    """Highest F1 among complete trials, EM breaking ties, then the smaller parameters: with several
+    workers trials finish in any order, and the choice must not depend on it."""
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["f1"] is not None]
-    return max(complete, key=lambda r: (r["f1"], r["exact_match"] or 0.0), default=None)
+    ranked = sorted(complete, key=lambda r: _point(r["params"]))
+    return max(ranked, key=lambda r: (r["f1"], r["exact_match"] or 0.0), default=None)
 
 
 def edge_warnings(best: dict[str, Any] | None, space: dict[str, list]) -> list[str]:
@@ -379,8 +696,15 @@ def summarize(study, config: SweepConfig, questions: int) -> dict[str, Any]:
 def write_sweep(folder: Path, summary: dict[str, Any]) -> None:
     from peftqa.report_plots import plot_sweep
 
-    runs.write_json_atomic(folder / SWEEP_JSON, summary)
-    plot_sweep(summary, folder / SWEEP_PNG)
+    # Workers on several machines may finish at once on one shared folder: each writes under its own
+    # temporary name, then renames (the last summary written holds every trial).
+    unique = f"{socket.gethostname()}-{os.getpid()}"
+    partial = folder / f".{SWEEP_JSON}.{unique}.partial"
+    runs.write_json_atomic(partial, summary)
+    os.replace(partial, folder / SWEEP_JSON)
+    picture = folder / f".sweep.{unique}.partial.png"
+    plot_sweep(summary, picture)
+    os.replace(picture, folder / SWEEP_PNG)
 
 
 def read_sweep(folder: str | Path) -> dict[str, Any]:
