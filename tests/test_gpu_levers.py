@@ -249,3 +249,39 @@ def test_lever_settings_are_checked():
         RunConfig(fused_lora="yes")
     with pytest.raises(PeftqaError, match="log_every_steps must be positive"):
         RunConfig(log_every_steps=0)
+
+
+def test_bench_gpu_smoke_runs_every_row_and_writes_its_table(tiny_bert_dir, squad_dir, tmp_path, capsys):
+    from benchmarks import bench_gpu
+
+    real_fit = train_module._fit
+    out = tmp_path / "bench.json"
+    flags = ["--smoke", "--model", str(tiny_bert_dir), "--data-dir", str(squad_dir), "--out", str(out)]
+    bench_gpu.main([*flags, "--max-length", "128", "--doc-stride", "32"])
+    rows = json.loads(out.read_text())["rows"]
+    # Baseline, the start, each lever, the larger batch, then one epoch at each end of the range.
+    assert len(rows) == 2 + len(bench_gpu.LEVERS) + 1 + 2
+    assert not [row["note"] for row in rows if row["note"].startswith("failed")]
+    assert all(row["train_features_per_second"] > 0 and row["ms_per_step"] > 0 for row in rows)
+    assert [row["f1"] is not None for row in rows] == [False] * 7 + [True, True]
+    assert rows[1]["settings"] == bench_gpu.ALL_OFF and rows[5]["settings"] == bench_gpu.ALL_ON
+    table = capsys.readouterr().out
+    assert "GPU busy %" in table and "n/a |" in table  # no GPU here: no utilisation figure
+    assert train_module._fit is real_fit  # the bench puts back what it wrapped
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_every_lever_trains_and_the_adapter_reloads_to_the_same_predictions(tiny_bert_dir, squad_dir, tmp_path):
+    from peft import PeftModel
+
+    lines: list[str] = []
+    metrics = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", "lora"), log=lines.append)
+    assert any("training levers on: frozen_bf16, fused_lora" in line for line in lines)  # auto: on CUDA
+    base = load_qa_model(str(tiny_bert_dir)).to("cuda")
+    model = PeftModel.from_pretrained(base, tmp_path / "run" / "adapter").eval()
+    tokenizer = load_tokenizer(str(tiny_bert_dir))
+    examples = load_squad(squad_dir / "dev-v1.1.json")
+    result = evaluate(model, examples, build_features(examples, tokenizer, 128, 32), tokenizer.pad_token_id)
+    assert result.predictions == json.loads((tmp_path / "run" / runs.PREDICTIONS_JSON).read_text())
+    assert result.metrics["f1"] == pytest.approx(metrics["f1"])

@@ -57,16 +57,20 @@ class DeviceFeatures:
         processes share it); the keys, values and dtypes are those of `predict.collate`.
         """
         positions = torch.arange(width, device=self.device)
-        inside = positions < self.lengths[rows][:, None]
-        index = torch.where(inside, self.row_starts[rows][:, None] + positions, self.pad_index)
+        inside = positions < self.lengths.index_select(0, rows)[:, None]
+        index = torch.where(inside, self.row_starts.index_select(0, rows)[:, None] + positions, self.pad_index)
+        flat = index.view(-1)
+        # index_select, not tensor[index]: on a CPU advanced indexing of a few thousand elements goes to
+        # the thread pool (8 ms on a busy 2-core machine against 20 us for index_select); on CUDA both
+        # are one gather kernel.
         batch = {
-            "input_ids": self.input_ids[index].long(),
+            "input_ids": self.input_ids.index_select(0, flat).view(index.shape).long(),
             "attention_mask": inside.long(),
-            "start_positions": self.start_positions[rows],
-            "end_positions": self.end_positions[rows],
+            "start_positions": self.start_positions.index_select(0, rows),
+            "end_positions": self.end_positions.index_select(0, rows),
         }
         if self.token_type_ids is not None:
-            batch["token_type_ids"] = self.token_type_ids[index].long()
+            batch["token_type_ids"] = self.token_type_ids.index_select(0, flat).view(index.shape).long()
         return batch
 
 

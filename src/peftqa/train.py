@@ -437,6 +437,9 @@ class _Levers:
         if config.frozen_bf16 == "on" and not adapter:
             loop.log(f"frozen_bf16: {config.method} trains its base weights, which stay fp32")
         fused = config.fused_lora == "on" or (config.fused_lora == "auto" and on_cuda)
+        if frozen_bf16 or fused:
+            on = [name for name, value in (("frozen_bf16", frozen_bf16), ("fused_lora", fused)) if value]
+            loop.log(f"training levers on: {', '.join(on)}")
         return cls(frozen_bf16, fused)
 
     @contextlib.contextmanager
