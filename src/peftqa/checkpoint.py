@@ -19,8 +19,9 @@ from peftqa.errors import PeftqaError
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
-# Settings that may change between an interrupted run and its resumption without changing the result.
-_RESUMABLE_DIFFERENCES = {"data_dir", "output_dir"}
+# Settings that may change between an interrupted run and its resumption without changing the result
+# (how often losses are read, and where batches are gathered, give the same steps bit for bit).
+_RESUMABLE_DIFFERENCES = {"data_dir", "output_dir", "log_every_steps", "device_batches"}
 
 
 def checkpoint_path(run_dir: Path) -> Path:
