@@ -127,7 +127,12 @@ class _Server:
     """The app under waitress in a thread of this process, on a free port."""
 
     def __init__(self, models, threads: int = 4) -> None:
+        import logging
+
         import waitress
+
+        # "Task queue depth is N" for every queued request: the point of the client test, not news.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
         from peftqa.serve import create_app
 

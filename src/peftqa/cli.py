@@ -174,6 +174,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise PeftqaError("--fast and --shared-base apply to the torch backend, not --backend onnx")
     if args.fast and args.shared_base:
         raise PeftqaError("--fast merges each adapter into its own weights: it cannot go with --shared-base")
+    if args.fast:
+        from peftqa.serve.models import cpu_has_bf16
+
+        if cpu_has_bf16() is False:  # the page answers on the CPU
+            raise PeftqaError(
+                "--fast needs a CPU with bf16 units (AMX or AVX-512 BF16): this one emulates bf16, several times "
+                "slower than the default (exact, fp32); for speed use `--backend onnx` on an int8 export"
+            )
     if args.backend == "onnx" and not args.run_dirs:
         raise PeftqaError("--backend onnx serves exported folders: name them (`peftqa export RUN --format onnx`)")
     run_dirs = args.run_dirs or newest_runs()
