@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 from pathlib import Path
@@ -61,7 +62,9 @@ ARTICLES = [
 
 
 def squad_document(articles=None) -> dict:
-    return {"version": "1.1", "data": articles if articles is not None else ARTICLES}
+    """A SQuAD document of a deep copy of `articles` (default ARTICLES): a test that breaks its copy on
+    purpose (a wrong answer_start) must not break the fixture for the tests that run after it."""
+    return {"version": "1.1", "data": copy.deepcopy(articles if articles is not None else ARTICLES)}
 
 
 def write_squad(folder: Path, train=None, dev=None, gz: bool = False) -> Path:
