@@ -37,19 +37,11 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server_url(tiny_bert_dir, squad_dir, tmp_path_factory):
-    """The app under waitress in a thread, on a free port; the real runs when asked for."""
+def _serving(models):
+    """The page for `models` on a free local port, in a waitress thread: yields its URL, then stops it."""
     import waitress
 
-    chosen = os.environ.get("PEFTQA_SCREENSHOT_RUNS")
-    if chosen:
-        folders = chosen.split(":")
-    else:
-        tiny = train_tiny_runs(("lora", "ia3"), tiny_bert_dir, squad_dir, tmp_path_factory.mktemp("browser-runs"))
-        folders = list(tiny.values())
-    app = create_app({"MODELS": load_models(folders)})
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    server = waitress.create_server(create_app({"MODELS": models}), host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"
@@ -58,6 +50,19 @@ def server_url(tiny_bert_dir, squad_dir, tmp_path_factory):
     server.task_dispatcher.shutdown()
     server.trigger.pull_trigger(server.close)
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_bert_dir, squad_dir, tmp_path_factory):
+    """The app under waitress in a thread, on a free port; the real runs when asked for."""
+
+    chosen = os.environ.get("PEFTQA_SCREENSHOT_RUNS")
+    if chosen:
+        folders = chosen.split(":")
+    else:
+        tiny = train_tiny_runs(("lora", "ia3"), tiny_bert_dir, squad_dir, tmp_path_factory.mktemp("browser-runs"))
+        folders = list(tiny.values())
+    yield from _serving(load_models(folders))
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +131,6 @@ def test_page_is_usable_on_a_phone_sized_screen(browser, server_url):
 @pytest.fixture(scope="module")
 def far_answer_url():
     """A server whose two stand-in models answer "zebra", about 8,000 characters into any context."""
-    import waitress
     from transformers import AutoTokenizer
 
     from peftqa import runs
@@ -143,13 +147,7 @@ def far_answer_url():
         )
         for name in ("left", "right")
     ]
-    server = waitress.create_server(create_app({"MODELS": models}), host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.task_dispatcher.shutdown()
-    server.trigger.pull_trigger(server.close)
-    thread.join(timeout=10)
+    yield from _serving(models)
 
 
 def test_long_context_answer_is_in_view_and_nothing_fails_to_load(browser, far_answer_url):
