@@ -131,7 +131,7 @@ def test_qualitative_examples_are_well_formed():
 
 
 def test_disagreement_examples_show_a_question_asked_twice_once():
-    from peftqa.report import _distinct_questions
+    from peftqa.report.sections import _distinct_questions
 
     by_id = {
         "a": Example("a", "Where?", "ctx", ("x",), (0,)),

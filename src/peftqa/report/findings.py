@@ -1,0 +1,166 @@
+"""The report's Findings: paragraphs written from the loaded numbers, never by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from peftqa.report.compare import MethodGroup, _difference, compare, group_runs, question_sample
+from peftqa.report.render import _human_bytes
+from peftqa.report.results import RunResult
+
+# SQuAD v1.1 train has 87,599 questions; runs on far fewer (or on a CPU) are small-budget runs.
+_FULL_TRAIN_QUESTIONS = 87_599
+
+
+def _edge_of(summary: dict[str, Any]) -> str:
+    """Where the sweep's best learning rate sits on its grid, in words."""
+    best = summary.get("best") or {}
+    lr = best.get("params", {}).get("lr")
+    grid = sorted(summary.get("search_space", {}).get("lr") or {t["params"]["lr"] for t in summary.get("trials", [])})
+    lr_warnings = [w for w in summary.get("edge_warnings", []) if "lr=" in w]
+    if lr_warnings or (len(grid) > 1 and lr in (grid[0], grid[-1])):
+        side = "lowest" if grid and lr == grid[0] else "highest"
+        return f"the {side} value of its grid ({', '.join(f'{x:g}' for x in grid)}): the best rate may lie outside it"
+    return f"inside its grid ({', '.join(f'{x:g}' for x in grid)})"
+
+
+def sweep_questions(summary: dict[str, Any]) -> str:
+    """Which questions a sweep's trials were scored on, from sweep.json's `eval_split` and `eval_limit`."""
+    count = f"{summary['eval_limit']:,}" if summary.get("eval_limit") else "all"
+    split = summary.get("eval_split")
+    if split == "validation":
+        return f"{count} held-out training questions (whole articles kept out of the trials' training), not dev"
+    if split == "dev":
+        return f"{count} dev questions, the split this report scores: the choice may flatter the dev results"
+    return f"{count} questions of a split sweep.json does not name (sweeps written before `eval_split` scored dev)"
+
+
+def _sweep_finding(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> str:
+    best = summary.get("best")
+    if not best:
+        return f"The {summary['method']} sweep finished no trial."
+    lr = best["params"]["lr"]
+    others = ", ".join(f"{k}={v:g}" for k, v in best["params"].items() if k != "lr")
+    text = (
+        f"The {summary['method']} sweep chose learning rate {lr:g}{f' ({others})' if others else ''}, "
+        f"{_edge_of(summary)}; its trials were scored on {sweep_questions(summary)}."
+    )
+    rates = {g.first.settings.get("learning_rate") for g in groups if g.method == summary["method"]}
+    used = sorted(float(rate) for rate in rates if rate is not None)
+    if used and lr not in used:
+        text += f" The {summary['method']} run(s) here used {', '.join(f'{x:g}' for x in used)} instead."
+    return text
+
+
+def _thousands(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _per_point(amount: float, f1: float, unit: Callable[[float], str]) -> str:
+    return unit(amount / f1) if f1 > 0 else "n/a (F1 is 0)"
+
+
+def findings(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """The report's Findings, one paragraph per subject, written from the loaded numbers (never by hand).
+
+    Args:
+        results: the loaded runs (`load_results`).
+        sweeps: sweep summaries (`read_sweep`), for what the sweeps chose and on which questions.
+    """
+    groups = sorted(group_runs(results), key=lambda g: g.mean("f1"), reverse=True)
+    paragraphs = []
+    seeds = lambda g: f", mean of {len(g.runs)} seeds" if len(g.runs) > 1 else ""  # noqa: E731
+
+    best = groups[0]
+    if len(groups) == 1:
+        paragraphs.append(
+            f"Only one method was run: **{best.label}**, F1 {best.formatted('f1')}, EM {best.formatted('exact_match')}"
+            f"{seeds(best)}."
+        )
+    else:
+        second = groups[1]
+        lead = compare(best, second, "f1")
+        judged = (
+            "the lead is settled (the interval excludes 0)"
+            if lead["settled"]
+            else "the lead is not settled (the interval includes 0): these questions cannot tell the two apart"
+        )
+        paragraphs.append(
+            f"**{best.label}** has the highest F1, {best.formatted('f1')} (EM {best.formatted('exact_match')}"
+            f"{seeds(best)}). Its lead over {second.label} (F1 {second.formatted('f1')}) is {_difference(lead)} "
+            f"F1 points on the {lead['questions']:,} questions both were scored on; {judged}."
+        )
+
+    full = next((g for g in groups if g.method == "full"), None)
+    if full is None:
+        paragraphs.append("No full fine-tuning run is among these runs, so no method's gap to it is given.")
+    elif len(groups) > 1:
+        gaps = []
+        for group in groups:
+            if group is full:
+                continue
+            gap = compare(group, full, "f1")
+            settled = "settled" if gap["settled"] else "not settled"
+            gaps.append(f"{group.label} {_difference(gap)} ({settled}, {gap['questions']:,} questions)")
+        paragraphs.append(
+            f"Gap to full fine-tuning (F1 {full.formatted('f1')}), in F1 points with 95% paired intervals: "
+            + "; ".join(gaps)
+            + "."
+        )
+
+    costs = []
+    for group in groups:
+        m, f1 = group.first.metrics, group.mean("f1")
+        params, size = m.get("trainable_params", 0), m.get("artifact_bytes", 0)
+        text = (
+            f"{group.label} trains {params:,} parameters and saves {_human_bytes(size)}: "
+            f"{_per_point(params, f1, _thousands)} parameters and "
+            f"{_per_point(size, f1, _human_bytes)} per F1 point"
+        )
+        if full is not None and group is not full and full.mean("f1") > 0:
+            full_m = full.first.metrics
+            text += (
+                f" ({100 * f1 / full.mean('f1'):.0f}% of full fine-tuning's F1 with "
+                f"{100 * params / max(full_m.get('trainable_params', 0), 1):.2g}% of its trainable parameters and "
+                f"{100 * size / max(full_m.get('artifact_bytes', 0), 1):.2g}% of its size on disk)"
+            )
+        costs.append(text)
+    paragraphs.append("Cost: " + "; ".join(costs) + ".")
+
+    paragraphs += [_sweep_finding(summary, groups) for summary in sweeps]
+
+    samples = dict.fromkeys(question_sample(r.config, len(r.scores)) for r in results)
+    widths = [(r.interval("f1")[1] - r.interval("f1")[0]) / 2 for r in results if r.scores]
+    caveats = [
+        f"Scored on {'; '.join(samples)}"
+        + (f": at this size an F1 interval is about ±{max(widths):.1f} points." if widths else ".")
+    ]
+    if all(len(g.runs) == 1 for g in groups):
+        used = sorted({r.config.get("seed") for r in results}, key=str)
+        caveats.append(
+            f"Each method was trained once (seed {', '.join(map(str, used))}): the intervals cover which questions "
+            "were asked, not the luck of training, which can move a method by more than its interval."
+        )
+    else:
+        caveats.append(
+            "Seeds: "
+            + ", ".join(
+                f"{g.label} {len(g.runs)}" + (f" (F1 std {g.std('f1'):.1f})" if len(g.runs) > 1 else "") for g in groups
+            )
+            + "."
+        )
+    devices = dict.fromkeys(str(r.settings.get("device", "unrecorded")) for r in results)
+    caveats.append(f"Trained on {'; '.join(devices)}.")
+    questions = sorted({r.settings.get("train_questions") or 0 for r in results})
+    epochs = sorted({float(r.config.get("epochs", 0)) for r in results})
+    on_cpu = any(d.startswith("cpu") for d in devices)
+    if on_cpu or questions[0] < _FULL_TRAIN_QUESTIONS:
+        caveats.append(
+            f"These are small runs ({'/'.join(f'{q:,}' for q in questions)} training questions, "
+            f"{'/'.join(f'{e:g}' for e in epochs)} epoch(s){', on a CPU' if on_cpu else ''}): far from full-data "
+            "results, where every method scores much higher and the gaps between methods may differ; read them as "
+            "a comparison under one small budget."
+        )
+    paragraphs.append("Caveats: " + " ".join(caveats))
+    return paragraphs

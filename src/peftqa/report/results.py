@@ -1,0 +1,186 @@
+"""What the report is made from: finished runs loaded with their per-question scores, and the
+groupings of questions (type, answer length) the error analysis averages over."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from peftqa import runs
+from peftqa.data import Example, load_squad, split_path
+from peftqa.errors import PeftqaError
+from peftqa.metrics import score_answer
+from peftqa.stats import bootstrap_interval, format_interval
+
+QUESTION_TYPES = ("what", "who", "when", "where", "why", "how many", "other")
+ANSWER_LENGTHS = (("1 word", 1, 1), ("2-3 words", 2, 3), ("4-6 words", 4, 6), ("7+ words", 7, 10**9))
+_WH_WORDS = re.compile(r"\b(how many|how much|who|whom|whose|when|where|why|what|which)\b")
+_WH_TYPE = {"how much": "how many", "whom": "who", "whose": "who", "which": "what"}
+# Every interval in the report: 2,000 percentile-bootstrap resamples over questions, one fixed seed,
+# so building the report twice prints the same numbers.
+RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+METRIC_NAMES = {"exact_match": "EM", "f1": "F1"}
+
+
+@dataclass
+class RunResult:
+    """A finished run as the report sees it: its files and the dev questions it was scored on."""
+
+    run_dir: Path
+    name: str
+    settings: dict[str, Any]
+    metrics: dict[str, Any]
+    predictions: dict[str, str]
+    examples: list[Example]
+    # question id -> {"exact_match", "f1"} (0..100), in the order of `examples`: every EM/F1, interval
+    # and comparison in the report is computed from these.
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    scores_source: str = runs.SCORES_JSONL  # or PREDICTIONS_JSON, for runs written before scores.jsonl
+    _intervals: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.settings["config"]
+
+    @property
+    def method(self) -> str:
+        return self.config["method"]
+
+    def values(self, metric: str, ids: Sequence[str] | None = None) -> np.ndarray:
+        """Per-question `metric` ("exact_match" or "f1") over `ids` (default: every scored question)."""
+        ids = list(self.scores) if ids is None else ids
+        return np.array([self.scores[i][metric] for i in ids], dtype=np.float64)
+
+    def mean(self, metric: str) -> float:
+        return float(self.values(metric).mean()) if self.scores else float("nan")
+
+    def interval(self, metric: str) -> tuple[float, float]:
+        """95% bootstrap interval of the mean over this run's questions (computed once)."""
+        if metric not in self._intervals:
+            self._intervals[metric] = _interval(self.values(metric))
+        return self._intervals[metric]
+
+    def formatted(self, metric: str) -> str:
+        """'54.8 [52.1, 57.4]'."""
+        return format_interval(self.mean(metric), *self.interval(metric))
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return bootstrap_interval(values, resamples=RESAMPLES, seed=BOOTSTRAP_SEED)
+
+
+def _question_file(config: dict[str, Any]) -> Path:
+    """The SQuAD file a run's scored questions come from: dev, or train for held-out training articles."""
+    split = config.get("eval_split") or "dev"
+    return split_path(config.get("data_dir"), "train" if split == "validation" else "dev")
+
+
+def _run_scores(
+    folder: Path, predictions: dict[str, str], questions: dict[str, Example], path: Path
+) -> tuple[list[Example], dict[str, dict[str, float]], str]:
+    """The run's scored questions and per-question scores: from scores.jsonl when the run wrote one, else
+    recomputed from predictions.json and the gold answers (the same official scoring training used)."""
+    stored = runs.read_scores(folder)
+    wanted = stored or predictions
+    missing = [i for i in wanted if i not in questions]
+    if missing:
+        raise PeftqaError(f"{folder}: {len(missing)} scored question(s), e.g. '{missing[0]}', are not in {path}")
+    examples = [e for e in questions.values() if e.id in wanted]  # file order
+    if stored:
+        for e in examples:  # predictions.json may predate a re-scoring; scores.jsonl says what was scored
+            predictions.setdefault(e.id, str(stored[e.id].get("prediction", "")))
+        scores = {e.id: {m: float(stored[e.id][m]) for m in METRIC_NAMES} for e in examples}
+        return examples, scores, runs.SCORES_JSONL
+    scores = {e.id: score_answer(predictions.get(e.id, ""), e.answers) for e in examples}
+    return examples, scores, runs.PREDICTIONS_JSON
+
+
+def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
+    """Every run's settings, metrics, predictions, scored questions and per-question scores.
+
+    Each question file is read once, whole: runs may score a seeded random sample rather than the
+    first N questions, so the scored ids (scores.jsonl, else predictions.json) pick the questions.
+    """
+    if not run_dirs:
+        raise PeftqaError("name at least one run directory")
+    files: dict[Path, dict[str, Example]] = {}
+    results = []
+    for run_dir in run_dirs:
+        folder, settings = runs.check_run_dir(run_dir)
+        metrics = runs.read_json(folder / runs.METRICS_JSON)
+        predictions = runs.read_json(folder / runs.PREDICTIONS_JSON)
+        path = _question_file(settings["config"])
+        if path not in files:
+            files[path] = {e.id: e for e in load_squad(path)}
+        examples, scores, source = _run_scores(folder, predictions, files[path], path)
+        results.append(RunResult(folder, folder.name, settings, metrics, predictions, examples, scores, source))
+    for result, name in zip(results, runs.display_names([r.run_dir for r in results]), strict=True):
+        result.name = name
+    return results
+
+
+def question_type(question: str) -> str:
+    """what/who/when/where/why/how many/other, from the first question word in the question."""
+    match = _WH_WORDS.search(question.lower())
+    if not match:
+        return "other"
+    word = match.group(1)
+    return _WH_TYPE.get(word, word)
+
+
+def answer_length(example: Example) -> str:
+    words = len(example.answers[0].split()) if example.answers else 0
+    return next((label for label, low, high in ANSWER_LENGTHS if low <= words <= high), ANSWER_LENGTHS[0][0])
+
+
+def per_question_scores(result: RunResult) -> dict[str, dict[str, float]]:
+    """{question id: {"exact_match", "f1"}} of a run (from scores.jsonl, or recomputed for older runs)."""
+    return result.scores
+
+
+def shared_ids(a: RunResult, b: RunResult) -> list[str]:
+    """The questions both runs were scored on, in a's order: every paired number and every
+    right/wrong example of a pair of runs uses exactly these."""
+    return [i for i in a.scores if i in b.scores]
+
+
+def f1_by_group(
+    results: list[RunResult], scores: list[dict], group: Callable[[Example], str], order: Sequence[str]
+) -> list[list[Any]]:
+    """Rows: group, number of questions, then each run's mean F1 over the group's questions.
+
+    Only questions every run was scored on count, so each column averages the same questions.
+    """
+    common = set.intersection(*(set(s) for s in scores))
+    examples = [e for e in _all_examples(results).values() if e.id in common]
+    rows = []
+    for label in order:
+        ids = [e.id for e in examples if group(e) == label]
+        if not ids:
+            continue
+        means = [sum(s[i]["f1"] for i in ids) / len(ids) for s in scores]
+        rows.append([label, len(ids), *[f"{m:.1f}" for m in means]])
+    return rows
+
+
+def _all_examples(results: Sequence[RunResult]) -> dict[str, Example]:
+    """Every scored question of every run by id (runs may have been scored on different samples)."""
+    return {e.id: e for r in results for e in r.examples}
+
+
+def pareto_front(points: list[tuple[str, int, float]]) -> list[str]:
+    """Labels of the runs no other run beats with fewer (or as many) parameters, fewest first."""
+    front, best = [], float("-inf")
+    for label, _, f1 in sorted(points, key=lambda p: (p[1], -p[2])):
+        if f1 > best:
+            front.append(label)
+            best = f1
+    return front

@@ -1,0 +1,353 @@
+"""The report's sections, in the order it prints them: each builder turns loaded runs (or sweep
+summaries) into blocks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any
+
+from peftqa import runs
+from peftqa.data import Example
+from peftqa.metrics import normalize_answer, score_answer
+from peftqa.report.compare import _difference, compare, group_runs, question_sample, reference_run, verdict
+from peftqa.report.findings import findings, sweep_questions
+from peftqa.report.render import RESULT_HEADERS, Block, result_row
+from peftqa.report.results import (
+    ANSWER_LENGTHS,
+    BOOTSTRAP_SEED,
+    METRIC_NAMES,
+    QUESTION_TYPES,
+    RESAMPLES,
+    RunResult,
+    _all_examples,
+    answer_length,
+    f1_by_group,
+    pareto_front,
+    per_question_scores,
+    question_type,
+    shared_ids,
+)
+
+_DISAGREEMENT_EXAMPLES = 3  # per pair of runs and direction
+
+
+def _results_section(results: list[RunResult]) -> list[Block]:
+    headers = [f"{h} [95% CI]" if h in METRIC_NAMES.values() else h for h in RESULT_HEADERS]
+    em, f1 = RESULT_HEADERS.index("EM"), RESULT_HEADERS.index("F1")
+    rows = []
+    for r in results:
+        cells = result_row(r.metrics)
+        cells[em], cells[f1] = r.formatted("exact_match"), r.formatted("f1")
+        rows.append([r.name, *cells])
+    note = (
+        f"{_questions_note(results)} EM and F1 are means over those questions with 95% percentile-bootstrap "
+        f"intervals ({RESAMPLES:,} resamples of the questions, seed {BOOTSTRAP_SEED}): they cover which questions "
+        "were asked, not the luck of training. Adapter size is the saved artifact on disk (adapter + QA head, or "
+        "the whole model); features/s is training throughput."
+    )
+    older = [r.name for r in results if r.scores_source != runs.SCORES_JSONL]
+    if older:
+        note += (
+            f" Per-question scores of {', '.join(older)} are recomputed from {runs.PREDICTIONS_JSON} "
+            f"(written before runs kept {runs.SCORES_JSONL})."
+        )
+    for r in results:
+        for metric, label in METRIC_NAMES.items():
+            recorded = r.metrics.get(metric)
+            # The table is computed from per-question scores; metrics.json must say the same.
+            if recorded is not None and abs(recorded - r.mean(metric)) > 0.01:
+                note += (
+                    f" Warning: {r.name}'s metrics.json says {label} {recorded:.2f}, "
+                    f"its questions average {r.mean(metric):.2f}."
+                )
+    settings = [
+        [
+            r.name,
+            f"{r.settings.get('learning_rate', 0):g}",
+            r.settings.get("train_questions"),
+            f"{r.settings['config']['epochs']:g}",
+            r.settings["config"]["max_length"],
+            r.settings["config"]["batch_size"],
+            r.settings.get("device", "?"),
+        ]
+        for r in results
+    ]
+    return [
+        Block("h2", "Results"),
+        Block("p", note),
+        Block("table", headers=["run", *headers], rows=rows),
+        Block(
+            "table", headers=["run", "lr", "train questions", "epochs", "max length", "batch", "device"], rows=settings
+        ),
+    ]
+
+
+def _questions_note(results: Sequence[RunResult]) -> str:
+    """Which questions each run's figures use: one sentence when all runs share the rule, else one per run."""
+    described = {r.name: question_sample(r.config, len(r.scores)) for r in results}
+    if len(set(described.values())) == 1:
+        return f"Every run is scored on {next(iter(described.values()))}."
+    return (
+        "Runs are scored on different questions: "
+        + "; ".join(f"{name}: {text}" for name, text in described.items())
+        + ". Comparisons between two runs use only the questions both were scored on."
+    )
+
+
+def _findings_section(results: list[RunResult], sweeps: Sequence[dict[str, Any]]) -> list[Block]:
+    return [
+        Block("h2", "Findings"),
+        *[Block("p", paragraph) for paragraph in findings(results, sweeps)],
+    ]
+
+
+def _comparison_section(results: list[RunResult]) -> list[Block]:
+    """Every run against full fine-tuning (else the best run): paired differences with their intervals."""
+    if len(results) < 2:
+        return []
+    reference, why = reference_run(results)
+    rows = []
+    for r in results:
+        if r is reference:
+            continue
+        f1, em = compare(r, reference, "f1"), compare(r, reference, "exact_match")
+        rows.append([r.name, f1["questions"], _difference(f1), verdict(f1), _difference(em), verdict(em)])
+    note = (
+        f"Each run minus {reference.name} ({why}), on the questions both were scored on, in points, with 95% "
+        f"paired-bootstrap intervals ({RESAMPLES:,} resamples of the shared questions, seed {BOOTSTRAP_SEED}). "
+        "Settled: the interval excludes 0, so which of the two is better is not the luck of the questions."
+    )
+    headers = ["run", "shared questions", f"F1 - {reference.name}", "F1", f"EM - {reference.name}", "EM"]
+    return [Block("h2", "Paired comparisons"), Block("p", note), Block("table", headers=headers, rows=rows)]
+
+
+def _seeds_section(results: list[RunResult]) -> list[Block]:
+    """Mean ± std over seeds beside each run's bootstrap interval; only when some setting has several seeds."""
+    groups = group_runs(results)
+    if all(len(g.runs) < 2 for g in groups):
+        return []
+    mean_std = lambda g, m: (  # noqa: E731
+        f"{g.mean(m):.1f} ± {g.std(m):.1f}" if len(g.runs) > 1 else f"{g.mean(m):.1f} (one seed)"
+    )
+    rows = [
+        [
+            g.label,
+            ", ".join(str(r.config.get("seed")) for r in g.runs),
+            mean_std(g, "exact_match"),
+            mean_std(g, "f1"),
+            "; ".join(f"{r.name}: {r.formatted('f1')}" for r in g.runs),
+        ]
+        for g in groups
+    ]
+    note = (
+        "Runs of one method with the same settings apart from the seed. Mean ± standard deviation over the seeds "
+        "(training luck), beside each run's bootstrap interval over questions (the luck of the questions)."
+    )
+    headers = ["method", "seeds", "EM mean ± std", "F1 mean ± std", "each run's F1 [95% CI]"]
+    return [Block("h2", "Seeds"), Block("p", note), Block("table", headers=headers, rows=rows)]
+
+
+def _curves_section(results: list[RunResult]) -> list[Block]:
+    from peftqa.report_plots import pareto_png
+
+    blocks = [Block("h2", "Training curves")]
+    for r in results:
+        curve = r.run_dir / runs.LOSS_CURVE
+        if curve.is_file():
+            blocks.append(
+                Block(
+                    "figure",
+                    f"{r.name}: train and dev loss",
+                    png=curve.read_bytes(),
+                    name="loss-" + re.sub(r"[^\w.-]", "_", r.name) + ".png",
+                )
+            )
+        history = [
+            [h["epoch"], h["step"], f"{h['train_loss']:.3f}", f"{h['dev_loss']:.3f}", f"{h['f1']:.2f}"]
+            for h in r.metrics.get("history", [])
+        ]
+        blocks.append(Block("table", headers=["epoch", "step", "train loss", "dev loss", "dev F1"], rows=history))
+    points = [(r.name, r.metrics["trainable_params"], r.metrics["f1"]) for r in results]
+    front = pareto_front(points)
+    blocks += [
+        Block("h2", "F1 against trainable parameters"),
+        Block(
+            "figure",
+            "dev F1 against trainable parameters (log scale), Pareto front dashed",
+            png=pareto_png(points, front),
+            name="pareto.png",
+        ),
+        Block("p", f"Pareto front (no run is better with as few parameters): {', '.join(front)}."),
+    ]
+    return blocks
+
+
+def _sweep_section(summaries: Sequence[dict[str, Any]]) -> list[Block]:
+    from peftqa.report_plots import sweeps_png
+
+    if not summaries:
+        return []
+    blocks = [
+        Block("h2", "Learning-rate sweeps"),
+        Block(
+            "p",
+            "Each trial trains on a seeded random sample of the training questions and is scored on the questions "
+            "named under each sweep; the best is the highest F1 (EM breaks ties), circled.",
+        ),
+        Block("figure", "dev F1 against learning rate per sweep", png=sweeps_png(summaries), name="sweeps.png"),
+    ]
+    for summary in summaries:
+        rows = [
+            [
+                t["number"],
+                ", ".join(f"{k}={v:g}" for k, v in t["params"].items()),
+                t["state"],
+                "" if t["f1"] is None else f"{t['f1']:.2f}",
+                "" if t["exact_match"] is None else f"{t['exact_match']:.2f}",
+                "" if t.get("dev_loss") is None else f"{t['dev_loss']:.3f}",
+            ]
+            for t in summary["trials"]
+        ]
+        best = summary.get("best")
+        verdict = f"best {best['params']} (F1 {best['f1']:.2f})" if best else "no complete trial"
+        by_loss = summary.get("best_by_dev_loss")
+        if by_loss and best and by_loss["params"] != best["params"]:
+            verdict += f"; the lowest dev loss would have chosen {by_loss['params']} (F1 {by_loss['f1']:.2f})"
+        warnings = " ".join(f"Warning: {w}." for w in summary.get("edge_warnings", []))
+        blocks += [
+            Block(
+                "h3", f"{summary['method']} ({summary['train_questions']} questions, {summary['epochs']:g} epoch(s))"
+            ),
+            Block("p", f"{verdict}. Scored on {sweep_questions(summary)}. {warnings}".strip()),
+            Block("table", headers=["trial", "params", "state", "F1", "EM", "dev loss"], rows=rows),
+        ]
+    return blocks
+
+
+def _distinct_questions(ids: Sequence[str], by_id: dict[str, Example]) -> list[str]:
+    """`ids` without repeats of a question text (SQuAD dev asks some questions twice, under two ids)."""
+    first_id_of: dict[str, str] = {}
+    for i in ids:
+        first_id_of.setdefault(by_id[i].question, i)
+    return list(first_id_of.values())
+
+
+def _error_section(results: list[RunResult]) -> list[Block]:
+    scores = [per_question_scores(r) for r in results]
+    names = [r.name for r in results]
+    blocks = [
+        Block("h2", "Error analysis"),
+        Block("h3", "F1 by question type"),
+        Block(
+            "table",
+            headers=["type", "questions", *names],
+            rows=f1_by_group(results, scores, lambda e: question_type(e.question), QUESTION_TYPES),
+        ),
+        Block("h3", "F1 by answer length (first gold answer)"),
+        Block(
+            "table",
+            headers=["length", "questions", *names],
+            rows=f1_by_group(results, scores, answer_length, [label for label, _, _ in ANSWER_LENGTHS]),
+        ),
+    ]
+    if len(results) < 2:
+        return blocks
+    blocks += [
+        Block("h3", "Agreement between runs"),
+        Block("p", "Same answer: identical after SQuAD normalisation. Right: exact match with a gold answer."),
+    ]
+    rows, examples = [], []
+    by_id = _all_examples(results)
+    for (a, sa), (b, sb) in itertools.combinations(zip(results, scores, strict=True), 2):
+        ids = shared_ids(a, b)
+        same = sum(
+            normalize_answer(a.predictions.get(i, "")) == normalize_answer(b.predictions.get(i, "")) for i in ids
+        )
+        right = [(sa[i]["exact_match"] == 100, sb[i]["exact_match"] == 100) for i in ids]
+        n = max(len(ids), 1)
+        rows.append(
+            [
+                a.name,
+                b.name,
+                len(ids),
+                f"{100 * same / n:.1f}%",
+                *[f"{100 * right.count(case) / n:.1f}%" for case in ((True, True), (True, False), (False, True))],
+            ]
+        )
+        for (x, sx), (y, sy) in (((a, sa), (b, sb)), ((b, sb), (a, sa))):
+            wins = [i for i in ids if sx[i]["exact_match"] == 100 and sy[i]["f1"] < 50]
+            chosen = _distinct_questions(wins, by_id)[:_DISAGREEMENT_EXAMPLES]
+            examples += [
+                [
+                    by_id[i].question,
+                    " / ".join(dict.fromkeys(by_id[i].answers)),
+                    f"{x.name}: {x.predictions[i]}",
+                    f"{y.name}: {y.predictions.get(i, '')}",
+                ]
+                for i in chosen
+            ]
+    blocks.append(
+        Block(
+            "table",
+            headers=["run A", "run B", "questions", "same answer", "both right", "only A right", "only B right"],
+            rows=rows,
+        )
+    )
+    blocks += [
+        Block("h3", "Where one run is right and another wrong"),
+        Block(
+            "p",
+            "Right: exact match; wrong: F1 below 50. Each pair of runs on the questions both were scored on, "
+            "the same questions as its paired comparison.",
+        ),
+        Block("table", headers=["question", "gold", "right", "wrong"], rows=examples),
+    ]
+    return blocks
+
+
+def load_qualitative() -> list[dict[str, Any]]:
+    """The project's own hand-written examples (src/peftqa/examples/qualitative.json)."""
+    text = resources.files("peftqa.examples").joinpath("qualitative.json").read_text(encoding="utf-8")
+    return json.loads(text)["examples"]
+
+
+def _qualitative_section(results: list[RunResult], log: Callable[[str], None]) -> list[Block]:
+    from peftqa.predict import answer_question
+
+    examples = load_qualitative()
+    answers: list[list[str]] = [[] for _ in examples]
+    for result in results:
+        log(f"report: answering {len(examples)} hand-written questions with {result.name}")
+        loaded = runs.load_run(result.run_dir)
+        for row, example in zip(answers, examples, strict=True):
+            ranked = answer_question(
+                loaded.model, loaded.tokenizer, example["question"], example["context"], 1, loaded.config.scoring
+            )
+            text = ranked[0].text if ranked else ""
+            if example["answers"]:
+                score = score_answer(text, example["answers"])
+                text += f" (EM {score['exact_match']:.0f}, F1 {score['f1']:.0f})"
+            row.append(text)
+    blocks = [
+        Block("h2", "Qualitative: the project's hand-written examples"),
+        Block(
+            "p",
+            "Every run answers the same hand-written questions (src/peftqa/examples/qualitative.json); "
+            "EM/F1 where a true answer exists.",
+        ),
+    ]
+    for category in dict.fromkeys(e["category"] for e in examples):
+        rows = [
+            [e["question"], " / ".join(e["answers"]) or "(several pieces / open)", *row]
+            for e, row in zip(examples, answers, strict=True)
+            if e["category"] == category
+        ]
+        blocks += [
+            Block("h3", category),
+            Block("table", headers=["question", "true answer", *[r.name for r in results]], rows=rows),
+        ]
+    return blocks
