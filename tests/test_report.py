@@ -334,3 +334,24 @@ def test_read_scores_names_a_bad_line_and_is_empty_for_older_runs(tmp_path):
         runs.read_scores(tmp_path)
     (tmp_path / runs.SCORES_JSONL).write_text('{"id": "a", "exact_match": 0, "f1": 40.0, "title": "T"}\n')
     assert runs.read_scores(tmp_path) == {"a": {"id": "a", "exact_match": 0, "f1": 40.0, "title": "T"}}
+
+
+def test_sweep_plot_names_the_questions_its_trials_were_scored_on():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from peftqa.report_plots import draw_sweep
+
+    trials = [{"state": "COMPLETE", "params": {"lr": lr}, "f1": f1} for lr, f1 in ((1e-3, 8.0), (3e-3, 10.0))]
+    summary = {"method": "lora", "trials": trials, "best": {"params": {"lr": 3e-3}, "f1": 10.0}, "epochs": 1}
+    summary["train_questions"] = 300
+    labels = {}
+    for split in ("validation", None):
+        figure, axis = plt.subplots()
+        draw_sweep(axis, {**summary, "eval_split": split} if split else summary)
+        labels[split] = axis.get_ylabel()
+        plt.close(figure)
+    # Held-out training questions since sweeps stopped choosing on dev; older summaries were scored on dev.
+    assert labels == {"validation": "held-out train F1", None: "dev F1"}

@@ -18,6 +18,7 @@ from typing import Any
 from peftqa.config import PRESETS, RunConfig, preset
 from peftqa.errors import PeftqaError
 from peftqa.methods import METHODS, method_names
+from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES
 from peftqa.study import STUDY_PRESETS
 
 # RunConfig fields that have no flag of their own (method_options gets one flag per option).
@@ -333,11 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--ci",
         action="store_true",
-        help="also print 95%% bootstrap intervals (2000 resamples, seed 0): exact_match_ci, f1_ci, questions",
+        help=f"also print 95%% bootstrap intervals ({RESAMPLES} resamples, seed {BOOTSTRAP_SEED}): "
+        "exact_match_ci, f1_ci, questions",
     )
     score.set_defaults(handler=_cmd_score)
 
-    sweep = commands.add_parser("sweep", help="choose a method's learning rate (and rank) by dev F1 with Optuna")
+    sweep = commands.add_parser(
+        "sweep", help="choose a method's learning rate (and rank) with Optuna, by F1 on held-out training questions"
+    )
     _add_run_flags(sweep)
     sweep.add_argument("--lrs", type=_number_list(float), default=None, help="e.g. 1e-4,3e-4,1e-3 (default per method)")
     sweep.add_argument("--ranks", type=_number_list(int), default=None, help="values of the rank option, e.g. 4,8,16")

@@ -57,7 +57,7 @@ def score_file(dev_path: str | os.PathLike, predictions_path: str | os.PathLike,
     Args:
         dev_path: the SQuAD v1.1 file the predictions answer.
         predictions_path: JSON {question id: answer text}.
-        ci: also give 95% percentile-bootstrap intervals (2000 resamples, seed 0) of both means as
+        ci: also give 95% percentile-bootstrap intervals (stats.RESAMPLES, stats.BOOTSTRAP_SEED) of both means as
             `exact_match_ci` / `f1_ci` = [low, high], and the number of `questions` they are over.
             Without it the result is exactly the official script's {"exact_match", "f1"}.
     """

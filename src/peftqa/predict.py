@@ -20,9 +20,6 @@ from peftqa.metrics import compute_metrics, question_scores
 from peftqa.postprocess import Candidate, best_answers, postprocess
 from peftqa.stats import bootstrap_interval
 
-# Seeds every interval this module reports, so re-scoring a run reproduces its intervals exactly.
-BOOTSTRAP_SEED = 0
-
 
 def collate(features: FeatureSet, rows, pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """A padded batch of the given feature rows, with labels, on `device`."""
@@ -157,7 +154,7 @@ def evaluate(
     metrics: dict[str, Any] = compute_metrics(predictions, gold)
     scores = question_scores(predictions, gold)
     for name in ("exact_match", "f1"):
-        metrics[f"{name}_ci"] = list(bootstrap_interval([row[name] for row in scores.values()], seed=BOOTSTRAP_SEED))
+        metrics[f"{name}_ci"] = list(bootstrap_interval([row[name] for row in scores.values()]))
     seconds = time.perf_counter() - began
     return EvalResult(metrics, loss, predictions, candidates, scores, seconds, len(features) / max(seconds, 1e-9))
 

@@ -63,7 +63,7 @@ def _sweep_lines(summary: dict) -> dict[str, list[tuple[float, float]]]:
 
 
 def plot_sweep(summary: dict, path: Path) -> None:
-    """Dev F1 against learning rate (log scale) for one sweep; the best trial is circled."""
+    """Trial F1 against learning rate (log scale) for one sweep; the best trial is circled."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 3.5), dpi=110)
     draw_sweep(axis, summary)
@@ -83,7 +83,8 @@ def draw_sweep(axis, summary: dict, label_prefix: str = "") -> None:
         axis.set_xticks(tried, [f"{lr:g}" for lr in tried])
         axis.xaxis.set_minor_formatter("")
     axis.set_xlabel("learning rate")
-    axis.set_ylabel("dev F1")
+    # Sweeps written before held-out scoring (no eval_split) were scored on dev questions.
+    axis.set_ylabel("held-out train F1" if summary.get("eval_split") == "validation" else "dev F1")
     axis.set_title(f"{summary['method']}: {summary['train_questions']} questions, {summary['epochs']:g} epoch(s)")
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=8)

@@ -16,6 +16,11 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
+# Every interval peftqa prints (runs, `score --ci`, reports): this many percentile-bootstrap resamples
+# of the questions and one fixed seed, so scoring or reporting a run twice prints the same numbers.
+RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
 # Resample indices are drawn in chunks of rows so that the index matrix and the gathered scores
 # stay near this many bytes (10,570 dev questions x 2,000 resamples would be ~340 MB at once).
 _CHUNK_BYTES = 32 * 1024 * 1024
@@ -61,7 +66,7 @@ def _percentiles(means: np.ndarray, confidence: float) -> tuple[float, float]:
 
 
 def bootstrap_interval(
-    values: ArrayLike, resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+    values: ArrayLike, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED, confidence: float = 0.95
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of per-question scores.
 
@@ -83,7 +88,7 @@ def bootstrap_interval(
 
 
 def paired_difference(
-    a: ArrayLike, b: ArrayLike, resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+    a: ArrayLike, b: ArrayLike, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED, confidence: float = 0.95
 ) -> dict[str, float | bool]:
     """Paired bootstrap of mean(a) - mean(b) for two runs scored on the same questions.
 

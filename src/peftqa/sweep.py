@@ -410,7 +410,7 @@ def worker_id() -> str:
 
 
 def _pruning_hook(trial, last_epoch: int) -> Callable[[dict[str, Any]], None]:
-    """Reports each epoch's dev F1 to Optuna and stops the trial when the pruner says so."""
+    """Reports each epoch's held-out F1 to Optuna and stops the trial when the pruner says so."""
 
     def on_epoch(entry: dict[str, Any]) -> None:
         import optuna

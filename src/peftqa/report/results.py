@@ -15,16 +15,12 @@ from peftqa import runs
 from peftqa.data import Example, load_squad, split_path
 from peftqa.errors import PeftqaError
 from peftqa.metrics import score_answer
-from peftqa.stats import bootstrap_interval, format_interval
+from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
 
 QUESTION_TYPES = ("what", "who", "when", "where", "why", "how many", "other")
 ANSWER_LENGTHS = (("1 word", 1, 1), ("2-3 words", 2, 3), ("4-6 words", 4, 6), ("7+ words", 7, 10**9))
 _WH_WORDS = re.compile(r"\b(how many|how much|who|whom|whose|when|where|why|what|which)\b")
 _WH_TYPE = {"how much": "how many", "whom": "who", "whose": "who", "which": "what"}
-# Every interval in the report: 2,000 percentile-bootstrap resamples over questions, one fixed seed,
-# so building the report twice prints the same numbers.
-RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
 METRIC_NAMES = {"exact_match": "EM", "f1": "F1"}
 
 
