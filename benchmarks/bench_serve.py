@@ -17,6 +17,12 @@ Clients (`--clients N`): N threads each send `--client-requests` requests at onc
 whole burst, p50/p95 per request, errors. To measure the code before a change, run this file with
 PYTHONPATH pointing at the older src/ (the default mode needs nothing newer).
 
+Floor (first, unless `--skip-floor`): the matrix-product FLOPs of one forward pass of the example
+window (torch.utils.flop_counter on the first run, merged) over this machine's best one-thread
+matrix-product rate on that window's largest shape, measured in the same run with PyTorch fp32,
+ONNX Runtime fp32 and ONNX Runtime int8: the least time any implementation of that precision needs
+per model, one core each. Latency targets below it cannot be met on this machine.
+
 Memory: each count of runs (1, 2, 4; runs 3 and 4 are copies of the given ones in other folders) is
 loaded in a fresh process, shared and merged; resident set size after loading and one answer each.
 
