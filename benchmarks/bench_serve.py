@@ -17,7 +17,7 @@ Clients (`--clients N`): N threads each send `--client-requests` requests at onc
 whole burst, p50/p95 per request, errors. To measure the code before a change, run this file with
 PYTHONPATH pointing at the older src/ (the default mode needs nothing newer).
 
-Floor (first, unless `--skip-floor`): the matrix-product FLOPs of one forward pass of the example
+Floor (first, unless `--skip-floor`): the linear layers' FLOPs in one forward pass of the example
 window (torch.utils.flop_counter on the first run, merged) over this machine's best one-thread
 matrix-product rate on that window's largest shape, measured in the same run with PyTorch fp32,
 ONNX Runtime fp32 and ONNX Runtime int8: the least time any implementation of that precision needs
@@ -362,8 +362,9 @@ def measure_floor(run_dir: str, seconds: float = 2.0) -> dict:
     """The least time one forward pass of the example window can take on one core of this machine.
 
     Work: the matrix products of one forward pass of the run's merged model on the example's one
-    window (torch.utils.flop_counter; layer norms, softmax and GELU are left out, so this is a lower
-    bound). Speed: this machine's best sustained matrix-product rate on that window's largest shape,
+    window (torch.utils.flop_counter: the linear layers' addmm/mm; it has no formula for the CPU's
+    fused attention, and layer norms, softmax and GELU are left out too, so this is a lower bound).
+    Speed: this machine's best sustained matrix-product rate on that window's largest shape,
     [tokens, hidden] x [hidden, intermediate], one thread, measured now: PyTorch fp32, ONNX Runtime
     fp32 and ONNX Runtime int8 (MatMulInteger). Two models answer side by side, one core each, so
     the two-model request cannot be faster than one model's floor.
@@ -421,8 +422,8 @@ def measure_floor(run_dir: str, seconds: float = 2.0) -> dict:
 def _print_floor(floor: dict) -> None:
     rates = ", ".join(f"{name} {rate:.1f}" for name, rate in floor["rates_g_per_s"].items())
     print(
-        f"\nfloor: one forward pass of the {floor['tokens']}-token window = {floor['gflop']:.2f} GFLOP of matrix"
-        " products (torch.utils.flop_counter)"
+        f"\nfloor: one forward pass of the {floor['tokens']}-token window = {floor['gflop']:.2f} GFLOP in the linear"
+        " layers (torch.utils.flop_counter; attention not counted)"
     )
     print(f"this machine, one thread, {floor['shape']}, best of 5: {rates} G(FL)OP/s")
     print(
