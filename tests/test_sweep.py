@@ -15,6 +15,7 @@ from peftqa.config import RunConfig
 from peftqa.data import load_squad, split_articles
 from peftqa.errors import PeftqaError
 from peftqa.sweep import SweepConfig, edge_warnings, pick_best, resolve_lr, run_sweep
+from peftqa.sweep.trials import _pruning_hook
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 
@@ -79,7 +80,7 @@ def test_epoch_scores_report_to_optuna_and_prune():
         def should_prune(self):
             return True
 
-    on_epoch = sweep_module._pruning_hook(FakeTrial(), last_epoch=2)
+    on_epoch = _pruning_hook(FakeTrial(), last_epoch=2)
     with pytest.raises(optuna.TrialPruned, match="F1 12.50 after epoch 1"):
         on_epoch({"epoch": 1, "f1": 12.5, "exact_match": 10.0})
     on_epoch({"epoch": 2, "f1": 22.5, "exact_match": 20.0})  # the last epoch is kept

@@ -22,6 +22,9 @@ from peftqa import sweep as sweep_module
 from peftqa.cli import main
 from peftqa.errors import PeftqaError
 from peftqa.sweep import SweepConfig, run_sweep
+from peftqa.sweep.config import _point
+from peftqa.sweep.storage import _folder_lock
+from peftqa.sweep.trials import _earlier_claim, _prepare_resume
 from peftqa.workers import Job, plan_slots, run_jobs
 from tests.conftest import tiny_run_config
 
@@ -147,14 +150,14 @@ def test_a_running_trial_is_failed_at_once_only_when_no_other_command_uses_the_f
     study = sweep_module.open_study(config)
     trial = study.ask()
     trial.suggest_float("lr", 1e-3, 1e-3, log=True)
-    with sweep_module._folder_lock(config) as first:  # e.g. a live `peftqa sweep` on this folder
-        with sweep_module._folder_lock(config) as second:
+    with _folder_lock(config) as first:  # e.g. a live `peftqa sweep` on this folder
+        with _folder_lock(config) as second:
             assert first and not second
-            assert sweep_module._prepare_resume(study, config, second) == 1
+            assert _prepare_resume(study, config, second) == 1
             assert study.get_trials()[0].state == TrialState.RUNNING  # may be alive: heartbeats decide
-    with sweep_module._folder_lock(config) as alone:
+    with _folder_lock(config) as alone:
         assert alone
-        sweep_module._prepare_resume(study, config, alone)
+        _prepare_resume(study, config, alone)
     assert study.get_trials()[0].state == TrialState.FAIL
     assert study.get_trials()[1].state == TrialState.WAITING  # its point queued again
 
@@ -168,16 +171,16 @@ def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
     first, second = study.ask(), study.ask()
     study.enqueue_trial({"lr": 1e-2})
     first.suggest_float("lr", 1e-3, 1e-2, log=True)  # grid point 0: trial numbers map to grid ids
-    point = sweep_module._point(first.params)
-    assert sweep_module._earlier_claim(study, first.number, point) is None
-    assert sweep_module._earlier_claim(study, 5, point) == first.number
+    point = _point(first.params)
+    assert _earlier_claim(study, first.number, point) is None
+    assert _earlier_claim(study, 5, point) == first.number
     # `second` has no parameters yet: a later trial waits for them, then goes ahead after `patience_s`.
     began = time.monotonic()
-    assert sweep_module._earlier_claim(study, 5, (("lr", 5e-3),), patience_s=0.5) is None
+    assert _earlier_claim(study, 5, (("lr", 5e-3),), patience_s=0.5) is None
     assert time.monotonic() - began >= 0.5
     second.suggest_float("lr", 1e-3, 1e-2, log=True)  # the other grid point (1e-2 is also queued, as trial 2)
-    assert sweep_module._earlier_claim(study, 9, sweep_module._point(second.params)) == second.number
-    assert sweep_module._earlier_claim(study, second.number, sweep_module._point(second.params)) is None
+    assert _earlier_claim(study, 9, _point(second.params)) == second.number
+    assert _earlier_claim(study, second.number, _point(second.params)) is None
     assert sweep_module.pick_best(
         [
             {"state": "COMPLETE", "f1": 1.0, "exact_match": 0.0, "params": {"lr": 3e-3}},
