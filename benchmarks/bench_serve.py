@@ -166,7 +166,8 @@ class _Server:
 
 
 def _thread_share(count: int) -> int:
-    """Threads per model, as `peftqa serve` gives them."""
+    """Threads per model, as `peftqa serve` gives them (serve.models.threads_per_model; repeated here
+    so that this file also measures older code, which lacks it)."""
     return max(1, (os.cpu_count() or 1) // max(1, count))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -204,13 +205,49 @@ def test_merged_copies_are_given_up_when_they_would_not_fit(run_dirs):
     assert not merged_copies_fit(folders, available=1000)
 
 
-def test_each_thread_tokenises_with_its_own_copy(models):
+def test_concurrent_requests_tokenise_with_copies_of_their_own_which_are_reused(models):
     served = models[0]
-    mine = served.tokenizer()
-    assert served.tokenizer() is mine and mine is not served.run.tokenizer
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        theirs = pool.submit(served.tokenizer).result()
-    assert theirs is not mine
+    with served.borrowed_tokenizer() as mine, served.borrowed_tokenizer() as theirs:
+        assert mine is not theirs and served.run.tokenizer not in (mine, theirs)
+    with served.borrowed_tokenizer() as later:
+        assert later is mine or later is theirs  # given back, not copied again
+
+
+def test_each_model_gets_its_share_of_the_cores():
+    from peftqa.serve.models import threads_per_model
+
+    assert [threads_per_model(models, cores=8) for models in (0, 1, 2, 3, 16)] == [8, 8, 4, 2, 1]
+
+
+def test_loaded_models_have_answered_once_before_the_first_request(run_dirs, monkeypatch):
+    import peftqa.serve.models as models_module
+
+    forward_passes = []
+    real = models_module.predict_logits
+    monkeypatch.setattr(models_module, "predict_logits", lambda *a, **k: forward_passes.append(1) or real(*a, **k))
+    loaded = load_models([run_dirs["lora"], run_dirs["ia3"]])
+    assert len(forward_passes) == 2
+    # The warm-up left a tokenizer copy for the first request: it borrows that one, no new copy.
+    assert all(model._tokenizers.qsize() == 1 for model in loaded)
+
+
+def test_a_run_that_cannot_answer_is_skipped_at_load_not_at_the_first_request(run_dirs, monkeypatch):
+    import peftqa.serve.models as models_module
+
+    real = models_module.predict_logits
+    forward_passes: list[int] = []
+
+    def second_run_fails(*args, **kwargs):  # runs load in the order given: ia3 is the second
+        forward_passes.append(1)
+        if len(forward_passes) == 2:
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models_module, "predict_logits", second_run_fails)
+    lines: list[str] = []
+    loaded = load_models([run_dirs["lora"], run_dirs["ia3"]], report=lines.append)
+    assert [model.name for model in loaded] == ["lora"]
+    assert lines == ["skipped ia3: mat1 and mat2 shapes cannot be multiplied"]
 
 
 def test_only_the_forward_pass_waits_for_the_model_lock(models):
@@ -220,15 +257,17 @@ def test_only_the_forward_pass_waits_for_the_model_lock(models):
 
     served = models[0]
     entered = threading.Event()
-    real_tokenizer = served.tokenizer
+    real_borrow = served.borrowed_tokenizer
 
-    def tokenizer_then_signal():
+    @contextlib.contextmanager
+    def borrow_then_signal():
         entered.set()
-        return real_tokenizer()
+        with real_borrow() as tokenizer:
+            yield tokenizer
 
     served.lock.acquire()
     try:
-        served.tokenizer = tokenizer_then_signal  # type: ignore[method-assign]
+        served.borrowed_tokenizer = borrow_then_signal  # type: ignore[method-assign]
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(served.answer, QUESTION, CONTEXT, 1)
             assert entered.wait(10)  # got past tokenisation with the lock held elsewhere
@@ -237,7 +276,7 @@ def test_only_the_forward_pass_waits_for_the_model_lock(models):
             served.lock.release()
             assert pending.result(timeout=30)["answer"]
     finally:
-        del served.tokenizer
+        del served.borrowed_tokenizer
         if served.lock.locked():
             served.lock.release()
 

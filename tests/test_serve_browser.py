@@ -15,10 +15,11 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from peftqa.serve import create_app
 from peftqa.serve.compare import load_examples
-from peftqa.serve.models import load_models
+from peftqa.serve.models import load_models, threads_per_model
 from tests.test_serve import train_tiny_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,7 +63,12 @@ def server_url(tiny_bert_dir, squad_dir, tmp_path_factory):
     else:
         tiny = train_tiny_runs(("lora", "ia3"), tiny_bert_dir, squad_dir, tmp_path_factory.mktemp("browser-runs"))
         folders = list(tiny.values())
-    yield from _serving(load_models(folders))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads_per_model(len(folders)))  # as `peftqa serve` does: the latency shown is real
+    try:
+        yield from _serving(load_models(folders))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -166,10 +166,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     from peftqa.serve import create_app
-    from peftqa.serve.models import load_models, newest_runs
+    from peftqa.serve.models import load_models, newest_runs, threads_per_model
 
     if args.backend == "onnx" and (args.fast or args.shared_base):
         raise PeftqaError("--fast and --shared-base apply to the torch backend, not --backend onnx")
@@ -187,10 +185,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise PeftqaError("--backend onnx serves exported folders: name them (`peftqa export RUN --format onnx`)")
     run_dirs = args.run_dirs or newest_runs()
     mode = "fast" if args.fast else "shared" if args.shared_base else "merged"
-    cores = os.cpu_count() or 1
-    # The models of a request answer side by side, so each gets its share of the cores (2 cores,
-    # 2 models, one-window request: p50 70 -> 53 ms in fp32, 32 -> 29 ms with --fast).
-    share = max(1, cores // max(1, len(run_dirs)))
+    import torch
+
+    # Set before loading, so that each model's warm-up answer runs as the server will.
+    share = threads_per_model(len(run_dirs))
+    torch.set_num_threads(share)
     models = load_models(
         run_dirs,
         report=lambda line: print(f"peftqa: {line}", file=sys.stderr),
@@ -204,9 +203,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"no trained run to serve in {searched}: train two with `make demo`, or one with "
             "`peftqa train --method lora --preset quick`, then run `peftqa serve [RUN_DIR ...]`"
         )
-    import torch
-
-    torch.set_num_threads(max(1, torch.get_num_threads() // len(models)))
+    torch.set_num_threads(threads_per_model(len(models)))  # fewer when some runs were skipped
     app = create_app({"MODELS": models, "SERVER_THREADS": args.threads})
     names = ", ".join(f"{model.name} ({model.backend})" for model in models)
     print(f"serving {names} on http://{args.host}:{args.port}/", file=sys.stderr)
