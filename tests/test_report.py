@@ -16,7 +16,7 @@ from peftqa.report import (
     question_type,
     results_table,
 )
-from peftqa.sweep import write_sweep
+from peftqa.sweep import read_sweep, write_sweep
 from peftqa.train import train
 from tests.conftest import tiny_run_config
 
@@ -336,7 +336,7 @@ def test_read_scores_names_a_bad_line_and_is_empty_for_older_runs(tmp_path):
     assert runs.read_scores(tmp_path) == {"a": {"id": "a", "exact_match": 0, "f1": 40.0, "title": "T"}}
 
 
-def test_sweep_plot_names_the_questions_its_trials_were_scored_on():
+def test_sweep_plot_names_the_questions_its_trials_were_scored_on_and_draws_their_intervals():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -344,14 +344,33 @@ def test_sweep_plot_names_the_questions_its_trials_were_scored_on():
 
     from peftqa.report_plots import draw_sweep
 
-    trials = [{"state": "COMPLETE", "params": {"lr": lr}, "f1": f1} for lr, f1 in ((1e-3, 8.0), (3e-3, 10.0))]
+    trials = [
+        {"state": "COMPLETE", "params": {"lr": lr}, "f1": f1, "f1_ci": [f1 - 2, f1 + 3]}
+        for lr, f1 in ((3e-3, 10.0), (1e-3, 8.0))
+    ]
     summary = {"method": "lora", "trials": trials, "best": {"params": {"lr": 3e-3}, "f1": 10.0}, "epochs": 1}
     summary["train_questions"] = 300
-    labels = {}
-    for split in ("validation", None):
+    older = {**summary, "trials": [{k: v for k, v in t.items() if k != "f1_ci"} for t in trials]}
+    drawn = {}
+    for name, shown in (("held-out", {**summary, "eval_split": "validation"}), ("older", older)):
         figure, axis = plt.subplots()
-        draw_sweep(axis, {**summary, "eval_split": split} if split else summary)
-        labels[split] = axis.get_ylabel()
+        draw_sweep(axis, shown)
+        bars = [c for c in axis.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+        segments = [s.tolist() for s in bars[0].lines[2][0].get_segments()] if bars else []
+        drawn[name] = (axis.get_ylabel(), segments)
         plt.close(figure)
-    # Held-out training questions since sweeps stopped choosing on dev; older summaries were scored on dev.
-    assert labels == {"validation": "held-out train F1", None: "dev F1"}
+    # Held-out training questions since sweeps stopped choosing on dev; older summaries were scored on dev
+    # and kept no intervals. Bars run from each interval's low to its high end, in learning-rate order.
+    assert drawn["held-out"] == ("held-out train F1", [[[1e-3, 6.0], [1e-3, 11.0]], [[3e-3, 8.0], [3e-3, 13.0]]])
+    assert drawn["older"] == ("dev F1", [])
+
+
+def test_sweep_tables_give_each_trial_s_interval_and_name_the_held_out_loss(two_runs, tmp_path):
+    folder = _fake_sweep(tmp_path / "sweep")
+    summary = read_sweep(folder)
+    for trial in summary["trials"]:
+        trial["f1_ci"] = [trial["f1"] - 3, trial["f1"] + 3]
+    write_sweep(folder, {**summary, "eval_split": "validation"})
+    markdown = _report(two_runs, tmp_path, sweeps=[folder])
+    assert "| 1 | lr=0.0003 | COMPLETE | 30.00 [27.00, 33.00] | 15.00 |" in markdown
+    assert "| trial | params | state | F1 | EM | held-out loss |" in markdown

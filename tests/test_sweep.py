@@ -45,6 +45,8 @@ def test_grid_sweep_writes_summary_resumes_and_feeds_train(tiny_bert_dir, squad_
     assert sorted((t["params"]["lr"], t["params"]["lora_r"]) for t in complete) == [(1e-3, 2), (1e-3, 4)]
     assert any(t["state"] == "FAIL" for t in saved["trials"])
     assert all(Path(t["run_dir"], "metrics.json").is_file() for t in complete)
+    # Each trial keeps its F1's interval over the held-out questions (the sweep plot draws it).
+    assert all(t["f1_ci"][0] <= t["f1"] <= t["f1_ci"][1] for t in complete)
     assert saved["best_by_dev_loss"]["dev_loss"] == min(t["dev_loss"] for t in complete)
     assert saved["edge_warnings"], "a best value on a two-point grid is always on its edge"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from peftqa.runs import write_bytes_atomic
 
@@ -51,15 +51,17 @@ def _save(figure, plt, path: Path) -> None:
     write_bytes_atomic(path, _png(figure, plt))
 
 
-def _sweep_lines(summary: dict) -> dict[str, list[tuple[float, float]]]:
-    """Complete trials as (lr, F1) points, one line per value of the other parameters."""
-    lines: dict[str, list[tuple[float, float]]] = {}
+def _sweep_lines(summary: dict) -> dict[str, list[tuple[float, float, list[float] | None]]]:
+    """Complete trials as (lr, F1, F1's 95% interval or None) points, one line per value of the other
+    parameters. Sweeps written before trials kept their interval have None."""
+    lines: dict[str, list[tuple[float, float, list[float] | None]]] = {}
     for row in summary["trials"]:
         if row["state"] != "COMPLETE":
             continue
         others = ", ".join(f"{k}={v:g}" for k, v in sorted(row["params"].items()) if k != "lr")
-        lines.setdefault(others or summary["method"], []).append((row["params"]["lr"], row["f1"]))
-    return {label: sorted(points) for label, points in lines.items()}
+        point = (row["params"]["lr"], row["f1"], row.get("f1_ci"))
+        lines.setdefault(others or summary["method"], []).append(point)
+    return {label: sorted(points, key=lambda point: point[0]) for label, points in lines.items()}
 
 
 def plot_sweep(summary: dict, path: Path) -> None:
@@ -71,8 +73,17 @@ def plot_sweep(summary: dict, path: Path) -> None:
 
 
 def draw_sweep(axis, summary: dict, label_prefix: str = "") -> None:
+    """F1 against learning rate, with each trial's 95% interval as an error bar when the sweep kept them:
+    points whose bars overlap were not told apart by the held-out questions."""
     for label, points in _sweep_lines(summary).items():
-        axis.plot([p[0] for p in points], [p[1] for p in points], "o-", label=label_prefix + label)
+        lrs, f1s = [p[0] for p in points], [p[1] for p in points]
+        intervals = [p[2] for p in points]
+        if all(intervals):
+            below = [f1 - low for f1, (low, _) in zip(f1s, cast(list, intervals), strict=True)]
+            above = [high - f1 for f1, (_, high) in zip(f1s, cast(list, intervals), strict=True)]
+            axis.errorbar(lrs, f1s, yerr=[below, above], fmt="o-", capsize=3, label=label_prefix + label)
+        else:
+            axis.plot(lrs, f1s, "o-", label=label_prefix + label)
     best = summary.get("best")
     if best:
         axis.plot([best["params"]["lr"]], [best["f1"]], "o", markersize=14, fillstyle="none", color="black")

@@ -31,6 +31,7 @@ from peftqa.report.results import (
     question_type,
     shared_ids,
 )
+from peftqa.stats import format_interval
 
 _DISAGREEMENT_EXAMPLES = 3  # per pair of runs and direction
 
@@ -198,15 +199,22 @@ def _sweep_section(summaries: Sequence[dict[str, Any]]) -> list[Block]:
             "Each trial trains on a seeded random sample of the training questions and is scored on the questions "
             "named under each sweep; the best is the highest F1 (EM breaks ties), circled.",
         ),
-        Block("figure", "dev F1 against learning rate per sweep", png=sweeps_png(summaries), name="sweeps.png"),
+        Block(
+            "figure",
+            "trial F1 (with its 95% interval where the sweep kept it) against learning rate per sweep",
+            png=sweeps_png(summaries),
+            name="sweeps.png",
+        ),
     ]
     for summary in summaries:
+        # Trials of sweeps since the honest-comparison change are scored on held-out training questions.
+        scored_on = "held-out" if summary.get("eval_split") == "validation" else "dev"
         rows = [
             [
                 t["number"],
                 ", ".join(f"{k}={v:g}" for k, v in t["params"].items()),
                 t["state"],
-                "" if t["f1"] is None else f"{t['f1']:.2f}",
+                _trial_f1(t),
                 "" if t["exact_match"] is None else f"{t['exact_match']:.2f}",
                 "" if t.get("dev_loss") is None else f"{t['dev_loss']:.3f}",
             ]
@@ -216,16 +224,26 @@ def _sweep_section(summaries: Sequence[dict[str, Any]]) -> list[Block]:
         verdict = f"best {best['params']} (F1 {best['f1']:.2f})" if best else "no complete trial"
         by_loss = summary.get("best_by_dev_loss")
         if by_loss and best and by_loss["params"] != best["params"]:
-            verdict += f"; the lowest dev loss would have chosen {by_loss['params']} (F1 {by_loss['f1']:.2f})"
+            verdict += f"; the lowest {scored_on} loss would have chosen {by_loss['params']} (F1 {by_loss['f1']:.2f})"
         warnings = " ".join(f"Warning: {w}." for w in summary.get("edge_warnings", []))
         blocks += [
             Block(
                 "h3", f"{summary['method']} ({summary['train_questions']} questions, {summary['epochs']:g} epoch(s))"
             ),
             Block("p", f"{verdict}. Scored on {sweep_questions(summary)}. {warnings}".strip()),
-            Block("table", headers=["trial", "params", "state", "F1", "EM", "dev loss"], rows=rows),
+            Block("table", headers=["trial", "params", "state", "F1", "EM", f"{scored_on} loss"], rows=rows),
         ]
     return blocks
+
+
+def _trial_f1(trial: dict[str, Any]) -> str:
+    """A trial's F1, with its 95% interval when the sweep kept one (sweeps before that did not)."""
+    if trial["f1"] is None:
+        return ""
+    if trial.get("f1_ci"):
+        low, high = trial["f1_ci"]
+        return format_interval(trial["f1"], low, high, digits=2)
+    return f"{trial['f1']:.2f}"
 
 
 def _distinct_questions(ids: Sequence[str], by_id: dict[str, Example]) -> list[str]:

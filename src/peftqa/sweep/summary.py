@@ -28,6 +28,7 @@ def _trial_row(trial) -> dict[str, Any]:
         "state": trial.state.name,
         "params": trial.params,
         "f1": trial.value,
+        "f1_ci": trial.user_attrs.get("f1_ci"),  # 95% bootstrap interval over the held-out questions
         "exact_match": trial.user_attrs.get("exact_match"),
         "dev_loss": trial.user_attrs.get("dev_loss"),
         "train_seconds": trial.user_attrs.get("train_seconds"),

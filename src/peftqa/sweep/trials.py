@@ -163,7 +163,7 @@ def _objective(config: SweepConfig, questions: int, log: Callable[[str], None], 
         except optuna.TrialPruned as pruned:
             say(f"trial {trial.number} ({shown}): pruned, {pruned}")
             raise
-        for key in ("exact_match", "dev_loss", "train_seconds", "trainable_params"):
+        for key in ("exact_match", "dev_loss", "train_seconds", "trainable_params", "f1_ci"):
             trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("run_dir", run.output_dir)
         say(
