@@ -193,8 +193,35 @@ def test_served_exports_answer_as_their_runs(run_dirs, tmp_path):
     lines: list[str] = []
     loaded = load_models([tmp_path / "onnx", run_dirs["lora"]], report=lines.append)
     assert [m.name for m in loaded] == ["lora"] and "serve it with --backend onnx" in lines[0]
-    assert load_models([run_dirs["lora"]], backend="onnx", report=lines.append) == []
-    assert "not an ONNX export" in lines[-1]
+
+
+def test_the_onnx_backend_exports_a_run_once_and_again_after_it_changes(run_dirs, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    import peftqa.export as export_module
+
+    run = tmp_path / "lora"
+    shutil.copytree(run_dirs["lora"], run)
+    exports: list[str] = []
+    real_export = export_module.export_run
+    monkeypatch.setattr(export_module, "export_run", lambda *a, **k: exports.append(str(a[1])) or real_export(*a, **k))
+    lines: list[str] = []
+    first = load_models([run], backend="onnx", report=lines.append)
+    assert first[0].backend == "onnxruntime fp32" and first[0].describe()["run_dir"] == "lora"  # not the cache's
+    assert len(exports) == 1 and "exporting lora to ONNX once" in lines[0]
+    # Same answers as the run itself (the export is checked against PyTorch too).
+    expected = load_models([run])[0].answer(QUESTION, CONTEXT, top_k=3)
+    got = first[0].answer(QUESTION, CONTEXT, top_k=3)
+    assert [got["answer"], *(a["answer"] for a in got["alternatives"])] == [
+        expected["answer"],
+        *(a["answer"] for a in expected["alternatives"]),
+    ]
+    load_models([run], backend="onnx")
+    assert len(exports) == 1  # unchanged run: the cached export
+    (run / "run.json").write_text((run / "run.json").read_text() + " ")  # as if trained again
+    load_models([run], backend="onnx")
+    assert len(exports) == 2 and exports[1] != exports[0]
 
 
 def test_merged_copies_are_given_up_when_they_would_not_fit(run_dirs):
@@ -695,7 +722,6 @@ def test_serve_fast_is_refused_where_bf16_is_emulated(run_dirs, monkeypatch, cap
 @pytest.mark.parametrize(
     ("flags", "fragment"),
     [
-        (["--backend", "onnx"], "serves exported folders"),
         (["--backend", "onnx", "--fast", "x"], "torch backend"),
         (["--fast", "--shared-base", "x"], "cannot go with --shared-base"),
     ],

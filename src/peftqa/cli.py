@@ -181,8 +181,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 "--fast needs a CPU with bf16 units (AMX or AVX-512 BF16): this one emulates bf16, several times "
                 "slower than the default (exact, fp32); for speed use `--backend onnx` on an int8 export"
             )
-    if args.backend == "onnx" and not args.run_dirs:
-        raise PeftqaError("--backend onnx serves exported folders: name them (`peftqa export RUN --format onnx`)")
     run_dirs = args.run_dirs or newest_runs()
     mode = "fast" if args.fast else "shared" if args.shared_base else "merged"
     import torch
@@ -395,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=("torch", "onnx"),
         default="torch",
-        help="torch (run directories or hf exports; default) or onnx (folders from `peftqa export --format onnx`)",
+        help="torch (run directories or hf exports; default) or onnx: ONNX Runtime on folders from `peftqa export "
+        "--format onnx`, or on run directories, exported once into peftqa's cache (same answers, faster on a CPU)",
     )
     serve.add_argument(
         "--shared-base",

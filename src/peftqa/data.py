@@ -51,6 +51,13 @@ def user_cache_dir(name: str) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "peftqa" / name
 
 
+def cache_dir(name: str) -> Path:
+    """PEFTQA_CACHE_DIR/`name` when set (tests and benchmarks want cold or private caches), else
+    user_cache_dir(name): for what peftqa derives and can make again (features, ONNX exports)."""
+    env = os.environ.get("PEFTQA_CACHE_DIR")
+    return Path(env) / name if env else user_cache_dir(name)
+
+
 def default_data_dir() -> Path:
     """`PEFTQA_DATA_DIR` when set, else the user cache folder."""
     env = os.environ.get("PEFTQA_DATA_DIR")

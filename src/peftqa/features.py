@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from peftqa.data import Example, user_cache_dir
+from peftqa.data import Example, cache_dir
 
 FEATURES_VERSION = 2  # bump when the layout or the labelling rule changes: old caches are ignored
 MAX_QUESTION_TOKENS = 64  # longer questions are cut so that every window keeps room for context
@@ -355,8 +355,7 @@ def concatenate(parts: list[FeatureSet]) -> FeatureSet:
 
 def features_cache_dir() -> Path:
     """PEFTQA_CACHE_DIR/features when set (tests and benchmarks want cold or private caches), else the user cache."""
-    env = os.environ.get("PEFTQA_CACHE_DIR")
-    return Path(env) / "features" if env else user_cache_dir("features")
+    return cache_dir("features")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -13,7 +13,8 @@ How a run is held (`peftqa serve` flags):
 - `fast` (`--fast`): merged, and answers under bf16 autocast: faster on CPUs with bf16 units (AMX,
   AVX-512 BF16; refused on others, where bf16 is emulated and several times slower), and a few answers
   differ from `evaluate`.
-- ONNX (`--backend onnx`): folders written by `peftqa export --format onnx`, run by ONNX Runtime.
+- ONNX (`--backend onnx`): folders written by `peftqa export --format onnx`, run by ONNX Runtime; a
+  run directory is exported once (fp32, checked as `peftqa export` checks it) into peftqa's cache.
 
 Folders written by `peftqa export --format hf` serve like runs (they are merged already).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import os
 import queue
 import threading
@@ -34,7 +36,7 @@ from typing import Any
 
 from peftqa import export, runs
 from peftqa.config import ScoringSettings
-from peftqa.data import Example
+from peftqa.data import Example, cache_dir
 from peftqa.errors import PeftqaError
 from peftqa.features import build_features
 from peftqa.metrics import score_answer
@@ -267,6 +269,27 @@ def merged_copies_fit(folders: Sequence[Path], available: int | None = None) -> 
     return available is None or needed <= MEMORY_SHARE * available
 
 
+def run_digest(run_dir: Path) -> str:
+    """A short hash of every file's path, size and modification time in a run directory: a run trained
+    again (or changed in any way) gets another digest, without reading its weights."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(run_dir).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def onnx_export_of(run_dir: Path, report: Callable[[str], None] = print) -> Path:
+    """The fp32 ONNX export of a run, made on first use into peftqa's cache (onnx/<run>-<digest>) and
+    reused while the run is unchanged; its logits are checked against PyTorch's as `peftqa export` does."""
+    folder = cache_dir("onnx") / f"{run_dir.name}-{run_digest(run_dir)}"
+    if not export.is_export(folder):
+        report(f"exporting {run_dir.name} to ONNX once (about 10-20 s on 2 cores; kept in {folder})")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        export.export_run(run_dir, folder, fmt="onnx", force=True, log=lambda line: None)
+    return folder
+
+
 def load_models(
     run_dirs: Sequence[str | Path],
     report: Callable[[str], None] = print,
@@ -281,7 +304,8 @@ def load_models(
             (hf folders for the torch backend, onnx folders for the onnx backend).
         report: gets one line per skipped run, and one when merged copies would not fit in memory.
         mode: merged (default), shared or fast (see the module's docstring); torch backend only.
-        backend: torch, or onnx (ONNX Runtime on exported ONNX folders).
+        backend: torch, or onnx (ONNX Runtime on exported ONNX folders; a run directory is exported
+            once into the cache, see onnx_export_of).
         onnx_threads: ONNX Runtime threads per model (None: its default).
     """
     if backend not in BACKENDS:
@@ -298,7 +322,12 @@ def load_models(
     served = []
     for folder, name in zip(folders, runs.display_names(folders), strict=True):
         try:
-            model = _load_one(folder, name, mode, backend, bases, onnx_threads)
+            if backend == "onnx" and not export.is_export(folder):
+                model = _load_one(onnx_export_of(folder, report), name, mode, backend, bases, onnx_threads)
+                # The page names the run it answers for, not the cache folder of its export.
+                model.run = dataclasses.replace(model.run, run_dir=folder)
+            else:
+                model = _load_one(folder, name, mode, backend, bases, onnx_threads)
             model.warm_up()  # a run that cannot answer is found now, not by the first user
             served.append(model)
         except (PeftqaError, OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as error:
@@ -320,8 +349,6 @@ def _load_one(
         if backend == "onnx":
             return ServedModel(name, loaded, backend=f"onnxruntime {info.get('quantize') or 'fp32'}")
         return ServedModel(name, loaded, bf16=True if mode == "fast" else None, backend=_torch_backend(mode))
-    if backend == "onnx":
-        raise PeftqaError("not an ONNX export: make one with `peftqa export RUN --format onnx --out DIR`")
     if mode == "shared":
         _, settings = runs.check_run_dir(folder)
         loaded = runs.load_run(folder, base_model=bases.skeleton_for(settings))
