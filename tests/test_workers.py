@@ -24,7 +24,7 @@ from peftqa.errors import PeftqaError
 from peftqa.sweep import SweepConfig, run_sweep
 from peftqa.sweep.config import _point
 from peftqa.sweep.storage import _folder_lock
-from peftqa.sweep.trials import _earlier_claim, _prepare_resume
+from peftqa.sweep.trials import _earlier_claim, _plan, _prepare_resume
 from peftqa.workers import Job, plan_slots, run_jobs
 from tests.conftest import tiny_run_config
 
@@ -187,6 +187,27 @@ def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
             {"state": "COMPLETE", "f1": 1.0, "exact_match": 0.0, "params": {"lr": 1e-3}},
         ]
     )["params"] == {"lr": 1e-3}, "ties go to the smaller value, whatever order the workers finished in"
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_worker_waits_while_another_s_new_trial_has_not_named_its_point_yet(tmp_path):
+    from optuna.trial import TrialState
+
+    from peftqa.config import RunConfig
+
+    config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
+    study = sweep_module.open_study(config)
+    done = study.ask()
+    done.suggest_float("lr", 1e-3, 1e-2, log=True)
+    study.tell(done, 1.0)
+    assert _plan(study, config).runnable  # one point left, nobody on it
+    starting = study.ask()  # another worker's trial, before its objective suggests the parameters
+    assert starting.params == {} and study.get_trials()[1].state == TrialState.RUNNING
+    plan = _plan(study, config)
+    # Asking now would draw the same last point (and give way): wait for that trial instead.
+    assert plan.todo == 1 and not plan.runnable and plan.waiting_on == [starting.number]
+    starting.suggest_float("lr", 1e-3, 1e-2, log=True)
+    assert not _plan(study, config).runnable
 
 
 def test_postgres_storage_needs_its_extra(tmp_path, monkeypatch):

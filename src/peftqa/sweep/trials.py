@@ -57,7 +57,11 @@ def _plan(study, config: SweepConfig) -> _Plan:
             pending_points.add(_point(params))
     queued = any(t.state == TrialState.WAITING for t in trials)
     unclaimed = [p for p in missing if _point(p) not in pending_points]
-    return _Plan(len(missing), bool(unclaimed) or queued, running)
+    # A trial another worker has just asked for runs before its objective suggests the parameters:
+    # RUNNING with no point yet, it will take one of the unclaimed points (the grid sampler chose it
+    # at ask time), so it counts against them, or this worker would ask too and draw the same point.
+    starting = sum(1 for t in trials if t.state == TrialState.RUNNING and _trial_point(t) is None)
+    return _Plan(len(missing), len(unclaimed) > starting or queued, running)
 
 
 def _prepare_resume(study, config: SweepConfig, alone: bool = True) -> int:
