@@ -278,16 +278,13 @@ def _print_clients(result: dict, mode: str, clients: int, per_client: int) -> No
 def measure_agreement(run_dir: str, data_dir: str | None) -> dict:
     """Answers of the merged fp32 and merged bf16 models against `evaluate`'s on the run's dev sample."""
     from peftqa import runs
-    from peftqa.data import eval_questions, md5_of
     from peftqa.export import merge_model
-    from peftqa.features import load_or_build_features
     from peftqa.postprocess import best_answers, postprocess
-    from peftqa.predict import evaluate, predict_logits
+    from peftqa.predict import evaluate, predict_logits, run_questions
 
     loaded = runs.load_run(run_dir)
     config = loaded.config
-    examples, path = eval_questions(data_dir or config.data_dir, config.questions)
-    features, _ = load_or_build_features(examples, loaded.tokenizer, config.max_length, config.doc_stride, md5_of(path))
+    examples, features = run_questions(config, loaded.tokenizer, data_dir)
     pad = loaded.tokenizer.pad_token_id
     reference = evaluate(loaded.model, examples, features, pad, config.scoring).predictions
     merged = merge_model(loaded.model)

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from peftqa import runs
-from peftqa.data import eval_questions, gold_answers, load_squad, md5_of
+from peftqa.data import gold_answers, load_squad
 from peftqa.errors import PeftqaError
-from peftqa.features import load_or_build_features
 from peftqa.metrics import compute_metrics, question_scores
-from peftqa.predict import evaluate
+from peftqa.predict import evaluate, run_questions
 
 
 def evaluate_run(
@@ -34,9 +33,7 @@ def evaluate_run(
     config = loaded.config
     if eval_limit is not None:
         config = dataclasses.replace(config, eval_limit=eval_limit)
-    data_dir = data_dir or config.data_dir
-    examples, path = eval_questions(data_dir, config.questions)
-    features, _ = load_or_build_features(examples, loaded.tokenizer, config.max_length, config.doc_stride, md5_of(path))
+    examples, features = run_questions(config, loaded.tokenizer, data_dir)
     result = evaluate(loaded.model, examples, features, loaded.tokenizer.pad_token_id, config.scoring)
     return {
         "exact_match": result.metrics["exact_match"],

@@ -356,12 +356,9 @@ def _scoring_dict(scoring: Any) -> dict[str, int]:
 
 def _score_on_dev(model: Any, tokenizer: Any, config: Any, data_dir: str | None) -> dict[str, Any]:
     """EM/F1 (with intervals) of `model` on the run's own dev sample, with the run's windows."""
-    from peftqa.data import eval_questions, md5_of
-    from peftqa.features import load_or_build_features
-    from peftqa.predict import evaluate
+    from peftqa.predict import evaluate, run_questions
 
-    examples, path = eval_questions(data_dir or config.data_dir, config.questions)
-    features, _ = load_or_build_features(examples, tokenizer, config.max_length, config.doc_stride, md5_of(path))
+    examples, features = run_questions(config, tokenizer, data_dir)
     result = evaluate(model, examples, features, tokenizer.pad_token_id, config.scoring)
     keys = ("exact_match", "f1", "exact_match_ci", "f1_ci")
     return {**{key: result.metrics[key] for key in keys}, "questions": len(examples), "predictions": result.predictions}

@@ -13,9 +13,9 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from peftqa.config import DEFAULT_SCORING, ScoringSettings
-from peftqa.data import Example, gold_answers
-from peftqa.features import FeatureSet, build_features
+from peftqa.config import DEFAULT_SCORING, RunConfig, ScoringSettings
+from peftqa.data import Example, eval_questions, gold_answers, md5_of
+from peftqa.features import FeatureSet, build_features, load_or_build_features
 from peftqa.metrics import compute_metrics, question_scores
 from peftqa.postprocess import Candidate, best_answers, postprocess
 from peftqa.stats import bootstrap_interval
@@ -132,6 +132,18 @@ class EvalResult:
     scores: dict[str, dict[str, float]]  # question id -> its exact_match and f1: every figure's raw material
     seconds: float
     features_per_second: float
+
+
+def run_questions(config: RunConfig, tokenizer: Any, data_dir: str | None = None) -> tuple[list[Example], FeatureSet]:
+    """The questions a run is scored on (its split, sample and seed, from `config`) and their windows
+    (the run's lengths; from the feature cache when there): what re-scoring a run or an export needs.
+
+    Args:
+        data_dir: where SQuAD is; None: the run's own setting.
+    """
+    examples, path = eval_questions(data_dir or config.data_dir, config.questions)
+    features, _ = load_or_build_features(examples, tokenizer, config.max_length, config.doc_stride, md5_of(path))
+    return examples, features
 
 
 def evaluate(
