@@ -188,7 +188,8 @@ def run_study(
     plan = [(method, grid, lrs) for method in names for grid, lrs in _grids(preset, method).items()]
     if seeds < 1:
         raise PeftqaError(f"--seeds must be at least 1, got {seeds}")
-    parallel = worker_count(workers, workers_per_gpu, len(visible_gpus())) > 1
+    processes = worker_count(workers, workers_per_gpu, len(visible_gpus()))
+    parallel = processes > 1
     # In parallel the final runs wait for every sweep, then run as one step.
     steps = _Steps(1 + len(plan) + (1 if parallel else seeds * len(plan)) + 1, log)
     log(f"study '{preset_name}': {preset.description}; methods {', '.join(names)}; output {folder}")
@@ -242,7 +243,7 @@ def run_study(
             finals.append(run_dir)
         chosen[name] = summary["best"]["params"]["lr"]
     if parallel:
-        count = min(worker_count(workers, workers_per_gpu, len(visible_gpus())), len(queued))
+        count = min(processes, len(queued))
         metrics = steps.run(
             f"final runs: {len(queued)}, {count} at a time",
             functools.partial(_train_in_workers, queued, plan_slots(count, workers_per_gpu), folder / "logs", log),
