@@ -224,8 +224,9 @@ def threads_per_model(models: int, cores: int | None = None) -> int:
     """The torch (or ONNX Runtime) threads each model gets: the models of a request answer side by
     side, so each gets its share of the cores (2 cores, 2 models, one-window request on the Xeon VM:
     p50 70 -> 53 ms in fp32, 32 -> 29 ms with --fast)."""
-    cores = cores or os.cpu_count() or 1
-    return max(1, cores // max(1, models))
+    from peftqa.workers import cpu_cores  # the cores this process may use (a container's CPU set)
+
+    return max(1, (cores or cpu_cores()) // max(1, models))
 
 
 def available_memory_bytes() -> int | None:
