@@ -122,7 +122,7 @@ def measure_memory(run_dirs: list[str], modes: tuple[str, ...]) -> list[tuple[in
 
 
 def _one_window_example() -> dict:
-    from peftqa.serve.compare import load_examples
+    from peftqa.data import load_examples
 
     # The first shipped example (Super Bowl 50, 775 characters) fits one 256-token window.
     example = load_examples()["examples"][0]

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from peftqa import runs
 from peftqa.cli import main
 from peftqa.config import ScoringSettings
+from peftqa.data import load_examples
 from peftqa.methods import method_names
 from peftqa.predict import answer_question
 from peftqa.serve import create_app
-from peftqa.serve.compare import load_examples
 from peftqa.serve.models import ServedModel, load_models, newest_runs, share_weights
 from peftqa.train import train
 from tests.conftest import tiny_run_config

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from peftqa.data import load_examples
 from peftqa.serve import create_app
-from peftqa.serve.compare import load_examples
 from peftqa.serve.models import load_models, threads_per_model
 from tests.test_serve import train_tiny_runs
 

@@ -13,7 +13,9 @@ import json
 import os
 import random
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from peftqa.errors import PeftqaError
 from peftqa.runs import write_bytes_atomic
@@ -56,6 +58,14 @@ def cache_dir(name: str) -> Path:
     user_cache_dir(name): for what peftqa derives and can make again (features, ONNX exports)."""
     env = os.environ.get("PEFTQA_CACHE_DIR")
     return Path(env) / name if env else user_cache_dir(name)
+
+
+@functools.cache
+def load_examples() -> dict[str, Any]:
+    """The SQuAD dev examples shipped with peftqa (the page's examples, the export's probe windows, the
+    serving benchmark's question), with their licence attribution; read once."""
+    text = resources.files("peftqa.examples").joinpath("squad_dev.json").read_text(encoding="utf-8")
+    return json.loads(text)
 
 
 def default_data_dir() -> Path:

@@ -7,15 +7,13 @@ the same prediction (`ServedModel.answer`, which is `predict.answer_question` + 
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from peftqa.data import load_examples
 from peftqa.serve.models import ServedModel
 
 bp = Blueprint("compare", __name__)
@@ -175,13 +173,6 @@ def api_predict():
         return jsonify(run_query(parse_query(values)))
     except InputError as error:
         return _json_error(error.message, error.status)
-
-
-@functools.cache
-def load_examples() -> dict[str, Any]:
-    """The SQuAD dev examples shipped with peftqa, with their licence attribution (read once)."""
-    text = resources.files("peftqa.examples").joinpath("squad_dev.json").read_text(encoding="utf-8")
-    return json.loads(text)
 
 
 def _form_values(example_id: str | None) -> dict[str, str]:
