@@ -204,7 +204,7 @@ class Bench:
 
         self.patch(train_module, "prepare_data", prepare)
         if importlib.util.find_spec("matplotlib") is None:  # the GPU machine may lack it; the loss plot is not needed
-            import peftqa.report_plots as plots
+            import peftqa.plots as plots
 
             self.patch(plots, "plot_loss_curve", lambda *a, **k: None)
 

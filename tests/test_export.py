@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from peftqa import runs
+from peftqa import files, runs
 from peftqa.cli import main
 from peftqa.config import ScoringSettings
 from peftqa.errors import PeftqaError
@@ -139,7 +139,7 @@ def test_onnx_export_matches_pytorch_within_1e4(tiny_runs, method, tmp_path):
 
 
 def test_exports_score_the_runs_dev_questions_with_the_same_answers(bert_runs, tmp_path):
-    expected = runs.read_json(bert_runs["lora"] / runs.METRICS_JSON)
+    expected = files.read_json(bert_runs["lora"] / runs.METRICS_JSON)
     for fmt in ("hf", "onnx"):
         export_run(bert_runs["lora"], tmp_path / fmt, fmt, log=_silent)
         scored = evaluate_run(tmp_path / fmt)
@@ -155,7 +155,7 @@ def test_int8_export_is_smaller_and_reports_scores_before_and_after(bert_runs, t
     report = int8["int8"]
     assert report["int8_onnx_bytes"] < report["fp32_onnx_bytes"] == (tmp_path / "fp32" / ONNX_FILE).stat().st_size
     assert int8["bytes"] < fp32["bytes"]
-    assert report["fp32"]["f1"] == pytest.approx(runs.read_json(bert_runs["lora"] / runs.METRICS_JSON)["f1"])
+    assert report["fp32"]["f1"] == pytest.approx(files.read_json(bert_runs["lora"] / runs.METRICS_JSON)["f1"])
     assert {"exact_match", "f1", "questions"} <= set(report["int8"])
     assert any("int8" in line and "fp32" in line for line in lines)
     scored = evaluate_run(tmp_path / "int8")

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from peftqa import files
 from peftqa.cli import main
 from peftqa.data import Example
 from peftqa.report import (
@@ -178,17 +179,17 @@ def _fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=Tru
         (folder / needed).mkdir(parents=True, exist_ok=True)
     config = {"method": method, "model": "m", "data_dir": str(data_dir), "seed": seed, "lr": lr, "epochs": 1.0}
     config |= {"max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_limit": None}
-    runs.write_json_atomic(
+    files.write_json_atomic(
         folder / runs.RUN_JSON,
         {"config": config, "base_model_path": "m", "learning_rate": lr, "train_questions": 300, "device": DEVICE},
     )
-    runs.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
+    files.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
     (folder / runs.SCORES_JSONL).unlink(missing_ok=True)
     if scores_file:
         (folder / runs.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
     metrics = {"method": method, "model": "m", "exact_match": f1, "f1": f1, "trainable_params": trainable}
     metrics |= {"trainable_percent": 1.0, "artifact_bytes": size, "train_seconds": 1.0}
-    runs.write_json_atomic(folder / runs.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []})
+    files.write_json_atomic(folder / runs.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []})
     return folder
 
 
@@ -342,7 +343,7 @@ def test_sweep_plot_names_the_questions_its_trials_were_scored_on_and_draws_thei
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from peftqa.report_plots import draw_sweep
+    from peftqa.plots import draw_sweep
 
     trials = [
         {"state": "COMPLETE", "params": {"lr": lr}, "f1": f1, "f1_ci": [f1 - 2, f1 + 3]}

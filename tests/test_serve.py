@@ -677,9 +677,9 @@ def test_serve_debug_uses_the_flask_development_server(run_dirs, monkeypatch):
 def test_serve_modes(run_dirs, monkeypatch, flags, bf16, merged):
     import waitress
 
-    import peftqa.serve.models as served_models
+    import peftqa.hardware
 
-    monkeypatch.setattr(served_models, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(peftqa.hardware, "cpu_has_bf16", lambda: True)
     started = {}
     monkeypatch.setattr(waitress, "serve", lambda app, **kwargs: started.update(app=app))
     assert main(["serve", str(run_dirs["lora"]), *flags]) == 0
@@ -701,19 +701,10 @@ def test_serve_onnx_backend_serves_onnx_exports(run_dirs, monkeypatch, tmp_path,
     assert served.run.model.session.get_session_options().intra_op_num_threads == max(1, os.cpu_count() or 1)
 
 
-def test_cpu_bf16_units_are_read_from_the_cpu_flags():
-    from peftqa.serve.models import cpu_has_bf16
-
-    assert cpu_has_bf16("processor : 0\nflags : fpu avx2 avx512f amx_bf16 amx_tile\n") is True
-    assert cpu_has_bf16("flags\t\t: fpu avx2 avx512_bf16\n") is True
-    assert cpu_has_bf16("flags : fpu sse avx2 fma\n") is False
-    assert cpu_has_bf16("model name : something\n") is None
-
-
 def test_serve_fast_is_refused_where_bf16_is_emulated(run_dirs, monkeypatch, capsys):
-    import peftqa.serve.models as served_models
+    import peftqa.hardware
 
-    monkeypatch.setattr(served_models, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(peftqa.hardware, "cpu_has_bf16", lambda: False)
     assert main(["serve", str(run_dirs["lora"]), "--fast"]) == 2
     err = capsys.readouterr().err
     assert "bf16 units" in err and len(err.strip().splitlines()) == 1

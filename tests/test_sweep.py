@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from peftqa import runs
+from peftqa import files, runs
 from peftqa import sweep as sweep_module
 from peftqa.cli import build_parser, config_from_args
 from peftqa.config import RunConfig
@@ -114,7 +114,7 @@ def test_trials_are_scored_on_held_out_training_articles_never_dev(tiny_bert_dir
 
     assert summary["eval_split"] == "validation"
     trial = Path(summary["best"]["run_dir"])
-    settings = runs.read_json(trial / runs.RUN_JSON)
+    settings = files.read_json(trial / runs.RUN_JSON)
     assert settings["config"]["eval_split"] == "validation"
     dev_ids = {e.id for e in load_squad(squad / "dev-v1.1.json")}
     scored = [json.loads(line) for line in (trial / runs.SCORES_JSONL).read_text().splitlines()]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
-import torch
 
 import peftqa.train as train_module
-from peftqa import runs
+from peftqa import files, runs
 from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
 from peftqa.evaluation import evaluate_run
@@ -128,19 +126,6 @@ def test_on_epoch_gets_every_epoch_and_can_stop_the_run(tiny_bert_dir, squad_dir
     assert not (tmp_path / "b" / runs.METRICS_JSON).exists()
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
-def test_peak_memory_counts_from_the_start_of_each_run():
-    from peftqa.checkpoint import peak_memory_mb, reset_peak_memory
-
-    cpu = torch.device("cpu")
-    reset_peak_memory(cpu)
-    ballast = np.ones(400 * 2**20 // 8)  # 400 MiB, every page written
-    with_ballast = peak_memory_mb(cpu)
-    del ballast
-    reset_peak_memory(cpu)  # the next run in this process starts from what is resident now
-    assert peak_memory_mb(cpu) < with_ballast - 300
-
-
 def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_saved(tiny_bert_dir, tmp_path):
     squad = write_squad(tmp_path / "squad", dev=many_articles())
     results = {}
@@ -149,7 +134,7 @@ def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_save
         config = tiny_run_config(tiny_bert_dir, squad, run_dir, method, epochs=1, eval_limit=8, seed=7)
         metrics = train(config, log=lambda line: None)
         rows = [json.loads(line) for line in (run_dir / runs.SCORES_JSONL).read_text().splitlines()]
-        results[method] = (runs.read_json(run_dir / runs.RUN_JSON), metrics, rows)
+        results[method] = (files.read_json(run_dir / runs.RUN_JSON), metrics, rows)
         # The saved per-question scores are the figures' raw material: their mean is the reported F1.
         assert len(rows) == 8 == metrics["dev_questions"]
         assert np.mean([row["f1"] for row in rows]) == pytest.approx(metrics["f1"])
@@ -166,4 +151,4 @@ def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_save
     # Another seed of the run does not change the questions (eval_seed is its own setting).
     other = tiny_run_config(tiny_bert_dir, squad, tmp_path / "other", "lora", epochs=1, eval_limit=8, seed=8)
     train(other, log=lambda line: None)
-    assert runs.read_json(tmp_path / "other" / runs.RUN_JSON)["eval_ids_sha256"] == lora_settings["eval_ids_sha256"]
+    assert files.read_json(tmp_path / "other" / runs.RUN_JSON)["eval_ids_sha256"] == lora_settings["eval_ids_sha256"]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from peftqa.data import user_cache_dir
 from peftqa.errors import PeftqaError
+from peftqa.files import user_cache_dir
 from peftqa.wheels import extract_members
 
 DEFAULT_MODEL = "distilbert-base-uncased"

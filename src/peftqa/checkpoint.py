@@ -7,13 +7,12 @@ only with the settings it was started with (run.json says which).
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from peftqa import runs
+from peftqa import files, runs
 from peftqa.config import RunConfig
 from peftqa.errors import PeftqaError
 
@@ -42,11 +41,8 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, sched
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "progress": progress,
     }
-    path = checkpoint_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(".state.pt.partial")
-    torch.save(state, partial)
-    partial.replace(path)
+    with files.atomic_path(checkpoint_path(run_dir)) as partial:
+        torch.save(state, partial)
 
 
 def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
@@ -86,36 +82,9 @@ def check_same_settings(run_dir: Path, config: RunConfig) -> None:
     path = run_dir / runs.RUN_JSON
     if not path.is_file():
         return
-    recorded = runs.read_json(path).get("config", {})
+    recorded = files.read_json(path).get("config", {})
     wanted = config.to_dict()
     changed = sorted(k for k in wanted if k not in _RESUMABLE_DIFFERENCES and recorded.get(k) != wanted[k])
     if changed:
         details = ", ".join(f"{k}: {recorded.get(k)!r} -> {wanted[k]!r}" for k in changed)
         raise PeftqaError(f"{run_dir} was trained with other settings ({details}); use another --output-dir")
-
-
-# ---------------------------------------------------------------------------- memory
-_PROC_STATUS = Path("/proc/self/status")
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start counting a run's peak memory afresh: a study or sweep trains many runs in one process."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    # Linux: writing 5 to clear_refs resets the process's peak resident set size (VmHWM).
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated on CUDA; on CPU the peak resident memory since reset_peak_memory."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    with contextlib.suppress(OSError):
-        for line in _PROC_STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # KiB
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the whole process's peak (KiB on Linux)

@@ -174,9 +174,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.fast and args.shared_base:
         raise PeftqaError("--fast merges each adapter into its own weights: it cannot go with --shared-base")
     if args.fast:
-        from peftqa.serve.models import cpu_has_bf16
+        from peftqa import hardware
 
-        if cpu_has_bf16() is False:  # the page answers on the CPU
+        if hardware.cpu_has_bf16() is False:  # the page answers on the CPU
             raise PeftqaError(
                 "--fast needs a CPU with bf16 units (AMX or AVX-512 BF16): this one emulates bf16, several times "
                 "slower than the default (exact, fp32); for speed use `--backend onnx` on an int8 export"

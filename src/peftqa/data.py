@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from peftqa.errors import PeftqaError
-from peftqa.runs import write_bytes_atomic
+from peftqa.files import user_cache_dir, write_bytes_atomic
 from peftqa.wheels import extract_members
 
 SPLITS = ("train", "dev")
@@ -46,18 +46,6 @@ class Example:
     answers: tuple[str, ...]
     answer_starts: tuple[int, ...]
     title: str = ""
-
-
-def user_cache_dir(name: str) -> Path:
-    """`name` in peftqa's folder of the user cache ($XDG_CACHE_HOME or ~/.cache): squad, models, features."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "peftqa" / name
-
-
-def cache_dir(name: str) -> Path:
-    """PEFTQA_CACHE_DIR/`name` when set (tests and benchmarks want cold or private caches), else
-    user_cache_dir(name): for what peftqa derives and can make again (features, ONNX exports)."""
-    env = os.environ.get("PEFTQA_CACHE_DIR")
-    return Path(env) / name if env else user_cache_dir(name)
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from peftqa import runs
+from peftqa import files
 from peftqa.data import gold_answers, load_squad
 from peftqa.errors import PeftqaError
 from peftqa.metrics import compute_metrics, question_scores
@@ -27,7 +27,7 @@ def evaluate_run(
         data_dir: where SQuAD is; None: the run's own setting, else the default.
     """
     from peftqa.export import agreement_with_run, load_for_scoring
-    from peftqa.train import pick_device
+    from peftqa.hardware import pick_device
 
     loaded = load_for_scoring(run_dir, device=str(pick_device()))
     config = loaded.config
@@ -59,7 +59,7 @@ def score_file(dev_path: str | os.PathLike, predictions_path: str | os.PathLike,
             Without it the result is exactly the official script's {"exact_match", "f1"}.
     """
     examples = load_squad(Path(dev_path))
-    predictions = runs.read_json(Path(predictions_path))
+    predictions = files.read_json(Path(predictions_path))
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise PeftqaError(f"{predictions_path}: expected a JSON object {{question id: answer text}}")
     gold = gold_answers(examples)

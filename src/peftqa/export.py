@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from peftqa import runs
+from peftqa import files, runs
 from peftqa.errors import PeftqaError
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def is_export(folder: str | os.PathLike) -> bool:
 def read_export_info(folder: str | os.PathLike) -> dict[str, Any]:
     """peftqa.json of an exported folder, checked for what evaluation and serving need."""
     path = Path(folder) / EXPORT_JSON
-    info = runs.read_json(path)
+    info = files.read_json(path)
     if not isinstance(info, dict) or info.get("format") not in FORMATS or not isinstance(info.get("config"), dict):
         raise PeftqaError(f"{path}: not a peftqa export description (no 'format' or 'config')")
     return info
@@ -292,7 +292,7 @@ def agreement_with_run(loaded: runs.LoadedRun, predictions: dict[str, str]) -> d
     path = loaded.run_dir / RUN_PREDICTIONS_JSON
     if not path.is_file():
         return {}
-    original = runs.read_json(path)
+    original = files.read_json(path)
     shared = [question for question in predictions if question in original]
     same = sum(predictions[question] == original[question] for question in shared)
     return {"same_answers_as_run": same, "compared_with_run": len(shared)}
@@ -454,7 +454,7 @@ def export_run(
             "versions": runs.package_versions(),
             "git_commit": settings.get("git_commit"),
         }
-        runs.write_json_atomic(staging / EXPORT_JSON, info)
+        files.write_json_atomic(staging / EXPORT_JSON, info)
         predictions = run_dir / runs.PREDICTIONS_JSON
         if predictions.is_file():
             shutil.copyfile(predictions, staging / RUN_PREDICTIONS_JSON)

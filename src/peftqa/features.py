@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from peftqa.data import Example, cache_dir
+from peftqa import files
+from peftqa.data import Example
+from peftqa.files import cache_dir
 
 FEATURES_VERSION = 2  # bump when the layout or the labelling rule changes: old caches are ignored
 MAX_QUESTION_TOKENS = 64  # longer questions are cut so that every window keeps room for context
@@ -398,13 +399,11 @@ def load_or_build_features(
 
 
 def _write_cache(path: Path, features: FeatureSet) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: v for k, v in vars(features).items() if v is not None}
-    # One partial file per process: data-parallel ranks on a machine without rank 0's cache may
-    # write the same features at once; each replace is atomic and the contents are the same.
-    partial_path = path.with_name(f"{path.name}.{os.getpid()}.partial.npz")
-    np.savez(partial_path, **arrays)
-    os.replace(partial_path, path)
+    # Data-parallel ranks on a machine without rank 0's cache may write the same features at once:
+    # each writes its own temporary file, and the contents are the same.
+    with files.atomic_path(path) as partial:
+        np.savez(partial, **arrays)
 
 
 def _read_cache(path: Path) -> FeatureSet:

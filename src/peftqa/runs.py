@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from peftqa import files
+from peftqa.backbone import load_qa_model, load_tokenizer, resolve_model
+from peftqa.config import RunConfig
 from peftqa.errors import PeftqaError
+from peftqa.methods import get_method
 
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
@@ -35,33 +38,9 @@ LOSS_CURVE = "loss_curve.png"
 _VERSIONED_PACKAGES = ("peftqa", "torch", "transformers", "peft", "tokenizers", "numpy", "safetensors")
 
 
-def write_bytes_atomic(path: Path, content: bytes) -> None:
-    """Write to a temporary name, then rename: a killed process never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
-
-
 def write_scores(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Per-question scores, one JSON object a line, so any comparison can be recomputed without the model."""
-    write_bytes_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PeftqaError(f"{path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PeftqaError(f"{path}: not valid JSON ({error})") from error
+    files.write_jsonl_atomic(path, rows)
 
 
 def read_scores(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -132,14 +111,6 @@ def _git(folder: Path, *arguments: str) -> str | None:
     return completed.stdout.strip()
 
 
-def device_description(device) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 def display_names(folders: Sequence[Path]) -> list[str]:
     """Run folder names for tables and the web page; `parent/name` where two runs share a folder name."""
     names = [folder.name for folder in folders]
@@ -163,20 +134,16 @@ class LoadedRun:
         return self.settings["config"]["method"]
 
     @property
-    def config(self):
-        from peftqa.config import RunConfig
-
+    def config(self) -> RunConfig:
         return RunConfig.from_dict(self.settings["config"])
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     """The run directory and its run.json, or a PeftqaError naming what is missing."""
-    from peftqa.methods import get_method
-
     folder = Path(run_dir)
     if not folder.is_dir():
         raise PeftqaError(f"{folder}: no such run directory")
-    settings = read_json(folder / RUN_JSON)
+    settings = files.read_json(folder / RUN_JSON)
     if not isinstance(settings, dict) or "config" not in settings or "base_model_path" not in settings:
         raise PeftqaError(f"{folder / RUN_JSON}: not a peftqa run.json (no 'config' or 'base_model_path')")
     spec = get_method(settings["config"].get("method", "?"))
@@ -195,9 +162,6 @@ def load_run(run_dir: str | os.PathLike, base_model=None, device: str = "cpu") -
             share their frozen weights with other runs on the same backbone.
         device: where to put the model.
     """
-    from peftqa.backbone import load_qa_model, load_tokenizer
-    from peftqa.methods import get_method
-
     folder, settings = check_run_dir(run_dir)
     spec = get_method(settings["config"]["method"])
     if base_model is None:
@@ -208,14 +172,12 @@ def load_run(run_dir: str | os.PathLike, base_model=None, device: str = "cpu") -
         raise PeftqaError(f"{folder}: cannot load '{spec.artifact}/' ({str(error).splitlines()[0]})") from error
     tokenizer = load_tokenizer(str(folder / TOKENIZER_DIR))
     metrics_path = folder / METRICS_JSON
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics = files.read_json(metrics_path) if metrics_path.is_file() else {}
     return LoadedRun(folder, settings, metrics, model.to(device).eval(), tokenizer)
 
 
 def base_source(settings: dict[str, Any]) -> str:
     """Where the base weights are: the recorded path if it still exists, else resolve the name again."""
-    from peftqa.backbone import resolve_model
-
     recorded = settings.get("base_model_path")
     if recorded and Path(recorded).is_dir():
         return recorded

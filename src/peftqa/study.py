@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftqa import runs
+from peftqa import files, runs
 from peftqa.backbone import DEFAULT_MODEL
 from peftqa.config import PRESETS, RunConfig
 from peftqa.errors import PeftqaError
@@ -177,9 +177,10 @@ def run_study(
         workers_per_gpu: how many of them share each GPU.
     """
     from peftqa.data import ensure_squad
+    from peftqa.hardware import visible_gpus
     from peftqa.report import build_report, results_table
     from peftqa.train import train
-    from peftqa.workers import plan_slots, visible_gpus, worker_count
+    from peftqa.workers import plan_slots, worker_count
 
     preset = get_preset(preset_name)
     names = parse_methods(methods, preset.methods)
@@ -269,7 +270,7 @@ def run_study(
         "total_seconds": round(time.perf_counter() - steps.began, 1),
         "report": str(report_html),
     }
-    runs.write_json_atomic(folder / STUDY_JSON, summary)
+    files.write_json_atomic(folder / STUDY_JSON, summary)
     log("\n" + results_table(metrics))
     log(f"\nstudy done in {summary['total_seconds'] / 60:.1f} min.")
     log(f"report: {report_md}  and  {report_html} (one self-contained file: open it in a browser)")

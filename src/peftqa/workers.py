@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from peftqa.errors import PeftqaError
+from peftqa.hardware import cpu_cores, visible_gpus
 
 # What a job's target is called with, besides its own arguments: log (the worker's log file only)
 # and say (the console too, prefixed).
@@ -59,25 +60,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (empty without CUDA)."""
-    import torch
-
-    count = torch.cuda.device_count()  # NVML-based: does not initialise CUDA in this process
-    if not count:
-        return []
-    listed = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
-    return listed[:count] if listed else [str(i) for i in range(count)]
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity mask, e.g. a container's CPU set), not the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def worker_count(workers: int | None, workers_per_gpu: int | None, gpus: int) -> int:

@@ -4,91 +4,11 @@ A method is a `MethodSpec`: an options dataclass (its command-line flags are mad
 a default learning rate that works, the learning-rate grids its sweeps search, and three functions:
 `apply` (base model -> trainable model), `save` and `load`. Nothing else in peftqa branches on a
 method's name: the training loop, sweeps, studies and the web page read what they need from the spec.
-Adding a method is one new module that calls `register(...)` (or `_peft.register_peft(...)` for a
-peft config) and one import line at the bottom of this file.
+Adding a method is one new module that calls `registry.register(...)` (or `_peft.register_peft(...)`
+for a peft config) and one import line below. The spec and the registry live in `registry`.
 """
 
-from __future__ import annotations
+from peftqa.methods import bitfit, dora, full, ia3, lora, rslora, vera  # noqa: F401  (each registers itself)
+from peftqa.methods.registry import METHODS, MethodSpec, get_method, method_names, register
 
-import dataclasses
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-from peftqa.errors import PeftqaError
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """Everything the rest of peftqa needs to know about one method."""
-
-    name: str
-    description: str
-    options_cls: type  # a dataclass; every field has a default and metadata={"help": ...}
-    default_lr: float  # a learning rate that works on DistilBERT and BERT-family encoders
-    apply: Callable[[Any, Any], Any]  # (base QA model, options) -> model whose trainable params are the method's
-    save: Callable[[Any, Path], None]  # (trained model, run dir): writes `artifact` under the run dir
-    load: Callable[[Any, Path], Any]  # (base QA model, run dir) -> trained model, eval mode
-    artifact: str  # the folder in the run dir: "adapter" or "model"
-    # Learning rates a sweep tries, by grid name: "default" (`peftqa sweep`, the seed and full studies)
-    # and "quick" (`study --preset quick`, whose ~20-step trials favour higher rates).
-    sweep_lrs: Mapping[str, tuple[float, ...]]
-    trained_names: str  # regex of the parameter names the method trains, besides the QA head
-    rank_option: str | None = None  # the options field a sweep's --ranks sets (e.g. lora_r); None: no rank
-    # True when `load` leaves the base model's tensors untouched (an unmerged peft adapter), so the web
-    # page may share one base among several runs; False when it writes into the base (full, bitfit).
-    shares_base: bool = False
-
-    def lr_grid(self, name: str = "default") -> list[float]:
-        """The sweep grid called `name` (the default grid when the method has no grid of that name)."""
-        return sorted(self.sweep_lrs.get(name) or self.sweep_lrs["default"])
-
-    def make_options(self, values: dict[str, Any] | None = None) -> Any:
-        """The options dataclass from a dict, rejecting keys this method does not have."""
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(self.options_cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-            raise PeftqaError(f"{flags} does not apply to method '{self.name}' (its options: {sorted(known)})")
-        try:
-            return self.options_cls(**values)
-        except (TypeError, ValueError) as error:
-            raise PeftqaError(f"method '{self.name}': {error}") from error
-
-
-METHODS: dict[str, MethodSpec] = {}
-
-
-def register(spec: MethodSpec) -> MethodSpec:
-    """Add a method; fails at import on a bad or repeated name so mistakes cannot hide."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", spec.name):
-        raise ValueError(f"method name {spec.name!r} must be lowercase letters, digits or _")
-    if spec.name in METHODS:
-        raise ValueError(f"method {spec.name!r} is registered twice")
-    if not dataclasses.is_dataclass(spec.options_cls):
-        raise ValueError(f"method {spec.name!r}: options_cls must be a dataclass")
-    if "default" not in spec.sweep_lrs or not all(spec.sweep_lrs.values()):
-        raise ValueError(f"method {spec.name!r}: sweep_lrs needs a non-empty 'default' grid")
-    if spec.rank_option is not None and spec.rank_option not in {f.name for f in dataclasses.fields(spec.options_cls)}:
-        raise ValueError(f"method {spec.name!r}: rank_option {spec.rank_option!r} is not one of its options")
-    METHODS[spec.name] = spec
-    return spec
-
-
-def get_method(name: str) -> MethodSpec:
-    """The method called `name`, or a PeftqaError listing the known ones."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise PeftqaError(f"unknown method '{name}'; known methods: {', '.join(sorted(METHODS))}") from None
-
-
-def method_names() -> list[str]:
-    return sorted(METHODS)
-
-
-# One import per method: each module registers itself.
-from peftqa.methods import bitfit, dora, full, ia3, lora, rslora, vera  # noqa: E402, F401
+__all__ = ["METHODS", "MethodSpec", "get_method", "method_names", "register"]

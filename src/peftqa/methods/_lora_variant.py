@@ -11,8 +11,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from peftqa.methods import MethodSpec, lora
+from peftqa.methods import lora
 from peftqa.methods._peft import register_peft
+from peftqa.methods.registry import MethodSpec
 
 
 def register_variant(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from peftqa.methods import MethodSpec, register
+from peftqa.methods.registry import MethodSpec, register
 
 QA_HEAD = ["qa_outputs"]
 ADAPTER_DIR = "adapter"

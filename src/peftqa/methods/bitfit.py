@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from peftqa.methods import MethodSpec, register
 from peftqa.methods._peft import ADAPTER_DIR, QA_HEAD
+from peftqa.methods.registry import MethodSpec, register
 
 WEIGHTS_FILE = "bitfit.safetensors"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from peftqa.methods import MethodSpec, register
+from peftqa.methods.registry import MethodSpec, register
 
 MODEL_DIR = "model"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from peftqa import runs
+from peftqa import files
 from peftqa.report.compare import NOT_SETTLED, question_sample
 from peftqa.report.findings import findings
 from peftqa.report.render import Block, render_html, render_markdown, results_table
@@ -85,6 +85,6 @@ def build_report(
     if qualitative:
         blocks += _qualitative_section(results, log)
     markdown = render_markdown(blocks, out / FIGURES_DIR)
-    runs.write_bytes_atomic(out / REPORT_MD, markdown.encode())
-    runs.write_bytes_atomic(out / REPORT_HTML, render_html(blocks, "peftqa report").encode())
+    files.write_bytes_atomic(out / REPORT_MD, markdown.encode())
+    files.write_bytes_atomic(out / REPORT_HTML, render_html(blocks, "peftqa report").encode())
     return out / REPORT_MD, out / REPORT_HTML

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftqa import runs
+from peftqa import files
 
 
 def _human_bytes(count: float) -> str:
@@ -90,7 +90,7 @@ def render_markdown(blocks: list[Block], figures_dir: Path) -> str:
         elif block.kind == "table":
             parts.append(markdown_table(block.headers, block.rows))
         elif block.kind == "figure":
-            runs.write_bytes_atomic(figures_dir / block.name, block.png)
+            files.write_bytes_atomic(figures_dir / block.name, block.png)
             parts.append(f"![{block.text}]({figures_dir.name}/{block.name})")
     return "\n\n".join(parts) + "\n"
 

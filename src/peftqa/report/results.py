@@ -14,6 +14,7 @@ import numpy as np
 from peftqa import runs
 from peftqa.data import Example, load_squad, split_path
 from peftqa.errors import PeftqaError
+from peftqa.files import read_json
 from peftqa.metrics import score_answer
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
 
@@ -111,8 +112,8 @@ def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
     results = []
     for run_dir in run_dirs:
         folder, settings = runs.check_run_dir(run_dir)
-        metrics = runs.read_json(folder / runs.METRICS_JSON)
-        predictions = runs.read_json(folder / runs.PREDICTIONS_JSON)
+        metrics = read_json(folder / runs.METRICS_JSON)
+        predictions = read_json(folder / runs.PREDICTIONS_JSON)
         path = _question_file(settings["config"])
         if path not in files:
             files[path] = {e.id: e for e in load_squad(path)}

@@ -153,7 +153,7 @@ def _seeds_section(results: list[RunResult]) -> list[Block]:
 
 
 def _curves_section(results: list[RunResult]) -> list[Block]:
-    from peftqa.report_plots import pareto_png
+    from peftqa.plots import pareto_png
 
     blocks = [Block("h2", "Training curves")]
     for r in results:
@@ -188,7 +188,7 @@ def _curves_section(results: list[RunResult]) -> list[Block]:
 
 
 def _sweep_section(summaries: Sequence[dict[str, Any]]) -> list[Block]:
-    from peftqa.report_plots import sweeps_png
+    from peftqa.plots import sweeps_png
 
     if not summaries:
         return []

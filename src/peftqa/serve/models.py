@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftqa import export, runs
+from peftqa import export, files, runs
 from peftqa.config import ScoringSettings
-from peftqa.data import Example, cache_dir
+from peftqa.data import Example
 from peftqa.errors import PeftqaError
 from peftqa.features import build_features
+from peftqa.files import cache_dir
+from peftqa.hardware import available_memory_bytes
 from peftqa.metrics import score_answer
 from peftqa.postprocess import postprocess
 from peftqa.predict import predict_logits
@@ -181,7 +183,7 @@ def newest_runs(
         for run_json in root.glob(f"*/{runs.RUN_JSON}"):
             metrics = run_json.parent / runs.METRICS_JSON
             try:
-                method = runs.read_json(run_json)["config"]["method"]
+                method = files.read_json(run_json)["config"]["method"]
                 finished = metrics.stat().st_mtime
             except (PeftqaError, KeyError, TypeError, OSError):
                 continue
@@ -224,37 +226,9 @@ def threads_per_model(models: int, cores: int | None = None) -> int:
     """The torch (or ONNX Runtime) threads each model gets: the models of a request answer side by
     side, so each gets its share of the cores (2 cores, 2 models, one-window request on the Xeon VM:
     p50 70 -> 53 ms in fp32, 32 -> 29 ms with --fast)."""
-    from peftqa.workers import cpu_cores  # the cores this process may use (a container's CPU set)
+    from peftqa.hardware import cpu_cores  # the cores this process may use (a container's CPU set)
 
     return max(1, (cores or cpu_cores()) // max(1, models))
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (None where there is no such file)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
-    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX); None when it cannot be told.
-
-    Without them oneDNN emulates bf16: on a 2-core AVX2 EPYC a two-model request took 1.4 s under
-    bf16 autocast against 0.22 s in fp32, so `--fast` is refused there.
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return None
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
-    if flags is None:
-        return None
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def merged_copies_fit(folders: Sequence[Path], available: int | None = None) -> bool:
@@ -264,7 +238,7 @@ def merged_copies_fit(folders: Sequence[Path], available: int | None = None) -> 
     needed = 0
     for folder in folders:
         try:
-            needed += 4 * int(runs.read_json(folder / runs.METRICS_JSON)["total_params"])
+            needed += 4 * int(files.read_json(folder / runs.METRICS_JSON)["total_params"])
         except (PeftqaError, KeyError, TypeError, ValueError):
             continue
     return available is None or needed <= MEMORY_SHARE * available

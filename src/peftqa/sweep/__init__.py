@@ -97,7 +97,8 @@ def _extended_lrs(lrs: list[float], best: dict[str, Any] | None) -> list[float] 
 
 
 def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -> dict[str, Any]:
-    from peftqa.workers import plan_slots, visible_gpus, worker_count
+    from peftqa.hardware import visible_gpus
+    from peftqa.workers import plan_slots, worker_count
 
     study = open_study(config)
     with _folder_lock(config) as alone:

@@ -4,12 +4,10 @@ value on the grid's edge), and reading them back: `--lr from:SWEEP_DIR` is the b
 from __future__ import annotations
 
 import math
-import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peftqa import runs
+from peftqa import files
 from peftqa.errors import PeftqaError
 from peftqa.sweep.config import _TRIAL_EVAL_SPLIT, SweepConfig, _point, search_space
 from peftqa.sweep.storage import STUDY_DB
@@ -96,24 +94,19 @@ def summarize(study: optuna.Study, config: SweepConfig, questions: int) -> dict[
 
 
 def write_sweep(folder: Path, summary: dict[str, Any]) -> None:
-    from peftqa.report_plots import plot_sweep
+    from peftqa.plots import plot_sweep
 
-    # Workers on several machines may finish at once on one shared folder: each writes under its own
-    # temporary name, then renames (the last summary written holds every trial).
-    unique = f"{socket.gethostname()}-{os.getpid()}"
-    partial = folder / f".{SWEEP_JSON}.{unique}.partial"
-    runs.write_json_atomic(partial, summary)
-    os.replace(partial, folder / SWEEP_JSON)
-    picture = folder / f".sweep.{unique}.partial.png"
-    plot_sweep(summary, picture)
-    os.replace(picture, folder / SWEEP_PNG)
+    # Workers on several machines may finish at once on one shared folder: each atomic write has its
+    # own temporary name, and the last summary written holds every trial.
+    files.write_json_atomic(folder / SWEEP_JSON, summary)
+    plot_sweep(summary, folder / SWEEP_PNG)
 
 
 def read_sweep(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / SWEEP_JSON
     if not path.is_file():
         raise PeftqaError(f"{folder}: no {SWEEP_JSON} (not a sweep directory, or the sweep has not finished)")
-    return runs.read_json(path)
+    return files.read_json(path)
 
 
 def best_lr(folder: str | Path) -> float:

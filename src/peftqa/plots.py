@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from peftqa.runs import write_bytes_atomic
+from peftqa.files import write_bytes_atomic
 
 
 def _pyplot():
