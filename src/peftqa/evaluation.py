@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from peftqa import files
+from peftqa import files, runs
 from peftqa.data import gold_answers, load_squad
 from peftqa.errors import PeftqaError
 from peftqa.metrics import compute_metrics, question_scores
@@ -26,10 +26,9 @@ def evaluate_run(
         eval_limit: a sample of N questions, drawn as the run draws them; None: the run's own setting.
         data_dir: where SQuAD is; None: the run's own setting, else the default.
     """
-    from peftqa.export import agreement_with_run, load_for_scoring
     from peftqa.hardware import pick_device
 
-    loaded = load_for_scoring(run_dir, device=str(pick_device()))
+    loaded = runs.load_run(run_dir, device=str(pick_device()))
     config = loaded.config
     if eval_limit is not None:
         config = dataclasses.replace(config, eval_limit=eval_limit)
@@ -46,6 +45,17 @@ def evaluate_run(
         "eval_seconds": result.seconds,
         **agreement_with_run(loaded, result.predictions),
     }
+
+
+def agreement_with_run(loaded: runs.LoadedRun, predictions: dict[str, str]) -> dict[str, Any]:
+    """For an exported folder: on how many questions its answers are the run's own (run_predictions.json);
+    {} for a run directory, whose answers are its own."""
+    if "export" not in loaded.settings:
+        return {}
+    original = files.read_json(loaded.run_dir / runs.RUN_PREDICTIONS_JSON)
+    shared = [question for question in predictions if question in original]
+    same = sum(predictions[question] == original[question] for question in shared)
+    return {"same_answers_as_run": same, "compared_with_run": len(shared)}
 
 
 def score_file(dev_path: str | os.PathLike, predictions_path: str | os.PathLike, ci: bool = False) -> dict[str, Any]:

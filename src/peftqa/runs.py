@@ -1,7 +1,7 @@
-"""The run directory: what a run writes, written atomically, and the one loader that train,
-evaluate, predict and the web page share.
+"""The run directory and the export folder: what they hold, and the one loader (load_run) that
+evaluate, predict, export and the web page share, for either.
 
-    RUN_DIR/
+    RUN_DIR/ (peftqa train)
       adapter/ or model/   trained weights (adapter + QA head, or the whole model)
       tokenizer/           the tokenizer the features were built with
       run.json             every setting, package versions, git commit, device, data MD5s
@@ -10,6 +10,12 @@ evaluate, predict and the web page share.
       scores.jsonl         per question: id, title, exact_match, f1, prediction
       loss_curve.png       train and dev loss per epoch
       checkpoint/          only while training: what --resume needs
+
+    EXPORT_DIR/ (peftqa export)
+      config.json, model.safetensors (hf) or model.onnx (onnx), tokenizer files
+      peftqa.json          format, source run, scoring settings, the run's figures, run.json's config
+      run_predictions.json the run's own predictions.json, to count identical answers
+      README.md            the model card
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from peftqa.backbone import load_qa_model, load_tokenizer, resolve_model
 from peftqa.config import RunConfig
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
+from peftqa.onnx_runtime import OnnxQAModel, require_onnx
 
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
@@ -35,6 +42,11 @@ PREDICTIONS_JSON = "predictions.json"
 SCORES_JSONL = "scores.jsonl"  # one line per scored question: id, title, exact_match, f1, prediction
 TOKENIZER_DIR = "tokenizer"
 LOSS_CURVE = "loss_curve.png"
+EXPORT_JSON = "peftqa.json"
+RUN_PREDICTIONS_JSON = "run_predictions.json"
+MODEL_CARD = "README.md"
+ONNX_FILE = "model.onnx"
+EXPORT_FORMATS = ("hf", "onnx")
 _VERSIONED_PACKAGES = ("peftqa", "torch", "transformers", "peft", "tokenizers", "numpy", "safetensors")
 
 
@@ -44,14 +56,15 @@ def write_scores(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def read_scores(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """A run's scores.jsonl as {question id: row}; {} for a run written before the file existed.
+    """A run's scores.jsonl as {question id: row}.
 
     Raises:
-        PeftqaError: a line is not a JSON object with an id and numeric exact_match and f1 (named by line).
+        PeftqaError: the file is missing, or a line is not a JSON object with an id and numeric
+            exact_match and f1 (named by line).
     """
     path = Path(run_dir) / SCORES_JSONL
     if not path.is_file():
-        return {}
+        raise PeftqaError(f"{path}: no such file (the run did not finish, or files were removed)")
     rows: dict[str, dict[str, Any]] = {}
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -121,11 +134,11 @@ def display_names(folders: Sequence[Path]) -> list[str]:
 
 @dataclass
 class LoadedRun:
-    """A trained run, ready to predict."""
+    """A trained run (or its export), ready to predict."""
 
-    run_dir: Path
-    settings: dict[str, Any]  # run.json
-    metrics: dict[str, Any]  # metrics.json ({} while missing)
+    run_dir: Path  # the run directory, or the export folder
+    settings: dict[str, Any]  # run.json; of an export: {"config": run.json's config, "export": peftqa.json}
+    metrics: dict[str, Any]  # metrics.json ({} while missing); of an export: peftqa.json's figures
     model: Any
     tokenizer: Any
 
@@ -153,15 +166,28 @@ def check_run_dir(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     return folder, settings
 
 
-def load_run(run_dir: str | os.PathLike, base_model=None, device: str = "cpu") -> LoadedRun:
-    """Load a finished run: base model (given, or from run.json), then the method's weights.
+def load_run(
+    path: str | os.PathLike, base_model: Any = None, device: str = "cpu", threads: int | None = None
+) -> LoadedRun:
+    """Load a finished run directory, or a folder written by `peftqa export` (hf or onnx), ready to predict.
 
     Args:
-        run_dir: a run directory written by `peftqa train`.
-        base_model: a freshly loaded base QA model to build on; the web page passes models that
-            share their frozen weights with other runs on the same backbone.
-        device: where to put the model.
+        path: a run directory written by `peftqa train`, or an export folder.
+        base_model: run directories only: a freshly loaded base QA model to build on (default: loaded
+            from run.json); the web page passes models that share their frozen weights with other runs
+            on the same backbone.
+        device: where to put the model (an ONNX model runs on the CPU).
+        threads: ONNX exports only: ONNX Runtime's intra-op threads (None: its default, every core).
     """
+    if is_export(path):
+        if base_model is not None:
+            raise PeftqaError(f"{path}: an export holds its whole model; it takes no base model")
+        return _load_export(Path(path), device, threads)
+    return _load_run_dir(path, base_model, device)
+
+
+def _load_run_dir(run_dir: str | os.PathLike, base_model: Any, device: str) -> LoadedRun:
+    """The run's base model (given, or from run.json), then the method's weights."""
     folder, settings = check_run_dir(run_dir)
     spec = get_method(settings["config"]["method"])
     if base_model is None:
@@ -182,3 +208,42 @@ def base_source(settings: dict[str, Any]) -> str:
     if recorded and Path(recorded).is_dir():
         return recorded
     return resolve_model(settings["config"]["model"])
+
+
+def is_export(folder: str | os.PathLike) -> bool:
+    """Whether `folder` was written by `peftqa export` (a run directory has run.json instead)."""
+    return (Path(folder) / EXPORT_JSON).is_file() and not (Path(folder) / RUN_JSON).is_file()
+
+
+def read_export_info(folder: str | os.PathLike) -> dict[str, Any]:
+    """peftqa.json of an exported folder, checked for what evaluation and serving need."""
+    path = Path(folder) / EXPORT_JSON
+    info = files.read_json(path)
+    if (
+        not isinstance(info, dict)
+        or info.get("format") not in EXPORT_FORMATS
+        or not isinstance(info.get("config"), dict)
+    ):
+        raise PeftqaError(f"{path}: not a peftqa export description (no 'format' or 'config')")
+    return info
+
+
+def load_saved_model(folder: str | os.PathLike) -> Any:
+    """The transformers QA model of an hf export in fp32, in eval mode."""
+    return load_qa_model(str(folder)).eval()
+
+
+def _load_export(folder: Path, device: str, threads: int | None) -> LoadedRun:
+    """An export as a LoadedRun: run.json's settings and metrics.json's figures come from peftqa.json."""
+    info = read_export_info(folder)
+    if info["format"] == "onnx":
+        require_onnx()
+        model: Any = OnnxQAModel(folder / ONNX_FILE, threads=threads)
+    else:
+        model = load_saved_model(folder).to(device)
+    settings = {"config": info["config"], "export": info}
+    metrics = dict(info.get("metrics") or {})
+    if info.get("int8"):  # the page shows the figures of the model it serves: int8's own
+        int8 = info["int8"]["int8"]
+        metrics.update({key: int8[key] for key in ("exact_match", "f1", "exact_match_ci", "f1_ci") if key in int8})
+    return LoadedRun(folder, settings, metrics, model, load_tokenizer(str(folder)))
