@@ -10,10 +10,10 @@
       peftqa.json  source run, scoring settings, the run's dev figures and verification
       run_predictions.json  the run's own answers, so `peftqa evaluate DIR` can count identical ones
 
-An hf folder loads with plain transformers (`AutoModelForQuestionAnswering.from_pretrained(DIR)`);
-this transformers has no question-answering pipeline, so the model card shows the few lines that
-pick the answer span instead. peftqa reads peftqa.json (runs.load_run) only to score the folder on
-the run's own questions with the run's own windows. Every export is checked before it is written:
+An hf folder loads with plain transformers (`AutoModelForQuestionAnswering.from_pretrained(DIR)`).
+transformers 5.24, which peftqa is tested with, has no `pipeline("question-answering")`: the model
+card shows the few lines that replace it. peftqa reads peftqa.json (runs.load_run) only to score the
+folder on the run's own questions with the run's own windows. Every export is checked before it is written:
 the merged weights, the saved folder and the ONNX graph must give the run's logits on real windows.
 
 The jobs live in verify (merging, probe windows, logit checks), onnx (tracing, int8), folder (the

@@ -14,7 +14,7 @@ from peftqa.onnx_runtime import OnnxQAModel
 # Largest start/end logit difference accepted between merged or saved weights and the run (float
 # rounding of W + BA against Wx + BAx).
 MERGE_ATOL = 1e-4
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def merge_model(model: Any) -> Any:
@@ -49,7 +49,7 @@ def probe_batch(tokenizer: Any, scoring: Any, rows: int = 8) -> dict[str, Any]:
     order = np.argsort(-features.lengths, kind="stable")
     chosen = sorted({int(order[0]), int(order[-1]), *map(int, order[:: max(1, len(order) // rows)])})[:rows]
     batch = collate(features, chosen, tokenizer.pad_token_id, torch.device("cpu"))
-    return {name: batch[name] for name in INPUT_NAMES if name in batch}
+    return {name: batch[name] for name in _INPUT_NAMES if name in batch}
 
 
 def accepted_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
