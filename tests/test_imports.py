@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "peftqa"
 # earlier one. A package's modules all sit at the package's stage.
 STAGES: list[tuple[str, ...]] = [
     ("errors", "files", "wheels", "hardware", "stats", "metrics", "plots", "workers"),  # leaf helpers
-    ("data", "examples"),
+    ("data",),
     ("features",),
     ("backbone", "methods", "onnx_runtime"),
     ("config",),

@@ -31,6 +31,15 @@ def two_runs(tiny_bert_dir, squad_dir, tmp_path_factory):
     return [root / "lora", root / "bitfit"]
 
 
+# What sweep.json says about the questions its trials were scored on.
+_SWEEP_QUESTIONS = {
+    "eval_split": "validation",
+    "eval_limit": 200,
+    "validation_questions": 300,
+    "base_config": {"eval_sample": "random", "eval_seed": 0},
+}
+
+
 def _fake_sweep(folder):
     trials = [
         {"number": i, "state": "COMPLETE", "params": {"lr": lr}, "f1": f1, "exact_match": f1 / 2}
@@ -45,6 +54,7 @@ def _fake_sweep(folder):
             "trials": trials,
             "best": trials[1],
             "edge_warnings": [],
+            **_SWEEP_QUESTIONS,
         },
     )
     return folder
@@ -166,6 +176,7 @@ def _fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=Tru
     import json
 
     from peftqa import runs
+    from peftqa.data import QuestionChoice
 
     examples = _dev_examples(data_dir)
     assert len(right) == len(examples)
@@ -178,11 +189,10 @@ def _fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=Tru
     for needed in ("model" if method == "full" else "adapter", "tokenizer"):
         (folder / needed).mkdir(parents=True, exist_ok=True)
     config = {"method": method, "model": "m", "data_dir": str(data_dir), "seed": seed, "lr": lr, "epochs": 1.0}
-    config |= {"max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_limit": None}
-    files.write_json_atomic(
-        folder / runs.RUN_JSON,
-        {"config": config, "base_model_path": "m", "learning_rate": lr, "train_questions": 300, "device": DEVICE},
-    )
+    config |= {"max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_split": "dev", "eval_limit": None}
+    settings = {"config": config, "base_model_path": "m", "learning_rate": lr, "train_questions": 300, "device": DEVICE}
+    settings["eval_questions"] = QuestionChoice().describe(len(examples))
+    files.write_json_atomic(folder / runs.RUN_JSON, settings)
     files.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
     (folder / runs.SCORES_JSONL).unlink(missing_ok=True)
     if scores_file:
@@ -204,16 +214,17 @@ def _row(markdown, first_cell, section="## Results"):
     return next(line for line in lines if line.startswith(f"| {first_cell} |"))
 
 
-def test_scores_come_from_scores_jsonl_or_else_from_predictions(many_dir, tmp_path):
+def test_scores_come_from_scores_jsonl_and_a_run_without_it_is_an_error(many_dir, tmp_path):
+    from peftqa.errors import PeftqaError
     from peftqa.report import load_results
 
     right = [k % 3 == 0 for k in range(30)]
-    with_file = _fake_run(tmp_path / "a", many_dir, "lora", right)
+    (result,) = load_results([_fake_run(tmp_path / "a", many_dir, "lora", right)])
+    assert len(result.scores) == 30 and [e.id for e in result.examples] == list(result.scores)
+    assert result.mean("f1") == pytest.approx(100 * 10 / 30)
     without = _fake_run(tmp_path / "b", many_dir, "lora", right, scores_file=False)
-    a, b = load_results([with_file, without])
-    assert (a.scores_source, b.scores_source) == ("scores.jsonl", "predictions.json")
-    assert a.scores == b.scores and len(a.scores) == 30
-    assert a.mean("f1") == pytest.approx(100 * 10 / 30)
+    with pytest.raises(PeftqaError, match=r"b: no scored questions in scores\.jsonl"):
+        load_results([without])
 
 
 def test_results_table_carries_intervals_that_contain_the_point(many_dir, tmp_path):
@@ -226,7 +237,7 @@ def test_results_table_carries_intervals_that_contain_the_point(many_dir, tmp_pa
         assert len(intervals) == 2, _row(markdown, name)
         value, low, high = map(float, intervals[1])
         assert value == f1 and low < value < high
-    assert "Every run is scored on all 30 SQuAD v1.1 dev questions." in markdown
+    assert "Every run is scored on 30 dev questions (all)." in markdown  # run.json's own words
 
 
 def test_paired_comparison_settles_only_a_clear_difference(many_dir, tmp_path):
@@ -290,7 +301,7 @@ def test_findings_section_is_generated_changing_a_runs_metrics_changes_the_sente
 
 
 def test_findings_say_what_the_sweep_chose_and_on_which_questions(many_dir, tmp_path):
-    from peftqa.report import findings, load_results, question_sample
+    from peftqa.report import findings, load_results
 
     lora = _fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, lr=1e-3)
     trials = [
@@ -300,27 +311,19 @@ def test_findings_say_what_the_sweep_chose_and_on_which_questions(many_dir, tmp_
     sweep = {
         "method": "lora",
         "search_space": {"lr": [1e-4, 3e-4, 1e-3]},
-        "eval_split": "validation",
-        "eval_limit": 200,
+        **_SWEEP_QUESTIONS,
         "trials": trials,
         "best": trials[2],
         "edge_warnings": ["best lr=0.001 is the highest value tried: extend the grid upward"],
     }
     text = " ".join(findings(load_results([lora]), [sweep]))
     assert "The lora sweep chose learning rate 0.001, the highest value of its grid (0.0001, 0.0003, 0.001)" in text
-    assert "200 held-out training questions (whole articles kept out of the trials' training), not dev" in text
+    assert "200 held-out training questions (whole articles) (seeded random sample, seed 0), not dev" in text
     assert "No full fine-tuning run" in text and "used" not in text
-    older = {**sweep, "best": trials[1], "edge_warnings": []}
-    del older["eval_split"]
-    text = " ".join(findings(load_results([lora]), [older]))
-    assert "learning rate 0.0003, inside its grid" in text and "does not name" in text
+    inside = {**sweep, "best": trials[1], "edge_warnings": [], "base_config": {"eval_sample": "first", "eval_seed": 0}}
+    text = " ".join(findings(load_results([lora]), [inside]))
+    assert "learning rate 0.0003, inside its grid" in text and "(the first in file order), not dev" in text
     assert "The lora run(s) here used 0.001 instead." in text
-
-    assert question_sample({"eval_limit": 500}, 500) == "the first 500 SQuAD v1.1 dev questions in file order"
-    assert question_sample({"eval_limit": 500, "eval_sample": "random", "eval_seed": 0}, 500) == (
-        "500 SQuAD v1.1 dev questions, a seeded random sample (seed 0)"
-    )
-    assert question_sample({"eval_split": "validation", "eval_limit": 5000}, 2000).startswith("all 2,000 held-out")
 
 
 def test_read_scores_names_a_bad_line_and_is_empty_for_older_runs(tmp_path):

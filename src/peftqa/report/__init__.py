@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from peftqa import files
-from peftqa.report.compare import NOT_SETTLED, question_sample
+from peftqa.report.compare import NOT_SETTLED
 from peftqa.report.findings import findings
 from peftqa.report.render import Block, render_html, render_markdown, results_table
 from peftqa.report.results import answer_length, load_results, pareto_front, question_type
@@ -47,7 +47,6 @@ __all__ = [
     "load_qualitative",
     "load_results",
     "pareto_front",
-    "question_sample",
     "question_type",
     "results_table",
 ]

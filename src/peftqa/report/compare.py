@@ -1,5 +1,4 @@
-"""Which questions a run was scored on, which runs are seeds of one setting, and paired comparisons
-between runs or groups of seeds."""
+"""Which runs are seeds of one setting, and paired comparisons between runs or groups of seeds."""
 
 from __future__ import annotations
 
@@ -17,25 +16,6 @@ NOT_SETTLED = "not settled (interval includes 0)"
 # run.json config fields that do not change what a run learns: runs differing only in these (and the
 # seed) are seeds of one setting.
 _NOT_A_SETTING = {"seed", "output_dir", "data_dir", "checkpoint_every_steps", "eval_batch_size", "lr"}
-
-
-def question_sample(config: dict[str, Any], count: int) -> str:
-    """'500 SQuAD v1.1 dev questions, a seeded random sample (seed 0)': which questions a run's figures use.
-
-    Read from run.json's config: `eval_split`, `eval_limit`, `eval_sample`, `eval_seed`. Runs written
-    before `eval_sample` existed scored the first N questions in file order.
-    """
-    if (config.get("eval_split") or "dev") == "validation":
-        where = "held-out training questions (whole articles kept out of training)"
-    else:
-        where = "SQuAD v1.1 dev questions"
-    limit = config.get("eval_limit")
-    if limit is None or count < limit:
-        return f"all {count:,} {where}"
-    if config.get("eval_sample") == "random":
-        seed = config.get("eval_seed")
-        return f"{count:,} {where}, a seeded random sample (seed {'not recorded' if seed is None else seed})"
-    return f"the first {count:,} {where} in file order"
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from peftqa.report.compare import MethodGroup, _difference, compare, group_runs, question_sample
+from peftqa.data import QuestionChoice
+from peftqa.report.compare import MethodGroup, _difference, compare, group_runs
 from peftqa.report.render import _human_bytes
 from peftqa.report.results import RunResult
 
@@ -26,14 +27,19 @@ def _edge_of(summary: dict[str, Any]) -> str:
 
 
 def sweep_questions(summary: dict[str, Any]) -> str:
-    """Which questions a sweep's trials were scored on, from sweep.json's `eval_split` and `eval_limit`."""
-    count = f"{summary['eval_limit']:,}" if summary.get("eval_limit") else "all"
-    split = summary.get("eval_split")
-    if split == "validation":
-        return f"{count} held-out training questions (whole articles kept out of the trials' training), not dev"
-    if split == "dev":
-        return f"{count} dev questions, the split this report scores: the choice may flatter the dev results"
-    return f"{count} questions of a split sweep.json does not name (sweeps written before `eval_split` scored dev)"
+    """Which questions a sweep's trials were scored on (QuestionChoice.describe), from sweep.json."""
+    base = summary["base_config"]
+    choice = QuestionChoice(
+        eval_split=summary["eval_split"],
+        eval_limit=summary["eval_limit"],
+        eval_sample=base["eval_sample"],
+        eval_seed=base["eval_seed"],
+        validation_questions=summary["validation_questions"],
+    )
+    # sweep.json keeps the choice, not how many each trial scored: the limit, unless the held-out
+    # articles hold fewer; without a limit, all of them (at least `validation_questions`).
+    described = choice.describe(summary["eval_limit"] or summary["validation_questions"])
+    return f"{described}, not dev" if choice.eval_split == "validation" else described
 
 
 def _sweep_finding(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> str:
@@ -130,7 +136,7 @@ def findings(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()
 
     paragraphs += [_sweep_finding(summary, groups) for summary in sweeps]
 
-    samples = dict.fromkeys(question_sample(r.config, len(r.scores)) for r in results)
+    samples = dict.fromkeys(r.scored_on for r in results)
     widths = [(r.interval("f1")[1] - r.interval("f1")[0]) / 2 for r in results if r.scores]
     caveats = [
         f"Scored on {'; '.join(samples)}"

@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 
 from peftqa import runs
-from peftqa.data import Example, load_squad, split_path
+from peftqa.data import Example, eval_file, load_squad
 from peftqa.errors import PeftqaError
 from peftqa.files import read_json
-from peftqa.metrics import score_answer
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
 
 QUESTION_TYPES = ("what", "who", "when", "where", "why", "how many", "other")
@@ -38,7 +37,6 @@ class RunResult:
     # question id -> {"exact_match", "f1"} (0..100), in the order of `examples`: every EM/F1, interval
     # and comparison in the report is computed from these.
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
-    scores_source: str = runs.SCORES_JSONL  # or PREDICTIONS_JSON, for runs written before scores.jsonl
     _intervals: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     @property
@@ -48,6 +46,11 @@ class RunResult:
     @property
     def method(self) -> str:
         return self.config["method"]
+
+    @property
+    def scored_on(self) -> str:
+        """Which questions the run was scored on, in the words run.json keeps (QuestionChoice.describe)."""
+        return self.settings["eval_questions"]
 
     def values(self, metric: str, ids: Sequence[str] | None = None) -> np.ndarray:
         """Per-question `metric` ("exact_match" or "f1") over `ids` (default: every scored question)."""
@@ -74,37 +77,26 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
     return bootstrap_interval(values, resamples=RESAMPLES, seed=BOOTSTRAP_SEED)
 
 
-def _question_file(config: dict[str, Any]) -> Path:
-    """The SQuAD file a run's scored questions come from: dev, or train for held-out training articles."""
-    split = config.get("eval_split") or "dev"
-    return split_path(config.get("data_dir"), "train" if split == "validation" else "dev")
-
-
 def _run_scores(
-    folder: Path, predictions: dict[str, str], questions: dict[str, Example], path: Path
-) -> tuple[list[Example], dict[str, dict[str, float]], str]:
-    """The run's scored questions and per-question scores: from scores.jsonl when the run wrote one, else
-    recomputed from predictions.json and the gold answers (the same official scoring training used)."""
+    folder: Path, questions: dict[str, Example], path: Path
+) -> tuple[list[Example], dict[str, dict[str, float]]]:
+    """The run's scored questions (in file order) and their per-question scores, from scores.jsonl."""
     stored = runs.read_scores(folder)
-    wanted = stored or predictions
-    missing = [i for i in wanted if i not in questions]
+    if not stored:
+        raise PeftqaError(f"{folder}: no scored questions in {runs.SCORES_JSONL}")
+    missing = [i for i in stored if i not in questions]
     if missing:
         raise PeftqaError(f"{folder}: {len(missing)} scored question(s), e.g. '{missing[0]}', are not in {path}")
-    examples = [e for e in questions.values() if e.id in wanted]  # file order
-    if stored:
-        for e in examples:  # predictions.json may predate a re-scoring; scores.jsonl says what was scored
-            predictions.setdefault(e.id, str(stored[e.id].get("prediction", "")))
-        scores = {e.id: {m: float(stored[e.id][m]) for m in METRIC_NAMES} for e in examples}
-        return examples, scores, runs.SCORES_JSONL
-    scores = {e.id: score_answer(predictions.get(e.id, ""), e.answers) for e in examples}
-    return examples, scores, runs.PREDICTIONS_JSON
+    examples = [e for e in questions.values() if e.id in stored]
+    scores = {e.id: {m: float(stored[e.id][m]) for m in METRIC_NAMES} for e in examples}
+    return examples, scores
 
 
 def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
     """Every run's settings, metrics, predictions, scored questions and per-question scores.
 
     Each question file is read once, whole: runs may score a seeded random sample rather than the
-    first N questions, so the scored ids (scores.jsonl, else predictions.json) pick the questions.
+    first N questions, so the scored ids (scores.jsonl) pick the questions.
     """
     if not run_dirs:
         raise PeftqaError("name at least one run directory")
@@ -114,11 +106,12 @@ def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
         folder, settings = runs.check_run_dir(run_dir)
         metrics = read_json(folder / runs.METRICS_JSON)
         predictions = read_json(folder / runs.PREDICTIONS_JSON)
-        path = _question_file(settings["config"])
+        config = settings["config"]
+        path = eval_file(config["data_dir"], config["eval_split"])
         if path not in files:
             files[path] = {e.id: e for e in load_squad(path)}
-        examples, scores, source = _run_scores(folder, predictions, files[path], path)
-        results.append(RunResult(folder, folder.name, settings, metrics, predictions, examples, scores, source))
+        examples, scores = _run_scores(folder, files[path], path)
+        results.append(RunResult(folder, folder.name, settings, metrics, predictions, examples, scores))
     for result, name in zip(results, runs.display_names([r.run_dir for r in results]), strict=True):
         result.name = name
     return results
@@ -139,7 +132,7 @@ def answer_length(example: Example) -> str:
 
 
 def per_question_scores(result: RunResult) -> dict[str, dict[str, float]]:
-    """{question id: {"exact_match", "f1"}} of a run (from scores.jsonl, or recomputed for older runs)."""
+    """{question id: {"exact_match", "f1"}} of a run, from its scores.jsonl."""
     return result.scores
 
 

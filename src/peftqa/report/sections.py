@@ -13,7 +13,7 @@ from typing import Any
 from peftqa import runs
 from peftqa.data import Example
 from peftqa.metrics import normalize_answer, score_answer
-from peftqa.report.compare import _difference, compare, group_runs, question_sample, reference_run, verdict
+from peftqa.report.compare import _difference, compare, group_runs, reference_run, verdict
 from peftqa.report.findings import findings, sweep_questions
 from peftqa.report.render import RESULT_HEADERS, Block, result_row
 from peftqa.report.results import (
@@ -50,12 +50,6 @@ def _results_section(results: list[RunResult]) -> list[Block]:
         "were asked, not the luck of training. Adapter size is the saved artifact on disk (adapter + QA head, or "
         "the whole model); features/s is training throughput."
     )
-    older = [r.name for r in results if r.scores_source != runs.SCORES_JSONL]
-    if older:
-        note += (
-            f" Per-question scores of {', '.join(older)} are recomputed from {runs.PREDICTIONS_JSON} "
-            f"(written before runs kept {runs.SCORES_JSONL})."
-        )
     for r in results:
         for metric, label in METRIC_NAMES.items():
             recorded = r.metrics.get(metric)
@@ -89,7 +83,7 @@ def _results_section(results: list[RunResult]) -> list[Block]:
 
 def _questions_note(results: Sequence[RunResult]) -> str:
     """Which questions each run's figures use: one sentence when all runs share the rule, else one per run."""
-    described = {r.name: question_sample(r.config, len(r.scores)) for r in results}
+    described = {r.name: r.scored_on for r in results}
     if len(set(described.values())) == 1:
         return f"Every run is scored on {next(iter(described.values()))}."
     return (
@@ -328,8 +322,8 @@ def _error_section(results: list[RunResult]) -> list[Block]:
 
 
 def load_qualitative() -> list[dict[str, Any]]:
-    """The project's own hand-written examples (src/peftqa/examples/qualitative.json)."""
-    text = resources.files("peftqa.examples").joinpath("qualitative.json").read_text(encoding="utf-8")
+    """The project's own hand-written examples (src/peftqa/data/examples/qualitative.json)."""
+    text = resources.files("peftqa.data.examples").joinpath("qualitative.json").read_text(encoding="utf-8")
     return json.loads(text)["examples"]
 
 
@@ -354,7 +348,7 @@ def _qualitative_section(results: list[RunResult], log: Callable[[str], None]) -
         Block("h2", "Qualitative: the project's hand-written examples"),
         Block(
             "p",
-            "Every run answers the same hand-written questions (src/peftqa/examples/qualitative.json); "
+            "Every run answers the same hand-written questions (src/peftqa/data/examples/qualitative.json); "
             "EM/F1 where a true answer exists.",
         ),
     ]
