@@ -82,10 +82,10 @@ def test_epoch_scores_report_to_optuna_and_prune():
         def should_prune(self):
             return True
 
-    on_epoch = _pruning_hook(FakeTrial(), last_epoch=2)
+    after_epoch = _pruning_hook(FakeTrial(), last_epoch=2)
     with pytest.raises(optuna.TrialPruned, match="F1 12.50 after epoch 1"):
-        on_epoch({"epoch": 1, "f1": 12.5, "exact_match": 10.0})
-    on_epoch({"epoch": 2, "f1": 22.5, "exact_match": 20.0})  # the last epoch is kept
+        after_epoch({"epoch": 1, "f1": 12.5, "exact_match": 10.0})
+    after_epoch({"epoch": 2, "f1": 22.5, "exact_match": 20.0})  # the last epoch is kept
     assert FakeTrial.reported == [(1, 12.5), (2, 22.5)]
 
 
