@@ -1,13 +1,13 @@
-"""GPU training, lever by lever (issue 11): one table of training speed, GPU use and dev EM/F1.
+"""GPU training, lever by lever: one table of training speed, GPU use and dev EM/F1.
 
     PYTHONPATH=src python3 -m benchmarks.bench_gpu --model .gpucarry/minilm --data-dir .gpucarry/squad \\
-        --out bench_gpu.json                               # one H100/H200: about 5-6 minutes
+        --out bench_gpu.json                               # one H100/H200 (README: how long)
     python -m benchmarks.bench_gpu --smoke --model minilm-l6 --data-dir ../shared/squad   # CPU: end to end, small
 
 Rows, in order (LoRA r 16 on every linear layer, peftqa's defaults otherwise):
   - the Hugging Face Trainer + peft baseline (benchmarks/baseline_trainer.py: LoRA on query/value,
     windows padded to max_length, bf16), batch 32, on a sample of train questions (speed only);
-  - peftqa as of the issue's start: batch 32, the loss read on the host every step, batches built in
+  - peftqa with every lever off: batch 32, the loss read on the host every step, batches built in
     NumPy, fp32 frozen weights under bf16 autocast, peft's LoRA forward;
   - each lever added in turn: no host read in the step (--log-every-steps 50), batches gathered on the
     GPU, bf16 frozen weights, the fused LoRA forward;
@@ -18,7 +18,9 @@ Rows, in order (LoRA r 16 on every linear layer, peftqa's defaults otherwise):
 Speed rows train --speed-steps steps (fewer at larger batches) over all of train, after one warm-up run;
 their features/s and ms/step are peftqa's own train_seconds (device synchronised at each read).
 GPU busy % is the mean of `nvidia-smi --query-gpu=utilization.gpu -lms 200` samples taken while the
-training steps ran (evaluation excluded): the share of time a kernel was running, not SM occupancy.
+training steps ran (from each step's end to the next's, as train()'s hooks report them: an epoch's
+first step, its evaluation and checkpoint excluded): the share of time a kernel was running, not SM
+occupancy.
 It writes the table as JSON with --out (after every row, so a run cut short keeps what it measured).
 Needs no network: --model must be a local folder there, --data-dir a folder with the SQuAD files.
 """
@@ -109,7 +111,6 @@ class GpuBusy:
         self.samples: list[tuple[float, float]] = []
         self.process: subprocess.Popen[str] | None = None
         self.windows: list[tuple[float, float]] = []
-        self.holes: list[tuple[float, float]] = []
         if shutil.which("nvidia-smi") is None or not _cuda():
             return
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
@@ -134,28 +135,42 @@ class GpuBusy:
         try:
             yield
         finally:
-            self.windows.append((began, time.monotonic()))
+            self.add_window(began, time.monotonic())
 
-    def paused(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """`function` with its time cut out of the windows (evaluation inside the training loop)."""
+    def add_window(self, began: float, ended: float) -> None:
+        """A time span to sample; one that starts where the last ended extends it."""
+        if self.windows and self.windows[-1][1] == began:
+            began = self.windows.pop()[0]
+        self.windows.append((began, ended))
 
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            began = time.monotonic()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.holes.append((began, time.monotonic()))
+    def step_hooks(self) -> Any:
+        """train() hooks that make each span from one training step's end to the next's a window.
 
-        return wrapper
+        An epoch's evaluation and checkpoint come after its last step and before the next epoch's first,
+        so they fall outside (as does the first step of each epoch).
+        """
+        from peftqa.train import TrainHooks
+
+        last_step: list[float | None] = [None]
+
+        def after_step(_state: Any) -> None:
+            now = time.monotonic()
+            if last_step[0] is not None:
+                self.add_window(last_step[0], now)
+            last_step[0] = now
+
+        def after_epoch(_entry: dict[str, Any]) -> None:
+            last_step[0] = None
+
+        return TrainHooks(after_step=after_step, after_epoch=after_epoch)
 
     def take(self) -> float | None:
-        """Mean utilisation over the windows since the last call (minus the paused parts); None without samples."""
+        """Mean utilisation over the windows since the last call; None without samples."""
         time.sleep(0.25)  # the last sample of the window
-        windows, holes = self.windows, self.holes
-        self.windows, self.holes = [], []
+        windows, self.windows = self.windows, []
 
         def inside(t: float) -> bool:
-            return any(a <= t < b for a, b in windows) and not any(a <= t < b for a, b in holes)
+            return any(a <= t < b for a, b in windows)
 
         values = [value for t, value in self.samples if inside(t)]
         return sum(values) / len(values) if values else None
@@ -183,26 +198,8 @@ class Bench:
         self.rows: list[Row] = []
         self.began = time.monotonic()
         self.patched: list[tuple[Any, str, Any]] = []  # (module, name, original), put back by close()
-        # The training steps are the window; the epoch-end evaluation is cut out of it.
-        real_fit, real_end = train_module._fit, train_module._end_epoch
-
-        def fit(*a: Any, **k: Any) -> Any:
-            with self.busy.window():
-                return real_fit(*a, **k)
-
-        self.patch(train_module, "_fit", fit)
-        self.patch(train_module, "_end_epoch", self.busy.paused(real_end))
-        # Every row reads the same questions: load and tokenise them once.
-        prepared: dict[tuple, Any] = {}
-        real_prepare = train_module.prepare_data
-
-        def prepare(config: Any, tokenizer: Any, log: Callable[[str], None] = print) -> Any:
-            key = (config.train_limit, config.eval_limit, config.max_length, config.doc_stride)
-            if key not in prepared:
-                prepared[key] = real_prepare(config, tokenizer, log)
-            return prepared[key]
-
-        self.patch(train_module, "prepare_data", prepare)
+        # Every row reads the same questions: tokenised once, by the warm-up, then read from the feature
+        # cache.
         if importlib.util.find_spec("matplotlib") is None:  # the GPU machine may lack it; the loss plot is not needed
             import peftqa.plots as plots
 
@@ -250,7 +247,9 @@ class Bench:
         )
         row = Row(label, batch, settings={**settings, **extra})
         began = time.monotonic()
-        metrics = self.train_module.train(config, log=lambda line: print(f"  {line}", flush=True))
+        metrics = self.train_module.train(
+            config, log=lambda line: print(f"  {line}", flush=True), hooks=self.busy.step_hooks()
+        )
         row.wall_seconds = time.monotonic() - began
         row.steps = metrics["steps"]
         row.train_features_per_second = metrics["train_features_per_second"]
@@ -357,7 +356,7 @@ def plan_and_run(bench: Bench) -> None:
     bench.run("Trainer baseline", lambda: bench.baseline_row(small), small)
     settings = dict(ALL_OFF)
     steps = args.speed_steps
-    start = "peftqa at the issue's start (every lever off)"
+    start = "peftqa with every lever off"
     bench.run(start, lambda: bench.peftqa_row(start, small, steps, dict(settings)), small)
     for label, added in LEVERS:
         settings.update(added)

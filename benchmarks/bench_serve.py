@@ -371,10 +371,10 @@ def measure_floor(run_dir: str, seconds: float = 2.0) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from peftqa import runs
+    from peftqa.batches import collate
     from peftqa.data import Example
     from peftqa.export import merge_model
     from peftqa.features import build_features
-    from peftqa.predict import collate
 
     loaded = runs.load_run(run_dir)
     model = merge_model(loaded.model).eval()

@@ -39,12 +39,11 @@ def _recipes(args: argparse.Namespace):
 
     from benchmarks.baseline_trainer import BaselineSettings, baseline_model, prepare_train_features
     from peftqa.backbone import load_qa_model, load_tokenizer, resolve_model
+    from peftqa.batches import collate, length_grouped_batches
     from peftqa.config import RunConfig
     from peftqa.data import load_squad, split_path
     from peftqa.features import build_features
     from peftqa.methods import get_method
-    from peftqa.predict import collate
-    from peftqa.train import length_grouped_batches
 
     path = resolve_model(args.model)
     tokenizer = load_tokenizer(path)

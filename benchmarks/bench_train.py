@@ -80,14 +80,10 @@ def random_distilbert(folder: Path) -> str:
 
 
 def _peftqa_arm(args: argparse.Namespace) -> dict:
-    import peftqa.train as train_module
     from peftqa.config import RunConfig
+    from peftqa.train import train
 
-    # CPU seconds of the training loop alone (the loop calls the epoch-end evaluation: taken out),
-    # a figure that a shared machine disturbs less than wall time.
-    cpu = {"fit": 0.0, "eval": 0.0}
-    train_module._fit = _cpu_timed(train_module._fit, cpu, "fit")
-    train_module._end_epoch = _cpu_timed(train_module._end_epoch, cpu, "eval")
+    steps = _StepCpuSeconds()
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["PEFTQA_CACHE_DIR"] = str(Path(scratch) / "cache")  # cold features, like the baseline
         config = RunConfig(
@@ -103,10 +99,10 @@ def _peftqa_arm(args: argparse.Namespace) -> dict:
             lr=args.lr,
             output_dir=str(Path(scratch) / "run"),
         )
-        metrics = train_module.train(config)
+        metrics = train(config, hooks=steps.hooks())
     keys = [key for _, key, _ in FIGURES if key in metrics]
     features = round(metrics["train_features_per_second"] * metrics["train_seconds"])
-    per_cpu_second = features / (cpu["fit"] - cpu["eval"])
+    per_cpu_second = steps.features / steps.seconds
     return {
         "train_features": features,
         "train_features_per_cpu_second": per_cpu_second,
@@ -114,15 +110,30 @@ def _peftqa_arm(args: argparse.Namespace) -> dict:
     }
 
 
-def _cpu_timed(function, totals: dict[str, float], key: str):
-    def timed(*args, **kwargs):
-        began = time.process_time()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            totals[key] += time.process_time() - began
+class _StepCpuSeconds:
+    """CPU seconds of the training steps alone, a figure a shared machine disturbs less than wall time:
+    from each step's end to the next's inside an epoch, as train()'s hooks report them (an epoch's
+    evaluation and checkpoint fall between its last step and the next epoch's first), and the
+    features those steps trained on."""
 
-    return timed
+    def __init__(self) -> None:
+        self.seconds, self.features = 0.0, 0
+        self.last: tuple[float, int] | None = None  # (CPU time, features seen) at the previous step's end
+
+    def hooks(self):
+        from peftqa.train import TrainHooks
+
+        return TrainHooks(after_step=self._after_step, after_epoch=self._after_epoch)
+
+    def _after_step(self, state) -> None:
+        now, seen = time.process_time(), state.progress.train_features_seen
+        if self.last is not None:
+            self.seconds += now - self.last[0]
+            self.features += seen - self.last[1]
+        self.last = (now, seen)
+
+    def _after_epoch(self, _entry) -> None:
+        self.last = None
 
 
 def _baseline_arm(args: argparse.Namespace) -> dict:

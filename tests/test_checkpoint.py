@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from peftqa.backbone import load_qa_model
-from peftqa.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from peftqa.checkpoint import LastEvaluation, Progress, checkpoint_path, load_checkpoint, save_checkpoint
 from peftqa.config import RunConfig
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
-from peftqa.train import build_optimizer
+from peftqa.prepare import build_optimizer
 
 
 def _trainable_model(model_dir, method: str = "lora"):
@@ -25,21 +25,21 @@ def _optimizer(model):
 def test_checkpoint_restores_the_trainable_tensors(tiny_bert_dir, tmp_path):
     model = _trainable_model(tiny_bert_dir)
     optimizer, scheduler = _optimizer(model)
-    save_checkpoint(tmp_path, model, optimizer, scheduler, {"step": 3})
+    save_checkpoint(tmp_path, model, optimizer, scheduler, Progress(step=3))
     saved = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     fresh = _trainable_model(tiny_bert_dir)
     with torch.no_grad():
         for parameter in fresh.parameters():
             parameter.add_(1.0)
-    assert load_checkpoint(tmp_path, fresh, *_optimizer(fresh)) == {"step": 3}
+    assert load_checkpoint(tmp_path, fresh, *_optimizer(fresh)) == Progress(step=3)
     restored = dict(fresh.named_parameters())
     assert all(torch.equal(restored[name], tensor) for name, tensor in saved.items())
 
 
 def test_a_checkpoint_missing_a_trainable_tensor_is_refused(tiny_bert_dir, tmp_path):
     model = _trainable_model(tiny_bert_dir)
-    save_checkpoint(tmp_path, model, *_optimizer(model), {"step": 1})
+    save_checkpoint(tmp_path, model, *_optimizer(model), Progress(step=1))
     state = torch.load(checkpoint_path(tmp_path), weights_only=False)
     dropped = sorted(state["trainable"])[0]
     del state["trainable"][dropped]
@@ -50,7 +50,7 @@ def test_a_checkpoint_missing_a_trainable_tensor_is_refused(tiny_bert_dir, tmp_p
 
 def test_a_checkpoint_of_another_method_is_refused(tiny_bert_dir, tmp_path):
     lora = _trainable_model(tiny_bert_dir, "lora")
-    save_checkpoint(tmp_path, lora, *_optimizer(lora), {"step": 1})
+    save_checkpoint(tmp_path, lora, *_optimizer(lora), Progress(step=1))
     ia3 = _trainable_model(tiny_bert_dir, "ia3")
     with pytest.raises(PeftqaError, match="does not match this model"):
         load_checkpoint(tmp_path, ia3, *_optimizer(ia3))
@@ -59,3 +59,14 @@ def test_a_checkpoint_of_another_method_is_refused(tiny_bert_dir, tmp_path):
 def test_no_checkpoint_means_nothing_to_restore(tiny_bert_dir, tmp_path):
     model = _trainable_model(tiny_bert_dir)
     assert load_checkpoint(tmp_path, model, *_optimizer(model)) is None
+
+
+def test_the_progress_comes_back_exactly_with_its_last_evaluation(tiny_bert_dir, tmp_path):
+    model = _trainable_model(tiny_bert_dir)
+    last = LastEvaluation({"q1": "Paris"}, {"q1": {"exact_match": 100.0, "f1": 100.0}}, {"f1": [90.0, 100.0]}, 1.5, 4.0)
+    entry = {"epoch": 1, "step": 2, "train_loss": 5.25, "eval_loss": 5.5, "exact_match": 100.0, "f1": 100.0}
+    progress = Progress(2, [entry], [5.5, 5.0], 0.75, 4, 321, last)
+    save_checkpoint(tmp_path, model, *_optimizer(model), progress)
+    restored = load_checkpoint(tmp_path, model, *_optimizer(model))
+    assert restored == progress and isinstance(restored.last_eval, LastEvaluation)
+    assert restored is not progress and restored.step_losses is not progress.step_losses

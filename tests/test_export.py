@@ -137,8 +137,8 @@ def test_exports_score_the_runs_dev_questions_with_the_same_answers(bert_runs, t
         export_run(bert_runs["lora"], tmp_path / fmt, fmt, log=_silent)
         scored = evaluate_run(tmp_path / fmt)
         assert (scored["exact_match"], scored["f1"]) == (expected["exact_match"], expected["f1"])
-        assert scored["dev_questions"] == expected["dev_questions"]
-        assert scored["same_answers_as_run"] == scored["compared_with_run"] == expected["dev_questions"]
+        assert scored["eval_questions"] == expected["eval_questions"]
+        assert scored["same_answers_as_run"] == scored["compared_with_run"] == expected["eval_questions"]
 
 
 def test_int8_export_is_smaller_and_reports_scores_before_and_after(bert_runs, tmp_path):
@@ -149,7 +149,7 @@ def test_int8_export_is_smaller_and_reports_scores_before_and_after(bert_runs, t
     assert report["int8_onnx_bytes"] < report["fp32_onnx_bytes"] == (tmp_path / "fp32" / ONNX_FILE).stat().st_size
     assert int8["bytes"] < fp32["bytes"]
     assert report["fp32"]["f1"] == pytest.approx(files.read_json(bert_runs["lora"] / runs.METRICS_JSON)["f1"])
-    assert {"exact_match", "f1", "questions"} <= set(report["int8"])
+    assert {"exact_match", "f1", "eval_questions"} <= set(report["int8"])
     assert any("int8" in line and "fp32" in line for line in lines)
     card = (tmp_path / "int8" / runs.MODEL_CARD).read_text()
     assert f"{report['int8']['f1']:.2f} in int8 ({report['same_answers']} identical answers)" in card

@@ -25,7 +25,7 @@ STAGES: list[tuple[str, ...]] = [
     ("runs",),
     ("batches", "postprocess"),
     ("predict",),
-    ("prepare", "levers", "parallel", "checkpoint", "meter", "device_batches"),
+    ("prepare", "levers", "parallel", "checkpoint", "meter"),
     ("train",),
     ("evaluation", "export"),
     ("sweep",),

@@ -191,7 +191,7 @@ def _fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=Tru
     config = {"method": method, "model": "m", "data_dir": str(data_dir), "seed": seed, "lr": lr, "epochs": 1.0}
     config |= {"max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_split": "dev", "eval_limit": None}
     settings = {"config": config, "base_model_path": "m", "learning_rate": lr, "train_questions": 300, "device": DEVICE}
-    settings["eval_questions"] = QuestionChoice().describe(len(examples))
+    settings["eval_description"] = QuestionChoice().describe(len(examples))
     files.write_json_atomic(folder / runs.RUN_JSON, settings)
     files.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
     (folder / runs.SCORES_JSONL).unlink(missing_ok=True)

@@ -102,14 +102,14 @@ def test_an_int8_export_shows_its_own_figures(run_and_exports, tmp_path):
     folder = tmp_path / "int8"
     shutil.copytree(run_and_exports["onnx"], folder)
     info = files.read_json(folder / runs.EXPORT_JSON)
-    int8 = {"exact_match": 1.5, "f1": 2.5, "exact_match_ci": [1.0, 2.0], "f1_ci": [2.0, 3.0], "questions": 4}
+    int8 = {"exact_match": 1.5, "f1": 2.5, "exact_match_ci": [1.0, 2.0], "f1_ci": [2.0, 3.0], "eval_questions": 4}
     info["int8"] = {"fp32": {**int8, "f1": 9.0}, "int8": int8}
     files.write_json_atomic(folder / runs.EXPORT_JSON, info)
     metrics = runs.load_run(folder).metrics
     assert {key: metrics[key] for key in ("exact_match", "f1", "exact_match_ci", "f1_ci")} == {
         key: int8[key] for key in ("exact_match", "f1", "exact_match_ci", "f1_ci")
     }
-    assert metrics["dev_questions"] == info["metrics"]["dev_questions"]  # the rest as the run scored it
+    assert metrics["eval_questions"] == info["metrics"]["eval_questions"]  # the rest as the run scored it
 
 
 def test_load_run_refuses_a_base_model_for_an_export_and_a_broken_description(run_and_exports, tmp_path):

@@ -10,10 +10,10 @@ import pytest
 
 from peftqa import runs
 from peftqa import study as study_module
-from peftqa.checkpoint import check_same_settings
 from peftqa.cli import main
 from peftqa.errors import PeftqaError
 from peftqa.study import STUDY_PRESETS, StudyPreset, parse_methods, run_study
+from peftqa.sweep import run_sweep
 
 TINY = StudyPreset(
     description="tiny test study",
@@ -44,17 +44,24 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
     assert any("peftqa serve" in line for line in lines)
 
     # Running it again trains nothing: every sweep trial and run is already complete.
-    import peftqa.train as train_module
-
-    monkeypatch.setattr(train_module, "_fit", lambda *a, **k: pytest.fail("trained again"))
-    again = run_study("tiny", "lora", tmp_path / "study", str(squad_dir), {"model": str(tiny_bert_dir)}, lambda _: 0)
+    assert any(line.startswith("epoch 1: train loss") for line in lines)  # what training says at an epoch's end
+    again_lines: list[str] = []
+    again = run_study(
+        "tiny", "lora", tmp_path / "study", str(squad_dir), {"model": str(tiny_bert_dir)}, again_lines.append
+    )
     assert again["results"][0]["f1"] == summary["results"][0]["f1"]
+    assert not any(line.startswith("epoch ") for line in again_lines)
+    assert any(line.endswith("is already complete; nothing to resume") for line in again_lines)
 
     # A changed best learning rate must not silently re-use the run trained at the old one.
-    final = runs.load_run(summary["runs"][0]).config
-    check_same_settings(Path(final.output_dir), final)
-    with pytest.raises(PeftqaError, match="other settings"):
-        check_same_settings(Path(final.output_dir), dataclasses.replace(final, lr=final.lr * 3))
+    def sweep_with_another_best(config, log):
+        found = run_sweep(config, log=log)
+        best = {**found["best"], "params": {**found["best"]["params"], "lr": found["best"]["params"]["lr"] * 3}}
+        return {**found, "best": best}
+
+    monkeypatch.setattr(study_module, "run_sweep", sweep_with_another_best)
+    with pytest.raises(PeftqaError, match=r"other settings \(lr: "):
+        run_study("tiny", "lora", tmp_path / "study", str(squad_dir), {"model": str(tiny_bert_dir)}, lambda _: 0)
 
 
 def test_bad_study_input():

@@ -47,7 +47,7 @@ def test_grid_sweep_writes_summary_resumes_and_feeds_train(tiny_bert_dir, squad_
     assert all(Path(t["run_dir"], "metrics.json").is_file() for t in complete)
     # Each trial keeps its F1's interval over the held-out questions (the sweep plot draws it).
     assert all(t["f1_ci"][0] <= t["f1"] <= t["f1_ci"][1] for t in complete)
-    assert saved["best_by_dev_loss"]["dev_loss"] == min(t["dev_loss"] for t in complete)
+    assert saved["best_by_eval_loss"]["eval_loss"] == min(t["eval_loss"] for t in complete)
     assert saved["edge_warnings"], "a best value on a two-point grid is always on its edge"
 
     # Re-running a finished sweep trains nothing more.
@@ -82,10 +82,10 @@ def test_epoch_scores_report_to_optuna_and_prune():
         def should_prune(self):
             return True
 
-    on_epoch = _pruning_hook(FakeTrial(), last_epoch=2)
+    after_epoch = _pruning_hook(FakeTrial(), last_epoch=2)
     with pytest.raises(optuna.TrialPruned, match="F1 12.50 after epoch 1"):
-        on_epoch({"epoch": 1, "f1": 12.5, "exact_match": 10.0})
-    on_epoch({"epoch": 2, "f1": 22.5, "exact_match": 20.0})  # the last epoch is kept
+        after_epoch({"epoch": 1, "f1": 12.5, "exact_match": 10.0})
+    after_epoch({"epoch": 2, "f1": 22.5, "exact_match": 20.0})  # the last epoch is kept
     assert FakeTrial.reported == [(1, 12.5), (2, 22.5)]
 
 
@@ -120,7 +120,7 @@ def test_trials_are_scored_on_held_out_training_articles_never_dev(tiny_bert_dir
     scored = [json.loads(line) for line in (trial / runs.SCORES_JSONL).read_text().splitlines()]
     scored_titles = {row["title"] for row in scored}
     assert scored and not {row["id"] for row in scored} & dev_ids  # never a dev question
-    assert len(scored) >= 5 and settings["dev_questions"] == len(scored)
+    assert len(scored) >= 5 and settings["eval_questions"] == len(scored)
     # Trained on every training question except the held-out articles' (train_fraction 1.0).
     all_questions = sum(len(p["qas"]) for a in many_articles() for p in a["paragraphs"])
     assert settings["train_questions"] == all_questions - len(scored)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import torch
 
-import peftqa.train as train_module
 from peftqa import files, runs
+from peftqa.batches import length_grouped_batches
 from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
 from peftqa.evaluation import evaluate_run
 from peftqa.features import build_features
+from peftqa.methods import get_method
+from peftqa.methods.registry import METHODS, register
 from peftqa.predict import answer_question, evaluate
-from peftqa.train import length_grouped_batches, train
+from peftqa.train import TrainHooks, train
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 
@@ -55,49 +59,36 @@ def test_training_is_reproducible_with_a_seed(tiny_bert_dir, squad_dir, tmp_path
 
 
 class _Killed(BaseException):
-    """Stands for kill -9: raised right after a checkpoint is on disk, nothing else runs."""
+    """Stands for kill -9 in the middle of a step: nothing after it runs, nothing more is saved."""
 
 
-def test_resume_after_interruption_reaches_the_same_result(tiny_distilbert_dir, squad_dir, tmp_path, monkeypatch):
+def test_resume_after_interruption_reaches_the_same_result(tiny_distilbert_dir, squad_dir, tmp_path):
     # Dropout on, so the resumed run must also restore the random-number state to match.
     config = dict(method="lora", epochs=3, dropout=0.1, method_options={"lora_dropout": 0.1})
     reference = train(
         tiny_run_config(tiny_distilbert_dir, squad_dir, tmp_path / "ref", **config), log=lambda line: None
     )
 
-    real_save = train_module.save_checkpoint
-    saves = {"count": 0}
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves["count"] += 1
-        if saves["count"] == 3:  # mid-way through the second epoch
+    def die_in_step_5(state):
+        # 3 steps an epoch, a checkpoint every 2 steps and at each epoch end: the last one on disk is
+        # step 4's, in the middle of the second epoch (after its first epoch was scored).
+        if state.progress.step == 5:
             raise _Killed
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
     interrupted = tiny_run_config(tiny_distilbert_dir, squad_dir, tmp_path / "run", **config)
     with pytest.raises(_Killed):
-        train(interrupted, log=lambda line: None)
+        train(interrupted, log=lambda line: None, hooks=TrainHooks(after_step=die_in_step_5))
     assert not (tmp_path / "run" / runs.METRICS_JSON).exists()
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
 
     with pytest.raises(PeftqaError, match="--resume"):
         train(interrupted, log=lambda line: None)
-    resumed = train(interrupted, resume=True, log=lambda line: None)
+    lines: list[str] = []
+    resumed = train(interrupted, resume=True, log=lines.append)
+    assert "resumed from step 4 of 9" in lines
     assert resumed["history"] == reference["history"]
     assert resumed["f1"] == reference["f1"]
     # A finished run is not trained again.
     assert train(interrupted, resume=True, log=lambda line: None)["f1"] == reference["f1"]
-
-
-def test_length_grouped_batches_cover_every_row_once_and_group_lengths():
-    lengths = np.random.default_rng(0).integers(20, 384, size=1000)
-    batches = length_grouped_batches(lengths, 16, seed=3)
-    rows = np.concatenate(batches)
-    assert sorted(rows.tolist()) == list(range(1000))
-    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
-    assert spread < 40  # random batches would spread over ~300 tokens
-    assert all((a == b).all() for a, b in zip(batches, length_grouped_batches(lengths, 16, seed=3), strict=True))
 
 
 def test_resume_refuses_a_run_started_with_other_settings(tiny_bert_dir, squad_dir, tmp_path):
@@ -106,12 +97,17 @@ def test_resume_refuses_a_run_started_with_other_settings(tiny_bert_dir, squad_d
         train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", epochs=1, lr=2e-2), resume=True)
 
 
-def test_on_epoch_gets_every_epoch_and_can_stop_the_run(tiny_bert_dir, squad_dir, tmp_path):
-    seen = []
-    metrics = train(
-        tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "a"), log=lambda line: None, on_epoch=seen.append
+def test_hooks_see_the_data_every_step_and_every_epoch_and_can_stop_the_run(tiny_bert_dir, squad_dir, tmp_path):
+    prepared, steps, epochs = [], [], []
+    hooks = TrainHooks(
+        after_prepare=prepared.append,
+        after_step=lambda state: steps.append((state.progress.step, len(state.progress.history))),
+        after_epoch=epochs.append,
     )
-    assert seen == metrics["history"] and [entry["epoch"] for entry in seen] == [1, 2]
+    metrics = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "a"), log=lambda line: None, hooks=hooks)
+    assert len(prepared) == 1 and len(prepared[0].train_features) == 6  # batch 2: 3 steps an epoch
+    assert steps == [(1, 0), (2, 0), (3, 0), (4, 1), (5, 1), (6, 1)] and metrics["steps"] == 6
+    assert epochs == metrics["history"] and [entry["epoch"] for entry in epochs] == [1, 2]
 
     class Stop(Exception):
         pass
@@ -121,7 +117,9 @@ def test_on_epoch_gets_every_epoch_and_can_stop_the_run(tiny_bert_dir, squad_dir
 
     with pytest.raises(Stop):
         train(
-            tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "b"), log=lambda line: None, on_epoch=stop_after_first
+            tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "b"),
+            log=lambda line: None,
+            hooks=TrainHooks(after_epoch=stop_after_first),
         )
     assert not (tmp_path / "b" / runs.METRICS_JSON).exists()
 
@@ -136,7 +134,7 @@ def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_save
         rows = [json.loads(line) for line in (run_dir / runs.SCORES_JSONL).read_text().splitlines()]
         results[method] = (files.read_json(run_dir / runs.RUN_JSON), metrics, rows)
         # The saved per-question scores are the figures' raw material: their mean is the reported F1.
-        assert len(rows) == 8 == metrics["dev_questions"]
+        assert len(rows) == 8 == metrics["eval_questions"] == results[method][0]["eval_questions"]
         assert np.mean([row["f1"] for row in rows]) == pytest.approx(metrics["f1"])
         low, high = metrics["f1_ci"]
         assert low - 1e-9 <= metrics["f1"] <= high + 1e-9
@@ -147,8 +145,92 @@ def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_save
     assert [r["id"] for r in lora_rows] == [r["id"] for r in ia3_rows]  # paired: the same questions
     assert lora_settings["eval_ids_sha256"] == ia3_settings["eval_ids_sha256"]
     assert len({r["title"] for r in lora_rows}) >= 4  # a sample over the articles, not the first few
-    assert "seeded random sample" in lora_settings["eval_questions"]
+    assert "seeded random sample" in lora_settings["eval_description"]
     # Another seed of the run does not change the questions (eval_seed is its own setting).
     other = tiny_run_config(tiny_bert_dir, squad, tmp_path / "other", "lora", epochs=1, eval_limit=8, seed=8)
     train(other, log=lambda line: None)
     assert files.read_json(tmp_path / "other" / runs.RUN_JSON)["eval_ids_sha256"] == lora_settings["eval_ids_sha256"]
+
+
+def test_a_methods_after_optimizer_step_runs_once_per_step_before_the_gradients_are_cleared(
+    tiny_bert_dir, squad_dir, tmp_path
+):
+    calls = []
+
+    def record(model, step, total_steps):
+        has_gradients = any(p.grad is not None for p in model.parameters() if p.requires_grad)
+        calls.append((step, total_steps, has_gradients))
+
+    register(dataclasses.replace(get_method("lora"), name="lora_counted", after_optimizer_step=record))
+    try:
+        config = tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", "lora_counted")
+        metrics = train(config, log=lambda line: None)
+    finally:
+        del METHODS["lora_counted"]
+    assert calls == [(step, 6, True) for step in range(6)] and metrics["steps"] == 6
+
+
+# Tensor methods that move a value to the host (each waits for the device on a GPU).
+HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")
+
+
+def _host_reads_between_steps(monkeypatch, config) -> tuple[int, dict, list]:
+    """Train `config`, counting host reads from one step's end to the next step's end inside an epoch:
+    the step loop's own reads. An epoch's evaluation and checkpoint come after its last step and
+    before the next epoch's first, so they are not counted. Also returns the run's training data."""
+    state = {"reads": 0, "counted": 0, "in_epoch": False}
+
+    def counting(original):
+        def wrapper(self, *args, **kwargs):
+            state["reads"] += 1
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    def after_step(_training_state):
+        if state["in_epoch"]:
+            state["counted"] += state["reads"]
+        state["reads"], state["in_epoch"] = 0, True
+
+    def after_epoch(_entry):
+        state["in_epoch"] = False
+
+    prepared: list = []
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+    hooks = TrainHooks(after_prepare=prepared.append, after_step=after_step, after_epoch=after_epoch)
+    metrics = train(config, log=lambda line: None, hooks=hooks)
+    monkeypatch.undo()
+    return state["counted"], metrics, prepared
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_the_step_loop_reads_the_device_only_every_log_every_steps(
+    tiny_bert_dir, squad_dir, tmp_path, monkeypatch, method
+):
+    # Batch 2 over the fixture's 6 features, 4 epochs: 12 steps, 3 an epoch; reads at steps 4 and 8.
+    steps, log_every, epochs = 12, 4, 4
+    settings = dict(batch_size=2, epochs=epochs, log_every_steps=log_every, checkpoint_every_steps=1000)
+    config = tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "sparse", method, **settings)
+    reads, metrics, prepared = _host_reads_between_steps(monkeypatch, config)
+    assert metrics["steps"] == steps
+    assert 0 < reads <= steps // log_every
+    # Both kinds of batch went through the forward: with padding and without.
+    lengths = prepared[0].train_features.lengths
+    batches = [b for epoch in range(epochs) for b in length_grouped_batches(lengths, 2, config.seed * 1000 + epoch)]
+    assert {bool(lengths[b].min() < lengths[b].max()) for b in batches} == {True, False}
+    # Every step's real tokens are still counted (read from the device with the losses).
+    tokens = metrics["train_tokens_per_second"] * metrics["train_seconds"]
+    assert tokens == pytest.approx(epochs * int(lengths.sum()))
+    # The count is live: reading every step is seen as a read at every step but an epoch's last.
+    every = tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "every", method, **{**settings, "log_every_steps": 1})
+    reads_every, _, _ = _host_reads_between_steps(monkeypatch, every)
+    assert reads_every >= steps - epochs
+
+
+def test_step_losses_are_the_same_whatever_log_every_steps(tiny_bert_dir, squad_dir, tmp_path):
+    histories = []
+    for log_every in (1, 5):
+        config = tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / str(log_every), log_every_steps=log_every)
+        histories.append(train(config, log=lambda line: None)["history"])
+    assert histories[0] == histories[1]

@@ -1,12 +1,14 @@
 """What `--resume` needs, and what a run's peak memory was.
 
 A checkpoint holds the trainable tensors, the optimiser and scheduler states, the random-number
-states and the loop's progress, written atomically to RUN_DIR/checkpoint/state.pt. A run resumes
+states and the loop's `Progress`, written atomically to RUN_DIR/checkpoint/state.pt. A run resumes
 only with the settings it was started with (run.json says which).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,58 @@ import torch
 
 from peftqa import files, runs
 from peftqa.config import RunConfig
+from peftqa.data import Example
 from peftqa.errors import PeftqaError
+from peftqa.predict import EvalResult
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 # Settings that may change between an interrupted run and its resumption without changing the result
 # (how often losses are read, and where batches are gathered, give the same steps bit for bit).
 _RESUMABLE_DIFFERENCES = {"data_dir", "output_dir", "log_every_steps", "device_batches"}
+
+
+@dataclass
+class LastEvaluation:
+    """The latest epoch's evaluation beyond its history entry: what the run's final files are made of."""
+
+    predictions: dict[str, str]  # question id -> best answer
+    scores: dict[str, dict[str, float]]  # question id -> its exact_match and f1
+    intervals: dict[str, list[float]]  # "exact_match", "f1" -> 95% bootstrap interval [low, high]
+    seconds: float
+    features_per_second: float
+
+    @classmethod
+    def of(cls, result: EvalResult) -> LastEvaluation:
+        """What the run keeps of `predict.evaluate`'s result (not the n-best candidates)."""
+        intervals = {name: result.metrics[f"{name}_ci"] for name in ("exact_match", "f1")}
+        return cls(result.predictions, result.scores, intervals, result.seconds, result.features_per_second)
+
+    def score_rows(self, examples: list[Example]) -> list[dict[str, Any]]:
+        """One row per scored question, in `examples`' order: what scores.jsonl holds."""
+        return [
+            {"id": e.id, "title": e.title, **self.scores[e.id], "prediction": self.predictions.get(e.id, "")}
+            for e in examples
+        ]
+
+
+@dataclass
+class Progress:
+    """What the loop has done so far: saved in every checkpoint, so a resumed run carries on from it."""
+
+    step: int = 0  # optimiser steps taken
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per epoch: losses, EM, F1
+    step_losses: list[float] = field(default_factory=list)  # training loss of every optimiser step
+    train_seconds: float = 0.0
+    train_features_seen: int = 0
+    train_tokens_seen: int = 0
+    last_eval: LastEvaluation | None = None  # None until the first epoch is scored
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Progress:
+        """The inverse of `dataclasses.asdict`, as a checkpoint stores it."""
+        last_eval = values["last_eval"]
+        return cls(**{**values, "last_eval": LastEvaluation(**last_eval) if last_eval is not None else None})
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -31,7 +78,7 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, progress: dict) -> None:
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, progress: Progress) -> None:
     """Everything --resume needs, written atomically (a kill -9 leaves the previous one intact)."""
     state = {
         "trainable": _trainable_state(model),
@@ -39,13 +86,13 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, sched
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "progress": progress,
+        "progress": dataclasses.asdict(progress),
     }
     with files.atomic_path(checkpoint_path(run_dir)) as partial:
         torch.save(state, partial)
 
 
-def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> Progress | None:
     """Restore the run's checkpoint into model, optimiser and scheduler; its progress, or None if none.
 
     Every trainable tensor must be in the checkpoint and nothing else: a checkpoint of another method or
@@ -67,7 +114,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, sched
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["progress"]
+    return Progress.from_dict(state["progress"])
 
 
 def remove_checkpoint(run_dir: Path) -> None:

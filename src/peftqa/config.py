@@ -80,9 +80,8 @@ class RunConfig:
     warmup_fraction: float = _setting(0.1, "share of the steps with a linear learning-rate warm-up")
     weight_decay: float = _setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)")
     max_grad_norm: float = _setting(1.0, "gradient clipping")
-    # Off by default: on MiniLM-L6 LoRA (2,000 questions, 1 epoch, 2-core CPU) it took F1 from 39.9 to
-    # 51.9 and training from 8.0 to 15.1 features/s (attention dropout disables PyTorch's fused
-    # attention kernel; the dropout masks cost 13% of a step).
+    # Off by default: in short runs dropout only slows learning, and attention dropout takes PyTorch off
+    # its fused attention kernel while the dropout masks cost a share of every step (README, *Results*).
     dropout: float | None = _setting(
         0.0,
         "every dropout in the model (hidden states, attention), replacing the checkpoint's; the seed preset "
@@ -90,7 +89,9 @@ class RunConfig:
     )
     seed: int = _setting(42, "seeds the sample, the head's initialisation, the adapter and the batch order")
     checkpoint_every_steps: int = _setting(200, "also checkpoint inside an epoch, so --resume loses little")
-    # GPU levers (issue 11). The defaults leave a CPU run as it was; "auto" switches a lever on for CUDA.
+    # Speed levers of the training step (peftqa.levers). No default changes a CPU run's numbers; "auto"
+    # switches a lever on for CUDA. frozen_bf16 is off unless asked for: it changes the numerics (bf16
+    # matmuls) and was slower where it was measured (README).
     log_every_steps: int = _setting(
         50, "read the loss and counts from the device every this many steps (progress bar, log); 1: every step"
     )
@@ -98,7 +99,9 @@ class RunConfig:
         "on", "on: every feature is copied to the device once and batches are gathered there; off: built in NumPy"
     )
     frozen_bf16: str = _setting(
-        "auto", "adapter methods: frozen linear weights stored in bf16 while training (auto: on CUDA; on; off)"
+        "off",
+        "adapter methods: frozen linear weights stored in bf16 while training, which changes the numerics (off; on; "
+        "auto: on CUDA)",
     )
     fused_lora: str = _setting(
         "auto", "LoRA layers compute base(x) + s*B(A(x)) as one addmm while training (auto: on CUDA; on; off)"

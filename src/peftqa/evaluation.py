@@ -39,9 +39,9 @@ def evaluate_run(
         "f1": result.metrics["f1"],
         "exact_match_ci": result.metrics["exact_match_ci"],
         "f1_ci": result.metrics["f1_ci"],
-        "dev_loss": result.loss,
-        "dev_questions": len(examples),
-        "questions": config.questions.describe(len(examples)),
+        "eval_loss": result.loss,
+        "eval_questions": len(examples),
+        "eval_description": config.questions.describe(len(examples)),
         "eval_seconds": result.seconds,
         **agreement_with_run(loaded, result.predictions),
     }

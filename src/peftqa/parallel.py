@@ -77,22 +77,6 @@ class Parallel:
         return summed
 
 
-def widen(batch: dict[str, torch.Tensor], width: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """The batch padded on the right to `width` tokens (ids with pad_id, masks and segments with 0).
-
-    Every rank pads its shard as wide as the global batch: pad logits take part in the loss's softmax,
-    so a narrower shard would not compute the loss one process computes.
-    """
-    extra = width - batch["input_ids"].shape[1]
-    if extra <= 0:
-        return batch
-    padded = {}
-    for name, tensor in batch.items():
-        fill = pad_id if name == "input_ids" else 0
-        padded[name] = torch.nn.functional.pad(tensor, (0, extra), value=fill) if tensor.ndim == 2 else tensor
-    return padded
-
-
 def init_parallel() -> Parallel:
     """Join the process group when launched by torchrun/accelerate (WORLD_SIZE > 1); else rank 0 of 1."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

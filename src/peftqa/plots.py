@@ -19,8 +19,11 @@ def _pyplot():
     return plt
 
 
-def plot_loss_curve(history: list[dict], step_losses: list[float], path: Path, title: str = "") -> None:
-    """Training loss per step (smoothed) and dev loss per epoch, on one axis of steps."""
+def plot_loss_curve(
+    history: list[dict], step_losses: list[float], path: Path, title: str = "", eval_split: str = "dev"
+) -> None:
+    """Training loss per step (smoothed) and the scored questions' loss per epoch (`eval_split`: dev or
+    validation, the legend says which), on one axis of steps."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 3.5), dpi=110)
     if step_losses:
@@ -31,7 +34,7 @@ def plot_loss_curve(history: list[dict], step_losses: list[float], path: Path, t
         ]
         axis.plot(range(1, len(smoothed) + 1), smoothed, label="train loss (smoothed)")
     if history:
-        axis.plot([h["step"] for h in history], [h["dev_loss"] for h in history], "o-", label="dev loss")
+        axis.plot([h["step"] for h in history], [h["eval_loss"] for h in history], "o-", label=f"{eval_split} loss")
     axis.set_xlabel("optimiser step")
     axis.set_ylabel("loss")
     axis.set_title(title, fontsize=9)

@@ -1,7 +1,7 @@
 """Forward passes over features -> logits, and `evaluate` (predict -> post-process -> metrics).
 
-Batches hold features of similar length padded only to their longest row (dynamic padding):
-SQuAD windows average about 170 real tokens of 384, so fixed padding would waste half the work.
+Scoring batches are `batches.collate`'s: features of similar length (longest first), padded only to
+their longest row.
 """
 
 from __future__ import annotations
@@ -13,36 +13,13 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from peftqa.batches import collate
 from peftqa.config import DEFAULT_SCORING, RunConfig, ScoringSettings
 from peftqa.data import Example, eval_questions, gold_answers, md5_of
 from peftqa.features import FeatureSet, build_features, load_or_build_features
 from peftqa.metrics import compute_metrics, question_scores
 from peftqa.postprocess import Candidate, best_answers, postprocess
 from peftqa.stats import bootstrap_interval
-
-
-def collate(features: FeatureSet, rows, pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """A padded batch of the given feature rows, with labels, on `device`."""
-    lengths = [int(features.row_starts[r + 1] - features.row_starts[r]) for r in rows]
-    width = max(lengths)
-    input_ids = np.full((len(rows), width), pad_token_id, dtype=np.int64)
-    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
-    token_type_ids = np.zeros((len(rows), width), dtype=np.int64) if features.token_type_ids is not None else None
-    for i, (row, length) in enumerate(zip(rows, lengths, strict=True)):
-        span = features.row(row)
-        input_ids[i, :length] = features.input_ids[span]
-        attention_mask[i, :length] = 1
-        if token_type_ids is not None and features.token_type_ids is not None:
-            token_type_ids[i, :length] = features.token_type_ids[span]
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "start_positions": features.start_positions[list(rows)].astype(np.int64),
-        "end_positions": features.end_positions[list(rows)].astype(np.int64),
-    }
-    if token_type_ids is not None:
-        batch["token_type_ids"] = token_type_ids
-    return {name: torch.from_numpy(array).to(device, non_blocking=True) for name, array in batch.items()}
 
 
 def autocast_for(device: torch.device, bf16: bool | None = None):
@@ -62,8 +39,7 @@ def model_device(model) -> torch.device:
 def eval_batch_size_for(device: torch.device) -> int:
     """Features per forward pass when scoring, unless the run says otherwise.
 
-    A GPU wants large batches; a CPU is faster with small ones that stay in its caches (MiniLM-L6 on
-    500 SQuAD dev questions, 2-core CPU: 51 features/s at 16 against 36 at 64).
+    A GPU wants large batches; a CPU is faster with small ones that stay in its caches (README, *Results*).
     """
     return 64 if device.type == "cuda" else 16
 
@@ -77,7 +53,7 @@ def span_loss(
 ) -> torch.Tensor:
     """Mean of the start and end cross-entropies over the real tokens of each row.
 
-    The models' own QA loss also gives probability to padding positions, so the dev loss would
+    The models' own QA loss also gives probability to padding positions, so the scored loss would
     change with how rows are batched (a CPU scores in batches of 16, a GPU of 64); here it does not.
     """
     padding = attention_mask == 0

@@ -294,7 +294,8 @@ def _train_in_workers(
 ) -> list[dict[str, Any]]:
     """The final runs, len(slots) at a time; their metrics in the queued order."""
     from peftqa.backbone import load_tokenizer, resolve_model
-    from peftqa.train import prepare_data, train
+    from peftqa.prepare import prepare_data
+    from peftqa.train import train
     from peftqa.workers import Job, run_jobs
 
     metrics: dict[int, dict[str, Any]] = {}

@@ -54,7 +54,7 @@ def _use(info: dict[str, Any]) -> str:
         report = info["int8"]
         int8 = (
             "\n\n"
-            f"Dynamic int8 quantisation, scored on the same {report['fp32']['questions']} dev questions: "
+            f"Dynamic int8 quantisation, scored on the same {report['fp32']['eval_questions']} dev questions: "
             f"EM/F1 {report['fp32']['exact_match']:.2f}/{report['fp32']['f1']:.2f} in fp32, "
             f"{report['int8']['exact_match']:.2f}/{report['int8']['f1']:.2f} in int8 "
             f"({report['same_answers']} identical answers)."
@@ -93,7 +93,7 @@ def model_card(info: dict[str, Any], settings: dict[str, Any]) -> str:
         seed=config.get("seed"),
         exact_match=_with_interval(metrics, "exact_match"),
         f1=_with_interval(metrics, "f1"),
-        questions=metrics.get("dev_questions") or metrics.get("questions") or "?",
+        questions=metrics.get("eval_questions") or "?",
         eval_split=config.get("eval_split", "dev"),
         eval_sample=config.get("eval_sample", ""),
         eval_seed=config.get("eval_seed", ""),

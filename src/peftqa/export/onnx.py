@@ -115,7 +115,7 @@ def quantize_and_score(
         "int8_onnx_bytes": fp32.stat().st_size,
     }
     log(
-        f"dev EM/F1 on {before['questions']} questions: fp32 {before['exact_match']:.2f}/{before['f1']:.2f}, "
+        f"dev EM/F1 on {before['eval_questions']} questions: fp32 {before['exact_match']:.2f}/{before['f1']:.2f}, "
         f"int8 {after['exact_match']:.2f}/{after['f1']:.2f} ({same} identical answers)"
     )
     return report
@@ -128,4 +128,4 @@ def _score_on_dev(model: Any, tokenizer: Any, config: Any, data_dir: str | None)
     examples, features = run_questions(config, tokenizer, data_dir)
     result = evaluate(model, examples, features, tokenizer.pad_token_id, config.scoring)
     keys = ("exact_match", "f1", "exact_match_ci", "f1_ci")
-    return {**{key: result.metrics[key] for key in keys}, "questions": len(examples), "predictions": result.predictions}
+    return {**{key: result.metrics[key] for key in keys}, "eval_questions": len(examples), "predictions": result.predictions}

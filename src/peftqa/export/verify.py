@@ -41,7 +41,7 @@ def probe_batch(tokenizer: Any, scoring: Any, rows: int = 8) -> dict[str, Any]:
 
     from peftqa.data import Example, load_examples
     from peftqa.features import build_features
-    from peftqa.predict import collate
+    from peftqa.batches import collate
 
     examples = [Example(item["id"], item["question"], item["context"], (), ()) for item in load_examples()["examples"]]
     features = build_features(examples, tokenizer, scoring.max_length, scoring.doc_stride)

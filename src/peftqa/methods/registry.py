@@ -32,6 +32,11 @@ class MethodSpec:
     # True when `load` leaves the base model's tensors untouched (an unmerged peft adapter), so the web
     # page may share one base among several runs; False when it writes into the base (full, bitfit).
     shares_base: bool = False
+    # Called by the training loop after every optimiser step, before the gradients are cleared, with
+    # (model, step, total_steps), step the index of the step just taken (from 0): for a method that
+    # adjusts itself while it trains (AdaLoRA reallocates its ranks from the gradients). It runs inside
+    # the step loop, so it must not read values from the device. None: nothing to do.
+    after_optimizer_step: Callable[[Any, int, int], None] | None = None
 
     def lr_grid(self, name: str = "default") -> list[float]:
         """The sweep grid called `name` (the default grid when the method has no grid of that name)."""

@@ -50,7 +50,7 @@ class RunResult:
     @property
     def scored_on(self) -> str:
         """Which questions the run was scored on, in the words run.json keeps (QuestionChoice.describe)."""
-        return self.settings["eval_questions"]
+        return self.settings["eval_description"]
 
     def values(self, metric: str, ids: Sequence[str] | None = None) -> np.ndarray:
         """Per-question `metric` ("exact_match" or "f1") over `ids` (default: every scored question)."""

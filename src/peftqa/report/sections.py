@@ -162,7 +162,7 @@ def _curves_section(results: list[RunResult]) -> list[Block]:
                 )
             )
         history = [
-            [h["epoch"], h["step"], f"{h['train_loss']:.3f}", f"{h['dev_loss']:.3f}", f"{h['f1']:.2f}"]
+            [h["epoch"], h["step"], f"{h['train_loss']:.3f}", f"{h['eval_loss']:.3f}", f"{h['f1']:.2f}"]
             for h in r.metrics.get("history", [])
         ]
         blocks.append(Block("table", headers=["epoch", "step", "train loss", "dev loss", "dev F1"], rows=history))
@@ -210,13 +210,13 @@ def _sweep_section(summaries: Sequence[dict[str, Any]]) -> list[Block]:
                 t["state"],
                 _trial_f1(t),
                 "" if t["exact_match"] is None else f"{t['exact_match']:.2f}",
-                "" if t.get("dev_loss") is None else f"{t['dev_loss']:.3f}",
+                "" if t.get("eval_loss") is None else f"{t['eval_loss']:.3f}",
             ]
             for t in summary["trials"]
         ]
         best = summary.get("best")
         verdict = f"best {best['params']} (F1 {best['f1']:.2f})" if best else "no complete trial"
-        by_loss = summary.get("best_by_dev_loss")
+        by_loss = summary.get("best_by_eval_loss")
         if by_loss and best and by_loss["params"] != best["params"]:
             verdict += f"; the lowest {scored_on} loss would have chosen {by_loss['params']} (F1 {by_loss['f1']:.2f})"
         warnings = " ".join(f"Warning: {w}." for w in summary.get("edge_warnings", []))

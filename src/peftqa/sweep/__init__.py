@@ -18,7 +18,7 @@ point is COMPLETE or PRUNED. A trial whose worker died stays RUNNING until its h
 than the grace period (PEFTQA_SWEEP_GRACE_S, default 180 s); then a waiting worker marks it failed
 and runs the point again, resuming its folder's checkpoint.
 
-Pruning: `train()` hands each epoch's held-out F1 to an `on_epoch` hook, through which Optuna's
+Pruning: `train()` hands each epoch's held-out F1 to its `after_epoch` hook, through which Optuna's
 MedianPruner stops a trial between epochs (from epoch 1 on, once two
 trials have finished), never after the last one. With `epochs=1` nothing is pruned.
 
@@ -146,7 +146,7 @@ def _prepare_inputs(config: SweepConfig, questions: int, log: Callable[[str], No
     """Fetch the model and tokenise the trials' data once, here, before K workers would each do it
     at the same time (every trial of a sweep reads the same features from the cache)."""
     from peftqa.backbone import load_tokenizer, resolve_model
-    from peftqa.train import prepare_data
+    from peftqa.prepare import prepare_data
 
     first = {name: values[0] for name, values in search_space(config).items()}
     run = trial_config(config, first, questions)

@@ -126,7 +126,7 @@ def worker_id() -> str:
 def _pruning_hook(trial, last_epoch: int) -> Callable[[dict[str, Any]], None]:
     """Reports each epoch's held-out F1 to Optuna and stops the trial when the pruner says so."""
 
-    def on_epoch(entry: dict[str, Any]) -> None:
+    def after_epoch(entry: dict[str, Any]) -> None:
         import optuna
 
         trial.report(entry["f1"], step=entry["epoch"])
@@ -134,14 +134,14 @@ def _pruning_hook(trial, last_epoch: int) -> Callable[[dict[str, Any]], None]:
         if entry["epoch"] < last_epoch and trial.should_prune():
             raise optuna.TrialPruned(f"F1 {entry['f1']:.2f} after epoch {entry['epoch']}: below the median")
 
-    return on_epoch
+    return after_epoch
 
 
 def _objective(config: SweepConfig, questions: int, log: Callable[[str], None], say: Callable[[str], None]):
     """One trial: `log` gets the training's lines, `say` one line when the trial ends."""
     import optuna
 
-    from peftqa.train import train
+    from peftqa.train import TrainHooks, train
 
     space = search_space(config)
 
@@ -161,13 +161,14 @@ def _objective(config: SweepConfig, questions: int, log: Callable[[str], None], 
         trial.set_user_attr("worker", worker_id())
         run = trial_config(config, params, questions)
         log(f"trial {trial.number}: {shown} -> {run.output_dir}")
+        hooks = TrainHooks(after_epoch=_pruning_hook(trial, math.ceil(config.epochs)))
         began = time.perf_counter()
         try:
-            metrics = train(run, resume=True, log=log, on_epoch=_pruning_hook(trial, math.ceil(config.epochs)))
+            metrics = train(run, resume=True, log=log, hooks=hooks)
         except optuna.TrialPruned as pruned:
             say(f"trial {trial.number} ({shown}): pruned, {pruned}")
             raise
-        for key in ("exact_match", "dev_loss", "train_seconds", "trainable_params", "f1_ci"):
+        for key in ("exact_match", "eval_loss", "train_seconds", "trainable_params", "f1_ci"):
             trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("run_dir", run.output_dir)
         say(

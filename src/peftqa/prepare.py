@@ -1,0 +1,145 @@
+"""What a run settles before its first step: its questions and their features (`prepare_data`, built
+or cached), its folder, its seeded model with the method applied, its optimiser and schedule, and
+the settings run.json records."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from peftqa import hardware, runs
+from peftqa.backbone import load_qa_model
+from peftqa.config import RunConfig
+from peftqa.data import Example, eval_questions, md5_of, split_path, train_questions
+from peftqa.features import FeatureSet, load_or_build_features
+from peftqa.methods import MethodSpec
+from peftqa.predict import model_device
+
+
+@dataclass
+class TrainingData:
+    """The questions a run trains and is scored on, their features, and where they came from."""
+
+    train_examples: list[Example]
+    eval_examples: list[Example]  # the questions scored: dev, or held-out training articles (config.eval_split)
+    train_features: FeatureSet
+    eval_features: FeatureSet
+    data_md5: dict[str, str]  # "train" and the scored split -> the MD5 of the file read
+    tokenize_seconds: float
+    features_from_cache: bool
+
+
+def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] = print) -> TrainingData:
+    """Choose the training and scored questions (config.questions) and build (or load) their features."""
+    choice = config.questions
+    train_path = split_path(config.data_dir, "train")
+    # A seeded random sample: the first N questions would cover only the first few articles.
+    train_examples = train_questions(config.data_dir, choice)
+    eval_examples, eval_path = eval_questions(config.data_dir, choice)
+    data_md5 = {"train": md5_of(train_path), choice.eval_split: md5_of(eval_path)}
+    began = time.perf_counter()
+    train_features, train_cached = load_or_build_features(
+        train_examples, tokenizer, config.max_length, config.doc_stride, data_md5["train"]
+    )
+    eval_features, eval_cached = load_or_build_features(
+        eval_examples, tokenizer, config.max_length, config.doc_stride, data_md5[choice.eval_split]
+    )
+    seconds = time.perf_counter() - began
+    log(
+        f"data: {len(train_examples)} train questions -> {len(train_features)} features, scored on "
+        f"{choice.describe(len(eval_examples))} -> {len(eval_features)} features "
+        f"({'from cache' if train_cached and eval_cached else 'tokenised'} in {seconds:.1f} s)"
+    )
+    return TrainingData(
+        train_examples, eval_examples, train_features, eval_features, data_md5, seconds, train_cached and eval_cached
+    )
+
+
+def default_output_dir(config: RunConfig) -> Path:
+    """Where a run goes without --output-dir: runs/<method>-<model>-<time>."""
+    model_name = Path(config.model).name or "model"
+    return Path("runs") / f"{config.method}-{model_name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's generators: the head's initialisation, the adapter, dropout."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(
+    config: RunConfig, spec: MethodSpec, base_path: str, device: torch.device, log: Callable[[str], None] = print
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The base QA model with the method applied, seeded first, on `device`; and its parameter counts."""
+    seed_everything(config.seed)
+    model = spec.apply(load_qa_model(base_path, config.dropout), spec.make_options(config.method_options)).to(device)
+    parameters = count_parameters(model)
+    log(
+        f"{config.method} on {config.model}: {parameters['trainable_params']:,} trainable of "
+        f"{parameters['total_params']:,} parameters ({parameters['trainable_percent']:.2f}%), "
+        f"lr {config.learning_rate:g}"
+    )
+    return model, parameters
+
+
+def build_optimizer(model: torch.nn.Module, config: RunConfig, total_steps: int) -> tuple[Any, Any]:
+    """AdamW without decay on biases and LayerNorm; linear warm-up then linear decay to zero."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # Fused AdamW updates every tensor in one kernel, on CUDA and on a CPU; without it PyTorch loops
+    # over the tensors, which on a CPU costs full fine-tuning several times its update (README).
+    use_fused = model_device(model).type in ("cuda", "cpu")
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=use_fused or None)
+    warmup = int(config.warmup_fraction * total_steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, Any]:
+    """Trainable and total parameters of the model the method made, as metrics.json records them."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100.0 * trainable / total}
+
+
+def run_settings(config: RunConfig, base_path: str, data: TrainingData, device: torch.device) -> dict[str, Any]:
+    """What run.json records before the first step: the settings, the data and where it trains."""
+    return {
+        "config": config.to_dict(),
+        "learning_rate": config.learning_rate,
+        "base_model_path": base_path,
+        "data_md5": data.data_md5,
+        "train_questions": len(data.train_examples),
+        "train_features": len(data.train_features),
+        "eval_questions": len(data.eval_examples),
+        "eval_features": len(data.eval_features),
+        # Which questions every figure of this run is computed on, in words and as a fingerprint.
+        "eval_description": config.questions.describe(len(data.eval_examples)),
+        "eval_ids_sha256": hashlib.sha256("\n".join(e.id for e in data.eval_examples).encode()).hexdigest(),
+        "versions": runs.package_versions(),
+        "git_commit": runs.git_commit(),
+        "device": hardware.device_description(device),
+        "started": datetime.now().isoformat(timespec="seconds"),
+    }
