@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -152,3 +153,30 @@ def test_score_with_ci_adds_intervals_and_leaves_the_official_output_alone(capsy
         low, high = scores[f"{key}_ci"]
         assert 0 <= low < scores[key] < high <= 100
     assert json.loads(_run(capsys, "score", dev, str(predictions), "--ci")[1]) == scores  # seeded
+
+
+def test_sweep_flags_are_made_from_sweep_config_and_its_defaults_apply(monkeypatch, squad_dir):
+    import peftqa.sweep as sweep_module
+    from peftqa.cli import build_parser
+    from peftqa.sweep import SweepConfig
+
+    seen: list[SweepConfig] = []
+    monkeypatch.setattr(sweep_module, "run_sweep", seen.append)
+    assert main(["sweep", "--method", "lora", "--data-dir", str(squad_dir), "--lrs", "3e-3,1e-3"]) == 0
+    (config,) = seen
+    defaults = SweepConfig(base=config.base)
+    assert config.lrs == [3e-3, 1e-3] and config.learning_rates == [1e-3, 3e-3]
+    for name in ("train_fraction", "epochs", "eval_limit", "sampler", "prune", "extend_edges", "workers"):
+        assert getattr(config, name) == getattr(defaults, name), name
+    assert config.base.epochs == config.epochs
+
+    seen.clear()
+    flags = ["--no-prune", "--sampler", "tpe", "--n-trials", "3", "--epochs", "2", "--eval-limit", "50"]
+    assert main(["sweep", "--method", "lora", "--data-dir", str(squad_dir), "--ranks", "4,8", *flags]) == 0
+    (config,) = seen
+    assert (config.prune, config.sampler, config.n_trials, config.ranks) == (False, "tpe", 3, [4, 8])
+    assert (config.epochs, config.base.epochs, config.eval_limit) == (2.0, 2.0, 50)
+
+    # Every SweepConfig field with help has its flag (the run flags cover the trial size and folder).
+    parsed = build_parser().parse_args(["sweep", "--method", "lora"])
+    assert all(hasattr(parsed, f.name) for f in dataclasses.fields(SweepConfig) if "help" in f.metadata)

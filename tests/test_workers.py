@@ -101,8 +101,12 @@ def test_two_workers_on_the_sqlite_file_run_each_point_once(tiny_bert_dir, squad
     console = capfd.readouterr()
     assert sum("): F1 " in line for line in console.out.splitlines()) == 4, console.out
     assert "it/s" not in console.out + console.err and "step/s" not in console.out + console.err  # no bars
-    workers = {t["worker"] for t in complete}  # a trial that gave way never started its work: no worker
-    assert len(workers) <= 2 and all(w.split(":")[0] == socket.gethostname() for w in workers)
+    # Every trial was trained by one of the two worker processes started (a trial that gave way never
+    # started its work: no worker), none by this process.
+    pids = {line.split("started: pid ")[1].split(",")[0] for line in started}
+    workers = {t["worker"] for t in complete}
+    assert workers and {w.split(":")[0] for w in workers} == {socket.gethostname()}
+    assert {w.split(":")[1] for w in workers} <= pids and str(os.getpid()) not in pids
 
 
 def test_worker_lines_reach_the_console_and_failures_come_back(tmp_path, capfd):

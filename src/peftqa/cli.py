@@ -12,7 +12,7 @@ import sys
 import types
 import typing
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from peftqa.config import PRESETS, RunConfig, preset
@@ -20,15 +20,24 @@ from peftqa.errors import PeftqaError
 from peftqa.methods import METHODS, method_names
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES
 from peftqa.study import STUDY_PRESETS
+from peftqa.sweep.config import SweepConfig
 
 # RunConfig fields that have no flag of their own (method_options gets one flag per option).
 _NO_FLAG = {"method_options"}
+# SweepConfig fields set from the run flags of the same name (--train-limit, --epochs, --eval-limit, --output-dir).
+_SWEEP_FROM_RUN_FLAGS = {"base", "train_limit", "epochs", "eval_limit", "output_dir", "extra"}
+
+
+def _without_none(annotation: Any) -> Any:
+    """`int | None` -> int; anything else as it is."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
 
 
 def _scalar_type(annotation: Any) -> type:
     """int / float / str from a resolved field type such as `int | None`."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    annotation = _without_none(annotation)
     return annotation if annotation in (int, float, str) else str
 
 
@@ -224,32 +233,57 @@ def _number_list(kind: Callable[[str], Any]) -> Callable[[str], list]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
 
+    parse.__name__ = f"list of {kind.__name__}"
     return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: Collection[str] = ()) -> None:
+    """One flag per field of the dataclass `cls` that has help metadata (config.setting), typed from the
+    field's annotation; all default to None (= not given), so the dataclass's own defaults apply.
+    A bool field that defaults to True becomes `--no-NAME`; a list of numbers is given as 1,2,3."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip or "help" not in field.metadata:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        help_text = field.metadata["help"]
+        kind = _without_none(hints[field.name])
+        if kind is bool and field.default is True:
+            parser.add_argument(
+                "--no-" + flag[2:], dest=field.name, action="store_false", default=None, help=f"turn off: {help_text}"
+            )
+        elif kind is bool:
+            parser.add_argument(flag, dest=field.name, action="store_true", default=None, help=help_text)
+        elif typing.get_origin(kind) is list:
+            parser.add_argument(flag, type=_number_list(typing.get_args(kind)[0]), default=None, help=help_text)
+        else:
+            default = "" if field.default is None else f" (default {field.default})"
+            choices = field.metadata.get("choices")
+            parser.add_argument(
+                flag, type=_typed(_scalar_type(kind)), choices=choices, default=None, help=help_text + default
+            )
+
+
+def _given(args: argparse.Namespace, cls: type, skip: Collection[str] = ()) -> dict[str, Any]:
+    """The fields of `cls` whose flags were given."""
+    return {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(cls)
+        if field.name not in skip and getattr(args, field.name, None) is not None
+    }
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from peftqa.sweep import SweepConfig, run_sweep
 
-    base = config_from_args(args, epochs=args.epochs or 1.0)
-    run_sweep(
-        SweepConfig(
-            base=base,
-            lrs=args.lrs,
-            ranks=args.ranks,
-            train_fraction=args.train_fraction,
-            train_limit=base.train_limit,
-            epochs=base.epochs,
-            eval_limit=base.eval_limit if base.eval_limit is not None else 1000,
-            sampler=args.sampler,
-            n_trials=args.n_trials,
-            storage=args.storage,
-            workers=args.workers,
-            workers_per_gpu=args.workers_per_gpu,
-            prune=not args.no_prune,
-            extend_edges=args.extend_edges,
-            output_dir=args.output_dir,
-        )
-    )
+    base = config_from_args(args)
+    values = _given(args, SweepConfig, _SWEEP_FROM_RUN_FLAGS)
+    # The trial size from the run flags: --train-limit and --eval-limit (or the preset's), --epochs when given.
+    for name, value in (("train_limit", base.train_limit), ("eval_limit", base.eval_limit), ("epochs", args.epochs)):
+        if value is not None:
+            values[name] = value
+    config = SweepConfig(base=base, output_dir=args.output_dir, **values)
+    run_sweep(dataclasses.replace(config, base=dataclasses.replace(base, epochs=config.epochs)))
     return 0
 
 
@@ -338,20 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="choose a method's learning rate (and rank) with Optuna, by F1 on held-out training questions"
     )
     _add_run_flags(sweep)
-    sweep.add_argument("--lrs", type=_number_list(float), default=None, help="e.g. 1e-4,3e-4,1e-3 (default per method)")
-    sweep.add_argument("--ranks", type=_number_list(int), default=None, help="values of the rank option, e.g. 4,8,16")
-    sweep.add_argument("--train-fraction", type=float, default=0.1, help="share of the train questions (seeded)")
-    sweep.add_argument("--sampler", choices=("grid", "tpe"), default="grid")
-    sweep.add_argument("--n-trials", type=int, default=None, help="TPE: number of trials")
-    sweep.add_argument(
-        "--storage",
-        default=None,
-        help="Optuna storage URL, e.g. postgresql://user@host/db to share the study between machines "
-        "(pip install 'peftqa[postgres]'; default: sqlite file in the sweep dir)",
-    )
-    _add_worker_flags(sweep, "trials")
-    sweep.add_argument("--no-prune", action="store_true", help="never stop a trial early")
-    sweep.add_argument("--extend-edges", type=int, default=0, help="grid: times a best lr on an edge extends the grid")
+    add_config_flags(sweep, SweepConfig, skip=_SWEEP_FROM_RUN_FLAGS)
     sweep.set_defaults(handler=_cmd_sweep)
 
     report = commands.add_parser("report", help="results, curves, error analysis and examples as report.md/.html")

@@ -14,9 +14,12 @@ from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 
 
-def _setting(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field whose help text `peftqa --help` shows (argparse reads `metadata["help"]`)."""
-    return field(default=default, metadata={"help": help}, **kwargs)
+def setting(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field whose help text `peftqa --help` shows (the CLI makes a flag of it and reads
+    `metadata["help"]`; `choices=` in kwargs limits the flag's values)."""
+    choices = kwargs.pop("choices", None)
+    metadata = {"help": help, **({"choices": choices} if choices is not None else {})}
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -25,12 +28,12 @@ class ScoringSettings:
     train's per-epoch evaluation, `peftqa evaluate`, `peftqa predict`, the report and the web page
     cut and search the same way; a run's own settings come from `RunConfig.scoring`."""
 
-    max_length: int = _setting(384, "tokens per window")
-    doc_stride: int = _setting(128, "tokens shared by consecutive windows")
-    n_best: int = _setting(20, "candidate starts and ends per window in post-processing")
-    max_answer_tokens: int = _setting(30, "longest answer considered, in tokens")
+    max_length: int = setting(384, "tokens per window")
+    doc_stride: int = setting(128, "tokens shared by consecutive windows")
+    n_best: int = setting(20, "candidate starts and ends per window in post-processing")
+    max_answer_tokens: int = setting(30, "longest answer considered, in tokens")
     # None: predict.eval_batch_size_for the device.
-    batch_size: int | None = _setting(
+    batch_size: int | None = setting(
         None, "features per forward pass when scoring (default: 64 on a GPU, 16 on a CPU)"
     )
 
@@ -51,64 +54,64 @@ LEVER_CHOICES = ("auto", "on", "off")  # a GPU lever's setting: auto is on for C
 class RunConfig:
     """Everything that decides what a training run computes."""
 
-    method: str = _setting("lora", "a name from the method registry")
-    model: str = _setting(DEFAULT_MODEL, "Hub id, local folder or alias (minilm-l6)")
+    method: str = setting("lora", "a name from the method registry")
+    model: str = setting(DEFAULT_MODEL, "Hub id, local folder or alias (minilm-l6)")
     method_options: dict[str, Any] = field(default_factory=dict)  # the method's own options (one flag each)
-    data_dir: str | None = _setting(None, "folder with the SQuAD files (default: PEFTQA_DATA_DIR or user cache)")
-    train_limit: int | None = _setting(None, "train on a seeded random sample of this many questions (default: all)")
-    eval_limit: int | None = _setting(None, "score on a sample of this many questions (default: all)")
-    eval_split: str = _setting(
+    data_dir: str | None = setting(None, "folder with the SQuAD files (default: PEFTQA_DATA_DIR or user cache)")
+    train_limit: int | None = setting(None, "train on a seeded random sample of this many questions (default: all)")
+    eval_limit: int | None = setting(None, "score on a sample of this many questions (default: all)")
+    eval_split: str = setting(
         QuestionChoice.eval_split,
         "score on dev, or on validation: whole training articles held out from training (what sweeps use)",
     )
-    eval_sample: str = _setting(
+    eval_sample: str = setting(
         QuestionChoice.eval_sample, "random: seeded sample over every article; first: the first N in file order"
     )
-    eval_seed: int = _setting(
+    eval_seed: int = setting(
         QuestionChoice.eval_seed, "seed of the scored sample and the held-out articles: same for every run, so paired"
     )
-    validation_questions: int = _setting(
+    validation_questions: int = setting(
         QuestionChoice.validation_questions, "held-out training questions (whole articles) for eval-split validation"
     )
     max_length: int = _scoring_setting("max_length")
     doc_stride: int = _scoring_setting("doc_stride")
-    epochs: float = _setting(3.0, "passes over the training features (fractions allowed)")
-    max_steps: int | None = _setting(None, "stop after this many optimiser steps (overrides --epochs)")
-    lr: float | None = _setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)")
-    batch_size: int = _setting(32, "training features per optimiser step")
+    epochs: float = setting(3.0, "passes over the training features (fractions allowed)")
+    max_steps: int | None = setting(None, "stop after this many optimiser steps (overrides --epochs)")
+    lr: float | None = setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)")
+    batch_size: int = setting(32, "training features per optimiser step")
     eval_batch_size: int | None = _scoring_setting("batch_size")
-    warmup_fraction: float = _setting(0.1, "share of the steps with a linear learning-rate warm-up")
-    weight_decay: float = _setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)")
-    max_grad_norm: float = _setting(1.0, "gradient clipping")
+    warmup_fraction: float = setting(0.1, "share of the steps with a linear learning-rate warm-up")
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)")
+    max_grad_norm: float = setting(1.0, "gradient clipping")
     # Off by default: in short runs dropout only slows learning, and attention dropout takes PyTorch off
     # its fused attention kernel while the dropout masks cost a share of every step (README, *Results*).
-    dropout: float | None = _setting(
+    dropout: float | None = setting(
         0.0,
         "every dropout in the model (hidden states, attention), replacing the checkpoint's; the seed preset "
         "keeps the checkpoint's",
     )
-    seed: int = _setting(42, "seeds the sample, the head's initialisation, the adapter and the batch order")
-    checkpoint_every_steps: int = _setting(200, "also checkpoint inside an epoch, so --resume loses little")
+    seed: int = setting(42, "seeds the sample, the head's initialisation, the adapter and the batch order")
+    checkpoint_every_steps: int = setting(200, "also checkpoint inside an epoch, so --resume loses little")
     # Speed levers of the training step (peftqa.levers). No default changes a CPU run's numbers; "auto"
     # switches a lever on for CUDA. frozen_bf16 is off unless asked for: it changes the numerics (bf16
     # matmuls) and was slower where it was measured (README).
-    log_every_steps: int = _setting(
+    log_every_steps: int = setting(
         50, "read the loss and counts from the device every this many steps (progress bar, log); 1: every step"
     )
-    device_batches: str = _setting(
+    device_batches: str = setting(
         "on", "on: every feature is copied to the device once and batches are gathered there; off: built in NumPy"
     )
-    frozen_bf16: str = _setting(
+    frozen_bf16: str = setting(
         "off",
         "adapter methods: frozen linear weights stored in bf16 while training, which changes the numerics (off; on; "
         "auto: on CUDA)",
     )
-    fused_lora: str = _setting(
+    fused_lora: str = setting(
         "auto", "LoRA layers compute base(x) + s*B(A(x)) as one addmm while training (auto: on CUDA; on; off)"
     )
     n_best: int = _scoring_setting("n_best")
     max_answer_tokens: int = _scoring_setting("max_answer_tokens")
-    output_dir: str | None = _setting(None, "the run directory (default: runs/<method>-<model>-<time>)")
+    output_dir: str | None = setting(None, "the run directory (default: runs/<method>-<model>-<time>)")
 
     def __post_init__(self) -> None:
         problems = []
@@ -189,7 +192,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The offline default: a pretrained model from PyPI, a few thousand questions, minutes on a CPU.
     "quick": {
         "model": "minilm-l6",
-        "train_limit": 2500,
+        "train_limit": 2000,
         "eval_limit": 500,
         "epochs": 1.0,
         "max_length": 256,

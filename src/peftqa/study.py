@@ -1,4 +1,4 @@
-"""`peftqa study --preset quick|seed|full`: data -> a sweep per method -> each method trained at its
+"""`peftqa study --preset quick|seed|full-data`: data -> a sweep per method -> each method trained at its
 best learning rate -> evaluated -> one report. Every step re-uses what an earlier, interrupted study
 finished (sweep trials and runs resume), so running the command again continues where it stopped.
 
@@ -88,7 +88,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         compare_grids={"original": {"lora": ORIGINAL_LRS, "ia3": ORIGINAL_LRS}},
     ),
     # Every method on MiniLM-L6 with full data (a GPU job).
-    "full": StudyPreset(
+    "full-data": StudyPreset(
         description="MiniLM-L6, every method, sweeps on 10%, final runs on full SQuAD, 2 epochs",
         methods=tuple(method_names()),
         run={"model": "minilm-l6"},
@@ -165,7 +165,7 @@ def run_study(
     """Run (or resume) a whole study and write its report; returns the study summary.
 
     Args:
-        preset_name: quick, seed or full.
+        preset_name: quick, seed or full-data.
         methods: method names (comma-separated or a list); None: the preset's.
         output_dir: the study folder; None: studies/<preset>.
         data_dir: SQuAD folder; None: PEFTQA_DATA_DIR or the user cache (fetched when missing).

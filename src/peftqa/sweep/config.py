@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftqa.config import RunConfig
+from peftqa.config import RunConfig, setting
 from peftqa.data import load_squad, split_path
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
+
+SAMPLERS = ("grid", "tpe")
+
 
 # What every trial is scored on: training articles held out from the trials' training (data.QuestionChoice).
 _TRIAL_EVAL_SPLIT = "validation"
@@ -22,19 +25,27 @@ class SweepConfig:
     """What a sweep searches and how; `base` holds every other run setting."""
 
     base: RunConfig  # model, data, lengths, batch size, seed, method and its fixed options
-    lrs: list[float] | None = None  # learning rates to try; None: the method's default grid (MethodSpec.sweep_lrs)
-    ranks: list[int] | None = None  # values of the method's rank option (MethodSpec.rank_option); None: keep it fixed
-    train_fraction: float = 0.1  # share of the training questions (seeded random sample)
-    train_limit: int | None = None  # or an exact number of questions (overrides train_fraction)
-    epochs: float = 1.0  # epochs per trial
-    eval_limit: int | None = 1000  # held-out training questions each trial is scored on
-    sampler: str = "grid"  # "grid": every combination; "tpe": n_trials draws from the ranges
-    n_trials: int | None = None  # TPE only: how many trials in total
-    storage: str | None = None  # Optuna storage URL; None: sqlite file in output_dir
-    workers: int | None = None  # worker processes on this machine; None: 1 (or workers_per_gpu x GPUs)
-    workers_per_gpu: int | None = None  # workers sharing each GPU (peftqa.workers.plan_slots)
-    prune: bool = True  # MedianPruner between epochs (needs epochs >= 2)
-    extend_edges: int = 0  # grid only: times a best lr on the grid's edge adds a point beyond it
+    lrs: list[float] | None = setting(None, "learning rates to try, e.g. 1e-4,3e-4,1e-3 (default: the method's grid)")
+    ranks: list[int] | None = setting(None, "values of the method's rank option to try, e.g. 4,8,16 (default: fixed)")
+    train_fraction: float = setting(0.1, "share of the training questions each trial trains on (a seeded sample)")
+    train_limit: int | None = setting(None, "or an exact number of training questions (overrides train_fraction)")
+    epochs: float = setting(1.0, "epochs per trial")
+    eval_limit: int | None = setting(1000, "held-out training questions each trial is scored on")
+    sampler: str = setting("grid", "grid: every combination; tpe: --n-trials draws from the ranges", choices=SAMPLERS)
+    n_trials: int | None = setting(None, "TPE: number of trials")
+    storage: str | None = setting(
+        None,
+        "Optuna storage URL, e.g. postgresql://user@host/db to share the study between machines "
+        "(pip install 'peftqa[postgres]'; default: sqlite file in the sweep dir)",
+    )
+    workers: int | None = setting(
+        None,
+        "worker processes running trials side by side (default 1): one GPU each while there are GPUs "
+        "enough, else sharing; on a CPU the cores are split between them",
+    )
+    workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    prune: bool = setting(True, "stop a trial early when it falls below the median (MedianPruner, epochs >= 2)")
+    extend_edges: int = setting(0, "grid: times a best lr on the grid's edge adds a point beyond it")
     output_dir: str | None = None  # None: sweeps/<method>-<model>
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored in sweep.json
 
@@ -48,7 +59,7 @@ class SweepConfig:
             problems.append(f"method '{self.base.method}' has no rank option; drop --ranks")
         if not 0 < self.train_fraction <= 1:
             problems.append(f"train_fraction must be in (0, 1], got {self.train_fraction}")
-        if self.sampler not in ("grid", "tpe"):
+        if self.sampler not in SAMPLERS:
             problems.append(f"sampler must be 'grid' or 'tpe', got {self.sampler!r}")
         if self.sampler == "tpe" and not self.n_trials:
             problems.append("--sampler tpe needs --n-trials")
