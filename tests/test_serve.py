@@ -23,7 +23,9 @@ from peftqa.data import load_examples
 from peftqa.methods import method_names
 from peftqa.predict import answer_question
 from peftqa.serve import create_app
-from peftqa.serve.models import ServedModel, load_models, newest_runs, share_weights
+from peftqa.serve.discovery import newest_runs
+from peftqa.serve.loading import load_models, share_weights
+from peftqa.serve.served import ServedModel
 from peftqa.train import train
 from tests.conftest import tiny_run_config
 
@@ -225,7 +227,7 @@ def test_the_onnx_backend_exports_a_run_once_and_again_after_it_changes(run_dirs
 
 
 def test_merged_copies_are_given_up_when_they_would_not_fit(run_dirs):
-    from peftqa.serve.models import merged_copies_fit
+    from peftqa.serve.loading import merged_copies_fit
 
     folders = [run_dirs["lora"], run_dirs["ia3"]]
     assert merged_copies_fit(folders, available=10**12)
@@ -241,17 +243,17 @@ def test_concurrent_requests_tokenise_with_copies_of_their_own_which_are_reused(
 
 
 def test_each_model_gets_its_share_of_the_cores():
-    from peftqa.serve.models import threads_per_model
+    from peftqa.serve.loading import threads_per_model
 
     assert [threads_per_model(models, cores=8) for models in (0, 1, 2, 3, 16)] == [8, 8, 4, 2, 1]
 
 
 def test_loaded_models_have_answered_once_before_the_first_request(run_dirs, monkeypatch):
-    import peftqa.serve.models as models_module
+    import peftqa.predict as predict_module
 
     forward_passes = []
-    real = models_module.predict_logits
-    monkeypatch.setattr(models_module, "predict_logits", lambda *a, **k: forward_passes.append(1) or real(*a, **k))
+    real = predict_module.predict_logits
+    monkeypatch.setattr(predict_module, "predict_logits", lambda *a, **k: forward_passes.append(1) or real(*a, **k))
     loaded = load_models([run_dirs["lora"], run_dirs["ia3"]])
     assert len(forward_passes) == 2
     # The warm-up left a tokenizer copy for the first request: it borrows that one, no new copy.
@@ -259,9 +261,9 @@ def test_loaded_models_have_answered_once_before_the_first_request(run_dirs, mon
 
 
 def test_a_run_that_cannot_answer_is_skipped_at_load_not_at_the_first_request(run_dirs, monkeypatch):
-    import peftqa.serve.models as models_module
+    import peftqa.predict as predict_module
 
-    real = models_module.predict_logits
+    real = predict_module.predict_logits
     forward_passes: list[int] = []
 
     def second_run_fails(*args, **kwargs):  # runs load in the order given: ia3 is the second
@@ -270,7 +272,7 @@ def test_a_run_that_cannot_answer_is_skipped_at_load_not_at_the_first_request(ru
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(models_module, "predict_logits", second_run_fails)
+    monkeypatch.setattr(predict_module, "predict_logits", second_run_fails)
     lines: list[str] = []
     loaded = load_models([run_dirs["lora"], run_dirs["ia3"]], report=lines.append)
     assert [model.name for model in loaded] == ["lora"]
@@ -698,7 +700,8 @@ def test_serve_onnx_backend_serves_onnx_exports(run_dirs, monkeypatch, tmp_path,
     assert main(["serve", "--backend", "onnx", str(tmp_path / "onnx")]) == 0
     (served,) = started["app"].extensions["peftqa_models"]
     assert served.backend == "onnxruntime fp32"
-    assert served.run.model.session.get_session_options().intra_op_num_threads == max(1, os.cpu_count() or 1)
+    # One model: every core this process may use (its affinity mask, e.g. `taskset -c 0`), not the machine's.
+    assert served.run.model.session.get_session_options().intra_op_num_threads == len(os.sched_getaffinity(0))
 
 
 def test_serve_fast_is_refused_where_bf16_is_emulated(run_dirs, monkeypatch, capsys):

@@ -1,11 +1,11 @@
-"""The trained runs behind the page: found on disk, loaded once, answering exactly as `peftqa evaluate`.
+"""Loading the runs behind the page, each once, in the mode asked for.
 
 How a run is held (`peftqa serve` flags):
 
 - default, `merged`: each run gets its own copy of the base weights with its adapter merged into them
   (a plain fp32 transformers model, no adapter layers at answer time). Same answers as `evaluate`, and
-  the fastest exact mode; it costs one copy of the base weights per run (MiniLM-L6: about 90 MB). When
-  the runs would take more than half of the memory available, the page falls back to `shared`.
+  the fastest exact mode; it costs one copy of the base weights per run. When the runs would take more
+  than half of the memory available, the page falls back to `shared`.
 - `shared` (`--shared-base`): runs on one backbone share one base model; each keeps its unmerged
   adapter in a module tree of its own (peft swaps layers in place, so two adapters cannot live in one
   tree) whose frozen tensors are the base's very objects. For many runs. Only methods loaded as peft
@@ -21,175 +21,21 @@ Folders written by `peftqa export --format hf` serve like runs (they are merged 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
-import os
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from peftqa import export, files, runs
-from peftqa.config import ScoringSettings
-from peftqa.data import Example
+from peftqa import export, files, hardware, runs
 from peftqa.errors import PeftqaError
-from peftqa.features import build_features
-from peftqa.files import cache_dir
-from peftqa.hardware import available_memory_bytes
-from peftqa.metrics import score_answer
-from peftqa.postprocess import postprocess
-from peftqa.predict import predict_logits
+from peftqa.serve.served import ServedModel
 
-# `peftqa serve` with no run directory shows the newest run of each of these methods.
-DEFAULT_METHODS = ("lora", "ia3")
-# Where runs are looked for: runs/ (peftqa train), backend/ (the original train.py layout),
-# studies/quick/runs/ (make demo).
-DEFAULT_SEARCH_DIRS = ("runs", "backend", "studies/quick/runs")
 MODES = ("merged", "shared", "fast")
 BACKENDS = ("torch", "onnx")
-# What every loaded model answers once before serving (see ServedModel.warm_up).
-WARM_UP_QUESTION = "Who wrote the novel?"
-WARM_UP_CONTEXT = "The novel was written by Jane Austen and published in 1813."
 # Merged copies are used while the runs' fp32 weights take at most this share of the available memory.
 MEMORY_SHARE = 0.5
-
-
-@dataclass
-class ServedModel:
-    """One loaded run, answering one question at a time per forward pass.
-
-    Only the forward pass holds `lock`: tokenisation and post-processing of concurrent requests
-    overlap with it. Fast tokenizers refuse concurrent use of one instance ("Already borrowed"), so
-    each request borrows a copy of the run's tokenizer from a pool: copies are made only when every
-    one is in use (about 50 ms each) and are kept for later requests.
-    """
-
-    name: str
-    run: runs.LoadedRun
-    bf16: bool | None = None  # bf16 autocast (None: the device's default, fp32 on CPU)
-    backend: str = "torch fp32"  # what the page says about how it answers
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _tokenizers: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
-    _copy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self) -> None:
-        # Read once: RunConfig.from_dict validates the whole config, too slow for every request.
-        self.scoring: ScoringSettings = self.run.config.scoring
-
-    @contextlib.contextmanager
-    def borrowed_tokenizer(self) -> Iterator[Any]:
-        """A copy of the run's tokenizer that no other request uses until the block ends."""
-        try:
-            tokenizer = self._tokenizers.get_nowait()
-        except queue.Empty:
-            with self._copy_lock:  # copying reads the Rust tokenizer: one copy at a time
-                tokenizer = copy.deepcopy(self.run.tokenizer)
-        try:
-            yield tokenizer
-        finally:
-            self._tokenizers.put(tokenizer)
-
-    def warm_up(self) -> None:
-        """One short answer at start-up, so that the first user's request does not pay for the first
-        forward pass and a tokenizer copy (MiniLM-L6, 2-core AMD VM: 166 ms for the first answer of a
-        one-window question, 70-85 ms for the next ones; 97 ms after this warm-up)."""
-        self.rank(WARM_UP_QUESTION, WARM_UP_CONTEXT, 1)
-
-    def describe(self) -> dict[str, Any]:
-        """What the page and /api/models show about this run (run.json and metrics.json, or peftqa.json)."""
-        config = self.run.settings["config"]
-        metrics = self.run.metrics
-        return {
-            "name": self.name,
-            "method": self.run.method,
-            "backbone": _public_model_name(config.get("model")),
-            "backend": self.backend,
-            "trainable_params": metrics.get("trainable_params"),
-            "total_params": metrics.get("total_params"),
-            "trainable_percent": metrics.get("trainable_percent"),
-            "dev_exact_match": metrics.get("exact_match"),
-            "dev_f1": metrics.get("f1"),
-            "dev_questions": metrics.get("dev_questions"),
-            "run_dir": public_path(self.run.run_dir),
-        }
-
-    def rank(self, question: str, context: str, top_k: int) -> list:
-        """`predict.answer_question`, with only the forward pass under the lock."""
-        scoring = self.scoring
-        example = Example("question", question, context, (), ())
-        with self.borrowed_tokenizer() as tokenizer:
-            features = build_features([example], tokenizer, scoring.max_length, scoring.doc_stride)
-            pad_token_id = tokenizer.pad_token_id
-        with self.lock:
-            start_logits, end_logits, _ = predict_logits(
-                self.run.model, features, scoring.batch_size, pad_token_id, self.bf16
-            )
-        n_best = max(scoring.n_best, top_k)
-        ranked = postprocess([example], features, start_logits, end_logits, n_best, scoring.max_answer_tokens)
-        return ranked[example.id][:top_k]
-
-    def answer(self, question: str, context: str, top_k: int, truths: Sequence[str] = ()) -> dict[str, Any]:
-        """The best answer, `top_k - 1` alternatives, latency, and EM/F1 when `truths` are given."""
-        began = time.perf_counter()
-        ranked = self.rank(question, context, top_k)
-        latency_ms = 1000.0 * (time.perf_counter() - began)
-        # No valid span (a context of white space only): an empty answer, as in the official format.
-        best = ranked[0].to_dict() if ranked else {"answer": "", "start": None, "end": None, "score": None}
-        result: dict[str, Any] = {
-            "name": self.name,
-            "method": self.run.method,
-            **best,
-            "alternatives": [candidate.to_dict() for candidate in ranked[1:]],
-            "latency_ms": round(latency_ms, 2),
-        }
-        if truths:
-            result.update(score_answer(result["answer"], truths))
-        return result
-
-
-def public_path(folder: Path) -> str:
-    """A folder as the page may show it: relative to where the server started when it is below it,
-    else only its name (never an absolute path of the server's machine)."""
-    try:
-        return Path(folder).resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return Path(folder).name
-
-
-def _public_model_name(model: str | None) -> str | None:
-    """A Hub id or alias as it is; a local folder by its name only."""
-    if model and (Path(model).is_absolute() or os.sep in model) and Path(model).exists():
-        return Path(model).name
-    return model
-
-
-def newest_runs(
-    search_dirs: Iterable[str | Path] = DEFAULT_SEARCH_DIRS, methods: Sequence[str] = DEFAULT_METHODS
-) -> list[Path]:
-    """The newest finished run (by metrics.json time) of each method under the search folders.
-
-    A folder with a run.json but no metrics.json is a run that did not finish, and is passed
-    over; an unreadable run.json is too (it is reported when named explicitly).
-    """
-    newest: dict[str, tuple[float, Path]] = {}
-    for root in map(Path, search_dirs):
-        if not root.is_dir():
-            continue
-        for run_json in root.glob(f"*/{runs.RUN_JSON}"):
-            metrics = run_json.parent / runs.METRICS_JSON
-            try:
-                method = files.read_json(run_json)["config"]["method"]
-                finished = metrics.stat().st_mtime
-            except (PeftqaError, KeyError, TypeError, OSError):
-                continue
-            if method in methods and finished > newest.get(method, (float("-inf"), None))[0]:
-                newest[method] = (finished, run_json.parent)
-    return [newest[m][1] for m in methods if m in newest]
 
 
 def share_weights(base_model):
@@ -224,17 +70,14 @@ def merged(loaded: runs.LoadedRun) -> runs.LoadedRun:
 
 def threads_per_model(models: int, cores: int | None = None) -> int:
     """The torch (or ONNX Runtime) threads each model gets: the models of a request answer side by
-    side, so each gets its share of the cores (2 cores, 2 models, one-window request on the Xeon VM:
-    p50 70 -> 53 ms in fp32, 32 -> 29 ms with --fast)."""
-    from peftqa.hardware import cpu_cores  # the cores this process may use (a container's CPU set)
-
-    return max(1, (cores or cpu_cores()) // max(1, models))
+    side, so each gets its share of the cores this process may use (a container's CPU set)."""
+    return max(1, (cores or hardware.cpu_cores()) // max(1, models))
 
 
 def merged_copies_fit(folders: Sequence[Path], available: int | None = None) -> bool:
     """Whether one fp32 copy of the weights per run (from metrics.json's total_params) takes at most
     MEMORY_SHARE of the available memory; True when either figure is unknown."""
-    available = available_memory_bytes() if available is None else available
+    available = hardware.available_memory_bytes() if available is None else available
     needed = 0
     for folder in folders:
         try:
@@ -257,7 +100,7 @@ def run_digest(run_dir: Path) -> str:
 def onnx_export_of(run_dir: Path, report: Callable[[str], None] = print) -> Path:
     """The fp32 ONNX export of a run, made on first use into peftqa's cache (onnx/<run>-<digest>) and
     reused while the run is unchanged; its logits are checked against PyTorch's as `peftqa export` does."""
-    folder = cache_dir("onnx") / f"{run_dir.name}-{run_digest(run_dir)}"
+    folder = files.cache_dir("onnx") / f"{run_dir.name}-{run_digest(run_dir)}"
     if not export.is_export(folder):
         report(f"exporting {run_dir.name} to ONNX once (about 10-20 s on 2 cores; kept in {folder})")
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -333,3 +176,4 @@ def _load_one(
 
 def _torch_backend(mode: str) -> str:
     return {"merged": "torch fp32, merged", "shared": "torch fp32, shared base", "fast": "torch bf16, merged"}[mode]
+
