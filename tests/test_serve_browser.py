@@ -142,14 +142,14 @@ def far_answer_url():
     from peftqa import runs
     from peftqa.serve.served import ServedModel
     from tests.conftest import TOKENIZER_DIR
-    from tests.test_serve import _PointAtWord
+    from tests.test_serve import PointAtWord
 
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
     settings = {"config": {"method": "lora", "model": "stub", "max_length": 128, "doc_stride": 32}}
     models = [
         ServedModel(
             name,
-            runs.LoadedRun(Path(name), settings, {}, _PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer),
+            runs.LoadedRun(Path(name), settings, {}, PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer),
         )
         for name in ("left", "right")
     ]

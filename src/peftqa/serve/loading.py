@@ -176,4 +176,3 @@ def _load_one(
 
 def _torch_backend(mode: str) -> str:
     return {"merged": "torch fp32, merged", "shared": "torch fp32, shared base", "fast": "torch bf16, merged"}[mode]
-
