@@ -17,46 +17,29 @@ import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks.serve_common import (
-    Server,
-    add_run_flags,
-    load_served,
-    modes_to_measure,
-    one_window_example,
-    percentile,
-    runs_to_measure,
-    thread_share,
-)
+from benchmarks import serve_common
 
 
 def measure_clients(folders: list[str], mode: str, clients: int, per_client: int) -> dict:
     """`clients` threads sending `per_client` requests each, all at once: throughput and latency."""
-    import torch
+    body = json.dumps(serve_common.one_window_example()).encode()
+    with serve_common.served_side_by_side(folders, mode) as models, serve_common.Server(models) as server:
+        for _ in range(5):
+            server.ask(body)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(thread_share(len(folders)))
-    body = json.dumps(one_window_example()).encode()
-    try:
-        models = load_served(folders, mode, thread_share(len(folders)))
-        with Server(models) as server:
-            for _ in range(5):
-                server.ask(body)
+        def client(_: int) -> tuple[list[float], int]:
+            latencies, errors = [], 0
+            for _ in range(per_client):
+                try:
+                    latencies.append(server.ask(body)[0])
+                except (urllib.error.URLError, OSError, ValueError):
+                    errors += 1
+            return latencies, errors
 
-            def client(_: int) -> tuple[list[float], int]:
-                latencies, errors = [], 0
-                for _ in range(per_client):
-                    try:
-                        latencies.append(server.ask(body)[0])
-                    except (urllib.error.URLError, OSError, ValueError):
-                        errors += 1
-                return latencies, errors
-
-            began = time.perf_counter()
-            with ThreadPoolExecutor(clients) as pool:
-                results = list(pool.map(client, range(clients)))
-            seconds = time.perf_counter() - began
-    finally:
-        torch.set_num_threads(threads)
+        began = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(client, range(clients)))
+        seconds = time.perf_counter() - began
     latencies = [value for values, _ in results for value in values]
     return {
         "requests": len(latencies),
@@ -71,7 +54,7 @@ def _print_clients(result: dict, mode: str, clients: int, per_client: int) -> No
     latencies = result["latencies"] or [float("nan")]
     print(
         f"\n{clients} concurrent clients x {per_client} requests, mode {mode}: {result['per_second']:.1f} requests/s, "
-        f"p50 {percentile(latencies, 0.5):.0f} ms, p95 {percentile(latencies, 0.95):.0f} ms, "
+        f"p50 {serve_common.percentile(latencies, 0.5):.0f} ms, p95 {serve_common.percentile(latencies, 0.95):.0f} ms, "
         f"{result['errors']} errors, {result['seconds']:.1f} s "
         f"(load average after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
     )
@@ -79,12 +62,12 @@ def _print_clients(result: dict, mode: str, clients: int, per_client: int) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_run_flags(parser, onnx=True)
+    serve_common.add_run_flags(parser, onnx=True)
     parser.add_argument("--clients", type=int, default=16, help="clients sending at once")
     parser.add_argument("--client-requests", type=int, default=8, help="requests each client sends")
     args = parser.parse_args()
-    run_dirs = runs_to_measure(args.runs)
-    for mode, folders in modes_to_measure(args, run_dirs):
+    run_dirs = serve_common.runs_to_measure(args.runs)
+    for mode, folders in serve_common.modes_to_measure(args, run_dirs):
         result = measure_clients(folders, mode, args.clients, args.client_requests)
         _print_clients(result, mode, args.clients, args.client_requests)
 

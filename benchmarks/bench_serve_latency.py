@@ -23,39 +23,31 @@ import time
 from benchmarks.serve_common import (
     Server,
     add_run_flags,
-    load_served,
     modes_to_measure,
     one_window_example,
     percentile,
     runs_to_measure,
+    served_side_by_side,
     thread_share,
 )
 
 
 def measure_latency(folders: list[str], mode: str, requests: int, warmup: int = 15) -> dict:
     """p50/p95 of POST /api/predict (both models per request) over HTTP against waitress."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(thread_share(len(folders)))
-    try:
-        models = load_served(folders, mode, thread_share(len(folders)))
+    with served_side_by_side(folders, mode) as models, Server(models) as server:
         body = json.dumps(one_window_example()).encode()
         totals, per_model = [], {m.name: [] for m in models}
         answers = {}
         cpu_seconds = 0.0
-        with Server(models) as server:
-            for i in range(warmup + requests):
-                cpu_began = time.process_time()
-                elapsed, answer = server.ask(body)
-                if i >= warmup:
-                    totals.append(elapsed)
-                    cpu_seconds += time.process_time() - cpu_began
-                    for model in answer["models"]:
-                        per_model[model["name"]].append(model["latency_ms"])
-                        answers[model["name"]] = model["answer"]
-    finally:
-        torch.set_num_threads(threads)
+        for i in range(warmup + requests):
+            cpu_began = time.process_time()
+            elapsed, answer = server.ask(body)
+            if i >= warmup:
+                totals.append(elapsed)
+                cpu_seconds += time.process_time() - cpu_began
+                for model in answer["models"]:
+                    per_model[model["name"]].append(model["latency_ms"])
+                    answers[model["name"]] = model["answer"]
     return {
         "models": [m.name for m in models],
         "total": totals,

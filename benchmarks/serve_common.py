@@ -8,10 +8,12 @@ share of the cores this process may use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 
 from benchmarks.common import machine_description
 
@@ -49,6 +51,20 @@ def modes_to_measure(args: argparse.Namespace, run_dirs: list[str]) -> list[tupl
     folders = {"onnx": args.onnx[:2], "onnx-int8": args.onnx_int8[:2]}
     modes = args.modes.split(",") if args.modes else [m for m in MODES if m not in folders or folders[m]]
     return [(mode, folders.get(mode) or run_dirs[:2]) for mode in modes]
+
+
+@contextlib.contextmanager
+def served_side_by_side(folders: list[str], mode: str) -> Iterator[list]:
+    """The models of `mode` with this process's torch threads divided between them, as `peftqa serve`
+    divides them (ONNX Runtime's too); the threads are put back after the block."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(thread_share(len(folders)))
+    try:
+        yield load_served(folders, mode, thread_share(len(folders)))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def load_served(folders: list[str], mode: str, onnx_threads: int):

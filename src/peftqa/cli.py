@@ -168,18 +168,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from peftqa.serve.options import ServeOptions, serve
 
-    serve(
-        ServeOptions(
-            run_dirs=tuple(args.run_dirs),
-            backend=args.backend,
-            shared_base=args.shared_base,
-            fast=args.fast,
-            host=args.host,
-            port=args.port,
-            threads=args.threads,
-            debug=args.debug,
-        )
-    )
+    # The serve sub-parser has one flag per ServeOptions field, under the field's name.
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeOptions)}
+    serve(ServeOptions(**{**values, "run_dirs": tuple(args.run_dirs)}))
     return 0
 
 
