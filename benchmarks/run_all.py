@@ -5,7 +5,8 @@
     python -m benchmarks.run_all --gpu      # CUDA: tokenising, then training a DistilBERT-sized model
 
 Each benchmark runs in its own process (one failing does not stop the others); the exit status is
-non-zero when any failed. bench_steps (interleaved training steps) and bench_serve (when present) run in CPU mode only.
+non-zero when any failed. bench_steps (interleaved training steps) and the bench_serve_* benchmarks run in
+CPU mode only.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ QUICK = {
     "benchmarks.bench_tokenize": ["--questions", "10000"],
     "benchmarks.bench_steps": ["--steps", "4", "--questions", "200"],
     "benchmarks.bench_train": ["--train-questions", "256", "--dev-questions", "100"],
-    "benchmarks.bench_serve": ["--requests", "20"],
+    "benchmarks.bench_serve_floor": [],
+    "benchmarks.bench_serve_latency": ["--requests", "20"],
+    "benchmarks.bench_serve_memory": [],
 }
+# The serving benchmarks that `make bench` runs (bench_serve_clients and bench_serve_agreement: by hand).
+SERVE = ("benchmarks.bench_serve_floor", "benchmarks.bench_serve_latency", "benchmarks.bench_serve_memory")
 
 
 def plan(gpu: bool, quick: bool) -> list[tuple[str, list[str]]]:
@@ -30,8 +35,7 @@ def plan(gpu: bool, quick: bool) -> list[tuple[str, list[str]]]:
         modules = ["benchmarks.bench_tokenize", "benchmarks.bench_train"]
     else:
         modules = ["benchmarks.bench_tokenize", "benchmarks.bench_steps", "benchmarks.bench_train"]
-        if importlib.util.find_spec("benchmarks.bench_serve") is not None:
-            modules.append("benchmarks.bench_serve")
+        modules += [module for module in SERVE if importlib.util.find_spec(module) is not None]
     return [(module, (list(QUICK[module]) if quick else []) + (["--gpu"] if gpu else [])) for module in modules]
 
 

@@ -19,7 +19,7 @@ import torch
 
 from peftqa.data import load_examples
 from peftqa.serve import create_app
-from peftqa.serve.models import load_models, threads_per_model
+from peftqa.serve.loading import load_models, threads_per_model
 from tests.test_serve import train_tiny_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -140,16 +140,16 @@ def far_answer_url():
     from transformers import AutoTokenizer
 
     from peftqa import runs
-    from peftqa.serve.models import ServedModel
+    from peftqa.serve.served import ServedModel
     from tests.conftest import TOKENIZER_DIR
-    from tests.test_serve import _PointAtWord
+    from tests.test_serve import PointAtWord
 
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
     settings = {"config": {"method": "lora", "model": "stub", "max_length": 128, "doc_stride": 32}}
     models = [
         ServedModel(
             name,
-            runs.LoadedRun(Path(name), settings, {}, _PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer),
+            runs.LoadedRun(Path(name), settings, {}, PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer),
         )
         for name in ("left", "right")
     ]

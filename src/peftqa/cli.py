@@ -175,54 +175,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from peftqa.serve import create_app
-    from peftqa.serve.models import load_models, newest_runs, threads_per_model
+    from peftqa.serve.options import ServeOptions, serve
 
-    if args.backend == "onnx" and (args.fast or args.shared_base):
-        raise PeftqaError("--fast and --shared-base apply to the torch backend, not --backend onnx")
-    if args.fast and args.shared_base:
-        raise PeftqaError("--fast merges each adapter into its own weights: it cannot go with --shared-base")
-    if args.fast:
-        from peftqa import hardware
-
-        if hardware.cpu_has_bf16() is False:  # the page answers on the CPU
-            raise PeftqaError(
-                "--fast needs a CPU with bf16 units (AMX or AVX-512 BF16): this one emulates bf16, several times "
-                "slower than the default (exact, fp32); for speed use `--backend onnx` on an int8 export"
-            )
-    run_dirs = args.run_dirs or newest_runs()
-    mode = "fast" if args.fast else "shared" if args.shared_base else "merged"
-    import torch
-
-    # Set before loading, so that each model's warm-up answer runs as the server will.
-    share = threads_per_model(len(run_dirs))
-    torch.set_num_threads(share)
-    models = load_models(
-        run_dirs,
-        report=lambda line: print(f"peftqa: {line}", file=sys.stderr),
-        mode=mode,
-        backend=args.backend,
-        onnx_threads=share,
-    )
-    if not models:
-        searched = ", ".join(map(str, args.run_dirs)) if args.run_dirs else "runs/, backend/ and studies/quick/runs/"
-        raise PeftqaError(
-            f"no trained run to serve in {searched}: train two with `make demo`, or one with "
-            "`peftqa train --method lora --preset quick`, then run `peftqa serve [RUN_DIR ...]`"
-        )
-    torch.set_num_threads(threads_per_model(len(models)))  # fewer when some runs were skipped
-    app = create_app({"MODELS": models, "SERVER_THREADS": args.threads})
-    names = ", ".join(f"{model.name} ({model.backend})" for model in models)
-    print(f"serving {names} on http://{args.host}:{args.port}/", file=sys.stderr)
-    try:
-        if args.debug:
-            app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
-        else:
-            import waitress
-
-            waitress.serve(app, host=args.host, port=args.port, threads=args.threads)
-    except OSError as error:  # port taken, unknown host, no permission
-        raise PeftqaError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from error
+    # The serve sub-parser has one flag per ServeOptions field, under the field's name.
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeOptions)}
+    serve(ServeOptions(**{**values, "run_dirs": tuple(args.run_dirs)}))
     return 0
 
 

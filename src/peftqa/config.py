@@ -33,9 +33,7 @@ class ScoringSettings:
     n_best: int = setting(20, "candidate starts and ends per window in post-processing")
     max_answer_tokens: int = setting(30, "longest answer considered, in tokens")
     # None: predict.eval_batch_size_for the device.
-    batch_size: int | None = setting(
-        None, "features per forward pass when scoring (default: 64 on a GPU, 16 on a CPU)"
-    )
+    batch_size: int | None = setting(None, "features per forward pass when scoring (default: 64 on a GPU, 16 on a CPU)")
 
 
 DEFAULT_SCORING = ScoringSettings()

@@ -128,4 +128,8 @@ def _score_on_dev(model: Any, tokenizer: Any, config: Any, data_dir: str | None)
     examples, features = run_questions(config, tokenizer, data_dir)
     result = evaluate(model, examples, features, tokenizer.pad_token_id, config.scoring)
     keys = ("exact_match", "f1", "exact_match_ci", "f1_ci")
-    return {**{key: result.metrics[key] for key in keys}, "eval_questions": len(examples), "predictions": result.predictions}
+    return {
+        **{key: result.metrics[key] for key in keys},
+        "eval_questions": len(examples),
+        "predictions": result.predictions,
+    }

@@ -39,9 +39,9 @@ def probe_batch(tokenizer: Any, scoring: Any, rows: int = 8) -> dict[str, Any]:
     `rows` of them of different lengths in one padded batch (padding is where exports go wrong)."""
     import torch
 
+    from peftqa.batches import collate
     from peftqa.data import Example, load_examples
     from peftqa.features import build_features
-    from peftqa.batches import collate
 
     examples = [Example(item["id"], item["question"], item["context"], (), ()) for item in load_examples()["examples"]]
     features = build_features(examples, tokenizer, scoring.max_length, scoring.doc_stride)

@@ -4,6 +4,13 @@
     create_app({"MODELS": [...]})     serves runs already loaded (tests build them once)
 
 `peftqa serve` runs the app under waitress; `--debug` alone uses Flask's development server.
+
+The package, by job:
+    compare    the blueprint: the page, the JSON API, the health check
+    served     ServedModel: one loaded run answering as `peftqa evaluate` does
+    loading    load_models: the runs loaded once, merged, shared or fast, torch or ONNX
+    discovery  newest_runs: the runs served when none is named; paths the page may show
+    options    ServeOptions and serve: `peftqa serve`'s flags, checked, and the server
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         config: Flask settings plus RUN_DIRS / MODELS / MAX_INPUT_CHARS (see DEFAULTS).
     """
     from peftqa.serve import compare
-    from peftqa.serve.models import load_models
+    from peftqa.serve.loading import load_models
 
     app = Flask(__name__)
     app.config.update(DEFAULTS)

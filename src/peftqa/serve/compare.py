@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from peftqa.data import load_examples
-from peftqa.serve.models import ServedModel
+from peftqa.serve.served import ServedModel
 
 bp = Blueprint("compare", __name__)
 

@@ -1,4 +1,4 @@
-"""benchmarks/bench_serve.py's floor: the work it counts and how it turns rates into least times.
+"""benchmarks/bench_serve_floor.py: the work it counts and how it turns rates into least times.
 
 No timing is asserted (rates differ from machine to machine); what is checked is that the FLOPs are
 those of every linear layer on the one window, and the floors are those FLOPs over the best rates.
@@ -15,12 +15,12 @@ from tests.test_serve import train_tiny_runs
 def test_floor_counts_the_linear_layers_of_one_window_and_divides_by_the_best_rate(tiny_bert_dir, squad_dir, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from benchmarks import bench_serve
+    from benchmarks import bench_serve_floor
     from peftqa import runs
-    from peftqa.export import merge_model
+    from peftqa.export.verify import merge_model
 
     run_dir = train_tiny_runs(("lora",), tiny_bert_dir, squad_dir, tmp_path)["lora"]
-    floor = bench_serve.measure_floor(str(run_dir), seconds=0.05)
+    floor = bench_serve_floor.measure_floor(str(run_dir), seconds=0.05)
 
     merged = merge_model(runs.load_run(run_dir).model)
     weights = sum(m.in_features * m.out_features for m in merged.modules() if isinstance(m, torch.nn.Linear))

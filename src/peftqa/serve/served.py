@@ -1,0 +1,122 @@
+"""One loaded run as the page serves it: answering exactly as `peftqa evaluate` does, one forward pass
+at a time, with what the page shows about it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from peftqa import runs
+from peftqa.config import ScoringSettings
+from peftqa.metrics import score_answer
+from peftqa.postprocess import Candidate
+from peftqa.predict import answer_question
+from peftqa.serve.discovery import public_model_name, public_path
+
+# What every loaded model answers once before serving (see ServedModel.warm_up).
+WARM_UP_QUESTION = "Who wrote the novel?"
+WARM_UP_CONTEXT = "The novel was written by Jane Austen and published in 1813."
+
+
+class _LockedForward:
+    """A model whose forward calls hold `lock`; everything else (eval, parameters) is the model's own."""
+
+    def __init__(self, model: Any, lock: threading.Lock) -> None:
+        self._model = model
+        self._lock = lock
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._model(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+@dataclass
+class ServedModel:
+    """One loaded run, answering one question at a time per forward pass.
+
+    Only the forward pass holds `lock`: tokenisation and post-processing of concurrent requests
+    overlap with it. Fast tokenizers refuse concurrent use of one instance ("Already borrowed"), so
+    each request borrows a copy of the run's tokenizer from a pool: copies are made only when every
+    one is in use (copying is slow next to an answer) and are kept for later requests.
+    """
+
+    name: str
+    run: runs.LoadedRun
+    bf16: bool | None = None  # bf16 autocast (None: the device's default, fp32 on CPU)
+    backend: str = "torch fp32"  # what the page says about how it answers
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tokenizers: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
+    _copy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        # Read once: RunConfig.from_dict validates the whole config, too slow for every request.
+        self.scoring: ScoringSettings = self.run.config.scoring
+
+    @contextlib.contextmanager
+    def borrowed_tokenizer(self) -> Iterator[Any]:
+        """A copy of the run's tokenizer that no other request uses until the block ends."""
+        try:
+            tokenizer = self._tokenizers.get_nowait()
+        except queue.Empty:
+            with self._copy_lock:  # copying reads the Rust tokenizer: one copy at a time
+                tokenizer = copy.deepcopy(self.run.tokenizer)
+        try:
+            yield tokenizer
+        finally:
+            self._tokenizers.put(tokenizer)
+
+    def warm_up(self) -> None:
+        """One short answer at start-up: the first forward pass of a process is slower than the next
+        ones, and the first request would also pay for a tokenizer copy; this way no user does."""
+        self.top_answers(WARM_UP_QUESTION, WARM_UP_CONTEXT, 1)
+
+    def describe(self) -> dict[str, Any]:
+        """What the page and /api/models show about this run (run.json and metrics.json, or peftqa.json)."""
+        config = self.run.settings["config"]
+        metrics = self.run.metrics
+        return {
+            "name": self.name,
+            "method": self.run.method,
+            "backbone": public_model_name(config.get("model")),
+            "backend": self.backend,
+            "trainable_params": metrics.get("trainable_params"),
+            "total_params": metrics.get("total_params"),
+            "trainable_percent": metrics.get("trainable_percent"),
+            "dev_exact_match": metrics.get("exact_match"),
+            "dev_f1": metrics.get("f1"),
+            "dev_questions": metrics.get("eval_questions"),
+            "run_dir": public_path(self.run.run_dir),
+        }
+
+    def top_answers(self, question: str, context: str, top_k: int) -> list[Candidate]:
+        """`predict.answer_question` (the `top_k` best answers), with only the forward pass under the lock."""
+        model = _LockedForward(self.run.model, self.lock)
+        with self.borrowed_tokenizer() as tokenizer:
+            return answer_question(model, tokenizer, question, context, top_k, self.scoring, self.bf16)
+
+    def answer(self, question: str, context: str, top_k: int, truths: Sequence[str] = ()) -> dict[str, Any]:
+        """The best answer, `top_k - 1` alternatives, latency, and EM/F1 when `truths` are given."""
+        began = time.perf_counter()
+        ranked = self.top_answers(question, context, top_k)
+        latency_ms = 1000.0 * (time.perf_counter() - began)
+        # No valid span (a context of white space only): an empty answer, as in the official format.
+        best = ranked[0].to_dict() if ranked else {"answer": "", "start": None, "end": None, "score": None}
+        result: dict[str, Any] = {
+            "name": self.name,
+            "method": self.run.method,
+            **best,
+            "alternatives": [candidate.to_dict() for candidate in ranked[1:]],
+            "latency_ms": round(latency_ms, 2),
+        }
+        if truths:
+            result.update(score_answer(result["answer"], truths))
+        return result
