@@ -63,7 +63,7 @@ def _arm(args: argparse.Namespace) -> dict:
         features, wall, cpu = _timed(prepare_train_features, examples, tokenizer, settings)
         return {"cold_seconds": wall, "cold_cpu_seconds": cpu, "features": len(features)}
 
-    from peftqa.features import load_or_build_features
+    from peftqa.feature_cache import load_or_build_features
 
     digest = md5_of(path)
     with tempfile.TemporaryDirectory() as scratch:

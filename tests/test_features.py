@@ -6,7 +6,7 @@ import pytest
 from peftqa import features as features_module
 from peftqa.backbone import load_tokenizer
 from peftqa.data import Example
-from peftqa.features import FeatureSet, build_features, load_or_build_features, pair_template, window_starts
+from peftqa.features import FeatureSet, build_features, pair_template, window_starts
 from tests.conftest import TOKENIZER_DIR
 
 
@@ -87,23 +87,6 @@ def test_very_long_questions_are_shortened_not_fatal(tokenizer):
     assert _labelled_texts(features, example) == ["it rains"]
 
 
-def test_second_build_comes_from_the_cache(tokenizer, tmp_path):
-    examples = [_example("Paris is the capital of France.", "Paris")]
-    first, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", cache_dir=tmp_path)
-    assert not cached
-    second, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", cache_dir=tmp_path)
-    assert cached
-    for name in ("input_ids", "offsets", "row_starts", "start_positions", "end_positions", "example_index"):
-        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
-    _, cached = load_or_build_features(examples, tokenizer, 128, 48, "md5", cache_dir=tmp_path)
-    assert not cached  # another stride is another key
-
-
-# ---------------------------------------------------------------------------- the windowed fast path
-# It tokenises each context once and must build exactly the FeatureSet that tokenising every
-# (question, context) pair with the tokenizer's own truncation builds.
-
-
 def _examples() -> list[Example]:
     """Short and long contexts, shared contexts, a very long question, no answer, accents."""
     filler = " ".join(
@@ -166,14 +149,3 @@ def test_window_starts_cover_the_context_like_the_tokenizer():
     assert list(window_starts(21, 20, 5)) == [0, 15]
     assert list(window_starts(50, 20, 5)) == [0, 15, 30]
     assert list(window_starts(51, 20, 5)) == [0, 15, 30, 45]
-
-
-def test_cache_key_survives_tokenizer_calls(tokenizer, tmp_path):
-    """Tokenizer calls change the backend's truncation settings; the cache must still be found."""
-    examples = _examples()
-    _, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", tmp_path)
-    assert not cached
-    tokenizer("a question", "a context", truncation="only_second", max_length=64, padding="max_length")
-    again, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", tmp_path)
-    assert cached
-    _assert_same(again, build_features(examples, tokenizer, 128, 32))

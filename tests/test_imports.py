@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "peftqa"
 STAGES: list[tuple[str, ...]] = [
     ("errors", "files", "wheels", "hardware", "stats", "metrics", "plots", "workers"),  # leaf helpers
     ("data",),
-    ("features",),
+    ("features", "feature_cache"),
     ("backbone", "methods", "onnx_runtime"),
     ("config",),
     ("runs",),

@@ -12,7 +12,7 @@ from peftqa import runs
 from peftqa import study as study_module
 from peftqa.cli import main
 from peftqa.errors import PeftqaError
-from peftqa.study import STUDY_PRESETS, StudyPreset, parse_methods, run_study
+from peftqa.study import STUDY_PRESETS, StudyConfig, StudyPreset, parse_methods, run_study
 from peftqa.sweep import run_sweep
 
 TINY = StudyPreset(
@@ -34,7 +34,9 @@ TINY = StudyPreset(
 def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
     lines: list[str] = []
-    summary = run_study("tiny", None, tmp_path / "study", str(squad_dir), {"model": str(tiny_bert_dir)}, lines.append)
+    summary = run_study(
+        StudyConfig("tiny", None, str(tmp_path / "study"), str(squad_dir), str(tiny_bert_dir)), lines.append
+    )
 
     assert [p.split("/")[-1] for p in summary["runs"]] == ["lora", "lora-original"]
     assert summary["learning_rates"]["lora-original"] == 1e-5
@@ -47,7 +49,7 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
     assert any(line.startswith("epoch 1: train loss") for line in lines)  # what training says at an epoch's end
     again_lines: list[str] = []
     again = run_study(
-        "tiny", "lora", tmp_path / "study", str(squad_dir), {"model": str(tiny_bert_dir)}, again_lines.append
+        StudyConfig("tiny", "lora", str(tmp_path / "study"), str(squad_dir), str(tiny_bert_dir)), again_lines.append
     )
     assert again["results"][0]["f1"] == summary["results"][0]["f1"]
     assert not any(line.startswith("epoch ") for line in again_lines)
@@ -61,7 +63,7 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
 
     monkeypatch.setattr(study_module, "run_sweep", sweep_with_another_best)
     with pytest.raises(PeftqaError, match=r"other settings \(lr: "):
-        run_study("tiny", "lora", tmp_path / "study", str(squad_dir), {"model": str(tiny_bert_dir)}, lambda _: 0)
+        run_study(StudyConfig("tiny", "lora", str(tmp_path / "study"), str(squad_dir), str(tiny_bert_dir)), lambda _: 0)
 
 
 def test_bad_study_input():
@@ -88,7 +90,7 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
     lines: list[str] = []
     folder = tmp_path / "study"
     summary = run_study(
-        "tiny", None, folder, str(squad_dir), {"model": str(tiny_bert_dir)}, lines.append, seeds=2, workers=2
+        StudyConfig("tiny", None, str(folder), str(squad_dir), str(tiny_bert_dir), seeds=2, workers=2), lines.append
     )
 
     assert [Path(p).name for p in summary["runs"]] == ["lora", "lora-seed43"] == [p.name for p in reported[0]]
@@ -103,5 +105,5 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
     import peftqa.workers as workers_module
 
     monkeypatch.setattr(workers_module, "run_jobs", lambda jobs, *a, **k: [] if not jobs else pytest.fail("ran"))
-    again = run_study("tiny", None, folder, str(squad_dir), {"model": str(tiny_bert_dir)}, lambda _: 0, 2, 2)
+    again = run_study(StudyConfig("tiny", None, str(folder), str(squad_dir), str(tiny_bert_dir), 2, 2), lambda _: 0)
     assert [r["f1"] for r in again["results"]] == [r["f1"] for r in summary["results"]]

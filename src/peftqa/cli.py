@@ -19,7 +19,7 @@ from peftqa.config import PRESETS, RunConfig, preset
 from peftqa.errors import PeftqaError
 from peftqa.methods import METHODS, method_names
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES
-from peftqa.study import STUDY_PRESETS
+from peftqa.study import StudyConfig
 from peftqa.sweep.config import SweepConfig
 
 # RunConfig fields that have no flag of their own (method_options gets one flag per option).
@@ -253,36 +253,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from peftqa.study import run_study
+    from peftqa.study import StudyConfig, run_study
 
-    overrides = {"model": args.model} if args.model else {}
-    run_study(
-        args.preset,
-        args.methods,
-        args.output_dir,
-        args.data_dir,
-        overrides,
-        seeds=args.seeds,
-        workers=args.workers,
-        workers_per_gpu=args.workers_per_gpu,
-    )
+    run_study(StudyConfig(**_given(args, StudyConfig)))
     return 0
-
-
-def _add_worker_flags(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help=f"worker processes running {what} side by side (default 1): one GPU each while there are "
-        "GPUs enough, else sharing; on a CPU the cores are split between them",
-    )
-    parser.add_argument(
-        "--workers-per-gpu",
-        type=int,
-        default=None,
-        help="workers sharing each GPU (without --workers: this many on every GPU)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,15 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     study = commands.add_parser("study", help="sweep, train at the best lr and report, for several methods")
-    study.add_argument("--preset", choices=sorted(STUDY_PRESETS), default="quick")
-    study.add_argument("--methods", default=None, help="comma-separated, e.g. lora,ia3,bitfit (default per preset)")
-    study.add_argument("--output-dir", default=None, help="study folder (default: studies/<preset>)")
-    study.add_argument("--data-dir", default=None)
-    study.add_argument("--model", default=None, help="replace the preset's model")
-    study.add_argument(
-        "--seeds", type=int, default=1, help="final runs per method with different seeds (report: mean and std)"
-    )
-    _add_worker_flags(study, "sweep trials and final runs")
+    add_config_flags(study, StudyConfig)
     study.set_defaults(handler=_cmd_study)
 
     serve = commands.add_parser("serve", help="compare trained runs side by side in a browser (and a JSON API)")

@@ -16,7 +16,8 @@ import torch
 from peftqa.batches import collate
 from peftqa.config import DEFAULT_SCORING, RunConfig, ScoringSettings
 from peftqa.data import Example, eval_questions, gold_answers, md5_of
-from peftqa.features import FeatureSet, build_features, load_or_build_features
+from peftqa.feature_cache import load_or_build_features
+from peftqa.features import FeatureSet, build_features
 from peftqa.metrics import compute_metrics, question_scores
 from peftqa.postprocess import Candidate, best_answers, postprocess
 from peftqa.stats import bootstrap_interval

@@ -20,7 +20,8 @@ from peftqa import hardware, runs
 from peftqa.backbone import load_qa_model
 from peftqa.config import RunConfig
 from peftqa.data import Example, eval_questions, md5_of, split_path, train_questions
-from peftqa.features import FeatureSet, load_or_build_features
+from peftqa.feature_cache import load_or_build_features
+from peftqa.features import FeatureSet
 from peftqa.methods import MethodSpec
 from peftqa.predict import model_device
 

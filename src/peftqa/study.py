@@ -24,7 +24,7 @@ from typing import Any
 
 from peftqa import files, runs
 from peftqa.backbone import DEFAULT_MODEL
-from peftqa.config import PRESETS, RunConfig
+from peftqa.config import PRESETS, RunConfig, setting
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method, method_names
 from peftqa.sweep import SweepConfig, run_sweep
@@ -151,30 +151,38 @@ def _base_config(preset: StudyPreset, method: str, data_dir: str, overrides: dic
     return RunConfig.from_dict({**preset.run, **overrides, "method": method, "data_dir": data_dir})
 
 
-def run_study(
-    preset_name: str,
-    methods: str | Sequence[str] | None = None,
-    output_dir: str | Path | None = None,
-    data_dir: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    log: Callable[[str], None] = print,
-    seeds: int = 1,
-    workers: int | None = None,
-    workers_per_gpu: int | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StudyConfig:
+    """What `peftqa study` runs: the preset and what replaces its choices (each field with help is a flag)."""
+
+    preset: str = setting("quick", "the study to run (see the README)", choices=tuple(sorted(STUDY_PRESETS)))
+    methods: str | None = setting(None, "comma-separated, e.g. lora,ia3,bitfit (default per preset)")
+    output_dir: str | None = setting(None, "study folder (default: studies/<preset>)")
+    data_dir: str | None = setting(
+        None, "SQuAD folder (default: PEFTQA_DATA_DIR or the user cache, fetched if missing)"
+    )
+    model: str | None = setting(None, "replace the preset's model")
+    seeds: int = setting(1, "final runs per method with different seeds (report: mean and std)")
+    workers: int | None = setting(
+        None,
+        "worker processes running sweep trials and final runs side by side (default 1): one GPU each while "
+        "there are GPUs enough, else sharing; on a CPU the cores are split between them",
+    )
+    workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
+
+    def run_overrides(self) -> dict[str, Any]:
+        """The RunConfig settings that replace the preset's: `overrides`, and the model when given."""
+        return {**self.overrides, **({"model": self.model} if self.model else {})}
+
+
+def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) a whole study and write its report; returns the study summary.
 
     Args:
-        preset_name: quick, seed or full-data.
-        methods: method names (comma-separated or a list); None: the preset's.
-        output_dir: the study folder; None: studies/<preset>.
-        data_dir: SQuAD folder; None: PEFTQA_DATA_DIR or the user cache (fetched when missing).
-        overrides: RunConfig settings that replace the preset's (e.g. {"model": ...}).
+        config: the preset and what replaces its choices; final runs get seeds seed, seed+1, ... when
+            config.seeds > 1 (the report gives mean and std).
         log: where progress lines go.
-        seeds: final runs per method, with seeds seed, seed+1, ... (the report gives mean and std).
-        workers: processes running sweep trials and final runs side by side (None: 1, or
-            workers_per_gpu on every GPU).
-        workers_per_gpu: how many of them share each GPU.
     """
     from peftqa.data import ensure_squad
     from peftqa.hardware import visible_gpus
@@ -182,10 +190,12 @@ def run_study(
     from peftqa.train import train
     from peftqa.workers import plan_slots, worker_count
 
+    preset_name, methods, seeds = config.preset, config.methods, config.seeds
+    workers, workers_per_gpu = config.workers, config.workers_per_gpu
     preset = get_preset(preset_name)
     names = parse_methods(methods, preset.methods)
-    folder = Path(output_dir or Path("studies") / preset_name)
-    overrides = dict(overrides or {})
+    folder = Path(config.output_dir or Path("studies") / preset_name)
+    overrides = config.run_overrides()
     plan = [(method, grid, lrs) for method in names for grid, lrs in _grids(preset, method).items()]
     if seeds < 1:
         raise PeftqaError(f"--seeds must be at least 1, got {seeds}")
@@ -194,7 +204,7 @@ def run_study(
     # In parallel the final runs wait for every sweep, then run as one step.
     steps = _Steps(1 + len(plan) + (1 if parallel else seeds * len(plan)) + 1, log)
     log(f"study '{preset_name}': {preset.description}; methods {', '.join(names)}; output {folder}")
-    data_dir = str(steps.run("data: SQuAD v1.1", lambda: ensure_squad(data_dir)))
+    data_dir = str(steps.run("data: SQuAD v1.1", lambda: ensure_squad(config.data_dir)))
 
     sweeps, finals, metrics, chosen = [], [], [], {}
     queued: list[RunConfig] = []  # final runs waiting for the workers (parallel only)
