@@ -25,7 +25,7 @@ from peftqa.data import (
     describe_source,
     eval_questions,
     has_unanswerable,
-    is_official,
+    md5_of,
     question_source,
     threshold_questions,
     train_questions,
@@ -45,7 +45,7 @@ class TrainingData:
     eval_examples: list[Example]  # the questions scored: dev, or held-out training articles (config.eval_split)
     train_features: FeatureSet
     eval_features: FeatureSet
-    data_md5: dict[str, str]  # "train" and the scored split -> the MD5 of the file read, for official files
+    data_md5: dict[str, str]  # "train" and the scored split -> the MD5 of the file read (a `datasets` source: none)
     tokenize_seconds: float
     features_from_cache: bool
     # "train" and the scored split -> source, format, fingerprint and question counts (data.describe_source)
@@ -79,7 +79,7 @@ def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] =
     eval_examples, _ = eval_questions(config.data_dir, choice)
     tune_examples = threshold_questions(config.data_dir, choice) if choice.hold_out else None
     prints = {split: described["fingerprint"] for split, described in data_files.items()}
-    data_md5 = {split: value for split, value in prints.items() if is_official(value)}
+    data_md5 = {split: md5_of(Path(source)) for split, source in sources.items() if Path(source).is_file()}
     began = time.perf_counter()
     train_features, train_cached = load_or_build_features(
         train_examples, tokenizer, config.max_length, config.doc_stride, prints["train"]

@@ -161,13 +161,6 @@ class StudyConfig:
     data_dir: str | None = setting(
         None, "SQuAD folder (default: PEFTQA_DATA_DIR or the user cache, fetched if missing)"
     )
-    train_file: str | None = setting(
-        None, "your training questions (SQuAD JSON v1.1/v2.0 or JSON Lines; default: SQuAD v1.1 train)"
-    )
-    dev_file: str | None = setting(None, "your dev questions, in the same formats (default: SQuAD v1.1 dev)")
-    validation_questions: int | None = setting(
-        None, "held-out training questions (whole articles) the sweeps and the null threshold are chosen on"
-    )
     model: str | None = setting(None, "replace the preset's model")
     seeds: int = setting(1, "final runs per method with different seeds (report: mean and std)")
     workers: int | None = setting(
@@ -176,6 +169,13 @@ class StudyConfig:
         "there are GPUs enough, else sharing; on a CPU the cores are split between them",
     )
     workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    train_file: str | None = setting(
+        None, "your training questions (SQuAD JSON v1.1/v2.0 or JSON Lines; default: SQuAD v1.1 train)"
+    )
+    dev_file: str | None = setting(None, "your dev questions, in the same formats (default: SQuAD v1.1 dev)")
+    validation_questions: int | None = setting(
+        None, "held-out training questions (whole articles) the sweeps and the null threshold are chosen on"
+    )
     overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
 
     def run_overrides(self) -> dict[str, Any]:
