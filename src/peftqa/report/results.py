@@ -3,6 +3,7 @@ groupings of questions (type, answer length) the error analysis averages over.""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from peftqa import runs
-from peftqa.config import RunConfig
-from peftqa.data import Example, eval_file, fingerprint, load_squad
+from peftqa.data import Example, QuestionChoice, eval_file, fingerprint, load_squad
 from peftqa.errors import PeftqaError
 from peftqa.files import read_json
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
@@ -86,7 +86,9 @@ def scored_source(folder: Path, settings: dict[str, Any]) -> str | Path:
     """Where the run's scored questions are: its dev (or train) source, checked to be the data it was
     scored on when run.json keeps that source's fingerprint."""
     config = settings["config"]
-    path = eval_file(config["data_dir"], RunConfig.from_dict(config).questions)
+    # Only where the questions are read from: the rest of the choice is the run's scores.jsonl.
+    files = QuestionChoice(train_file=config.get("train_file"), dev_file=config.get("dev_file"))
+    path = eval_file(config["data_dir"], dataclasses.replace(files, eval_split=config["eval_split"]))
     recorded = (settings.get("data_files") or {}).get(config["eval_split"])
     if recorded and recorded.get("fingerprint") != fingerprint(path, _role(settings)):
         raise PeftqaError(

@@ -297,9 +297,9 @@ def _error_section(results: list[RunResult]) -> list[Block]:
             examples += [
                 [
                     by_id[i].question,
-                    " / ".join(dict.fromkeys(by_id[i].answers)),
-                    f"{x.name}: {x.predictions[i]}",
-                    f"{y.name}: {y.predictions.get(i, '')}",
+                    " / ".join(dict.fromkeys(by_id[i].answers)) or "(no answer)",
+                    f"{x.name}: {x.predictions[i] or '(no answer)'}",
+                    f"{y.name}: {y.predictions.get(i, '') or '(no answer)'}",
                 ]
                 for i in chosen
             ]
