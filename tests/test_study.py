@@ -110,12 +110,12 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
 
 
 def test_study_on_your_own_files_without_titles(tiny_bert_dir, tmp_path, monkeypatch):
-    from tests.squad_fixtures import jsonl_rows, many_articles, v2_articles, write_jsonl, write_v2
+    from tests.squad_fixtures import jsonl_rows, many_articles, write_jsonl, write_v2
 
     monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
     rows = [{k: v for k, v in row.items() if k != "title"} for row in jsonl_rows(many_articles(12))]
     train_file = write_jsonl(tmp_path / "train.jsonl", rows)  # no titles: held out by context
-    dev_file = write_v2(tmp_path / "dev-v2.json", v2_articles())
+    dev_file = write_v2(tmp_path / "dev-v2.json")
     config = StudyConfig(
         "tiny", "lora", str(tmp_path / "study"), str(tmp_path / "no-squad-here"), str(tiny_bert_dir),
         train_file=str(train_file), dev_file=str(dev_file), validation_questions=5,
