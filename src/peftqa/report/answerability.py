@@ -57,7 +57,7 @@ def _paired(a: RunResult, b: RunResult, metric: str, answerable: bool) -> str:
         return "n/a"
     found = paired_difference(a.values(metric, ids), b.values(metric, ids), resamples=RESAMPLES, seed=BOOTSTRAP_SEED)
     text = format_interval(found["difference"], found["low"], found["high"])
-    return ("" if text.startswith("-") else "+") + text + ("" if found["settled"] else " (not settled)")
+    return ("" if text.startswith("-") else "+") + text + (" (settled)" if found["settled"] else " (not settled)")
 
 
 def answerability_section(results: Sequence[RunResult]) -> list[Block]:
