@@ -139,62 +139,25 @@ def _cmd_make_v2(args: argparse.Namespace) -> int:
     from peftqa.data import make_squad2
 
     counts = make_squad2(args.source, args.out, args.share, args.seed)
-    print(
-        f"{args.out}: {counts['questions']} questions, {counts['unanswerable']} of them moved to a paragraph of "
-        f"another article without an answer (SQuAD 2.0 format, made from {args.source})"
-    )
+    print(f"{args.out}: {counts['questions']} questions, {counts['unanswerable']} of them moved to another article")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from peftqa.evaluation import evaluate_run
 
-    result = evaluate_run(args.run_dir, args.eval_limit, args.data_dir, args.train_file, args.dev_file)
-    print(json.dumps(result, indent=2))
+    print(
+        json.dumps(evaluate_run(args.run_dir, args.eval_limit, args.data_dir, args.train_file, args.dev_file), indent=2)
+    )
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    if args.file is not None or args.out is not None:
-        return _predict_file(args)
-    from peftqa import runs
-    from peftqa.predict import ask
+    from peftqa.predict_run import predict
 
-    if args.question is None or args.context is None:
-        raise PeftqaError("give --question and --context, or --file QUESTIONS --out PREDICTIONS.json")
-    if not args.question.strip() or not args.context.strip():
-        raise PeftqaError("--question and --context must not be empty")
-    loaded = runs.load_run(args.run_dir)
-    asked = ask(
-        loaded.model,
-        loaded.tokenizer,
-        args.question,
-        args.context,
-        args.top_k,
-        loaded.config.scoring,
-        null_threshold=loaded.null_threshold,
-    )
-    if not asked.candidates:
-        raise PeftqaError("the context holds no span the model could answer with")
-    answer = asked.to_dict()
-    result = {key: answer[key] for key in ("answer", "start", "end", "score")}
-    if asked.null_threshold is not None:  # a run that may answer nothing says why it did or did not
-        result.update({key: answer[key] for key in ("no_answer", "null_score", "span_score", "null_threshold")})
-        result.update({"best_span": answer["best_span"]} if "best_span" in answer else {})
-    if args.top_k > 1:
-        result["alternatives"] = answer["alternatives"]
-    print(json.dumps(result, ensure_ascii=False))
-    return 0
-
-
-def _predict_file(args: argparse.Namespace) -> int:
-    from peftqa.predict_file import predict_file
-
-    if args.file is None or args.out is None:
-        raise PeftqaError("--file and --out go together: --file QUESTIONS --out PREDICTIONS.json")
-    if args.question is not None or args.context is not None:
-        raise PeftqaError("--file answers a whole file: drop --question and --context")
-    predict_file(args.run_dir, args.file, args.out, args.nbest)
+    answer = predict(args.run_dir, args.question, args.context, args.top_k, args.file, args.out, args.nbest)
+    if answer is not None:
+        print(json.dumps(answer, ensure_ascii=False))
     return 0
 
 
@@ -308,11 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--dest", default=None, help="folder (default: --data-dir, PEFTQA_DATA_DIR or user cache)")
     fetch.add_argument("--data-dir", default=None)
     fetch.set_defaults(handler=_cmd_fetch)
-    make_v2 = data_commands.add_parser(
-        "make-v2",
-        help="a SQuAD 2.0-format file made from a v1.1 file: a seeded share of the questions moved to a paragraph "
-        "of another article, without an answer (easier than real SQuAD 2.0: it tests the machinery)",
-    )
+    make_v2 = data_commands.add_parser("make-v2", help="a SQuAD 2.0-format file made from a v1.1 file (README: Data)")
     make_v2.add_argument("source", help="a SQuAD v1.1 file (.json or .json.gz)")
     make_v2.add_argument("out", help="the file to write (gzipped when it ends in .gz)")
     make_v2.add_argument("--share", type=float, default=DEFAULT_SHARE, help="share made unanswerable (default 1/3)")
@@ -334,9 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dev-file", default=None, help="score on this file's questions instead of the run's dev")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
-    predict = commands.add_parser(
-        "predict", help="answer one question, or every question of a file, with a trained run (or an export)"
-    )
+    predict = commands.add_parser("predict", help="answer one question, or every question of a file, with a run")
     predict.add_argument("run_dir")
     predict.add_argument("--question", default=None)
     predict.add_argument("--context", default=None)
@@ -348,18 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--nbest", type=int, default=None, help="with --file: also nbest.json, the K best spans")
     predict.set_defaults(handler=_cmd_predict)
 
-    score = commands.add_parser(
-        "score", help="official EM/F1 of a predictions file ({id: answer}): SQuAD v1.1, or v2.0 for unanswerable data"
-    )
+    score = commands.add_parser("score", help="official EM/F1 of a predictions file ({id: answer}), SQuAD v1.1 or 2.0")
     score.add_argument("dev_json", help="the questions: SQuAD JSON (v1.1 or v2.0) or JSON Lines")
     score.add_argument("predictions_json")
-    score.add_argument(
-        "--version", type=int, default=None, help="1 or 2 (default: 2 when some question has no answer, else 1)"
-    )
+    score.add_argument("--version", type=int, default=None, help="1 or 2 (default: 2 when a question has no answer)")
     score.add_argument("--na-probs", default=None, help="version 2: the official --na-prob-file, JSON {id: number}")
-    score.add_argument(
-        "--na-prob-thresh", type=float, default=1.0, help="version 2: no answer where na-probs exceeds it (default 1.0)"
-    )
+    score.add_argument("--na-prob-thresh", type=float, default=1.0, help="version 2: no answer above it (default 1.0)")
     score.add_argument(
         "--ci",
         action="store_true",

@@ -10,7 +10,7 @@ import pytest
 from peftqa import runs
 from peftqa.cli import main
 from peftqa.errors import PeftqaError
-from peftqa.predict_file import NBEST_JSON, predict_file
+from peftqa.predict_run import NBEST_JSON, predict_file
 from peftqa.train import train
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import jsonl_rows, v2_articles, write_jsonl, write_v2

@@ -1,5 +1,5 @@
-"""`peftqa predict RUN_DIR --file QUESTIONS --out PREDICTIONS.json [--nbest K]`: answers for every
-question of a file (run_qa.py's --do_predict).
+"""`peftqa predict RUN_DIR`: a run (or an export) answers one question (`answer_one`), or every question
+of a file (`predict_file`: `--file QUESTIONS --out PREDICTIONS.json [--nbest K]`, run_qa.py's --do_predict).
 
 The questions are SQuAD JSON or JSON Lines, with or without answers (answers are not read). The
 answers are the official predictions format, {id: answer} with "" where the model answers nothing,
@@ -20,9 +20,59 @@ from peftqa import files, runs
 from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
 from peftqa.features import build_features
-from peftqa.predict import EvalResult, NullRule, evaluate
+from peftqa.predict import EvalResult, NullRule, ask, evaluate
 
 NBEST_JSON = "nbest.json"
+
+
+def predict(
+    run_dir: str | os.PathLike,
+    question: str | None = None,
+    context: str | None = None,
+    top_k: int = 1,
+    file: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    nbest: int | None = None,
+) -> dict[str, Any] | None:
+    """`peftqa predict`: one question's answer (`answer_one`), or a whole file's written (`predict_file`, None).
+
+    Raises:
+        PeftqaError: neither mode asked for, or both, or --file without --out (and what each mode refuses).
+    """
+    if file is None and out is None:
+        if question is None or context is None:
+            raise PeftqaError("give --question and --context, or --file QUESTIONS --out PREDICTIONS.json")
+        return answer_one(run_dir, question, context, top_k)
+    if file is None or out is None:
+        raise PeftqaError("--file and --out go together: --file QUESTIONS --out PREDICTIONS.json")
+    if question is not None or context is not None:
+        raise PeftqaError("--file answers a whole file: drop --question and --context")
+    predict_file(run_dir, file, out, nbest)
+    return None
+
+
+def answer_one(run_dir: str | os.PathLike, question: str, context: str, top_k: int = 1) -> dict[str, Any]:
+    """{answer, start, end, score} of one question (and `alternatives` with top_k > 1); a run that may
+    answer nothing (SQuAD 2.0) adds no_answer, null_score, span_score, null_threshold (and best_span).
+
+    Raises:
+        PeftqaError: an empty question or context, a bad run, or a context without any valid span.
+    """
+    if not question.strip() or not context.strip():
+        raise PeftqaError("--question and --context must not be empty")
+    loaded = runs.load_run(run_dir)
+    threshold = loaded.null_threshold
+    asked = ask(loaded.model, loaded.tokenizer, question, context, top_k, loaded.config.scoring, None, threshold)
+    if not asked.candidates:
+        raise PeftqaError("the context holds no span the model could answer with")
+    answer = asked.to_dict()
+    result = {key: answer[key] for key in ("answer", "start", "end", "score")}
+    if threshold is not None:  # a run that may answer nothing says why it did or did not
+        result.update({key: answer[key] for key in ("no_answer", "null_score", "span_score", "null_threshold")})
+        result.update({"best_span": answer["best_span"]} if "best_span" in answer else {})
+    if top_k > 1:
+        result["alternatives"] = answer["alternatives"]
+    return result
 
 
 def predict_file(
