@@ -103,7 +103,9 @@ def export_run(
             model.config.save_pretrained(staging)
             verification.update(write_checked_onnx(model, batch, staging))
             if quantize:
-                extra["int8"] = quantize_and_score(staging, loaded.tokenizer, config, data_dir, log)
+                extra["int8"] = quantize_and_score(
+                    staging, loaded.tokenizer, config, data_dir, log, loaded.null_threshold
+                )
         loaded.tokenizer.save_pretrained(staging)
         info = _export_info(fmt, quantize, run_dir, loaded, verification, extra)
         _write_description(staging, run_dir, info, loaded.settings)

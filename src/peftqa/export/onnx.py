@@ -94,16 +94,22 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 
 def quantize_and_score(
-    staging: Path, tokenizer: Any, config: Any, data_dir: str | None, log: Callable[[str], None]
+    staging: Path,
+    tokenizer: Any,
+    config: Any,
+    data_dir: str | None,
+    log: Callable[[str], None],
+    null_threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Quantise model.onnx in place and score it before and after on the run's dev sample."""
+    """Quantise model.onnx in place and score it before and after on the run's dev sample (a SQuAD 2.0
+    run answering "no answer" by its own `null_threshold`)."""
     fp32 = staging / ONNX_FILE
     int8 = staging / f"int8-{ONNX_FILE}"
     log("scoring the fp32 ONNX model on the run's dev sample")
-    before = _score_on_dev(OnnxQAModel(fp32), tokenizer, config, data_dir)
+    before = _score_on_dev(OnnxQAModel(fp32), tokenizer, config, data_dir, null_threshold)
     quantize_int8(fp32, int8)
     log("scoring the int8 ONNX model on the run's dev sample")
-    after = _score_on_dev(OnnxQAModel(int8), tokenizer, config, data_dir)
+    after = _score_on_dev(OnnxQAModel(int8), tokenizer, config, data_dir, null_threshold)
     same = sum(after["predictions"][q] == answer for q, answer in before["predictions"].items())
     fp32_bytes = fp32.stat().st_size
     os.replace(int8, fp32)
@@ -121,12 +127,15 @@ def quantize_and_score(
     return report
 
 
-def _score_on_dev(model: Any, tokenizer: Any, config: Any, data_dir: str | None) -> dict[str, Any]:
+def _score_on_dev(
+    model: Any, tokenizer: Any, config: Any, data_dir: str | None, null_threshold: float | None
+) -> dict[str, Any]:
     """EM/F1 (with intervals) of `model` on the run's own dev sample, with the run's windows."""
-    from peftqa.predict import evaluate, run_questions
+    from peftqa.predict import NullRule, evaluate, run_questions
 
     examples, features = run_questions(config, tokenizer, data_dir)
-    result = evaluate(model, examples, features, tokenizer.pad_token_id, config.scoring)
+    null = NullRule(null_threshold) if null_threshold is not None else None
+    result = evaluate(model, examples, features, tokenizer.pad_token_id, config.scoring, null)
     keys = ("exact_match", "f1", "exact_match_ci", "f1_ci")
     return {
         **{key: result.metrics[key] for key in keys},
