@@ -60,3 +60,15 @@ def test_a_bf16_run_keeps_fp32_adapters_scores_in_fp32_and_records_why(tiny_bert
     again = evaluate_run(run_dir)
     assert (again["exact_match"], again["f1"]) == (bf16["exact_match"], bf16["f1"])
     assert again["eval_loss"] == pytest.approx(bf16["eval_loss"], abs=1e-6)
+
+
+def test_a_method_that_lost_f1_in_bf16_stays_fp32_under_auto_but_not_when_bf16_is_asked_for():
+    from peftqa.levers import SpeedLevers
+
+    keep = "its sweep chose another rate"
+    assert not resolve_precision("auto", CPU, ZEN4, fp32_under_auto=keep).bf16
+    assert keep in resolve_precision("auto", torch.device("cuda"), fp32_under_auto=keep).why
+    assert resolve_precision("bf16", CPU, ZEN4, fp32_under_auto=keep).bf16
+    full = SpeedLevers.resolve(RunConfig(method="full"), torch.device("cuda"), lambda _: None)
+    assert not full.precision.bf16 and "fp32" in full.precision.why
+    assert SpeedLevers.resolve(RunConfig(method="lora"), torch.device("cuda"), lambda _: None).precision.bf16

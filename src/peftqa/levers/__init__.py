@@ -55,7 +55,9 @@ class SpeedLevers:
     def resolve(cls, config: RunConfig, device: torch.device, log: Callable[[str], None]) -> SpeedLevers:
         """The levers `config` asks for on `device`; says which are on, and a lever that cannot apply."""
         on_cuda = device.type == "cuda"
-        precision = resolve_precision(config.precision, device)
+        precision = resolve_precision(
+            config.precision, device, fp32_under_auto=get_method(config.method).fp32_under_auto
+        )
         log(f"precision: {precision.to_dict()['used']} ({precision.why})")
         adapter = get_method(config.method).shares_base
         frozen_bf16 = adapter and (config.frozen_bf16 == "on" or (config.frozen_bf16 == "auto" and on_cuda))

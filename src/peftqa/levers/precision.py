@@ -29,8 +29,13 @@ class Precision:
         return {"setting": self.setting, "used": "bf16" if self.bf16 else "fp32", "why": self.why}
 
 
-def resolve_precision(setting: str, device: torch.device, cpuinfo: str | None = None) -> Precision:
-    """What `setting` means on `device` (`cpuinfo`: /proc/cpuinfo's text, read when None)."""
+def resolve_precision(
+    setting: str, device: torch.device, cpuinfo: str | None = None, fp32_under_auto: str | None = None
+) -> Precision:
+    """What `setting` means on `device` for a method (`cpuinfo`: /proc/cpuinfo's text, read when None;
+    `fp32_under_auto`: the method's reason to train in fp32 under auto, MethodSpec.fp32_under_auto)."""
+    if setting == "auto" and fp32_under_auto:
+        return Precision(setting, False, f"auto: this method trains in fp32 ({fp32_under_auto})")
     if device.type == "cuda":
         return Precision(setting, setting != "fp32", f"{setting} on CUDA")
     units = hardware.cpu_bf16_units(cpuinfo)
