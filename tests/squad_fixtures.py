@@ -95,3 +95,57 @@ def many_articles(count: int = 12) -> list[dict]:
         ]
         articles.append({"title": f"Article {i}", "paragraphs": [{"context": context, "qas": qas}]})
     return articles
+
+
+# SQuAD 2.0: the same articles, each with questions that its paragraph cannot answer.
+V2_EXTRA = {
+    "Austen": [("q-austen-none", "Who illustrated the first edition?"), ("q-austen-none2", "How many copies sold?")],
+    "Café": [("q-cafe-none", "Who owns the café today?"), ("q-cafe-none2", "What does a coffee cost there?")],
+}
+
+
+def v2_articles(articles=None) -> list[dict]:
+    """ARTICLES (or `articles`) in the SQuAD 2.0 layout: every question with `is_impossible`, and two
+    questions per article without an answer (`answers: []`, `plausible_answers: []`)."""
+    made = copy.deepcopy(articles if articles is not None else ARTICLES)
+    for article in made:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                qa.setdefault("is_impossible", not qa["answers"])
+        for question_id, question in V2_EXTRA.get(article["title"], []):
+            article["paragraphs"][0]["qas"].append(
+                {"id": question_id, "question": question, "answers": [], "is_impossible": True, "plausible_answers": []}
+            )
+    return made
+
+
+def write_v2(path: Path, articles=None) -> Path:
+    """A SQuAD 2.0-format file of v2_articles(articles)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": "v2.0", "data": v2_articles(articles)}))
+    return path
+
+
+def jsonl_rows(articles=None, answers: bool = True) -> list[dict]:
+    """The questions of a SQuAD document as JSON Lines rows in the `datasets` layout (optionally without answers)."""
+    rows = []
+    for article in squad_document(articles)["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                row = {"id": qa["id"], "title": article["title"], "context": paragraph["context"]}
+                row["question"] = qa["question"]
+                if answers:
+                    row["answers"] = {
+                        "text": [a["text"] for a in qa["answers"]],
+                        "answer_start": [a["answer_start"] for a in qa["answers"]],
+                    }
+                rows.append(row)
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict], gz: bool = False) -> Path:
+    """Rows as a JSON Lines file, gzipped when asked (whatever the name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    path.write_bytes(gzip.compress(content) if gz else content)
+    return path

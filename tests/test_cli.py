@@ -180,3 +180,42 @@ def test_sweep_flags_are_made_from_sweep_config_and_its_defaults_apply(monkeypat
     # Every SweepConfig field with help has its flag (the run flags cover the trial size and folder).
     parsed = build_parser().parse_args(["sweep", "--method", "lora"])
     assert all(hasattr(parsed, f.name) for f in dataclasses.fields(SweepConfig) if "help" in f.metadata)
+
+
+def test_score_detects_squad2_files_and_prints_the_official_dict(capsys, tmp_path):
+    from tests.squad_fixtures import write_v2
+
+    dev = write_v2(tmp_path / "dev-v2.json")
+    predictions = tmp_path / "predictions.json"
+    answers = {"q-author": "Jane Austen", "q-year": "1813", "q-austen-none": "", "q-cafe-none": "Paris"}
+    predictions.write_text(json.dumps(answers))
+    code, out, _ = _run(capsys, "score", str(dev), str(predictions))
+    scores = json.loads(out)
+    assert code == 0 and list(scores)[:3] == ["exact", "f1", "total"] and scores["total"] == 10
+    # Missing answers are "no answer": q-austen-none2 and q-cafe-none2 are right, the 4 unanswered answerable wrong.
+    assert scores["NoAns_exact"] == pytest.approx(75.0) and scores["HasAns_exact"] == pytest.approx(100 * 2 / 6)
+    na_probs = tmp_path / "na.json"
+    na_probs.write_text(json.dumps({key: 0.5 for key in answers}))
+    code, out, _ = _run(capsys, "score", str(dev), str(predictions), "--na-probs", str(na_probs), "--ci")
+    scores = json.loads(out)
+    assert code == 0 and {"best_f1", "best_f1_thresh", "exact_match_ci", "f1_ci"} <= set(scores)
+    code, out, _ = _run(capsys, "score", str(dev), str(predictions), "--version", "1")
+    assert code == 0 and set(json.loads(out)) == {"exact_match", "f1"}
+    _assert_one_line_error(*_run(capsys, "score", str(dev), str(predictions), "--version", "3")[::2], "1 or 2")
+
+
+def test_data_make_v2_and_bad_files_of_each_format_are_one_line(capsys, tmp_path, squad_dir, tiny_bert_dir):
+    from tests.squad_fixtures import jsonl_rows, write_jsonl
+
+    out = tmp_path / "v2.json.gz"
+    code, printed, _ = _run(capsys, "data", "make-v2", str(squad_dir / "train-v1.1.json"), str(out), "--seed", "3")
+    assert code == 0 and out.is_file() and "6 questions, 2 of them moved" in printed
+    rows = jsonl_rows()
+    rows[4]["answers"]["answer_start"] = [0]
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows)
+    common = ["train", "--model", str(tiny_bert_dir), "--output-dir", str(tmp_path / "run")]
+    code, _, err = _run(capsys, *common, "--train-file", str(bad), "--dev-file", str(squad_dir / "dev-v1.1.json"))
+    _assert_one_line_error(code, err, "bad.jsonl:5: question q-opened: answer_start 0 does not point at its text")
+    code, _, err = _run(capsys, *common, "--train-file", str(tmp_path / "nowhere.jsonl"), "--dev-file", str(bad))
+    _assert_one_line_error(code, err, "nowhere.jsonl")
+    assert not (tmp_path / "run").exists()

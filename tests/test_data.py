@@ -164,3 +164,123 @@ def test_random_sample_is_seeded_and_spreads_over_articles(tmp_path):
     assert load_squad(tmp_path / "train-v1.1.json", limit=10, shuffle_seed=3) == sample
     with pytest.raises(PeftqaError, match="negative"):
         sample_questions(examples, -1, seed=0)
+
+
+def test_squad_v2_questions_without_an_answer_read_with_empty_answers(tmp_path):
+    from tests.squad_fixtures import write_v2
+
+    examples = load_squad(write_v2(tmp_path / "v2.json"))
+    assert len(examples) == 10
+    assert [e.id for e in examples if not e.answers] == [
+        "q-austen-none",
+        "q-austen-none2",
+        "q-cafe-none",
+        "q-cafe-none2",
+    ]
+    assert load_squad(tmp_path / "v2.json")[:3] == load_squad(write_squad(tmp_path / "v1") / "dev-v1.1.json")[:3]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda qa: qa.update(answers=[]), r"question q-author: field 'answers' is empty .*is_impossible: true"),
+        (lambda qa: qa.update(is_impossible="yes"), r"question q-author: field 'is_impossible' should be bool"),
+        (
+            lambda qa: qa.update(is_impossible=True),
+            r"question q-author: field 'answers' should be empty when is_impossible is true",
+        ),
+        (
+            lambda qa: qa.update(plausible_answers=[{"text": "Jane", "answer_start": 0}]),
+            r"question q-author: answer_start 0 does not point at its text 'Jane'",
+        ),
+        (lambda qa: qa.update(plausible_answers=[{"text": "Jane"}]), r"question q-author: plausible_answers lacks"),
+    ],
+)
+def test_bad_squad_v2_fields_name_file_question_and_field(tmp_path, change, message):
+    document = squad_document()
+    change(document["data"][0]["paragraphs"][0]["qas"][0])
+    with pytest.raises(PeftqaError, match=r"bad\.json: " + message):
+        load_squad(_write(tmp_path, document))
+
+
+def test_empty_context_is_an_error(tmp_path):
+    document = squad_document()
+    document["data"][1]["paragraphs"][0]["context"] = " \n"
+    with pytest.raises(PeftqaError, match=r"bad\.json: a paragraph of 'Café' has an empty 'context'"):
+        load_squad(_write(tmp_path, document))
+
+
+def test_questions_to_answer_may_lack_answers_in_squad_json_too(tmp_path):
+    document = squad_document()
+    for article in document["data"]:
+        for qa in article["paragraphs"][0]["qas"]:
+            del qa["answers"]
+    path = _write(tmp_path, document)
+    with pytest.raises(PeftqaError, match="lacks the field 'answers'"):
+        load_squad(path)
+    assert [e.answers for e in load_squad(path, answers_required=False)] == [()] * 6
+
+
+def test_gzip_is_told_by_content_not_by_name(tmp_path):
+    import gzip
+
+    path = tmp_path / "dev.json"  # gzipped, without the .gz suffix
+    path.write_bytes(gzip.compress(json.dumps(squad_document()).encode()))
+    assert load_squad(path) == load_squad(write_squad(tmp_path / "plain") / "dev-v1.1.json")
+
+
+def test_questions_without_titles_are_held_out_by_context(tmp_path):
+    from peftqa.data import split_articles
+    from tests.squad_fixtures import many_articles
+
+    articles = many_articles(12)
+    for article in articles:
+        article["title"] = ""
+    examples = load_squad(write_squad(tmp_path, train=articles) / "train-v1.1.json")
+    for seed in range(5):
+        rest, held_out = split_articles(examples, held_out_questions=7, seed=seed)
+        assert len(held_out) >= 7 and rest
+        assert not {e.context for e in rest} & {e.context for e in held_out}
+    with pytest.raises(PeftqaError, match="in 12 article.s. or distinct contexts.*--validation-questions"):
+        split_articles(examples, held_out_questions=100, seed=0)
+
+
+def test_question_choice_reads_the_files_it_names_instead_of_the_data_directory(tmp_path, squad_dir):
+    from peftqa.data import eval_questions, threshold_questions, train_questions
+    from tests.squad_fixtures import jsonl_rows, many_articles, write_jsonl, write_v2
+
+    train = write_jsonl(tmp_path / "train.jsonl", jsonl_rows(many_articles(12)))
+    dev = write_v2(tmp_path / "dev.json")
+    choice = QuestionChoice(train_file=str(train), dev_file=str(dev), validation_questions=7)
+    assert len(train_questions(tmp_path / "no-such-dir", choice)) == 30
+    scored, source = eval_questions(tmp_path / "no-such-dir", choice)
+    assert source == str(dev) and len(scored) == 10
+    assert choice.describe(10) == "10 dev questions of dev.json (all)"
+    # Holding out for the null threshold: training loses those articles, the threshold questions are theirs.
+    held = QuestionChoice(train_file=str(train), dev_file=str(dev), validation_questions=7, hold_out=True)
+    trained, tuned = train_questions(None, held), threshold_questions(None, held)
+    assert len(tuned) >= 7 and not {e.id for e in trained} & {e.id for e in tuned}
+    assert not {e.id for e in tuned} & {e.id for e in scored}
+    assert len(trained) + len(tuned) == 30
+    assert train_questions(squad_dir, QuestionChoice()) == load_squad(squad_dir / "train-v1.1.json")
+
+
+def test_fingerprints_are_a_sha256_of_the_content_for_files_that_are_not_official(tmp_path):
+    import hashlib
+    import os
+
+    from peftqa.data import describe_source, fingerprint, has_unanswerable, is_official
+    from tests.squad_fixtures import write_v2
+
+    plain = write_squad(tmp_path) / "dev-v1.1.json"
+    assert fingerprint(plain) == "sha256:" + hashlib.sha256(plain.read_bytes()).hexdigest()
+    assert not is_official(fingerprint(plain))
+    v2 = write_v2(tmp_path / "v2.json")
+    described = describe_source(v2)
+    assert described["format"] == "squad" and described["unanswerable"] == 4 and described["questions"] == 10
+    assert described["fingerprint"] == fingerprint(v2) != fingerprint(plain)
+    assert has_unanswerable(v2) and not has_unanswerable(plain)
+    before = fingerprint(v2)
+    v2.write_text(v2.read_text().replace("Who owns", "Who runs"))
+    os.utime(v2, ns=(1, 1))  # a changed file is read again even with an old modification time
+    assert fingerprint(v2) != before

@@ -27,7 +27,7 @@ STAGES: list[tuple[str, ...]] = [
     ("predict",),
     ("prepare", "levers", "parallel", "checkpoint", "meter"),
     ("train",),
-    ("evaluation", "export"),
+    ("evaluation", "export", "predict_file"),
     ("sweep",),
     ("report",),
     ("study",),

@@ -49,3 +49,28 @@ def test_postprocess_never_returns_question_text_whatever_the_logits():
         answer = best_answers(postprocess([example], features, logits, ends, n_best=20, max_answer_tokens=30))["e"]
         assert answer and answer in example.context
         assert "question" not in answer.lower()
+
+
+def test_null_score_is_the_lowest_cls_score_over_an_examples_windows_and_abstention_follows_the_threshold():
+    from peftqa.postprocess import abstains, null_differences, null_scores
+
+    tokenizer = load_tokenizer(str(TOKENIZER_DIR))
+    context = " ".join(f"word{i}" for i in range(120))
+    example = Example("e", "Which word?", context, (), ())
+    features = build_features([example], tokenizer, 128, 32)
+    assert len(features) >= 2  # several windows
+    rng = np.random.default_rng(1)
+    starts = [rng.normal(size=int(n)) for n in features.lengths]
+    ends = [rng.normal(size=int(n)) for n in features.lengths]
+    nulls = null_scores([example], features, starts, ends)
+    assert nulls["e"] == min(float(s[0] + e[0]) for s, e in zip(starts, ends, strict=True))
+    candidates = postprocess([example], features, starts, ends, n_best=20, max_answer_tokens=30)
+    difference = null_differences(candidates, nulls)["e"]
+    assert difference == nulls["e"] - candidates["e"][0].logit_score
+    spans = best_answers(candidates)
+    # "No answer" exactly when null score - best span score > threshold.
+    for threshold in (difference - 1e-6, difference, difference + 1e-6):
+        answered = best_answers(candidates, {"e": difference}, threshold)["e"]
+        assert (answered == "") is (difference > threshold) is abstains(difference, threshold)
+        assert answered in ("", spans["e"])
+    assert best_answers(candidates, {"e": difference}, None) == spans  # a model that always answers

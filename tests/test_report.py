@@ -364,3 +364,63 @@ def test_sweep_tables_give_each_trial_s_interval_and_name_the_held_out_loss(two_
     markdown = _report(two_runs, tmp_path, sweeps=[folder])
     assert "| 1 | lr=0.0003 | COMPLETE | 30.00 [27.00, 33.00] | 15.00 |" in markdown
     assert "| trial | params | state | F1 | EM | held-out loss |" in markdown
+
+
+def _fake_v2_run(folder, dev_file, method, answers_unanswerable: bool):
+    """A finished run on a SQuAD 2.0 dev file: right on every answerable question; on the questions
+    without an answer it answers "Paris" (answers_unanswerable) or nothing."""
+    import json
+
+    from peftqa import runs
+    from peftqa.data import QuestionChoice, load_squad
+    from peftqa.metrics import question_scores_v2
+
+    examples = load_squad(dev_file)
+    predictions = {e.id: e.answers[0] if e.answers else ("Paris" if answers_unanswerable else "") for e in examples}
+    scores = question_scores_v2(predictions, {e.id: list(e.answers) for e in examples})
+    rows = [{"id": e.id, "title": e.title, **scores[e.id], "prediction": predictions[e.id]} for e in examples]
+    for needed in ("adapter", "tokenizer"):
+        (folder / needed).mkdir(parents=True, exist_ok=True)
+    config = {"method": method, "model": "m", "data_dir": None, "dev_file": str(dev_file), "seed": 42, "lr": 1e-3}
+    config |= {"epochs": 1.0, "max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_split": "dev"}
+    settings = {"config": config, "base_model_path": "m", "learning_rate": 1e-3, "train_questions": 300}
+    settings |= {"device": DEVICE, "eval_description": QuestionChoice(dev_file=str(dev_file)).describe(len(examples))}
+    settings["null_threshold_chosen_on"] = "7 held-out training questions (whole articles) (all)"
+    files.write_json_atomic(folder / runs.RUN_JSON, settings)
+    files.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
+    (folder / runs.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    f1 = sum(s["f1"] for s in scores.values()) / len(scores)
+    metrics = {"method": method, "model": "m", "exact_match": f1, "f1": f1, "trainable_params": 1000}
+    metrics |= {"trainable_percent": 1.0, "artifact_bytes": 4096, "train_seconds": 1.0, "null_threshold": 0.5}
+    files.write_json_atomic(folder / runs.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []})
+    return folder
+
+
+def test_squad2_runs_get_the_answerable_and_unanswerable_figures_and_their_errors(tmp_path):
+    from tests.squad_fixtures import write_v2
+
+    dev = write_v2(tmp_path / "dev-v2.json")
+    abstains = _fake_v2_run(tmp_path / "lora", dev, "lora", answers_unanswerable=False)
+    answers = _fake_v2_run(tmp_path / "ia3", dev, "ia3", answers_unanswerable=True)
+    markdown = _report([abstains, answers], tmp_path)
+    section = "## Questions with and without an answer (SQuAD 2.0)"
+    assert section in markdown
+    assert _row(markdown, "lora", section).startswith(
+        "| lora | 6 / 4 | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] | 0 of 4"
+    )
+    assert (
+        "| ia3 | 6 / 4 | 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] | 4 of 4 | 0 of 6 | 0.500 (chosen on 7 held-out"
+        in markdown
+    )
+    assert "NoAns accuracy difference" in markdown and "-100.0 [-100.0, -100.0]" in markdown
+    assert "| ia3 | How many copies sold? | Paris |" in markdown
+    assert "| Who owns the café today? | (no answer) | lora: (no answer) | ia3: Paris |" in markdown
+    assert "lora answers nothing on 100% of the 4 questions that have no answer" in markdown
+    assert "dev questions of dev-v2.json" in markdown
+    assert "| no answer | 4 |" in markdown  # the answer-length table's group for questions without one
+    # A changed dev file is not taken for the data the runs were scored on... when run.json has its fingerprint.
+    settings = files.read_json(abstains / "run.json")
+    settings["data_files"] = {"dev": {"fingerprint": "sha256:0"}}
+    files.write_json_atomic(abstains / "run.json", settings)
+    with pytest.raises(Exception, match="is not the data this run was scored on"):
+        _report([abstains], tmp_path)

@@ -41,6 +41,21 @@ def train_tiny_runs(methods, model_dir: Path, squad_dir: Path, root: Path) -> di
     return {method: root / method for method in methods}
 
 
+def train_abstaining_run(model_dir: Path, root: Path) -> Path:
+    """A tiny run on SQuAD 2.0-format data whose null threshold makes it answer nothing, in root/abstains."""
+    from tests.squad_fixtures import write_v2
+
+    dev = write_v2(root / "dev-v2.json")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
+        config = tiny_run_config(
+            model_dir, None, root / "abstains", train_file=str(dev), dev_file=str(dev), null_threshold=-1e9,
+            max_steps=1,
+        )  # fmt: skip
+        train(config, log=lambda line: None)
+    return root / "abstains"
+
+
 def runs_of_every_method(model_dir: Path, squad_dir: Path, tmp_path_factory) -> dict[str, Path]:
     """A tiny run of every method, trained once per test session for all the serve test files (which
     only read them, or copy them first)."""
@@ -338,3 +353,40 @@ def test_fuzz_form_and_raw_bodies_never_fail_with_500(client, form, raw):
     assert client.post("/", data=form).status_code in (200, 400, 413)
     for content_type in ("application/json", "text/plain", "application/x-www-form-urlencoded"):
         assert client.post("/api/predict", data=raw, content_type=content_type).status_code in (400, 415)
+
+
+# --- questions that may have no answer (SQuAD 2.0) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def v2_client(tiny_bert_dir, run_dirs, tmp_path_factory):
+    """A run that answers nothing (SQuAD 2.0 data, its threshold below every difference) beside a v1.1 run."""
+    abstaining = train_abstaining_run(tiny_bert_dir, tmp_path_factory.mktemp("v2-serve"))
+    return create_app({"TESTING": True, "MODELS": load_models([abstaining, run_dirs["lora"]])}).test_client()
+
+
+def test_a_run_that_abstains_says_no_answer_beside_the_null_and_best_span_scores(v2_client):
+    body = _predict(v2_client, no_answer=True).get_json()
+    abstaining, answering = body["models"]
+    assert (abstaining["answer"], abstaining["no_answer"], abstaining["start"]) == ("", True, None)
+    assert abstaining["null_score"] - abstaining["span_score"] > abstaining["null_threshold"] == -1e9
+    assert abstaining["best_span"]["answer"] in CONTEXT
+    # The true answer is "no answer": 100 exactly for the empty answer (SQuAD 2.0).
+    assert (abstaining["exact_match"], abstaining["f1"]) == (100.0, 100.0)
+    assert answering["no_answer"] is False and answering["answer"] and answering["null_threshold"] is None
+    assert (answering["exact_match"], answering["f1"]) == (0.0, 0.0) and body["better"] == abstaining["name"]
+    described = v2_client.get("/api/models").get_json()["models"]
+    assert [m["null_threshold"] for m in described] == [-1e9, None]
+
+
+def test_the_page_shows_no_answer_and_keeps_the_checkbox(v2_client):
+    form = {"context": CONTEXT, "question": QUESTION, "no_answer": "on"}
+    page = v2_client.post("/", data=form).get_data(as_text=True)
+    assert "<em>no answer</em>" in page and 'name="no_answer" checked' in page
+    assert "Null / best span score" in page and 'class="score">100 / 100.0' in page
+
+
+def test_no_answer_must_be_a_boolean_and_excludes_true_answers(v2_client):
+    assert "'no_answer' must be true or false" in _predict(v2_client, no_answer="yes").get_json()["error"]
+    refused = _predict(v2_client, no_answer=True, answers=["Jane Austen"])
+    assert refused.status_code == 400 and "leave 'answers' empty" in refused.get_json()["error"]

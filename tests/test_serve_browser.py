@@ -20,7 +20,7 @@ import torch
 from peftqa.data import load_examples
 from peftqa.serve import create_app
 from peftqa.serve.loading import load_models, threads_per_model
-from tests.test_serve import train_tiny_runs
+from tests.test_serve import train_abstaining_run, train_tiny_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -178,4 +178,29 @@ def test_long_context_answer_is_in_view_and_nothing_fails_to_load(browser, far_a
         assert box and mark and box["y"] <= mark["y"] and mark["y"] + mark["height"] <= box["y"] + box["height"]
     assert page.request.get(far_answer_url + "/favicon.ico").status == 200
     assert failed == [], failed
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def abstaining_url(tiny_bert_dir, tmp_path_factory):
+    """A server for one run trained on SQuAD 2.0-format data that answers nothing."""
+    yield from _serving(load_models([train_abstaining_run(tiny_bert_dir, tmp_path_factory.mktemp("v2-browser"))]))
+
+
+def test_the_page_shows_no_answer_in_a_real_browser(browser, abstaining_url, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(abstaining_url + "/")
+    page.fill("#context", "Pride and Prejudice was written by Jane Austen and published in 1813.")
+    page.fill("#question", "Who illustrated the first edition?")
+    page.check("#no_answer")
+    with page.expect_navigation():
+        page.click("#submit")
+    column = page.locator("article.model")
+    assert column.count() == 1
+    assert column.locator(".answer .text").inner_text().strip() == "no answer"
+    assert "Null / best span score" in column.inner_text()
+    assert column.locator(".best-span").inner_text().strip()
+    assert column.locator(".score").inner_text().strip() == "100 / 100.0"
+    assert page.is_checked("#no_answer")
+    page.screenshot(path=str(tmp_path / "no-answer.png"), full_page=True)
     page.close()

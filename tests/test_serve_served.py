@@ -78,7 +78,7 @@ def test_bf16_autocast_reaches_the_forward_pass(lora, monkeypatch):
 
 
 def test_an_answer_is_the_best_candidate_with_the_others_as_alternatives(lora):
-    ranked = lora.top_answers(QUESTION, CONTEXT, 3)
+    ranked = lora.top_answers(QUESTION, CONTEXT, 3).candidates
     got = lora.answer(QUESTION, CONTEXT, 3, truths=[ranked[0].text])
     assert (got["name"], got["method"]) == ("lora", "lora")
     assert {k: got[k] for k in ("answer", "start", "end", "score")} == ranked[0].to_dict()

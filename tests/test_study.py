@@ -105,5 +105,44 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
     import peftqa.workers as workers_module
 
     monkeypatch.setattr(workers_module, "run_jobs", lambda jobs, *a, **k: [] if not jobs else pytest.fail("ran"))
-    again = run_study(StudyConfig("tiny", None, str(folder), str(squad_dir), str(tiny_bert_dir), seeds=2, workers=2), lambda _: 0)
+    again = run_study(
+        StudyConfig("tiny", None, str(folder), str(squad_dir), str(tiny_bert_dir), seeds=2, workers=2), lambda _: 0
+    )
     assert [r["f1"] for r in again["results"]] == [r["f1"] for r in summary["results"]]
+
+
+def test_study_on_your_own_files_without_titles(tiny_bert_dir, tmp_path, monkeypatch):
+    from tests.squad_fixtures import jsonl_rows, many_articles, write_jsonl, write_v2
+
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
+    rows = [{k: v for k, v in row.items() if k != "title"} for row in jsonl_rows(many_articles(12))]
+    train_file = write_jsonl(tmp_path / "train.jsonl", rows)  # no titles: held out by context
+    dev_file = write_v2(tmp_path / "dev-v2.json")
+    config = StudyConfig(
+        "tiny", "lora", str(tmp_path / "study"), str(tmp_path / "no-squad-here"), str(tiny_bert_dir),
+        train_file=str(train_file), dev_file=str(dev_file), validation_questions=5,
+    )  # fmt: skip
+    lines: list[str] = []
+    summary = run_study(config, lines.append)
+    assert any("data: train.jsonl and dev-v2.json" in line for line in lines)
+    assert any(line == f"dev: {dev_file}: 10 questions, 4 without an answer" for line in lines)
+    final = json.loads((Path(summary["runs"][0]) / runs.METRICS_JSON).read_text())
+    assert final["NoAns_total"] == 4 and final["null_threshold"] is not None
+    trial = next((tmp_path / "study" / "sweeps" / "lora" / "trials").iterdir())
+    assert json.loads((trial / runs.RUN_JSON).read_text())["config"]["train_file"] == str(train_file)
+    report = (tmp_path / "study" / "report" / "report.md").read_text()
+    assert "Questions with and without an answer (SQuAD 2.0)" in report
+
+
+def test_a_file_too_small_for_the_held_out_split_says_so_in_one_line(tiny_bert_dir, tmp_path, monkeypatch):
+    from tests.squad_fixtures import jsonl_rows, write_jsonl
+
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
+    small = write_jsonl(tmp_path / "small.jsonl", jsonl_rows())
+    config = StudyConfig(
+        "tiny", "lora", str(tmp_path / "study"), None, str(tiny_bert_dir), train_file=str(small),
+        dev_file=str(small), validation_questions=50,
+    )  # fmt: skip
+    with pytest.raises(PeftqaError, match=r"cannot hold out 50 questions .* 6 questions in 2 article") as error:
+        run_study(config, lambda line: None)
+    assert "\n" not in str(error.value)

@@ -234,3 +234,118 @@ def test_step_losses_are_the_same_whatever_log_every_steps(tiny_bert_dir, squad_
         config = tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / str(log_every), log_every_steps=log_every)
         histories.append(train(config, log=lambda line: None)["history"])
     assert histories[0] == histories[1]
+
+
+@pytest.fixture(scope="module")
+def v2_files(tmp_path_factory):
+    """SQuAD 2.0-format train (12 articles, a third of the questions without an answer, made by make-v2)
+    and the hand-made 2.0 dev fixture."""
+    from peftqa.data import make_squad2
+    from tests.squad_fixtures import write_v2
+
+    folder = tmp_path_factory.mktemp("v2")
+    v1 = write_squad(folder / "v1", train=many_articles(12)) / "train-v1.1.json"
+    make_squad2(v1, folder / "train-v2.json")
+    return folder / "train-v2.json", write_v2(folder / "dev-v2.json")
+
+
+def test_a_squad2_run_chooses_its_threshold_on_held_out_training_questions_and_keeps_it(
+    tiny_bert_without_dropout, tmp_path, v2_files
+):
+    train_file, dev_file = v2_files
+    prepared = []
+    config = tiny_run_config(
+        tiny_bert_without_dropout, None, tmp_path / "run", train_file=str(train_file), dev_file=str(dev_file),
+        data_dir=None, validation_questions=7, max_steps=4,
+    )  # fmt: skip
+    metrics = train(config, log=lambda line: None, hooks=TrainHooks(after_prepare=prepared.append))
+    data = prepared[0]
+    tune_ids = {e.id for e in data.null_rule.tune_examples}
+    train_ids = {e.id for e in load_squad(train_file)}
+    dev_ids = {e.id for e in load_squad(dev_file)}
+    # Chosen on training questions held out from training, never on dev.
+    assert len(tune_ids) >= 7 and tune_ids <= train_ids and not tune_ids & dev_ids
+    assert not tune_ids & {e.id for e in data.train_examples}
+    assert {e.id for e in data.eval_examples} == dev_ids
+    assert metrics["null_threshold"] is not None and metrics["NoAns_total"] == 4 and metrics["HasAns_total"] == 6
+    settings = json.loads((tmp_path / "run" / runs.RUN_JSON).read_text())
+    assert settings["null_threshold_chosen_on"].startswith(f"{len(tune_ids)} held-out training questions")
+    assert settings["data_files"]["train"]["fingerprint"].startswith("sha256:")
+    assert settings["data_files"]["dev"]["unanswerable"] == 4
+    # Reloaded from the run: evaluate answers with the stored threshold and gives the same numbers.
+    again = evaluate_run(tmp_path / "run")
+    for key in ("exact_match", "f1", "null_threshold", "HasAns_f1", "NoAns_exact", "best_f1"):
+        assert again[key] == metrics[key], key
+    predictions = json.loads((tmp_path / "run" / runs.PREDICTIONS_JSON).read_text())
+    assert set(predictions) == dev_ids
+
+
+def test_unanswerable_training_windows_point_at_cls(tiny_bert_dir, v2_files):
+    from peftqa.backbone import load_tokenizer
+
+    examples = load_squad(v2_files[0])
+    features = build_features(examples, load_tokenizer(tiny_bert_dir), 128, 32)
+    unanswerable = np.array([not examples[i].answers for i in features.example_index])
+    assert unanswerable.any() and (~unanswerable).any()
+    assert (features.start_positions[unanswerable] == 0).all() and (features.end_positions[unanswerable] == 0).all()
+    assert (features.start_positions[~unanswerable] > 0).all()  # every answer fits its one short window
+
+
+def test_a_given_null_threshold_needs_no_held_out_articles_and_is_refused_on_v1_data(
+    tiny_bert_dir, squad_dir, tmp_path, v2_files
+):
+    train_file, dev_file = v2_files
+    prepared = []
+    metrics = train(
+        tiny_run_config(
+            tiny_bert_dir,
+            None,
+            tmp_path / "given",
+            train_file=str(train_file),
+            dev_file=str(dev_file),
+            null_threshold=-1e9,
+            max_steps=1,
+            epochs=1,
+        ),  # fmt: skip
+        log=lambda line: None,
+        hooks=TrainHooks(after_prepare=prepared.append),
+    )
+    assert prepared[0].null_rule.tune_examples is None and len(prepared[0].train_examples) == 30
+    assert metrics["null_threshold"] == -1e9 and metrics["NoAns_exact"] == 100.0 and metrics["HasAns_f1"] == 0.0
+    with pytest.raises(PeftqaError, match="--null-threshold applies to data with unanswerable questions"):
+        train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "v1", null_threshold=0.0), log=lambda line: None)
+    assert not (tmp_path / "v1").exists()
+
+
+def test_a_v1_file_given_by_name_trains_exactly_like_the_data_directory(tiny_bert_without_dropout, squad_dir, tmp_path):
+    folder = tiny_run_config(tiny_bert_without_dropout, squad_dir, tmp_path / "dir", max_steps=3)
+    named = dataclasses.replace(
+        folder,
+        data_dir=None,
+        train_file=str(squad_dir / "train-v1.1.json"),
+        dev_file=str(squad_dir / "dev-v1.1.json"),
+        output_dir=str(tmp_path / "named"),
+    )
+    first, second = train(folder, log=lambda line: None), train(named, log=lambda line: None)
+    for key in ("exact_match", "f1", "exact_match_ci", "f1_ci", "eval_loss", "history"):
+        assert first[key] == second[key], key
+    assert "null_threshold" not in first
+    read = lambda name: (tmp_path / name / runs.PREDICTIONS_JSON).read_text()  # noqa: E731
+    assert read("dir") == read("named")
+
+
+def test_resume_refuses_data_that_changed_under_the_same_name(tiny_bert_dir, tmp_path):
+    import os
+
+    squad = write_squad(tmp_path / "squad")
+    config = tiny_run_config(
+        tiny_bert_dir, None, tmp_path / "run", train_file=str(squad / "train-v1.1.json"),
+        dev_file=str(squad / "dev-v1.1.json"), epochs=1,
+    )  # fmt: skip
+    train(config, log=lambda line: None)
+    (tmp_path / "run" / runs.METRICS_JSON).unlink()  # as if interrupted before the end
+    dev = squad / "dev-v1.1.json"
+    dev.write_text(dev.read_text().replace("Who wrote", "Who penned"))
+    os.utime(dev, ns=(1, 1))
+    with pytest.raises(PeftqaError, match=r"trained on other data: dev \(.*dev-v1\.1\.json\) changed"):
+        train(config, resume=True, log=lambda line: None)

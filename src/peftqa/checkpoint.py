@@ -23,8 +23,9 @@ from peftqa.predict import EvalResult
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 # Settings that may change between an interrupted run and its resumption without changing the result
-# (how often losses are read, and where batches are gathered, give the same steps bit for bit).
-_RESUMABLE_DIFFERENCES = {"data_dir", "output_dir", "log_every_steps", "device_batches"}
+# (how often losses are read, and where batches are gathered, give the same steps bit for bit). Data
+# may move: its files' fingerprints are compared instead (check_same_data).
+_RESUMABLE_DIFFERENCES = {"data_dir", "train_file", "dev_file", "output_dir", "log_every_steps", "device_batches"}
 
 
 @dataclass
@@ -36,12 +37,21 @@ class LastEvaluation:
     intervals: dict[str, list[float]]  # "exact_match", "f1" -> 95% bootstrap interval [low, high]
     seconds: float
     features_per_second: float
+    # SQuAD 2.0 data: the null threshold and the official breakdown (EvalResult.answerability); else {}.
+    answerability: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, result: EvalResult) -> LastEvaluation:
         """What the run keeps of `predict.evaluate`'s result (not the n-best candidates)."""
         intervals = {name: result.metrics[f"{name}_ci"] for name in ("exact_match", "f1")}
-        return cls(result.predictions, result.scores, intervals, result.seconds, result.features_per_second)
+        return cls(
+            result.predictions,
+            result.scores,
+            intervals,
+            result.seconds,
+            result.features_per_second,
+            result.answerability,
+        )
 
     def score_rows(self, examples: list[Example]) -> list[dict[str, Any]]:
         """One row per scored question, in `examples`' order: what scores.jsonl holds."""
@@ -121,6 +131,23 @@ def remove_checkpoint(run_dir: Path) -> None:
     """Once the run is complete: its weights are exported and the checkpoint is no longer needed."""
     checkpoint_path(run_dir).unlink(missing_ok=True)
     (run_dir / CHECKPOINT_DIR).rmdir()
+
+
+def check_same_data(run_dir: Path, data_files: dict[str, dict[str, Any]]) -> None:
+    """A run continues only on the data it started on: same fingerprint for every file run.json names."""
+    path = run_dir / runs.RUN_JSON
+    if not path.is_file():
+        return
+    recorded = files.read_json(path).get("data_files") or {}
+    changed = [
+        f"{split} ({described['source']})"
+        for split, described in data_files.items()
+        if split in recorded and recorded[split].get("fingerprint") != described["fingerprint"]
+    ]
+    if changed:
+        raise PeftqaError(
+            f"{run_dir} was trained on other data: {', '.join(changed)} changed; use another --output-dir"
+        )
 
 
 def check_same_settings(run_dir: Path, config: RunConfig) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from peftqa.config import PRESETS, RunConfig, preset
+from peftqa.data.make_v2 import DEFAULT_SEED, DEFAULT_SHARE
 from peftqa.errors import PeftqaError
 from peftqa.methods import METHODS, method_names
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES
@@ -134,29 +135,66 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_v2(args: argparse.Namespace) -> int:
+    from peftqa.data import make_squad2
+
+    counts = make_squad2(args.source, args.out, args.share, args.seed)
+    print(
+        f"{args.out}: {counts['questions']} questions, {counts['unanswerable']} of them moved to a paragraph of "
+        f"another article without an answer (SQuAD 2.0 format, made from {args.source})"
+    )
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from peftqa.evaluation import evaluate_run
 
-    print(json.dumps(evaluate_run(args.run_dir, args.eval_limit, args.data_dir), indent=2))
+    result = evaluate_run(args.run_dir, args.eval_limit, args.data_dir, args.train_file, args.dev_file)
+    print(json.dumps(result, indent=2))
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.file is not None or args.out is not None:
+        return _predict_file(args)
     from peftqa import runs
-    from peftqa.predict import answer_question
+    from peftqa.predict import ask
 
+    if args.question is None or args.context is None:
+        raise PeftqaError("give --question and --context, or --file QUESTIONS --out PREDICTIONS.json")
     if not args.question.strip() or not args.context.strip():
         raise PeftqaError("--question and --context must not be empty")
     loaded = runs.load_run(args.run_dir)
-    ranked = answer_question(
-        loaded.model, loaded.tokenizer, args.question, args.context, args.top_k, loaded.config.scoring
+    asked = ask(
+        loaded.model,
+        loaded.tokenizer,
+        args.question,
+        args.context,
+        args.top_k,
+        loaded.config.scoring,
+        null_threshold=loaded.null_threshold,
     )
-    if not ranked:
+    if not asked.candidates:
         raise PeftqaError("the context holds no span the model could answer with")
-    result = ranked[0].to_dict()
+    answer = asked.to_dict()
+    result = {key: answer[key] for key in ("answer", "start", "end", "score")}
+    if asked.null_threshold is not None:  # a run that may answer nothing says why it did or did not
+        result.update({key: answer[key] for key in ("no_answer", "null_score", "span_score", "null_threshold")})
+        result.update({"best_span": answer["best_span"]} if "best_span" in answer else {})
     if args.top_k > 1:
-        result["alternatives"] = [candidate.to_dict() for candidate in ranked[1:]]
+        result["alternatives"] = answer["alternatives"]
     print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def _predict_file(args: argparse.Namespace) -> int:
+    from peftqa.predict_file import predict_file
+
+    if args.file is None or args.out is None:
+        raise PeftqaError("--file and --out go together: --file QUESTIONS --out PREDICTIONS.json")
+    if args.question is not None or args.context is not None:
+        raise PeftqaError("--file answers a whole file: drop --question and --context")
+    predict_file(args.run_dir, args.file, args.out, args.nbest)
     return 0
 
 
@@ -170,7 +208,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from peftqa.evaluation import score_file
 
-    print(json.dumps(score_file(args.dev_json, args.predictions_json, ci=args.ci)))
+    result = score_file(args.dev_json, args.predictions_json, args.ci, args.version, args.na_probs, args.na_prob_thresh)
+    print(json.dumps(result))
     return 0
 
 
@@ -263,12 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peftqa", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data = commands.add_parser("data", help="get the SQuAD v1.1 files")
+    data = commands.add_parser("data", help="get the SQuAD v1.1 files, or make a SQuAD 2.0-format file from one")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     fetch = data_commands.add_parser("fetch", help="put train-v1.1.json and dev-v1.1.json in the data directory")
     fetch.add_argument("--dest", default=None, help="folder (default: --data-dir, PEFTQA_DATA_DIR or user cache)")
     fetch.add_argument("--data-dir", default=None)
     fetch.set_defaults(handler=_cmd_fetch)
+    make_v2 = data_commands.add_parser(
+        "make-v2",
+        help="a SQuAD 2.0-format file made from a v1.1 file: a seeded share of the questions moved to a paragraph "
+        "of another article, without an answer (easier than real SQuAD 2.0: it tests the machinery)",
+    )
+    make_v2.add_argument("source", help="a SQuAD v1.1 file (.json or .json.gz)")
+    make_v2.add_argument("out", help="the file to write (gzipped when it ends in .gz)")
+    make_v2.add_argument("--share", type=float, default=DEFAULT_SHARE, help="share made unanswerable (default 1/3)")
+    make_v2.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default {DEFAULT_SEED})")
+    make_v2.set_defaults(handler=_cmd_make_v2)
 
     train = commands.add_parser("train", help="fine-tune one method and score it on dev")
     _add_run_flags(train)
@@ -279,18 +328,38 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", help="a run directory, or a folder written by `peftqa export`")
     evaluate.add_argument("--eval-limit", type=int, default=None)
     evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument(
+        "--train-file", default=None, help="score on held-out articles of this file (validation runs)"
+    )
+    evaluate.add_argument("--dev-file", default=None, help="score on this file's questions instead of the run's dev")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="answer one question with a trained run")
+    predict = commands.add_parser(
+        "predict", help="answer one question, or every question of a file, with a trained run (or an export)"
+    )
     predict.add_argument("run_dir")
-    predict.add_argument("--question", required=True)
-    predict.add_argument("--context", required=True)
+    predict.add_argument("--question", default=None)
+    predict.add_argument("--context", default=None)
     predict.add_argument("--top-k", type=int, default=1)
+    predict.add_argument(
+        "--file", default=None, help="questions to answer: SQuAD JSON or JSON Lines (answers optional)"
+    )
+    predict.add_argument("--out", default=None, help="with --file: the predictions to write, {id: answer}")
+    predict.add_argument("--nbest", type=int, default=None, help="with --file: also nbest.json, the K best spans")
     predict.set_defaults(handler=_cmd_predict)
 
-    score = commands.add_parser("score", help="official EM/F1 of a predictions file ({id: answer})")
-    score.add_argument("dev_json")
+    score = commands.add_parser(
+        "score", help="official EM/F1 of a predictions file ({id: answer}): SQuAD v1.1, or v2.0 for unanswerable data"
+    )
+    score.add_argument("dev_json", help="the questions: SQuAD JSON (v1.1 or v2.0) or JSON Lines")
     score.add_argument("predictions_json")
+    score.add_argument(
+        "--version", type=int, default=None, help="1 or 2 (default: 2 when some question has no answer, else 1)"
+    )
+    score.add_argument("--na-probs", default=None, help="version 2: the official --na-prob-file, JSON {id: number}")
+    score.add_argument(
+        "--na-prob-thresh", type=float, default=1.0, help="version 2: no answer where na-probs exceeds it (default 1.0)"
+    )
     score.add_argument(
         "--ci",
         action="store_true",

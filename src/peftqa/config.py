@@ -57,6 +57,17 @@ class RunConfig:
     model: str = setting(DEFAULT_MODEL, "Hub id, local folder or alias (minilm-l6)")
     method_options: dict[str, Any] = field(default_factory=dict)  # the method's own options (one flag each)
     data_dir: str | None = setting(None, "folder with the SQuAD files (default: PEFTQA_DATA_DIR or user cache)")
+    train_file: str | None = setting(
+        None,
+        "training questions: SQuAD JSON (v1.1 or v2.0) or JSON Lines, plain or gzipped, or a `datasets` folder or "
+        "name[:split] (default: train-v1.1.json in the data directory)",
+    )
+    dev_file: str | None = setting(None, "dev questions, in any --train-file format (default: dev-v1.1.json there)")
+    null_threshold: float | None = setting(
+        None,
+        "data with unanswerable questions (SQuAD 2.0): answer nothing when the null score beats the best span's by "
+        "more than this (default: chosen on held-out training articles, never on dev)",
+    )
     train_limit: int | None = setting(None, "train on a seeded random sample of this many questions (default: all)")
     eval_limit: int | None = setting(None, "score on a sample of this many questions (default: all)")
     eval_split: str = setting(
@@ -163,6 +174,8 @@ class RunConfig:
     def questions(self) -> QuestionChoice:
         """Which questions this run trains and is scored on."""
         return QuestionChoice(
+            train_file=self.train_file,
+            dev_file=self.dev_file,
             train_limit=self.train_limit,
             train_seed=self.seed,
             eval_split=self.eval_split,

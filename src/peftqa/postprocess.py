@@ -4,6 +4,11 @@ web page all use.
 A span is a (start token, end token) pair inside one window. The n best start and end logits of
 every window of an example are paired, invalid pairs are dropped, and the answer text is sliced
 from the original context by character offsets, so it keeps its casing and spacing.
+
+Questions that may have no answer (SQuAD 2.0) are answered as SQuAD 2.0 defines it: a window's null
+score is its [CLS] start + end logit (training points unanswerable windows there), an example's is the
+lowest over its windows, and the model answers nothing when that null score exceeds the best span's
+score by more than a threshold (`null_differences`, `best_answers`).
 """
 
 from __future__ import annotations
@@ -126,6 +131,52 @@ def postprocess(
     return candidates
 
 
-def best_answers(candidates: dict[str, list[Candidate]]) -> dict[str, str]:
-    """question id -> best answer text ("" when there is none), the official predictions format."""
-    return {question_id: (ranked[0].text if ranked else "") for question_id, ranked in candidates.items()}
+def null_scores(
+    examples: Sequence[Example],
+    features: FeatureSet,
+    start_logits: Sequence[np.ndarray],
+    end_logits: Sequence[np.ndarray],
+) -> dict[str, float]:
+    """question id -> its null score: the lowest [CLS] (token 0) start + end logit over its windows.
+
+    The lowest, as in BERT's SQuAD 2.0 recipe: the window least sure there is no answer speaks for the example.
+    """
+    scores = {example.id: float("inf") for example in examples}
+    for example_index, rows in group_by_example(features).items():
+        question_id = examples[example_index].id
+        scores[question_id] = min(float(start_logits[row][0] + end_logits[row][0]) for row in rows)
+    return scores
+
+
+def null_differences(candidates: dict[str, list[Candidate]], nulls: dict[str, float]) -> dict[str, float]:
+    """question id -> null score minus the best span's score: how strongly the model says "no answer"
+    (the official script's na_prob); +inf for a question without any valid span."""
+    return {
+        question_id: (nulls[question_id] - ranked[0].logit_score) if ranked else float("inf")
+        for question_id, ranked in candidates.items()
+    }
+
+
+def abstains(difference: float, threshold: float | None) -> bool:
+    """Whether the model answers nothing: the null score exceeds the best span's by more than `threshold`
+    (None: a model that always answers, as on SQuAD v1.1)."""
+    return difference == float("inf") or (threshold is not None and difference > threshold)
+
+
+def best_answers(
+    candidates: dict[str, list[Candidate]],
+    differences: dict[str, float] | None = None,
+    threshold: float | None = None,
+) -> dict[str, str]:
+    """question id -> best answer text ("" when there is none), the official predictions format.
+
+    With `differences` (`null_differences`) and a `threshold`, "" also where the model abstains.
+    """
+    return {
+        question_id: (
+            ""
+            if not ranked or (differences is not None and abstains(differences[question_id], threshold))
+            else ranked[0].text
+        )
+        for question_id, ranked in candidates.items()
+    }

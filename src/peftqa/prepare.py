@@ -4,6 +4,7 @@ the settings run.json records."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import time
@@ -19,12 +20,22 @@ import torch
 from peftqa import hardware, runs
 from peftqa.backbone import load_qa_model
 from peftqa.config import RunConfig
-from peftqa.data import Example, eval_questions, md5_of, split_path, train_questions
+from peftqa.data import (
+    Example,
+    describe_source,
+    eval_questions,
+    has_unanswerable,
+    md5_of,
+    question_source,
+    threshold_questions,
+    train_questions,
+)
+from peftqa.errors import PeftqaError
 from peftqa.feature_cache import load_or_build_features
 from peftqa.features import FeatureSet
 from peftqa.levers import SpeedLevers
 from peftqa.methods import MethodSpec
-from peftqa.predict import model_device
+from peftqa.predict import NullRule, model_device
 
 
 @dataclass
@@ -35,34 +46,77 @@ class TrainingData:
     eval_examples: list[Example]  # the questions scored: dev, or held-out training articles (config.eval_split)
     train_features: FeatureSet
     eval_features: FeatureSet
-    data_md5: dict[str, str]  # "train" and the scored split -> the MD5 of the file read
+    data_md5: dict[str, str]  # "train" and the scored split -> the MD5 of the file read (a `datasets` source: none)
     tokenize_seconds: float
     features_from_cache: bool
+    # "train" and the scored split -> source, format, fingerprint and question counts (data.describe_source)
+    data_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Data with unanswerable questions (SQuAD 2.0): how "no answer" is decided; None on SQuAD v1.1 data.
+    null_rule: NullRule | None = None
+    threshold_description: str | None = None  # which questions the null threshold is chosen on
 
 
 def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] = print) -> TrainingData:
-    """Choose the training and scored questions (config.questions) and build (or load) their features."""
+    """Choose the training and scored questions (config.questions) and build (or load) their features.
+
+    When the data has questions without an answer and no --null-threshold is given, a dev-scored run
+    holds whole training articles out of training and chooses its threshold on them.
+    """
     choice = config.questions
-    train_path = split_path(config.data_dir, "train")
+    roles = {"train": "train", choice.eval_split: "train" if choice.eval_split == "validation" else "dev"}
+    sources = {split: question_source(config.data_dir, choice, role) for split, role in roles.items()}
+    data_files = {split: describe_source(sources[split], roles[split]) for split in sources}
+    with_negative = any(has_unanswerable(sources[split], roles[split]) for split in sources)
+    if config.null_threshold is not None and not with_negative:
+        raise PeftqaError(
+            "--null-threshold applies to data with unanswerable questions (SQuAD 2.0); "
+            + " and ".join(str(source) for source in dict.fromkeys(sources.values()))
+            + " have none"
+        )
+    if with_negative and config.null_threshold is None and choice.eval_split == "dev":
+        choice = dataclasses.replace(choice, hold_out=True)
     # A seeded random sample: the first N questions would cover only the first few articles.
     train_examples = train_questions(config.data_dir, choice)
-    eval_examples, eval_path = eval_questions(config.data_dir, choice)
-    data_md5 = {"train": md5_of(train_path), choice.eval_split: md5_of(eval_path)}
+    eval_examples, _ = eval_questions(config.data_dir, choice)
+    tune_examples = threshold_questions(config.data_dir, choice) if choice.hold_out else None
+    prints = {split: described["fingerprint"] for split, described in data_files.items()}
+    data_md5 = {split: md5_of(Path(source)) for split, source in sources.items() if Path(source).is_file()}
     began = time.perf_counter()
     train_features, train_cached = load_or_build_features(
-        train_examples, tokenizer, config.max_length, config.doc_stride, data_md5["train"]
+        train_examples, tokenizer, config.max_length, config.doc_stride, prints["train"]
     )
     eval_features, eval_cached = load_or_build_features(
-        eval_examples, tokenizer, config.max_length, config.doc_stride, data_md5[choice.eval_split]
+        eval_examples, tokenizer, config.max_length, config.doc_stride, prints[choice.eval_split]
     )
+    null_rule, described = None, None
+    if with_negative:
+        tune_features = None
+        if tune_examples is not None:
+            tune_features, _ = load_or_build_features(
+                tune_examples, tokenizer, config.max_length, config.doc_stride, prints["train"]
+            )
+            described = choice.threshold_choice.describe(len(tune_examples))
+        elif config.null_threshold is None:
+            described = choice.describe(len(eval_examples))  # a validation run: its own held-out questions
+        null_rule = NullRule(config.null_threshold, tune_examples, tune_features)
     seconds = time.perf_counter() - began
     log(
         f"data: {len(train_examples)} train questions -> {len(train_features)} features, scored on "
         f"{choice.describe(len(eval_examples))} -> {len(eval_features)} features "
         f"({'from cache' if train_cached and eval_cached else 'tokenised'} in {seconds:.1f} s)"
+        + (f"; null threshold chosen on {described}" if described else "")
     )
     return TrainingData(
-        train_examples, eval_examples, train_features, eval_features, data_md5, seconds, train_cached and eval_cached
+        train_examples,
+        eval_examples,
+        train_features,
+        eval_features,
+        data_md5,
+        seconds,
+        train_cached and eval_cached,
+        data_files,
+        null_rule,
+        described,
     )
 
 
@@ -136,6 +190,8 @@ def run_settings(
         "learning_rate": config.learning_rate,
         "base_model_path": base_path,
         "data_md5": data.data_md5,
+        "data_files": data.data_files,
+        **({"null_threshold_chosen_on": data.threshold_description} if data.threshold_description else {}),
         "train_questions": len(data.train_examples),
         "train_features": len(data.train_features),
         "eval_questions": len(data.eval_examples),

@@ -4,8 +4,9 @@ evaluate, predict, export and the web page share, for either.
     RUN_DIR/ (peftqa train)
       adapter/ or model/   trained weights (adapter + QA head, or the whole model)
       tokenizer/           the tokenizer the features were built with
-      run.json             every setting, package versions, git commit, device, data MD5s
-      metrics.json         exact_match, f1, parameter counts, timings, per-epoch history
+      run.json             every setting, package versions, git commit, device, data files and fingerprints
+      metrics.json         exact_match, f1, parameter counts, timings, per-epoch history; on SQuAD 2.0
+                           data also null_threshold and the official HasAns_* / NoAns_* / best_* figures
       predictions.json     {question id: answer}, the official predictions format
       scores.jsonl         per question: id, title, exact_match, f1, prediction
       loss_curve.png       train and dev loss per epoch
@@ -149,6 +150,12 @@ class LoadedRun:
     @property
     def config(self) -> RunConfig:
         return RunConfig.from_dict(self.settings["config"])
+
+    @property
+    def null_threshold(self) -> float | None:
+        """The threshold the run answers "no answer" by (trained on SQuAD 2.0 data); None: it always answers."""
+        value = self.metrics.get("null_threshold")
+        return None if value is None else float(value)
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:

@@ -172,11 +172,23 @@ class StudyConfig:
         "there are GPUs enough, else sharing; on a CPU the cores are split between them",
     )
     workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    train_file: str | None = setting(
+        None, "your training questions (SQuAD JSON v1.1/v2.0 or JSON Lines; default: SQuAD v1.1 train)"
+    )
+    dev_file: str | None = setting(None, "your dev questions, in the same formats (default: SQuAD v1.1 dev)")
+    validation_questions: int | None = setting(
+        None, "held-out training questions (whole articles) the sweeps and the null threshold are chosen on"
+    )
     overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
 
     def run_overrides(self) -> dict[str, Any]:
-        """The RunConfig settings that replace the preset's: `overrides`, and the model and precision when given."""
-        given = {name: getattr(self, name) for name in ("model", "precision") if getattr(self, name)}
+        """The RunConfig settings that replace the preset's: `overrides`, then the model, precision, files
+        and held-out size when given."""
+        given = {
+            name: getattr(self, name)
+            for name in ("model", "precision", "train_file", "dev_file", "validation_questions")
+            if getattr(self, name) is not None
+        }
         return {**self.overrides, **given}
 
 
@@ -188,7 +200,6 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
             config.seeds > 1 (the report gives mean and std).
         log: where progress lines go.
     """
-    from peftqa.data import ensure_squad
     from peftqa.hardware import visible_gpus
     from peftqa.report import build_report, results_table
     from peftqa.train import train
@@ -208,7 +219,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
     # In parallel the final runs wait for every sweep, then run as one step.
     steps = _Steps(1 + len(plan) + (1 if parallel else seeds * len(plan)) + 1, log)
     log(f"study '{preset_name}': {preset.description}; methods {', '.join(names)}; output {folder}")
-    data_dir = str(steps.run("data: SQuAD v1.1", lambda: ensure_squad(config.data_dir)))
+    data_dir = str(steps.run(_data_label(config), functools.partial(_check_data, config, log)))
 
     sweeps, finals, metrics, chosen = [], [], [], {}
     queued: list[RunConfig] = []  # final runs waiting for the workers (parallel only)
@@ -290,6 +301,28 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
     log(f"report: {report_md}  and  {report_html} (one self-contained file: open it in a browser)")
     log(f"compare the models side by side: peftqa serve {' '.join(str(p) for p in finals)}")
     return summary
+
+
+def _data_label(config: StudyConfig) -> str:
+    if config.train_file and config.dev_file:
+        return f"data: {Path(config.train_file).name} and {Path(config.dev_file).name}"
+    return "data: SQuAD v1.1" + (" and your files" if config.train_file or config.dev_file else "")
+
+
+def _check_data(config: StudyConfig, log: Callable[[str], None]) -> Path:
+    """The data directory (fetched when a SQuAD v1.1 split is still needed); your files read and checked
+    now, so a broken one is one line before any sweep starts."""
+    from peftqa.data import ensure_squad, load_squad, resolve_data_dir
+
+    folder = resolve_data_dir(config.data_dir)
+    if not (config.train_file and config.dev_file):
+        folder = ensure_squad(config.data_dir)
+    for role, source in (("train", config.train_file), ("dev", config.dev_file)):
+        if source:
+            examples = load_squad(source, role=role)
+            unanswerable = sum(not e.answers for e in examples)
+            log(f"{role}: {source}: {len(examples)} questions, {unanswerable} without an answer")
+    return folder
 
 
 def _train_one(config: RunConfig, log: Callable[[str], None], say: Callable[[str], None]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from peftqa.checkpoint import (
     CHECKPOINT_DIR,
     LastEvaluation,
     Progress,
+    check_same_data,
     check_same_settings,
     load_checkpoint,
     remove_checkpoint,
@@ -117,6 +118,8 @@ def train(
     tokenizer = load_tokenizer(base_path)
     with parallel.main_first():  # the main process builds and caches the features, the others read them
         data = prepare_data(config, tokenizer, log)
+    if resume:
+        check_same_data(run_dir, data.data_files)
     if hooks.after_prepare is not None:
         hooks.after_prepare(data)
     levers = SpeedLevers.resolve(config, device, log)
@@ -234,7 +237,9 @@ def _fit(state: TrainingState) -> None:
 def _end_epoch(state: TrainingState, epoch: int) -> None:
     """Score the held-out questions, and add the epoch's losses and scores to the history."""
     progress, data = state.progress, state.data
-    result = evaluate(state.model, data.eval_examples, data.eval_features, state.pad_id, state.config.scoring)
+    result = evaluate(
+        state.model, data.eval_examples, data.eval_features, state.pad_id, state.config.scoring, data.null_rule
+    )
     # A resumed epoch only ran part of its steps in this process; the step losses hold the whole epoch.
     epoch_losses = progress.step_losses[epoch * state.steps_per_epoch : progress.step]
     entry = {
@@ -251,6 +256,7 @@ def _end_epoch(state: TrainingState, epoch: int) -> None:
         f"epoch {entry['epoch']}: train loss {entry['train_loss']:.4f}, {state.config.eval_split} loss "
         f"{entry['eval_loss']:.4f}, EM {entry['exact_match']:.2f}, F1 {entry['f1']:.2f} "
         f"[{result.metrics['f1_ci'][0]:.2f}, {result.metrics['f1_ci'][1]:.2f}]"
+        + (f", null threshold {result.answerability['null_threshold']:.3f}" if result.answerability else "")
     )
 
 
@@ -276,6 +282,9 @@ def _finish(state: TrainingState, tokenizer: Any, parameters: dict[str, Any]) ->
         "eval_split": config.eval_split,
         "eval_loss": last["eval_loss"],  # on the scored questions: dev, or the held-out ones (eval_split)
         "eval_questions": len(data.eval_examples),
+        # SQuAD 2.0 data: null_threshold (what `evaluate`, `predict` and the page answer with) and the
+        # official HasAns_* / NoAns_* / best_* figures.
+        **last_eval.answerability,
         "seed": config.seed,
         **parameters,
         "artifact_bytes": artifact_bytes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from pathlib import Path
 
 from peftqa.errors import PeftqaError
@@ -51,17 +52,25 @@ def split_path(data_dir: str | os.PathLike | None, split: str) -> Path:
     return found
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def read_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when it ends in .gz."""
+    """The file's content, gunzipped when it is gzip data (told by its first bytes, whatever its suffix)."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
-    except (OSError, EOFError) as error:
+        content = path.read_bytes()
+        if content[:2] == _GZIP_MAGIC:
+            return gzip.decompress(content)
+        return content
+    except (OSError, EOFError, zlib.error) as error:
         raise PeftqaError(f"{path}: cannot read ({error})") from error
 
 
 def md5_of(path: Path) -> str:
     """MD5 of the uncompressed content, comparable with the official MD5s."""
     return hashlib.md5(read_bytes(path)).hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of the uncompressed content: the fingerprint of a question file that is not an official one."""
+    return hashlib.sha256(read_bytes(path)).hexdigest()

@@ -1,40 +1,84 @@
-"""Reading a question file: the one place that picks a file's reader, a cache of what was read, and
-the seeded sample of its questions.
+"""Reading questions: the one place that picks a source's reader, a cache of what was read, and the
+seeded sample of its questions.
 
-A reader takes a path and returns the file's `Example`s in file order (`squad.read_squad`); another
-format is one more reader module and one more line in `reader_for`.
+A source is a file (SQuAD JSON v1.1 or v2.0, or JSON Lines in the `datasets` layout, plain or
+gzipped: told apart by their content, not their name) or, with `datasets` installed, a saved
+dataset folder or a Hub name. A reader takes a path and returns the file's `Example`s in file order;
+another format is one more reader module and one more line in `reader_for`.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import json
 import os
 import random
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from peftqa.data.example import Example
+from peftqa.data.hub import read_dataset
+from peftqa.data.jsonl import read_jsonl
 from peftqa.data.squad import read_squad
 from peftqa.errors import PeftqaError
 
-Reader = Callable[[Path], list[Example]]
+Reader = Callable[[Path, bool], list[Example]]
+FORMATS = ("squad", "jsonl")
+# A JSON Lines file is told by its first line; a longer first line is a one-line SQuAD document.
+_PEEK_BYTES = 8 << 20
+
+
+def detect_format(path: Path) -> str:
+    """ "jsonl" when the first non-blank line is a whole JSON object without a 'data' list, else "squad"
+    (an official file is one line holding {"data": ...}; a pretty-printed one starts with a lone '{')."""
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
+            line = b""
+            while not line.strip():
+                line = handle.readline(_PEEK_BYTES)
+                if not line:
+                    break
+    except (OSError, EOFError, zlib.error) as error:
+        raise PeftqaError(f"{path}: cannot read ({error})") from error
+    try:
+        first = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "squad"
+    return "squad" if isinstance(first, dict) and "data" in first else "jsonl"
 
 
 def reader_for(path: Path) -> Reader:
-    """The reader of `path`'s format: every question file is SQuAD v1.1 (`.json` or `.json.gz`)."""
-    return read_squad
+    """The reader of `path`'s format (`detect_format`)."""
+    return {"squad": read_squad, "jsonl": read_jsonl}[detect_format(path)]
 
 
-def load_squad(path: str | os.PathLike, limit: int | None = None, shuffle_seed: int | None = None) -> list[Example]:
-    """Read a question file into Examples, checking every field.
+def load_squad(
+    source: str | os.PathLike,
+    limit: int | None = None,
+    shuffle_seed: int | None = None,
+    answers_required: bool = True,
+    role: str = "dev",
+) -> list[Example]:
+    """Read a question source into Examples, checking every field.
 
     Args:
-        path: a `.json` or `.json.gz` file in the official SQuAD v1.1 format.
+        source: a question file (SQuAD JSON or JSON Lines, plain or gzipped), or a `datasets` folder or
+            name (`NAME[:SPLIT]`, read with the `datasets` package).
         limit: keep this many questions (all when None).
         shuffle_seed: when given, the kept questions are a seeded random sample (not the first
             articles, which cover few topics); when None, the first `limit` in file order.
+        answers_required: False for questions to be answered (their answers may be missing).
+        role: "train" or "dev": the split a `datasets` source reads when it names none.
     """
-    examples = list(_read_examples(Path(path).resolve(), _stamp(Path(path))))
+    path = Path(source)
+    if path.is_file():
+        examples = list(_read_examples(path.resolve(), _stamp(path), answers_required))
+    else:
+        examples = list(_read_dataset(str(source), role, answers_required))
     if limit is not None and limit < len(examples):
         if shuffle_seed is not None:
             examples = sample_questions(examples, limit, shuffle_seed)
@@ -67,7 +111,12 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=2)
-def _read_examples(path: Path, stamp: tuple[int, int]) -> tuple[Example, ...]:
+def _read_examples(path: Path, stamp: tuple[int, int], answers_required: bool) -> tuple[Example, ...]:
     """The file's questions, parsed once per process: a run with a validation split reads train twice
     (its training questions and its held-out ones), and a study reads the same two files for every run."""
-    return tuple(reader_for(path)(path))
+    return tuple(reader_for(path)(path, answers_required))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_dataset(source: str, role: str, answers_required: bool) -> tuple[Example, ...]:
+    return tuple(read_dataset(source, role, answers_required))

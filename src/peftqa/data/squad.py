@@ -1,6 +1,8 @@
-"""The SQuAD v1.1 format: read a file into checked `Example`s.
+"""The SQuAD JSON format, v1.1 and v2.0: read a file into checked `Example`s.
 
-Every field is checked; a broken file is one PeftqaError naming the file and the question.
+Every field is checked; a broken file is one PeftqaError naming the file, the question and the field.
+SQuAD 2.0 marks a question without an answer with `is_impossible: true` and empty `answers` (its
+`plausible_answers` are checked like answers and not kept): such an Example has no answers.
 """
 
 from __future__ import annotations
@@ -17,26 +19,42 @@ ATTRIBUTION = (
 )
 
 
-def read_squad(path: Path) -> list[Example]:
-    """Every question of a SQuAD v1.1 file (`.json` or `.json.gz`), in file order."""
+def read_squad(path: Path, answers_required: bool = True) -> list[Example]:
+    """Every question of a SQuAD JSON file (v1.1 or v2.0, plain or gzipped), in file order.
+
+    Args:
+        path: the file.
+        answers_required: False for questions to be answered (`peftqa predict --file`): a question may
+            then lack the `answers` field; answers that are there are still checked.
+    """
+    return parse_squad_document(read_json_document(path), path, answers_required)
+
+
+def read_json_document(path: Path) -> object:
+    """The file's JSON value, or one PeftqaError naming the file."""
     try:
-        document = json.loads(read_bytes(path))
+        return json.loads(read_bytes(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PeftqaError(f"{path}: not valid JSON ({error})") from error
-    return _parse_document(document, path)
 
 
-def _parse_document(document: object, path: Path) -> list[Example]:
+def parse_squad_document(document: object, path: Path, answers_required: bool = True) -> list[Example]:
+    """The checked questions of a parsed SQuAD document (`{"data": [articles]}`)."""
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise PeftqaError(f"{path}: not a SQuAD file (expected an object with a 'data' list)")
     examples: list[Example] = []
     seen_ids: set[str] = set()
     for article in document["data"]:
         title = article.get("title", "") if isinstance(article, dict) else ""
+        if not isinstance(title, str):
+            raise PeftqaError(f"{path}: an article's field 'title' should be str")
         for paragraph in _field(article, "paragraphs", list, path, f"article '{title}'"):
             context = _field(paragraph, "context", str, path, f"a paragraph of '{title}'")
-            for qa in _field(paragraph, "qas", list, path, f"a paragraph of '{title}'"):
-                example = _parse_question(qa, context, title, path)
+            qas = _field(paragraph, "qas", list, path, f"a paragraph of '{title}'")
+            if qas and not context.strip():
+                raise PeftqaError(f"{path}: a paragraph of '{title}' has an empty 'context'")
+            for qa in qas:
+                example = _parse_question(qa, context, title, path, answers_required)
                 if example.id in seen_ids:
                     raise PeftqaError(f"{path}: question id {example.id} appears twice")
                 seen_ids.add(example.id)
@@ -46,27 +64,48 @@ def _parse_document(document: object, path: Path) -> list[Example]:
     return examples
 
 
-def _parse_question(qa: object, context: str, title: str, path: Path) -> Example:
+def _parse_question(qa: object, context: str, title: str, path: Path, answers_required: bool) -> Example:
     question_id = qa.get("id") if isinstance(qa, dict) else None
     if not isinstance(question_id, str) or not question_id:
         raise PeftqaError(f"{path}: a question of '{title}' has no string 'id'")
     where = f"question {question_id}"
     question = _field(qa, "question", str, path, where)
-    answers = _field(qa, "answers", list, path, where)
+    impossible = qa.get("is_impossible", False) if isinstance(qa, dict) else False
+    if not isinstance(impossible, bool):
+        raise PeftqaError(f"{path}: {where}: field 'is_impossible' should be bool")
+    if not answers_required and isinstance(qa, dict) and "answers" not in qa:
+        return Example(question_id, question, context, (), (), title)
+    texts, starts = _answers(_field(qa, "answers", list, path, where), context, path, where, "answers")
+    if isinstance(qa, dict) and "plausible_answers" in qa:
+        _answers(_field(qa, "plausible_answers", list, path, where), context, path, where, "plausible_answers")
+    if impossible and texts:
+        raise PeftqaError(f"{path}: {where}: field 'answers' should be empty when is_impossible is true")
+    if not texts and not impossible and answers_required:
+        raise PeftqaError(
+            f"{path}: {where}: field 'answers' is empty (a question without an answer needs is_impossible: true, "
+            "as in SQuAD 2.0)"
+        )
+    return Example(question_id, question, context, tuple(texts), tuple(starts), title)
+
+
+def _answers(answers: list, context: str, path: Path, where: str, name: str) -> tuple[list[str], list[int]]:
     texts, starts = [], []
     for answer in answers:
-        text = _field(answer, "text", str, path, where)
-        start = _field(answer, "answer_start", int, path, where)
-        if context[start : start + len(text)] != text:
-            raise PeftqaError(
-                f"{path}: {where}: answer_start {start} does not point at its text {text!r} "
-                f"(the context there reads {context[start : start + len(text)]!r})"
-            )
+        text = _field(answer, "text", str, path, f"{where}: {name}")
+        start = _field(answer, "answer_start", int, path, f"{where}: {name}")
+        check_answer(context, text, start, path, where)
         texts.append(text)
         starts.append(start)
-    if not texts:
-        raise PeftqaError(f"{path}: {where} has no answers (SQuAD v1.1 questions all have one)")
-    return Example(question_id, question, context, tuple(texts), tuple(starts), title)
+    return texts, starts
+
+
+def check_answer(context: str, text: str, start: int, path: Path, where: str) -> None:
+    """An answer's `answer_start` must point at its text in the context."""
+    if context[start : start + len(text)] != text or start < 0:
+        raise PeftqaError(
+            f"{path}: {where}: answer_start {start} does not point at its text {text!r} "
+            f"(the context there reads {context[start : start + len(text)]!r})"
+        )
 
 
 def _field(container: object, name: str, kind: type, path: Path, where: str):

@@ -49,6 +49,7 @@ _CARRIED_METRICS = (
     "trainable_params",
     "total_params",
     "trainable_percent",
+    "null_threshold",  # SQuAD 2.0 data: the export answers "no answer" by the run's own threshold
 )
 
 

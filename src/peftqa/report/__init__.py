@@ -5,8 +5,8 @@ The report is built once as a list of blocks (headings, text, tables, figures) a
 base64, no external files), so the two never say different things.
 
 Read in data-flow order: `results` (runs loaded with per-question scores) -> `compare` (seeds grouped,
-paired comparisons) -> `findings` (paragraphs from the numbers) -> `sections` (blocks) -> `render`
-(markdown and html). This module only puts the sections together and writes the files.
+paired comparisons) -> `findings` (paragraphs from the numbers) -> `sections` (blocks; `answerability`
+for SQuAD 2.0 data) -> `render` (markdown and html). This module only puts the sections together and writes the files.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from peftqa import files
+from peftqa.report.answerability import answerability_section
 from peftqa.report.compare import NOT_SETTLED
 from peftqa.report.findings import findings
 from peftqa.report.render import Block, render_html, render_markdown, results_table
@@ -78,7 +79,8 @@ def build_report(
         Block("p", f"Runs: {', '.join(r.name for r in results)}. Written by `peftqa report`."),
     ]
     blocks += _findings_section(results, sweeps)
-    blocks += _results_section(results) + _comparison_section(results) + _seeds_section(results)
+    blocks += _results_section(results) + answerability_section(results)
+    blocks += _comparison_section(results) + _seeds_section(results)
     blocks += _sweep_section(sweeps) + _curves_section(results)
     blocks += _error_section(results)
     if qualitative:

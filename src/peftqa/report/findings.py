@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from peftqa.data import QuestionChoice
+from peftqa.report.answerability import answerability_finding
 from peftqa.report.compare import MethodGroup, _difference, compare, group_runs
 from peftqa.report.render import _human_bytes
 from peftqa.report.results import RunResult
@@ -134,6 +135,9 @@ def findings(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()
         costs.append(text)
     paragraphs.append("Cost: " + "; ".join(costs) + ".")
 
+    abstention = answerability_finding(results)
+    if abstention:
+        paragraphs.append(abstention)
     paragraphs += [_sweep_finding(summary, groups) for summary in sweeps]
 
     samples = dict.fromkeys(r.scored_on for r in results)

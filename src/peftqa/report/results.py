@@ -3,6 +3,7 @@ groupings of questions (type, answer length) the error analysis averages over.""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from peftqa import runs
-from peftqa.data import Example, eval_file, load_squad
+from peftqa.data import Example, QuestionChoice, eval_file, fingerprint, load_squad
 from peftqa.errors import PeftqaError
 from peftqa.files import read_json
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
@@ -77,8 +78,27 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
     return bootstrap_interval(values, resamples=RESAMPLES, seed=BOOTSTRAP_SEED)
 
 
+def _role(settings: dict[str, Any]) -> str:
+    return "train" if settings["config"]["eval_split"] == "validation" else "dev"
+
+
+def scored_source(folder: Path, settings: dict[str, Any]) -> str | Path:
+    """Where the run's scored questions are: its dev (or train) source, checked to be the data it was
+    scored on when run.json keeps that source's fingerprint."""
+    config = settings["config"]
+    # Only where the questions are read from: the rest of the choice is the run's scores.jsonl.
+    files = QuestionChoice(train_file=config.get("train_file"), dev_file=config.get("dev_file"))
+    path = eval_file(config["data_dir"], dataclasses.replace(files, eval_split=config["eval_split"]))
+    recorded = (settings.get("data_files") or {}).get(config["eval_split"])
+    if recorded and recorded.get("fingerprint") != fingerprint(path, _role(settings)):
+        raise PeftqaError(
+            f"{folder}: {path} is not the data this run was scored on (its fingerprint was {recorded['fingerprint']})"
+        )
+    return path
+
+
 def _run_scores(
-    folder: Path, questions: dict[str, Example], path: Path
+    folder: Path, questions: dict[str, Example], path: str | Path
 ) -> tuple[list[Example], dict[str, dict[str, float]]]:
     """The run's scored questions (in file order) and their per-question scores, from scores.jsonl."""
     stored = runs.read_scores(folder)
@@ -100,17 +120,16 @@ def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
     """
     if not run_dirs:
         raise PeftqaError("name at least one run directory")
-    files: dict[Path, dict[str, Example]] = {}
+    files: dict[str, dict[str, Example]] = {}
     results = []
     for run_dir in run_dirs:
         folder, settings = runs.check_run_dir(run_dir)
         metrics = read_json(folder / runs.METRICS_JSON)
         predictions = read_json(folder / runs.PREDICTIONS_JSON)
-        config = settings["config"]
-        path = eval_file(config["data_dir"], config["eval_split"])
-        if path not in files:
-            files[path] = {e.id: e for e in load_squad(path)}
-        examples, scores = _run_scores(folder, files[path], path)
+        path = scored_source(folder, settings)
+        if str(path) not in files:
+            files[str(path)] = {e.id: e for e in load_squad(path, role=_role(settings))}
+        examples, scores = _run_scores(folder, files[str(path)], path)
         results.append(RunResult(folder, folder.name, settings, metrics, predictions, examples, scores))
     for result, name in zip(results, runs.display_names([r.run_dir for r in results]), strict=True):
         result.name = name
@@ -126,8 +145,13 @@ def question_type(question: str) -> str:
     return _WH_TYPE.get(word, word)
 
 
+NO_ANSWER = "no answer"  # the answer-length group of a question without one (SQuAD 2.0)
+
+
 def answer_length(example: Example) -> str:
-    words = len(example.answers[0].split()) if example.answers else 0
+    if not example.answers:
+        return NO_ANSWER
+    words = len(example.answers[0].split())
     return next((label for label, low, high in ANSWER_LENGTHS if low <= words <= high), ANSWER_LENGTHS[0][0])
 
 

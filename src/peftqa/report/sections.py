@@ -20,6 +20,7 @@ from peftqa.report.results import (
     ANSWER_LENGTHS,
     BOOTSTRAP_SEED,
     METRIC_NAMES,
+    NO_ANSWER,
     QUESTION_TYPES,
     RESAMPLES,
     RunResult,
@@ -263,7 +264,7 @@ def _error_section(results: list[RunResult]) -> list[Block]:
         Block(
             "table",
             headers=["length", "questions", *names],
-            rows=f1_by_group(results, scores, answer_length, [label for label, _, _ in ANSWER_LENGTHS]),
+            rows=f1_by_group(results, scores, answer_length, [label for label, _, _ in ANSWER_LENGTHS] + [NO_ANSWER]),
         ),
     ]
     if len(results) < 2:
@@ -296,9 +297,9 @@ def _error_section(results: list[RunResult]) -> list[Block]:
             examples += [
                 [
                     by_id[i].question,
-                    " / ".join(dict.fromkeys(by_id[i].answers)),
-                    f"{x.name}: {x.predictions[i]}",
-                    f"{y.name}: {y.predictions.get(i, '')}",
+                    " / ".join(dict.fromkeys(by_id[i].answers)) or "(no answer)",
+                    f"{x.name}: {x.predictions[i] or '(no answer)'}",
+                    f"{y.name}: {y.predictions.get(i, '') or '(no answer)'}",
                 ]
                 for i in chosen
             ]
@@ -328,7 +329,7 @@ def load_qualitative() -> list[dict[str, Any]]:
 
 
 def _qualitative_section(results: list[RunResult], log: Callable[[str], None]) -> list[Block]:
-    from peftqa.predict import answer_question
+    from peftqa.predict import ask
 
     examples = load_qualitative()
     answers: list[list[str]] = [[] for _ in examples]
@@ -336,12 +337,19 @@ def _qualitative_section(results: list[RunResult], log: Callable[[str], None]) -
         log(f"report: answering {len(examples)} hand-written questions with {result.name}")
         loaded = runs.load_run(result.run_dir)
         for row, example in zip(answers, examples, strict=True):
-            ranked = answer_question(
-                loaded.model, loaded.tokenizer, example["question"], example["context"], 1, loaded.config.scoring
+            asked = ask(
+                loaded.model,
+                loaded.tokenizer,
+                example["question"],
+                example["context"],
+                1,
+                loaded.config.scoring,
+                null_threshold=loaded.null_threshold,
             )
-            text = ranked[0].text if ranked else ""
+            answer = asked.to_dict()["answer"]
+            text = "(no answer)" if asked.no_answer and asked.null_threshold is not None else answer
             if example["answers"]:
-                score = score_answer(text, example["answers"])
+                score = score_answer(answer, example["answers"])
                 text += f" (EM {score['exact_match']:.0f}, F1 {score['f1']:.0f})"
             row.append(text)
     blocks = [

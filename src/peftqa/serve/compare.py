@@ -2,7 +2,9 @@
 
 The page is a plain HTML form rendered on the server, so it works with no JavaScript and no
 network. The form and `POST /api/predict` go through the same validation (`parse_query`) and
-the same prediction (`ServedModel.answer`, which is `predict.answer_question` + `score_answer`).
+the same prediction (`ServedModel.answer`, which is `predict.ask` + `score_answer`). A run trained on
+SQuAD 2.0 data may answer nothing: the page and the API then say "no answer" and show the null score
+beside the best span's; a true answer of "no answer" (`no_answer`) is scored as SQuAD 2.0 scores it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ class Query:
     answers: tuple[str, ...]
     models: tuple[str, ...]
     top_k: int
+    no_answer: bool = False  # the true answer is "no answer" (SQuAD 2.0)
+
+    @property
+    def scored(self) -> bool:
+        """Whether the answers are scored: true answers given, or "no answer" is the true one."""
+        return bool(self.answers) or self.no_answer
 
 
 def served_models() -> list[ServedModel]:
@@ -108,18 +116,31 @@ def _top_k_field(value: Any) -> int:
     return value
 
 
+def _no_answer_field(value: Any) -> bool:
+    """The API's boolean, or the form's checkbox ("on" when ticked, absent when not)."""
+    if value is None or value is False or value == "":
+        return False
+    if value is True or value == "on":
+        return True
+    raise InputError("'no_answer' must be true or false")
+
+
 def parse_query(values: Any) -> Query:
     """Check every field of a request (a JSON object or the form) before any model runs."""
     if not isinstance(values, dict):
         raise InputError("the request body must be a JSON object")
     limit = current_app.config["MAX_INPUT_CHARS"]
-    return Query(
+    query = Query(
         context=_text_field(values, "context", limit, required=True),
         question=_text_field(values, "question", limit, required=True),
         answers=_answers_field(values.get("answers"), limit),
         models=_models_field(values.get("models")),
         top_k=_top_k_field(values.get("top_k")),
+        no_answer=_no_answer_field(values.get("no_answer")),
     )
+    if query.no_answer and query.answers:
+        raise InputError("'no_answer' says the question has no answer: leave 'answers' empty")
+    return query
 
 
 def run_query(query: Query) -> dict[str, Any]:
@@ -127,12 +148,12 @@ def run_query(query: Query) -> dict[str, Any]:
     by_name = {model.name: model for model in served_models()}
 
     def ask(name: str) -> dict[str, Any]:
-        return by_name[name].answer(query.question, query.context, query.top_k, query.answers)
+        return by_name[name].answer(query.question, query.context, query.top_k, query.answers, query.no_answer)
 
     # The models answer side by side (each has its own lock and weights-sharing is read-only).
     results = list(current_app.extensions["peftqa_pool"].map(ask, query.models))
     response: dict[str, Any] = {"models": results}
-    if query.answers and len(results) > 1:
+    if query.scored and len(results) > 1:
         ranked = sorted(results, key=lambda r: (r["f1"], r["exact_match"]), reverse=True)
         tied = (ranked[0]["f1"], ranked[0]["exact_match"]) == (ranked[1]["f1"], ranked[1]["exact_match"])
         response["better"] = None if tied else ranked[0]["name"]
@@ -182,7 +203,7 @@ def _form_values(example_id: str | None) -> dict[str, str]:
             if example["id"] == example_id:
                 return {**example, "answers": "\n".join(example["answers"])}
     if request.method == "POST":
-        return {name: request.form.get(name, "") for name in ("context", "question", "answers", "top_k")}
+        return {name: request.form.get(name, "") for name in ("context", "question", "answers", "top_k", "no_answer")}
     return {}
 
 

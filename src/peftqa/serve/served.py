@@ -14,9 +14,8 @@ from typing import Any
 
 from peftqa import runs
 from peftqa.config import ScoringSettings
-from peftqa.metrics import score_answer
-from peftqa.postprocess import Candidate
-from peftqa.predict import answer_question
+from peftqa.metrics import question_scores_v2, score_answer
+from peftqa.predict import Asked, ask
 from peftqa.serve.discovery import public_model_name, public_path
 
 # What every loaded model answers once before serving (see ServedModel.warm_up).
@@ -94,29 +93,34 @@ class ServedModel:
             "dev_exact_match": metrics.get("exact_match"),
             "dev_f1": metrics.get("f1"),
             "dev_questions": metrics.get("eval_questions"),
+            "null_threshold": metrics.get("null_threshold"),
             "run_dir": public_path(self.run.run_dir),
         }
 
-    def top_answers(self, question: str, context: str, top_k: int) -> list[Candidate]:
-        """`predict.answer_question` (the `top_k` best answers), with only the forward pass under the lock."""
+    def top_answers(self, question: str, context: str, top_k: int) -> Asked:
+        """`predict.ask` (the `top_k` best spans, the null score, the run's null threshold), with only the
+        forward pass under the lock."""
         model = _LockedForward(self.run.model, self.lock)
         with self.borrowed_tokenizer() as tokenizer:
-            return answer_question(model, tokenizer, question, context, top_k, self.scoring, self.bf16)
+            return ask(model, tokenizer, question, context, top_k, self.scoring, self.bf16, self.run.null_threshold)
 
-    def answer(self, question: str, context: str, top_k: int, truths: Sequence[str] = ()) -> dict[str, Any]:
-        """The best answer, `top_k - 1` alternatives, latency, and EM/F1 when `truths` are given."""
+    def answer(
+        self, question: str, context: str, top_k: int, truths: Sequence[str] = (), no_answer: bool = False
+    ) -> dict[str, Any]:
+        """The best answer ("" with no_answer when the model abstains, or finds no valid span), `top_k - 1`
+        alternatives, the null score beside the best span's, latency, and EM/F1 when `truths` are given
+        or the true answer is "no answer" (`no_answer`: SQuAD 2.0's rule, 100 exactly for an empty answer)."""
         began = time.perf_counter()
-        ranked = self.top_answers(question, context, top_k)
+        asked = self.top_answers(question, context, top_k)
         latency_ms = 1000.0 * (time.perf_counter() - began)
-        # No valid span (a context of white space only): an empty answer, as in the official format.
-        best = ranked[0].to_dict() if ranked else {"answer": "", "start": None, "end": None, "score": None}
         result: dict[str, Any] = {
             "name": self.name,
             "method": self.run.method,
-            **best,
-            "alternatives": [candidate.to_dict() for candidate in ranked[1:]],
+            **asked.to_dict(),
             "latency_ms": round(latency_ms, 2),
         }
-        if truths:
+        if no_answer:
+            result.update(question_scores_v2({"asked": result["answer"]}, {"asked": []})["asked"])
+        elif truths:
             result.update(score_answer(result["answer"], truths))
         return result

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from peftqa.config import RunConfig, setting
-from peftqa.data import load_squad, split_path
+from peftqa.data import load_squad, question_source
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 
@@ -96,7 +96,8 @@ def questions_per_trial(config: SweepConfig) -> int:
     """Training questions per trial: the exact limit, or the fraction of the training file's questions."""
     if config.train_limit:
         return config.train_limit
-    total = len(load_squad(split_path(config.base.data_dir, "train")))
+    train = question_source(config.base.data_dir, config.base.questions, "train")
+    total = len(load_squad(train, role="train"))
     return max(1, round(config.train_fraction * total))
 
 

@@ -1,0 +1,90 @@
+"""JSON Lines in the Hugging Face `datasets` SQuAD layout, one question a line:
+
+    {"id": "q1", "title": "optional", "context": "...", "question": "...",
+     "answers": {"text": ["..."], "answer_start": [12]}}
+
+Empty answer lists mark a question without an answer (SQuAD 2.0). Every field is checked as the
+SQuAD reader checks it; an error names the file, the line and the field. `parse_row` is shared
+with the `datasets` reader, whose rows have the same layout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from peftqa.data.example import Example
+from peftqa.data.location import read_bytes
+from peftqa.data.squad import check_answer
+from peftqa.errors import PeftqaError
+
+
+def read_jsonl(path: Path, answers_required: bool = True) -> list[Example]:
+    """Every question of a JSON Lines file (plain or gzipped), in file order; blank lines are skipped."""
+    try:
+        text = read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PeftqaError(f"{path}: not UTF-8 text ({error})") from error
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"{path}:{number}", json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise PeftqaError(f"{path}:{number}: not valid JSON ({error})") from error
+    return parse_rows(rows, path, answers_required)
+
+
+def parse_rows(rows: Iterable[tuple[str, object]], source: object, answers_required: bool = True) -> list[Example]:
+    """Checked Examples of (where, row) pairs: ids unique, at least one question."""
+    examples: list[Example] = []
+    seen: set[str] = set()
+    for where, row in rows:
+        example = parse_row(row, where, answers_required)
+        if example.id in seen:
+            raise PeftqaError(f"{where}: question id {example.id} appears twice")
+        seen.add(example.id)
+        examples.append(example)
+    if not examples:
+        raise PeftqaError(f"{source}: holds no questions")
+    return examples
+
+
+def parse_row(row: object, where: str, answers_required: bool = True) -> Example:
+    """One question in the `datasets` SQuAD layout; `where` ('file:line') starts every error."""
+    if not isinstance(row, dict):
+        raise PeftqaError(f"{where}: expected a JSON object with id, context, question and answers")
+    question_id = _field(row, "id", str, where)
+    if not question_id:
+        raise PeftqaError(f"{where}: field 'id' is empty")
+    at = f"{where}: question {question_id}"
+    title = _field(row, "title", str, at) if row.get("title") is not None else ""
+    context = _field(row, "context", str, at)
+    if not context.strip():
+        raise PeftqaError(f"{at}: field 'context' is empty")
+    question = _field(row, "question", str, at)
+    if not answers_required and "answers" not in row:
+        return Example(question_id, question, context, (), (), title)
+    answers = _field(row, "answers", dict, at)
+    texts = _field(answers, "text", list, f"{at}: answers")
+    starts = _field(answers, "answer_start", list, f"{at}: answers")
+    if len(texts) != len(starts):
+        raise PeftqaError(f"{at}: answers has {len(texts)} 'text' and {len(starts)} 'answer_start' values")
+    for text, start in zip(texts, starts, strict=True):
+        if not isinstance(text, str):
+            raise PeftqaError(f"{at}: answers: field 'text' should hold strings")
+        if not isinstance(start, int) or isinstance(start, bool):
+            raise PeftqaError(f"{at}: answers: field 'answer_start' should hold integers")
+        check_answer(context, text, start, Path(where), f"question {question_id}")
+    return Example(question_id, question, context, tuple(texts), tuple(starts), title)
+
+
+def _field(row: dict, name: str, kind: type, where: str):
+    if name not in row:
+        raise PeftqaError(f"{where} lacks the field '{name}'")
+    value = row[name]
+    if not isinstance(value, kind):
+        raise PeftqaError(f"{where}: field '{name}' should be {kind.__name__}")
+    return value
