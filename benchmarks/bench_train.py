@@ -1,8 +1,14 @@
-"""Training throughput and dev F1: peftqa LoRA vs the plain Trainer recipe, same model and data.
+"""Training throughput and dev F1: peftqa LoRA vs the plain Trainer recipe, same model and data, in
+fp32 and in bf16 side by side.
 
     python -m benchmarks.bench_train                      # CPU: minilm-l6, 2,000 questions, 1 epoch
     python -m benchmarks.bench_train --train-questions 500 --dev-questions 200
-    python -m benchmarks.bench_train --gpu                # CUDA: random DistilBERT-sized model, bf16, batch 64
+    python -m benchmarks.bench_train --precisions fp32    # one precision only
+    python -m benchmarks.bench_train --gpu                # CUDA: random DistilBERT-sized model, batch 64
+
+Each precision trains both recipes: peftqa with `--precision fp32|bf16` (bf16 autocast around the
+training steps, fp32 weights and evaluation), the baseline with Trainer's `bf16` flag (autocast in
+training and prediction). On a CPU without bf16 units bf16 is emulated: the table says so.
 
 Both arms train one epoch over the same seeded sample of train questions with the same batch
 size, peak learning rate, warm-up and weight decay, then score the same dev questions with the
@@ -20,9 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine_description, print_table, run_arm, write_result
+from benchmarks.common import machine_description, ratio, run_arm, write_result
 
 MODULE = "benchmarks.bench_train"
+PRECISIONS = ("fp32", "bf16")
 FIGURES = (
     # (printed name, key in an arm's result, format)
     ("train features/s", "train_features_per_second", ".1f"),
@@ -49,9 +56,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="2: peftqa, baseline, baseline, peftqa (fairer)")
     parser.add_argument("--data-dir", default=None, help="SQuAD folder; default PEFTQA_DATA_DIR")
     parser.add_argument("--model", default=None, help="default minilm-l6 (CPU); GPU: random DistilBERT-sized")
+    parser.add_argument(
+        "--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (default both, side by side)"
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help=argparse.SUPPRESS)  # one arm's
     parser.add_argument("--arm", choices=("peftqa", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not args.precisions or any(p not in PRECISIONS for p in args.precisions):
+        parser.error(f"--precisions takes {', '.join(PRECISIONS)}, got {args.precisions}")
     if args.train_questions is None:
         args.train_questions = 0 if args.gpu else 2000  # 0: every question
     if args.dev_questions is None:
@@ -97,6 +111,7 @@ def _peftqa_arm(args: argparse.Namespace) -> dict:
             epochs=1.0,
             batch_size=args.batch_size,
             lr=args.lr,
+            precision=args.precision,
             output_dir=str(Path(scratch) / "run"),
         )
         metrics = train(config, hooks=steps.hooks())
@@ -147,7 +162,7 @@ def _baseline_arm(args: argparse.Namespace) -> dict:
         doc_stride=args.doc_stride,
         batch_size=args.batch_size,
         learning_rate=args.lr,
-        bf16=args.gpu,
+        bf16=args.precision == "bf16",
         use_cpu=not args.gpu,
     )
     choice = QuestionChoice(
@@ -173,12 +188,18 @@ def main(argv: list[str] | None = None) -> None:
             *(["--gpu"] if args.gpu else []),
             *(["--data-dir", args.data_dir] if args.data_dir else []),
         ]
-        # Alternating order (ABBA...), so a load that changes during the run weighs on both arms alike.
-        order = [arm for r in range(args.rounds) for arm in (("peftqa", "baseline"), ("baseline", "peftqa"))[r % 2]]
-        results: dict[str, list[dict]] = {"peftqa": [], "baseline": []}
-        for arm in order:
-            print(f"--- {arm} arm", flush=True)
-            results[arm].append(run_arm(MODULE, arm, forwarded))
+        # Alternating order (ABBA...), so a load that changes during the run weighs on both recipes alike.
+        pairs = [("peftqa", "baseline"), ("baseline", "peftqa")]
+        order = [
+            (arm, precision)
+            for r in range(args.rounds)
+            for precision in args.precisions
+            for arm in pairs[(r + args.precisions.index(precision)) % 2]
+        ]
+        results: dict[tuple[str, str], list[dict]] = {key: [] for key in order}
+        for arm, precision in order:
+            print(f"--- {arm} arm, {precision}", flush=True)
+            results[(arm, precision)].append(run_arm(MODULE, arm, [*forwarded, "--precision", precision]))
     _report(args, results)
 
 
@@ -187,24 +208,37 @@ def _mean(results: list[dict], key: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
+def _report(args: argparse.Namespace, results: dict[tuple[str, str], list[dict]]) -> None:
+    from peftqa.hardware import cpu_bf16_units
+
     device = "cuda" if args.gpu else "cpu"
     questions = args.train_questions or "all"
-    title = (
-        f"bench_train: LoRA on {args.model}, {questions} train questions x 1 epoch, {args.dev_questions} dev "
-        f"questions, batch {args.batch_size}, max_length {args.max_length}, lr {args.lr:g}\n"
-        f"machine: {machine_description(device)} (load average "
-        f"{min(r['load_average_before'] for rs in results.values() for r in rs):.1f}-"
-        f"{max(r['load_average_after'] for rs in results.values() for r in rs):.1f})"
-    )
-    rows = [(name, _mean(results["peftqa"], key), _mean(results["baseline"], key), fmt) for name, key, fmt in FIGURES]
-    print_table(title, rows)
-    ours, base = results["peftqa"], results["baseline"]
-    cpu_ours = _mean(ours, "train_features_per_second")
+    loads = [
+        value for rs in results.values() for r in rs for value in (r["load_average_before"], r["load_average_after"])
+    ]
+    units = "GPU" if args.gpu else (", ".join(cpu_bf16_units() or []) or "none: bf16 is emulated")
     print(
-        f"\ntrain features: peftqa {ours[0].get('train_features', '-')}, baseline {base[0]['train_features']} "
-        f"(same questions and windows); throughput ratio {cpu_ours / _mean(base, 'train_features_per_second'):.2f}x"
+        f"\nbench_train: LoRA on {args.model}, {questions} train questions x 1 epoch, {args.dev_questions} dev "
+        f"questions, batch {args.batch_size}, max_length {args.max_length}, lr {args.lr:g}\n"
+        f"machine: {machine_description(device)}; bf16 units: {units} (load average {min(loads):.1f}-{max(loads):.1f})"
     )
+    columns = [(arm, precision) for precision in args.precisions for arm in ("peftqa", "baseline")]
+    header = "".join(f"{arm + ' ' + precision:>18}" for arm, precision in columns)
+    ratios = "".join(f"{'ratio ' + precision:>12}" for precision in args.precisions)
+    print(f"{'figure':<38}{header}{ratios}")
+    for name, key, fmt in FIGURES:
+        values = [_mean(results[column], key) for column in columns]
+        cells = "".join(f"{format(v, fmt) if v is not None else '-':>18}" for v in values)
+        shown = ""
+        for precision in args.precisions:
+            ours, base = _mean(results[("peftqa", precision)], key), _mean(results[("baseline", precision)], key)
+            shown += f"{ratio(ours, base):>12}"
+        print(f"{name:<38}{cells}{shown}")
+    if set(args.precisions) == set(PRECISIONS):
+        for arm in ("peftqa", "baseline"):
+            fast = _mean(results[(arm, "bf16")], "train_features_per_second")
+            slow = _mean(results[(arm, "fp32")], "train_features_per_second")
+            print(f"{arm}: bf16 / fp32 training throughput {ratio(fast, slow)}")
 
 
 if __name__ == "__main__":

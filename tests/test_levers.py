@@ -126,11 +126,13 @@ def test_lever_settings_are_checked():
 def test_a_cuda_run_gets_the_fused_lora_forward_but_not_bf16_frozen_weights_unless_asked():
     cuda = torch.device("cuda")  # resolving reads only the device's type: no GPU needed
     lines: list[str] = []
-    assert SpeedLevers.resolve(RunConfig(method="lora"), cuda, lines.append) == SpeedLevers(False, True)
-    assert lines == ["training levers on: fused_lora"]
-    forced = SpeedLevers.resolve(RunConfig(method="lora", frozen_bf16="auto"), cuda, _quiet)
-    assert forced == SpeedLevers(True, True) and forced.autocast is True
-    assert SpeedLevers.resolve(RunConfig(method="lora"), torch.device("cpu"), _quiet) == SpeedLevers(False, False)
+    levers = SpeedLevers.resolve(RunConfig(method="lora"), cuda, lines.append)
+    assert (levers.frozen_bf16, levers.fused_lora, levers.precision.bf16) == (False, True, True)
+    assert lines == ["precision: bf16 (auto on CUDA)", "training levers on: fused_lora"]
+    forced = SpeedLevers.resolve(RunConfig(method="lora", frozen_bf16="auto", precision="fp32"), cuda, _quiet)
+    assert (forced.frozen_bf16, forced.fused_lora) == (True, True) and forced.autocast is True  # bf16 frozen: bf16
+    cpu = SpeedLevers.resolve(RunConfig(method="lora", precision="fp32"), torch.device("cpu"), _quiet)
+    assert (cpu.frozen_bf16, cpu.fused_lora, cpu.autocast) == (False, False, False)
 
 
 @pytest.mark.gpu
@@ -149,3 +151,35 @@ def test_on_cuda_every_lever_trains_and_the_adapter_reloads_to_the_same_predicti
     result = evaluate(model, examples, build_features(examples, tokenizer, 128, 32), tokenizer.pad_token_id)
     assert result.predictions == json.loads((tmp_path / "run" / runs.PREDICTIONS_JSON).read_text())
     assert result.metrics["f1"] == pytest.approx(metrics["f1"])
+
+
+def test_fp32_attention_feeds_attention_fp32_under_bf16_autocast_and_puts_the_registry_back(
+    tiny_bert_without_dropout, monkeypatch
+):
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from peftqa.levers.fp32_attention import fp32_attention
+
+    model = load_qa_model(str(tiny_bert_without_dropout)).eval()
+    inputs = {"input_ids": torch.randint(1000, 2000, (2, 12)), "attention_mask": torch.ones(2, 12, dtype=torch.long)}
+    real, seen = torch.nn.functional.scaled_dot_product_attention, []
+    monkeypatch.setattr(
+        torch.nn.functional, "scaled_dot_product_attention", lambda q, *a, **k: seen.append(q.dtype) or real(q, *a, **k)
+    )
+    before = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(**inputs)
+        with fp32_attention():
+            lever = model(**inputs).start_logits
+    assert seen == [torch.bfloat16] * 2 + [torch.float32] * 2  # two layers, without then with the lever
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is before and "sdpa" not in ALL_ATTENTION_FUNCTIONS._local_mapping
+    with torch.no_grad():
+        exact = model(**inputs).start_logits
+    assert lever.dtype == torch.bfloat16 and torch.allclose(lever.float(), exact, atol=0.05)
+
+
+def test_bf16_on_a_cpu_keeps_attention_in_fp32():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert SpeedLevers.resolve(RunConfig(precision="bf16"), cpu, _quiet).fp32_attention
+    assert not SpeedLevers.resolve(RunConfig(precision="fp32"), cpu, _quiet).fp32_attention
+    assert not SpeedLevers.resolve(RunConfig(precision="bf16"), cuda, _quiet).fp32_attention

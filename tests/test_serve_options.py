@@ -83,7 +83,7 @@ def test_serve_debug_uses_the_flask_development_server(run_dirs, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("flags", "bf16", "merged"), [([], None, True), (["--fast"], True, True), (["--shared-base"], None, False)]
+    ("flags", "bf16", "merged"), [([], False, True), (["--fast"], True, True), (["--shared-base"], False, False)]
 )
 def test_serve_modes(run_dirs, monkeypatch, flags, bf16, merged):
     import waitress

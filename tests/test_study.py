@@ -105,7 +105,9 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
     import peftqa.workers as workers_module
 
     monkeypatch.setattr(workers_module, "run_jobs", lambda jobs, *a, **k: [] if not jobs else pytest.fail("ran"))
-    again = run_study(StudyConfig("tiny", None, str(folder), str(squad_dir), str(tiny_bert_dir), 2, 2), lambda _: 0)
+    again = run_study(
+        StudyConfig("tiny", None, str(folder), str(squad_dir), str(tiny_bert_dir), seeds=2, workers=2), lambda _: 0
+    )
     assert [r["f1"] for r in again["results"]] == [r["f1"] for r in summary["results"]]
 
 

@@ -46,6 +46,7 @@ def _scoring_setting(name: str) -> Any:
 
 
 LEVER_CHOICES = ("auto", "on", "off")  # a GPU lever's setting: auto is on for CUDA only
+PRECISIONS = ("auto", "fp32", "bf16")  # the training step's arithmetic (levers.precision)
 
 
 @dataclass
@@ -110,6 +111,12 @@ class RunConfig:
     device_batches: str = setting(
         "on", "on: every feature is copied to the device once and batches are gathered there; off: built in NumPy"
     )
+    precision: str = setting(
+        "auto",
+        "the training step's arithmetic: auto (bf16 autocast on CUDA and on CPUs with bf16 units, fp32 elsewhere), "
+        "fp32 or bf16; weights, optimizer state, saved adapters and evaluation stay fp32",
+        choices=PRECISIONS,
+    )
     frozen_bf16: str = setting(
         "off",
         "adapter methods: frozen linear weights stored in bf16 while training, which changes the numerics (off; on; "
@@ -147,6 +154,7 @@ class RunConfig:
             problems.append(f"log_every_steps must be positive, got {self.log_every_steps}")
         for name, allowed in (
             ("device_batches", ("on", "off")),
+            ("precision", PRECISIONS),
             ("frozen_bf16", LEVER_CHOICES),
             ("fused_lora", LEVER_CHOICES),
         ):

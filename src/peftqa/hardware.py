@@ -34,11 +34,11 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
-    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX); None when it cannot be told.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of units that multiply bf16 natively
 
-    Without those units oneDNN emulates bf16, several times slower than fp32 (README: serving).
-    """
+
+def cpu_bf16_units(cpuinfo: str | None = None) -> list[str] | None:
+    """The bf16 units this CPU has (its BF16_CPU_FLAGS, [] for none); None when it cannot be told."""
     if cpuinfo is None:
         try:
             cpuinfo = _PROC_CPUINFO.read_text()
@@ -47,7 +47,16 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
     if flags is None:
         return None
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return [flag for flag in BF16_CPU_FLAGS if flag in flags]
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX); None when it cannot be told.
+
+    Without those units oneDNN emulates bf16, several times slower than fp32 (README: serving).
+    """
+    units = cpu_bf16_units(cpuinfo)
+    return None if units is None else bool(units)
 
 
 def visible_gpus() -> list[str]:

@@ -27,13 +27,9 @@ from peftqa.postprocess import Candidate, abstains, best_answers, null_differenc
 from peftqa.stats import bootstrap_interval
 
 
-def autocast_for(device: torch.device, bf16: bool | None = None):
-    """bf16 autocast on CUDA; plain fp32 on CPU (bf16 there is slower on most CPUs and less exact).
-
-    `bf16` True / False forces it on / off on any device (None: that default).
-    """
-    if bf16 is None:
-        bf16 = device.type == "cuda"
+def autocast_for(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast on `device` when `bf16`, else plain fp32 (evaluation's default, on every device,
+    so that scores compare across machines)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
@@ -73,7 +69,7 @@ def predict_logits(
     features: FeatureSet,
     batch_size: int | None,
     pad_token_id: int,
-    bf16: bool | None = None,
+    bf16: bool = False,
     progress: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """Start and end logits per feature row (each as long as its row) and the mean loss.
@@ -315,7 +311,7 @@ def ask(
     context: str,
     top_k: int = 1,
     scoring: ScoringSettings = DEFAULT_SCORING,
-    bf16: bool | None = None,
+    bf16: bool = False,
     null_threshold: float | None = None,
 ) -> Asked:
     """The `top_k` best spans of one question over the whole context (sliding windows), and its null score."""
@@ -335,7 +331,7 @@ def answer_question(
     context: str,
     top_k: int = 1,
     scoring: ScoringSettings = DEFAULT_SCORING,
-    bf16: bool | None = None,
+    bf16: bool = False,
 ) -> list[Candidate]:
     """The `top_k` best answers to one question over the whole context (sliding windows)."""
     return ask(model, tokenizer, question, context, top_k, scoring, bf16).candidates

@@ -62,7 +62,9 @@ def answer_one(run_dir: str | os.PathLike, question: str, context: str, top_k: i
         raise PeftqaError("--question and --context must not be empty")
     loaded = runs.load_run(run_dir)
     threshold = loaded.null_threshold
-    asked = ask(loaded.model, loaded.tokenizer, question, context, top_k, loaded.config.scoring, None, threshold)
+    asked = ask(
+        loaded.model, loaded.tokenizer, question, context, top_k, loaded.config.scoring, null_threshold=threshold
+    )
     if not asked.candidates:
         raise PeftqaError("the context holds no span the model could answer with")
     answer = asked.to_dict()

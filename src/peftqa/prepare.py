@@ -33,6 +33,7 @@ from peftqa.data import (
 from peftqa.errors import PeftqaError
 from peftqa.feature_cache import load_or_build_features
 from peftqa.features import FeatureSet
+from peftqa.levers import SpeedLevers
 from peftqa.methods import MethodSpec
 from peftqa.predict import NullRule, model_device
 
@@ -179,8 +180,11 @@ def count_parameters(model: torch.nn.Module) -> dict[str, Any]:
     return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100.0 * trainable / total}
 
 
-def run_settings(config: RunConfig, base_path: str, data: TrainingData, device: torch.device) -> dict[str, Any]:
-    """What run.json records before the first step: the settings, the data and where it trains."""
+def run_settings(
+    config: RunConfig, base_path: str, data: TrainingData, device: torch.device, levers: SpeedLevers
+) -> dict[str, Any]:
+    """What run.json records before the first step: the settings, the data, where it trains and in what
+    arithmetic (the precision used and why)."""
     return {
         "config": config.to_dict(),
         "learning_rate": config.learning_rate,
@@ -198,5 +202,6 @@ def run_settings(config: RunConfig, base_path: str, data: TrainingData, device: 
         "versions": runs.package_versions(),
         "git_commit": runs.git_commit(),
         "device": hardware.device_description(device),
+        "levers": levers.to_dict(),
         "started": datetime.now().isoformat(timespec="seconds"),
     }

@@ -24,7 +24,7 @@ from typing import Any
 
 from peftqa import files, runs
 from peftqa.backbone import DEFAULT_MODEL
-from peftqa.config import PRESETS, RunConfig, setting
+from peftqa.config import PRECISIONS, PRESETS, RunConfig, setting
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method, method_names
 from peftqa.sweep import SweepConfig, run_sweep
@@ -162,6 +162,9 @@ class StudyConfig:
         None, "SQuAD folder (default: PEFTQA_DATA_DIR or the user cache, fetched if missing)"
     )
     model: str | None = setting(None, "replace the preset's model")
+    precision: str | None = setting(
+        None, "every run's training arithmetic: auto, fp32 or bf16 (default: the preset's, auto)", choices=PRECISIONS
+    )
     seeds: int = setting(1, "final runs per method with different seeds (report: mean and std)")
     workers: int | None = setting(
         None,
@@ -179,11 +182,11 @@ class StudyConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
 
     def run_overrides(self) -> dict[str, Any]:
-        """The RunConfig settings that replace the preset's: `overrides`, then the model, files and
-        held-out size when given."""
+        """The RunConfig settings that replace the preset's: `overrides`, then the model, precision, files
+        and held-out size when given."""
         given = {
             name: getattr(self, name)
-            for name in ("model", "train_file", "dev_file", "validation_questions")
+            for name in ("model", "precision", "train_file", "dev_file", "validation_questions")
             if getattr(self, name) is not None
         }
         return {**self.overrides, **given}

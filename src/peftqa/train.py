@@ -60,6 +60,7 @@ class TrainingState:
     total_steps: int
     log: Callable[[str], None]
     hooks: TrainHooks
+    levers: SpeedLevers
     progress: Progress = field(default_factory=Progress)
 
     def checkpoint(self) -> None:
@@ -121,8 +122,9 @@ def train(
         check_same_data(run_dir, data.data_files)
     if hooks.after_prepare is not None:
         hooks.after_prepare(data)
+    levers = SpeedLevers.resolve(config, device, log)
     if parallel.main:
-        files.write_json_atomic(run_dir / runs.RUN_JSON, run_settings(config, base_path, data, device))
+        files.write_json_atomic(run_dir / runs.RUN_JSON, run_settings(config, base_path, data, device, levers))
 
     model, parameters = build_model(config, spec, base_path, device, log)
 
@@ -143,6 +145,7 @@ def train(
         total_steps=total_steps,
         log=log,
         hooks=hooks,
+        levers=levers,
     )
     if resume:
         restored = load_checkpoint(run_dir, model, optimizer, scheduler)
@@ -166,7 +169,7 @@ def _fit(state: TrainingState) -> None:
     device = model_device(state.model)
     trainable = [p for p in state.model.parameters() if p.requires_grad]
     forward = parallel.wrap(state.model)
-    levers = SpeedLevers.resolve(config, device, state.log)
+    levers = state.levers
     source = DeviceFeatures(features, state.pad_id, device) if config.device_batches == "on" else None
     sdpa = uses_sdpa(state.model)
     method_step, after_step = state.method.after_optimizer_step, state.hooks.after_step

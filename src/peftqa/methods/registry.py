@@ -32,6 +32,9 @@ class MethodSpec:
     # True when `load` leaves the base model's tensors untouched (an unmerged peft adapter), so the web
     # page may share one base among several runs; False when it writes into the base (full, bitfit).
     shares_base: bool = False
+    # Why `--precision auto` trains this method in fp32 where it would choose bf16; None: it follows
+    # the hardware. An explicit --precision bf16 still applies.
+    fp32_under_auto: str | None = None
     # Called by the training loop after every optimiser step, before the gradients are cleared, with
     # (model, step, total_steps), step the index of the step just taken (from 0): for a method that
     # adjusts itself while it trains (AdaLoRA reallocates its ranks from the gradients). It runs inside

@@ -167,12 +167,12 @@ def _load_one(
         loaded = runs.load_run(folder, threads=onnx_threads)
         if backend == "onnx":
             return ServedModel(name, loaded, backend=f"onnxruntime {info.get('quantize') or 'fp32'}")
-        return ServedModel(name, loaded, bf16=True if mode == "fast" else None, backend=_torch_backend(mode))
+        return ServedModel(name, loaded, bf16=mode == "fast", backend=_torch_backend(mode))
     if mode == "shared":
         _, settings = runs.check_run_dir(folder)
         loaded = runs.load_run(folder, base_model=bases.skeleton_for(settings))
         return ServedModel(name, loaded, backend=_torch_backend(mode))
-    return ServedModel(name, merged(runs.load_run(folder)), bf16=mode == "fast" or None, backend=_torch_backend(mode))
+    return ServedModel(name, merged(runs.load_run(folder)), bf16=mode == "fast", backend=_torch_backend(mode))
 
 
 def _torch_backend(mode: str) -> str:

@@ -50,7 +50,7 @@ class ServedModel:
 
     name: str
     run: runs.LoadedRun
-    bf16: bool | None = None  # bf16 autocast (None: the device's default, fp32 on CPU)
+    bf16: bool = False  # answers under bf16 autocast (--fast); fp32 by default, as evaluate
     backend: str = "torch fp32"  # what the page says about how it answers
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tokenizers: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
