@@ -19,7 +19,7 @@ from peftqa.evaluation import evaluate_run
 from peftqa.export import export_run
 from peftqa.export.verify import largest_difference, logits, probe_batch
 from peftqa.methods import method_names
-from peftqa.predict import answer_question
+from peftqa.predict import ask
 from peftqa.runs import EXPORT_JSON, ONNX_FILE
 from tests.test_serve import train_tiny_runs
 
@@ -109,7 +109,7 @@ def test_hf_folder_answers_with_no_peftqa_code_as_peftqa_does(bert_runs, tmp_pat
     start, end = _plain_logits(model, dict(encoded))
     span = _best_span(start[0], end[0], offsets, context_mask)
     loaded = runs.load_run(bert_runs["lora"])
-    expected = answer_question(loaded.model, loaded.tokenizer, QUESTION, CONTEXT, scoring=WINDOWS)[0]
+    expected = ask(loaded.model, loaded.tokenizer, QUESTION, CONTEXT, scoring=WINDOWS).candidates[0]
     assert CONTEXT[span[0] : span[1]] == expected.text
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from peftqa import runs
-from peftqa.predict import answer_question
+from peftqa.predict import ask
 from peftqa.serve.loading import load_models, merged_copies_fit, share_weights, threads_per_model
 from tests.test_serve import CONTEXT, METHODS, QUESTION, WINDOWS, runs_of_every_method
 
@@ -58,7 +58,7 @@ def test_runs_that_write_into_their_base_get_one_of_their_own(run_dirs, method):
     assert not any(p.data_ptr() in other_storage for p in _frozen(lora.run.model))
     # Loaded after it, the other run has not changed the LoRA run's answers.
     alone = runs.load_run(run_dirs["lora"])
-    expected = answer_question(alone.model, alone.tokenizer, QUESTION, CONTEXT, scoring=WINDOWS)
+    expected = ask(alone.model, alone.tokenizer, QUESTION, CONTEXT, scoring=WINDOWS).candidates
     assert lora.answer(QUESTION, CONTEXT, top_k=1)["score"] == pytest.approx(expected[0].probability, abs=1e-6)
 
 
@@ -66,7 +66,7 @@ def test_runs_that_write_into_their_base_get_one_of_their_own(run_dirs, method):
 def test_served_answers_are_those_of_the_run_loaded_alone(run_dirs, mode):
     for served in load_models([run_dirs["lora"], run_dirs["ia3"]], mode=mode):
         alone = runs.load_run(run_dirs[served.name])
-        expected = answer_question(alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, scoring=WINDOWS)
+        expected = ask(alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, scoring=WINDOWS).candidates
         got = served.answer(QUESTION, CONTEXT, top_k=3)
         assert [got["answer"]] + [a["answer"] for a in got["alternatives"]] == [c.text for c in expected]
         assert got["score"] == pytest.approx(expected[0].probability, abs=1e-5)

@@ -17,7 +17,7 @@ from peftqa.evaluation import evaluate_run
 from peftqa.features import build_features
 from peftqa.methods import get_method
 from peftqa.methods.registry import METHODS, register
-from peftqa.predict import answer_question, evaluate
+from peftqa.predict import ask, evaluate
 from peftqa.train import TrainHooks, train
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
@@ -48,7 +48,7 @@ def test_trained_run_reloads_and_predicts_identically(tiny_model_dir, squad_dir,
     result = evaluate(loaded.model, examples, features, loaded.tokenizer.pad_token_id)
     assert result.predictions == json.loads((run_dir / runs.PREDICTIONS_JSON).read_text())
     assert evaluate_run(run_dir)["f1"] == pytest.approx(saved["f1"])
-    ranked = answer_question(loaded.model, loaded.tokenizer, "Who wrote it?", examples[0].context, top_k=3)
+    ranked = ask(loaded.model, loaded.tokenizer, "Who wrote it?", examples[0].context, top_k=3).candidates
     assert 1 <= len(ranked) <= 3 and all(c.text in examples[0].context for c in ranked)
 
 

@@ -73,6 +73,15 @@ class Progress:
     train_tokens_seen: int = 0
     last_eval: LastEvaluation | None = None  # None until the first epoch is scored
 
+    def throughput(self) -> dict[str, float]:
+        """Training seconds so far and the features and real tokens trained per second (metrics.json's)."""
+        seconds = max(self.train_seconds, 1e-9)
+        return {
+            "train_seconds": self.train_seconds,
+            "train_features_per_second": self.train_features_seen / seconds,
+            "train_tokens_per_second": self.train_tokens_seen / seconds,
+        }
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Progress:
         """The inverse of `dataclasses.asdict`, as a checkpoint stores it."""

@@ -322,16 +322,3 @@ def ask(
     ranked = postprocess([example], features, start_logits, end_logits, n_best, scoring.max_answer_tokens)
     null = null_scores([example], features, start_logits, end_logits)[example.id]
     return Asked(ranked[example.id][:top_k], null, null_threshold)
-
-
-def answer_question(
-    model,
-    tokenizer,
-    question: str,
-    context: str,
-    top_k: int = 1,
-    scoring: ScoringSettings = DEFAULT_SCORING,
-    bf16: bool = False,
-) -> list[Candidate]:
-    """The `top_k` best answers to one question over the whole context (sliding windows)."""
-    return ask(model, tokenizer, question, context, top_k, scoring, bf16).candidates

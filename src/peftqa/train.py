@@ -1,10 +1,9 @@
 """`train(config) -> metrics`: one training loop for every method.
 
-Phases, in order: resolve data and model -> build (or load cached) features (`prepare`) -> seed,
-build the model, apply the method -> resume from a checkpoint if asked -> epochs of length-grouped,
-dynamically padded batches (`batches`; loss and throughput on the progress bar, `meter`) -> per
-epoch: the scored questions' loss, EM, F1 and a checkpoint -> final export, metrics.json,
-predictions.json, loss curve. `TrainHooks` let a caller watch the run without touching the loop.
+Phases: data and model -> features (`prepare`) -> the seeded model with its method -> resume if asked
+-> epochs of length-grouped, padded batches (`batches`; losses read at read points, `meter`) -> per
+epoch: the scored questions' loss, EM, F1 and a checkpoint -> weights, metrics.json, predictions.json,
+loss curve. `TrainHooks` let a caller watch the run without touching the loop.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from peftqa.levers import SpeedLevers
 from peftqa.meter import Meter
 from peftqa.methods import MethodSpec, get_method
 from peftqa.parallel import Parallel, init_parallel
+from peftqa.plots import plot_loss_curve
 from peftqa.predict import autocast_for, evaluate, model_device
 from peftqa.prepare import TrainingData, build_model, build_optimizer, default_output_dir, prepare_data, run_settings
 
@@ -169,7 +169,6 @@ def _fit(state: TrainingState) -> None:
     device = model_device(state.model)
     trainable = [p for p in state.model.parameters() if p.requires_grad]
     forward = parallel.wrap(state.model)
-    levers = state.levers
     source = DeviceFeatures(features, state.pad_id, device) if config.device_batches == "on" else None
     sdpa = uses_sdpa(state.model)
     method_step, after_step = state.method.after_optimizer_step, state.hooks.after_step
@@ -190,7 +189,7 @@ def _fit(state: TrainingState) -> None:
         device_rows = source.upload_rows([local for local, _ in shards]) if source is not None else []
         forward.train()
         meter.start(epoch)
-        with levers.training(state.model):
+        with state.levers.training(state.model):
             for i, rows in enumerate(batches):
                 local_rows, weight = shards[i]
                 # Widths come from the host's lengths: every rank pads as wide as the global batch
@@ -203,7 +202,7 @@ def _fit(state: TrainingState) -> None:
                     if parallel.world > 1:
                         batch = pad_to_width(batch, width, state.pad_id)
                 padded = bool(features.lengths[local_rows].min() < width)
-                with autocast_for(device, levers.autocast):
+                with autocast_for(device, state.levers.autocast):
                     loss = forward(**forward_inputs(batch, padded, sdpa)).loss
                 (loss * weight if weight != 1.0 else loss).backward()
                 torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
@@ -262,15 +261,12 @@ def _end_epoch(state: TrainingState, epoch: int) -> None:
 
 def _finish(state: TrainingState, tokenizer: Any, parameters: dict[str, Any]) -> dict[str, Any]:
     """Export the weights and tokenizer, then the metrics and predictions of the last evaluation."""
-    from peftqa.plots import plot_loss_curve
-
     config, data, progress, run_dir, spec = state.config, state.data, state.progress, state.run_dir, state.method
     last, last_eval = progress.history[-1], progress.last_eval
     assert last_eval is not None  # every epoch ends scored
     spec.save(state.model, run_dir)
     tokenizer.save_pretrained(run_dir / runs.TOKENIZER_DIR)
     artifact_bytes = sum(f.stat().st_size for f in (run_dir / spec.artifact).rglob("*") if f.is_file())
-    train_seconds = max(progress.train_seconds, 1e-9)
     metrics = {
         "method": config.method,
         "model": config.model,
@@ -282,15 +278,11 @@ def _finish(state: TrainingState, tokenizer: Any, parameters: dict[str, Any]) ->
         "eval_split": config.eval_split,
         "eval_loss": last["eval_loss"],  # on the scored questions: dev, or the held-out ones (eval_split)
         "eval_questions": len(data.eval_examples),
-        # SQuAD 2.0 data: null_threshold (what `evaluate`, `predict` and the page answer with) and the
-        # official HasAns_* / NoAns_* / best_* figures.
-        **last_eval.answerability,
+        **last_eval.answerability,  # SQuAD 2.0 data: null_threshold and the official HasAns/NoAns/best figures
         "seed": config.seed,
         **parameters,
         "artifact_bytes": artifact_bytes,
-        "train_seconds": progress.train_seconds,
-        "train_features_per_second": progress.train_features_seen / train_seconds,
-        "train_tokens_per_second": progress.train_tokens_seen / train_seconds,
+        **progress.throughput(),
         "eval_seconds": last_eval.seconds,
         "eval_features_per_second": last_eval.features_per_second,
         "tokenize_seconds": data.tokenize_seconds,
