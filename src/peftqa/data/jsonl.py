@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from peftqa.data.example import Example
+from peftqa.data.example import Example, unique_questions
 from peftqa.data.location import read_bytes
 from peftqa.data.squad import check_answer
 from peftqa.errors import PeftqaError
@@ -39,17 +39,7 @@ def read_jsonl(path: Path, answers_required: bool = True) -> list[Example]:
 
 def parse_rows(rows: Iterable[tuple[str, object]], source: object, answers_required: bool = True) -> list[Example]:
     """Checked Examples of (where, row) pairs: ids unique, at least one question."""
-    examples: list[Example] = []
-    seen: set[str] = set()
-    for where, row in rows:
-        example = parse_row(row, where, answers_required)
-        if example.id in seen:
-            raise PeftqaError(f"{where}: question id {example.id} appears twice")
-        seen.add(example.id)
-        examples.append(example)
-    if not examples:
-        raise PeftqaError(f"{source}: holds no questions")
-    return examples
+    return unique_questions(((where, parse_row(row, where, answers_required)) for where, row in rows), source)
 
 
 def parse_row(row: object, where: str, answers_required: bool = True) -> Example:

@@ -8,9 +8,10 @@ SQuAD 2.0 marks a question without an answer with `is_impossible: true` and empt
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-from peftqa.data.example import Example
+from peftqa.data.example import Example, unique_questions
 from peftqa.data.location import read_bytes
 from peftqa.errors import PeftqaError
 
@@ -42,9 +43,12 @@ def parse_squad_document(document: object, path: Path, answers_required: bool = 
     """The checked questions of a parsed SQuAD document (`{"data": [articles]}`)."""
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise PeftqaError(f"{path}: not a SQuAD file (expected an object with a 'data' list)")
-    examples: list[Example] = []
-    seen_ids: set[str] = set()
-    for article in document["data"]:
+    return unique_questions(_questions(document["data"], path, answers_required), path)
+
+
+def _questions(articles: list, path: Path, answers_required: bool) -> Iterator[tuple[Path, Example]]:
+    """(path, example) of every question, each field checked as it is reached."""
+    for article in articles:
         title = article.get("title", "") if isinstance(article, dict) else ""
         if not isinstance(title, str):
             raise PeftqaError(f"{path}: an article's field 'title' should be str")
@@ -54,14 +58,7 @@ def parse_squad_document(document: object, path: Path, answers_required: bool = 
             if qas and not context.strip():
                 raise PeftqaError(f"{path}: a paragraph of '{title}' has an empty 'context'")
             for qa in qas:
-                example = _parse_question(qa, context, title, path, answers_required)
-                if example.id in seen_ids:
-                    raise PeftqaError(f"{path}: question id {example.id} appears twice")
-                seen_ids.add(example.id)
-                examples.append(example)
-    if not examples:
-        raise PeftqaError(f"{path}: holds no questions")
-    return examples
+                yield path, _parse_question(qa, context, title, path, answers_required)
 
 
 def _parse_question(qa: object, context: str, title: str, path: Path, answers_required: bool) -> Example:
