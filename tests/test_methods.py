@@ -120,3 +120,98 @@ def test_trainable_parameters_are_the_adapter_and_the_qa_head(tiny_bert_dir):
         # bias shifts every logit of a softmax alike. The adapter and the head's weight must learn, though.
         assert any(grads[name].abs().sum() > 0 for name in trainable if f"{method}_" in name)
         assert any(grads[name].abs().sum() > 0 for name in trainable if "qa_outputs" in name and "weight" in name)
+
+
+@pytest.fixture(scope="module")
+def shaped_models():
+    """One random model per counted shape, built once; each test gets a copy."""
+    from tests.method_shapes import shaped_model
+
+    return {}, shaped_model
+
+
+@pytest.mark.parametrize("shape", ["distilbert", "minilm-l6"])
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_stated_trainable_params_are_what_the_model_reports(method, shape, shaped_models):
+    import copy
+
+    from peftqa.methods.registry import COUNTED_ON
+    from tests.method_shapes import trainable_count
+
+    cache, build = shaped_models
+    if shape not in cache:
+        cache[shape] = build(shape)
+        assert sum(p.numel() for p in cache[shape].parameters()) == COUNTED_ON[shape]
+    spec = get_method(method)
+    model = spec.apply(copy.deepcopy(cache[shape]), spec.make_options({}))
+    assert trainable_count(model) == spec.trainable_params[shape]
+
+
+@pytest.mark.parametrize("method", sorted(m for m in METHODS if METHODS[m].starts_as_base))
+def test_methods_that_start_as_the_base_model_do(method, tiny_model_dir):
+    spec = get_method(method)
+    torch.manual_seed(0)  # the same random QA head on both models
+    base = load_qa_model(str(tiny_model_dir)).eval()
+    with torch.no_grad():
+        expected = base(**_batch(2))
+    torch.manual_seed(0)
+    model = spec.apply(load_qa_model(str(tiny_model_dir)), spec.make_options({})).eval()
+    with torch.no_grad():
+        got = model(**_batch(2))
+    torch.testing.assert_close(got.start_logits, expected.start_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.end_logits, expected.end_logits, atol=1e-5, rtol=1e-5)
+
+
+def _trained_two_steps(spec, model_dir):
+    torch.manual_seed(0)
+    model = spec.apply(load_qa_model(str(model_dir)), spec.make_options({}))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    model.train()
+    for step in range(2):
+        model(**_batch(step)).loss.backward()
+        optimizer.step()
+        if spec.after_optimizer_step is not None:
+            spec.after_optimizer_step(model, step, 2)
+        optimizer.zero_grad()
+    return model.eval()
+
+
+@pytest.mark.parametrize("method", sorted(m for m in METHODS if METHODS[m].merges))
+def test_mergeable_methods_merge_into_plain_weights(method, tiny_model_dir):
+    from peftqa.export.verify import merge_model
+
+    model = _trained_two_steps(get_method(method), tiny_model_dir)
+    with torch.no_grad():
+        before = model(**_batch(3))
+        merged = merge_model(model)
+        after = merged(**_batch(3))
+    assert not any("base_layer" in name for name, _ in merged.named_modules())
+    torch.testing.assert_close(after.start_logits, before.start_logits, atol=1e-4, rtol=0)
+    torch.testing.assert_close(after.end_logits, before.end_logits, atol=1e-4, rtol=0)
+
+
+def _int_options(spec) -> list[str]:
+    import typing
+
+    hints = typing.get_type_hints(spec.options_cls)
+    return [f.name for f in dataclasses.fields(spec.options_cls) if hints[f.name] is int]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_bad_options_exit_2_with_one_line(method, capsys):
+    """Every whole-number option (ranks, sizes, counts) refuses -1, and another method's option is refused,
+    before any model is loaded (the model named here does not exist)."""
+    from peftqa.cli import main
+
+    spec = get_method(method)
+    foreign = next(
+        f.name for other in METHODS.values() for f in dataclasses.fields(other.options_cls)
+        if f.name not in {g.name for g in dataclasses.fields(spec.options_cls)}
+    )
+    cases = [[f"--{foreign.replace('_', '-')}", "4"]] + [[f"--{n.replace('_', '-')}=-1"] for n in _int_options(spec)]
+    for extra in cases:
+        code = main(["train", "--method", method, "--model", "/no/such/model", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("peftqa: error: "), (extra, err)
+        assert "cannot load model" not in err[0], (extra, err)

@@ -22,6 +22,8 @@ def register_variant(
     default_lr: float,
     sweep_lrs: Mapping[str, tuple[float, ...]],
     trained_names: str = lora.TRAINED_NAMES,
+    trainable_params: Mapping[str, int] | None = None,
+    starts_as_base: bool = True,
     **switches: bool,
 ) -> MethodSpec:
     """Register a method that is LoRA with `switches` (LoraConfig fields) turned on."""
@@ -38,4 +40,6 @@ def register_variant(
         sweep_lrs=sweep_lrs,
         trained_names=trained_names,
         rank_option=lora.RANK_OPTION,
+        trainable_params=trainable_params or {},
+        starts_as_base=starts_as_base,
     )

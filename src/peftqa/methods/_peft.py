@@ -46,11 +46,13 @@ def register_peft(
     sweep_lrs: Mapping[str, tuple[float, ...]],
     trained_names: str,
     rank_option: str | None = None,
+    **spec_fields: Any,
 ) -> MethodSpec:
     """Register a method that is a peft config built from its options: `peft_config(model, options)`.
 
     Its adapter is saved in peft's own format (`PeftModel.from_pretrained` loads it with no peftqa
     code) and loading it leaves the base weights untouched, so served runs may share one base.
+    `spec_fields` are the other MethodSpec fields (trainable_params, starts_as_base, ...).
     """
 
     def apply(model: Any, options: Any) -> Any:
@@ -71,6 +73,6 @@ def register_peft(
             sweep_lrs=sweep_lrs,
             trained_names=trained_names,
             rank_option=rank_option,
-            shares_base=True,
+            **{"shares_base": True, **spec_fields},
         )
     )

@@ -61,6 +61,8 @@ register(
         # The quick grid is centred on the rate its sweep chose on MiniLM-L6 (README: the quick study).
         sweep_lrs={"default": (3e-4, 1e-3, 3e-3, 1e-2), "quick": (3e-3, 1e-2, 3e-2)},
         trained_names=r"\.bias$",
+        trainable_params={"distilbert": 52_994, "minilm-l6": 26_498},
+        starts_as_base=True,
         apply=apply,
         save=save,
         load=load,

@@ -12,4 +12,6 @@ register_variant(
     sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (3e-4, 1e-3, 3e-3)},
     trained_names=r"lora_[AB]\.|lora_magnitude_vector",
     use_dora=True,
+    trainable_params={"distilbert": 1_370_114, "minilm-l6": 685_058},
+    starts_as_base=True,
 )

@@ -43,6 +43,8 @@ register(
         # The quick grid is centred on the rate its sweep chose on MiniLM-L6 (README: the quick study).
         sweep_lrs={"default": (2e-5, 5e-5, 1e-4, 2e-4), "quick": (2e-4, 4e-4, 8e-4)},
         trained_names=r".",
+        trainable_params={"distilbert": 66_364_418, "minilm-l6": 22_566_146},
+        starts_as_base=True,
         fp32_under_auto=(
             "in bf16 the quick study's sweep chose another of its nearly tied learning rates, and the final run "
             "at it lost F1 (README: training precision)"

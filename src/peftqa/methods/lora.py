@@ -30,6 +30,8 @@ class LoraOptions:
     def __post_init__(self) -> None:
         if self.lora_r <= 0:
             raise ValueError(f"lora_r must be positive, got {self.lora_r}")
+        if self.lora_alpha <= 0:
+            raise ValueError(f"lora_alpha must be positive, got {self.lora_alpha}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
 
@@ -60,4 +62,6 @@ register_peft(
     sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (1e-3, 3e-3, 1e-2)},
     trained_names=TRAINED_NAMES,
     rank_option=RANK_OPTION,
+    trainable_params={"distilbert": 1_328_642, "minilm-l6": 664_322},
+    starts_as_base=True,
 )

@@ -40,6 +40,17 @@ class MethodSpec:
     # adjusts itself while it trains (AdaLoRA reallocates its ranks from the gradients). It runs inside
     # the step loop, so it must not read values from the device. None: nothing to do.
     after_optimizer_step: Callable[[Any, int, int], None] | None = None
+    # Whether `peftqa export --format hf` can give a plain transformers model: peft merges the update
+    # into the base weights, or the method trains base weights itself (full, bitfit). False for methods
+    # that add modules of their own (bottleneck adapters, prefixes): those export as ONNX (a traced graph).
+    merges: bool = True
+    # Whether the adapted model's logits equal the base model's before any training (the update starts
+    # at zero or one, or the method changes nothing until it trains); the tests check it where True.
+    starts_as_base: bool = False
+    # Trainable parameters with the default options, the QA head included, on the shapes of
+    # distilbert-base-uncased ("distilbert") and MiniLM-L6 ("minilm-l6"): what a user weighs when choosing
+    # (`peftqa methods`). tests/test_methods.py counts them on models of those shapes.
+    trainable_params: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def lr_grid(self, name: str = "default") -> list[float]:
         """The sweep grid called `name` (the default grid when the method has no grid of that name)."""
@@ -61,6 +72,10 @@ class MethodSpec:
 
 METHODS: dict[str, MethodSpec] = {}
 
+# The backbones whose shapes MethodSpec.trainable_params counts on, and their total parameters (QA head
+# included), so a table can say what share of the model a method trains.
+COUNTED_ON: dict[str, int] = {"distilbert": 66_364_418, "minilm-l6": 22_566_146}
+
 
 def register(spec: MethodSpec) -> MethodSpec:
     """Add a method; fails at import on a bad or repeated name so mistakes cannot hide."""
@@ -74,6 +89,8 @@ def register(spec: MethodSpec) -> MethodSpec:
         raise ValueError(f"method {spec.name!r}: sweep_lrs needs a non-empty 'default' grid")
     if spec.rank_option is not None and spec.rank_option not in {f.name for f in dataclasses.fields(spec.options_cls)}:
         raise ValueError(f"method {spec.name!r}: rank_option {spec.rank_option!r} is not one of its options")
+    if set(spec.trainable_params) != set(COUNTED_ON):
+        raise ValueError(f"method {spec.name!r}: trainable_params needs a count for each of {COUNTED_ON}")
     METHODS[spec.name] = spec
     return spec
 

@@ -12,4 +12,6 @@ register_variant(
     default_lr=1.5e-4,
     sweep_lrs={"default": (3e-5, 1e-4, 3e-4, 1e-3), "quick": (1e-4, 3e-4, 1e-3)},
     use_rslora=True,
+    trainable_params={"distilbert": 1_328_642, "minilm-l6": 664_322},
+    starts_as_base=True,
 )

@@ -51,4 +51,6 @@ register_peft(
     sweep_lrs={"default": (3e-3, 1e-2, 3e-2, 1e-1), "quick": (3e-3, 1e-2, 3e-2)},
     trained_names=r"vera_lambda_[bd]\.",
     rank_option="vera_r",
+    trainable_params={"distilbert": 13_826, "minilm-l6": 8_450},
+    starts_as_base=True,
 )
