@@ -8,7 +8,6 @@ distilbert-base-uncased defaults); MiniLM-L6's config comes from its PyPI wheel.
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 import torch
@@ -51,4 +50,3 @@ if __name__ == "__main__":  # python -m tests.method_shapes [METHOD ...]: the co
 
     names = sys.argv[1:] or method_names()
     print(json.dumps({m: {s: count_method(m, s) for s in ("distilbert", "minilm-l6")} for m in names}, indent=1))
-

@@ -206,7 +206,9 @@ def test_bad_options_exit_2_with_one_line(method, capsys):
 
     spec = get_method(method)
     foreign = next(
-        f.name for other in METHODS.values() for f in dataclasses.fields(other.options_cls)
+        f.name
+        for other in METHODS.values()
+        for f in dataclasses.fields(other.options_cls)
         if f.name not in {g.name for g in dataclasses.fields(spec.options_cls)}
     )
     cases = [[f"--{foreign.replace('_', '-')}", "4"]] + [[f"--{n.replace('_', '-')}=-1"] for n in _int_options(spec)]
