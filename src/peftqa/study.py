@@ -110,9 +110,11 @@ def get_preset(name: str) -> StudyPreset:
 
 
 def parse_methods(text: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
-    """`lora,ia3` -> ["lora", "ia3"], each checked against the registry."""
+    """`lora,ia3` -> ["lora", "ia3"], each checked against the registry; `all`: every registered method."""
     if text is None:
         return list(default)
+    if text == "all":
+        return method_names()
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
     names = [n for n in names if n]
     if not names:
@@ -156,7 +158,7 @@ class StudyConfig:
     """What `peftqa study` runs: the preset and what replaces its choices (each field with help is a flag)."""
 
     preset: str = setting("quick", "the study to run (see the README)", choices=tuple(sorted(STUDY_PRESETS)))
-    methods: str | None = setting(None, "comma-separated, e.g. lora,ia3,bitfit (default per preset)")
+    methods: str | None = setting(None, "comma-separated, e.g. lora,ia3,bitfit, or all (default per preset)")
     output_dir: str | None = setting(None, "study folder (default: studies/<preset>)")
     data_dir: str | None = setting(
         None, "SQuAD folder (default: PEFTQA_DATA_DIR or the user cache, fetched if missing)"
