@@ -32,6 +32,7 @@ STAGES: list[tuple[str, ...]] = [
     ("report",),
     ("study",),
     ("serve",),
+    ("flags",),
     ("cli", "__main__", "__init__"),
 ]
 STAGE_OF = {name: number for number, names in enumerate(STAGES) for name in names}

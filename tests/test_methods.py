@@ -217,3 +217,18 @@ def test_bad_options_exit_2_with_one_line(method, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("peftqa: error: "), (extra, err)
         assert "cannot load model" not in err[0], (extra, err)
+
+
+def test_methods_command_lists_every_method_with_its_stated_costs(capsys):
+    from peftqa.cli import main
+
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_name = {line.split()[0]: line for line in lines[2:]}
+    assert set(by_name) == set(METHODS)
+    for name, spec in METHODS.items():
+        assert f"{spec.trainable_params['minilm-l6']:,} (" in by_name[name]
+        assert ("no (onnx only)" in by_name[name]) == (not spec.merges)
+    # Sorted by what they train on MiniLM-L6, so the cheapest come first.
+    counts = [METHODS[line.split()[0]].trainable_params["minilm-l6"] for line in lines[2:]]
+    assert counts == sorted(counts)

@@ -9,121 +9,31 @@ import argparse
 import dataclasses
 import json
 import sys
-import types
-import typing
 import warnings
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from peftqa.config import PRESETS, RunConfig, preset
 from peftqa.data.make_v2 import DEFAULT_SEED, DEFAULT_SHARE
 from peftqa.errors import PeftqaError
-from peftqa.methods import METHODS, method_names
+from peftqa.flags import add_config_flags, add_run_flags, config_from_args, given_fields
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES
 from peftqa.study import StudyConfig
 from peftqa.sweep.config import SweepConfig
 
-# RunConfig fields that have no flag of their own (method_options gets one flag per option).
-_NO_FLAG = {"method_options"}
 # SweepConfig fields set from the run flags of the same name (--train-limit, --epochs, --eval-limit, --output-dir).
 _SWEEP_FROM_RUN_FLAGS = {"base", "train_limit", "epochs", "eval_limit", "output_dir", "extra"}
-
-
-def _without_none(annotation: Any) -> Any:
-    """`int | None` -> int; anything else as it is."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation
-
-
-def _scalar_type(annotation: Any) -> type:
-    """int / float / str from a resolved field type such as `int | None`."""
-    annotation = _without_none(annotation)
-    return annotation if annotation in (int, float, str) else str
-
-
-def _typed(kind: type) -> Callable[[str], Any]:
-    """An argparse `type` that converts to `kind` with a one-line error (ranges are RunConfig's to check)."""
-
-    def parse(text: str) -> Any:
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _option_help() -> dict[str, tuple[type, str]]:
-    """Each method option's type and help; an option several methods share (--target-modules) lists
-    every method's own meaning, so `--help` does not show one method's text for all."""
-    helps: dict[str, dict[str, list[str]]] = {}
-    kinds: dict[str, type] = {}
-    for spec in METHODS.values():
-        hints = typing.get_type_hints(spec.options_cls)
-        for option in dataclasses.fields(spec.options_cls):
-            kinds[option.name] = _scalar_type(hints[option.name])
-            text = option.metadata.get("help", "")
-            helps.setdefault(option.name, {}).setdefault(text, []).append(spec.name)
-    return {
-        name: (kinds[name], "; ".join(f"[{', '.join(sorted(users))}] {text}" for text, users in by_text.items()))
-        for name, by_text in helps.items()
-    }
-
-
-def _add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field and per method option, with the field's help; all default to None
-    (= not given), so presets and RunConfig's own defaults apply."""
-    hints = typing.get_type_hints(RunConfig)
-    for field in dataclasses.fields(RunConfig):
-        if field.name in _NO_FLAG:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        help_text = field.metadata.get("help")
-        if field.name == "method":
-            parser.add_argument(flag, default=None, help=f"one of: {', '.join(method_names())} (default lora)")
-            continue
-        # --lr also takes from:SWEEP_DIR (a sweep's best value), resolved in config_from_args.
-        kind = str if field.name == "lr" else _typed(_scalar_type(hints[field.name]))
-        parser.add_argument(flag, type=kind, default=None, help=help_text)
-    for name, (kind, help_text) in _option_help().items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=f"option__{name}",
-            metavar=name.upper(),
-            type=_typed(kind),
-            default=None,
-            help=help_text,
-        )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from these settings")
-
-
-def config_from_args(args: argparse.Namespace, **fixed: Any) -> RunConfig:
-    """Preset, then the flags given, then `fixed`; only the options that were given are passed."""
-    values = preset(args.preset)
-    for field in dataclasses.fields(RunConfig):
-        given = getattr(args, field.name, None)
-        if given is not None:
-            values[field.name] = given
-    options = {
-        name.removeprefix("option__"): value
-        for name, value in vars(args).items()
-        if name.startswith("option__") and value is not None
-    }
-    values.update(fixed)
-    values["method_options"] = options
-    if isinstance(values.get("lr"), str):
-        from peftqa.sweep import resolve_lr
-
-        values["lr"] = resolve_lr(values["lr"])
-    return RunConfig.from_dict(values)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from peftqa.train import train
 
     train(config_from_args(args), resume=args.resume)
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from peftqa.methods.listing import methods_table
+
+    print(methods_table())
     return 0
 
 
@@ -185,58 +95,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _number_list(kind: Callable[[str], Any]) -> Callable[[str], list]:
-    def parse(text: str) -> list:
-        try:
-            return [kind(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
-
-    parse.__name__ = f"list of {kind.__name__}"
-    return parse
-
-
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: Collection[str] = ()) -> None:
-    """One flag per field of the dataclass `cls` that has help metadata (config.setting), typed from the
-    field's annotation; all default to None (= not given), so the dataclass's own defaults apply.
-    A bool field that defaults to True becomes `--no-NAME`; a list of numbers is given as 1,2,3."""
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        if field.name in skip or "help" not in field.metadata:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        help_text = field.metadata["help"]
-        kind = _without_none(hints[field.name])
-        if kind is bool and field.default is True:
-            parser.add_argument(
-                "--no-" + flag[2:], dest=field.name, action="store_false", default=None, help=f"turn off: {help_text}"
-            )
-        elif kind is bool:
-            parser.add_argument(flag, dest=field.name, action="store_true", default=None, help=help_text)
-        elif typing.get_origin(kind) is list:
-            parser.add_argument(flag, type=_number_list(typing.get_args(kind)[0]), default=None, help=help_text)
-        else:
-            default = "" if field.default is None else f" (default {field.default})"
-            choices = field.metadata.get("choices")
-            parser.add_argument(
-                flag, type=_typed(_scalar_type(kind)), choices=choices, default=None, help=help_text + default
-            )
-
-
-def _given(args: argparse.Namespace, cls: type, skip: Collection[str] = ()) -> dict[str, Any]:
-    """The fields of `cls` whose flags were given."""
-    return {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(cls)
-        if field.name not in skip and getattr(args, field.name, None) is not None
-    }
-
-
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from peftqa.sweep import SweepConfig, run_sweep
 
     base = config_from_args(args)
-    values = _given(args, SweepConfig, _SWEEP_FROM_RUN_FLAGS)
+    values = given_fields(args, SweepConfig, _SWEEP_FROM_RUN_FLAGS)
     # The trial size from the run flags: --train-limit and --eval-limit (or the preset's), --epochs when given.
     for name, value in (("train_limit", base.train_limit), ("eval_limit", base.eval_limit), ("epochs", args.epochs)):
         if value is not None:
@@ -257,7 +120,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_study(args: argparse.Namespace) -> int:
     from peftqa.study import StudyConfig, run_study
 
-    run_study(StudyConfig(**_given(args, StudyConfig)))
+    run_study(StudyConfig(**given_fields(args, StudyConfig)))
     return 0
 
 
@@ -279,9 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     make_v2.set_defaults(handler=_cmd_make_v2)
 
     train = commands.add_parser("train", help="fine-tune one method and score it on dev")
-    _add_run_flags(train)
+    add_run_flags(train)
     train.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     train.set_defaults(handler=_cmd_train)
+
+    methods = commands.add_parser("methods", help="the fine-tuning methods: defaults, trainable parameters, export")
+    methods.set_defaults(handler=_cmd_methods)
 
     evaluate = commands.add_parser("evaluate", help="reload a run (or an exported folder) and score it again")
     evaluate.add_argument("run_dir", help="a run directory, or a folder written by `peftqa export`")
@@ -322,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser(
         "sweep", help="choose a method's learning rate (and rank) with Optuna, by F1 on held-out training questions"
     )
-    _add_run_flags(sweep)
+    add_run_flags(sweep)
     add_config_flags(sweep, SweepConfig, skip=_SWEEP_FROM_RUN_FLAGS)
     sweep.set_defaults(handler=_cmd_sweep)
 
