@@ -8,7 +8,7 @@ from typing import Any
 from peftqa.data import QuestionChoice
 from peftqa.report.answerability import answerability_finding
 from peftqa.report.compare import MethodGroup, _difference, compare, group_runs
-from peftqa.report.render import _human_bytes
+from peftqa.report.render import human_bytes
 from peftqa.report.results import RunResult
 
 # SQuAD v1.1 train has 87,599 questions; runs on far fewer (or on a CPU) are small-budget runs.
@@ -121,9 +121,9 @@ def findings(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()
         m, f1 = group.first.metrics, group.mean("f1")
         params, size = m.get("trainable_params", 0), m.get("artifact_bytes", 0)
         text = (
-            f"{group.label} trains {params:,} parameters and saves {_human_bytes(size)}: "
+            f"{group.label} trains {params:,} parameters and saves {human_bytes(size)}: "
             f"{_per_point(params, f1, _thousands)} parameters and "
-            f"{_per_point(size, f1, _human_bytes)} per F1 point"
+            f"{_per_point(size, f1, human_bytes)} per F1 point"
         )
         if full is not None and group is not full and full.mean("f1") > 0:
             full_m = full.first.metrics

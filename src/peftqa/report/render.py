@@ -15,7 +15,7 @@ from typing import Any
 from peftqa import files
 
 
-def _human_bytes(count: float) -> str:
+def human_bytes(count: float) -> str:
     """1536 -> '1.5 KB'; gigabytes are the largest unit."""
     for unit in ("B", "KB", "MB"):
         if count < 1024:
@@ -48,10 +48,10 @@ def result_row(m: dict) -> list[str]:
         f"{m['f1']:.2f}",
         f"{m['trainable_params']:,}",
         f"{m['trainable_percent']:.2f}",
-        _human_bytes(m.get("artifact_bytes", 0)),
+        human_bytes(m.get("artifact_bytes", 0)),
         f"{m['train_seconds']:.0f}",
         f"{m['train_features_per_second']:.1f}",
-        _human_bytes(peak) if peak else "n/a",
+        human_bytes(peak) if peak else "n/a",
     ]
 
 

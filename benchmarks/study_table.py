@@ -1,0 +1,59 @@
+"""One study's final runs as the README's method table, sorted by F1: the learning rate each sweep chose
+(and its grid), F1 with its 95% interval, the paired difference to full fine-tuning on the same dev
+questions (settled or not), trainable share, adapter size, training seconds and precision.
+
+    python -m benchmarks.study_table studies/all-quick
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from peftqa import files, runs
+from peftqa.report.compare import compare, reference_run, verdict
+from peftqa.report.render import human_bytes
+from peftqa.report.results import load_results
+
+
+def _grid(study: Path, name: str) -> str:
+    """The rates the method's sweep tried, the chosen one in bold."""
+    summary = files.read_json(study / "sweeps" / name / "sweep.json")
+    chosen = summary["best"]["params"]["lr"]
+    tried = sorted({t["params"]["lr"] for t in summary["trials"] if t.get("state") == "COMPLETE"})
+    return ", ".join(f"**{lr:g}**" if lr == chosen else f"{lr:g}" for lr in tried)
+
+
+def table(study: Path) -> str:
+    summary = files.read_json(study / "study.json")
+    results = load_results([study / "runs" / name for name in summary["learning_rates"]])
+    reference, _ = reference_run(results)
+    lines = [
+        "| method | lr (its sweep's grid) | F1 [95% CI] | F1 − full [paired 95% CI] | trainable | adapter size "
+        "| train s | precision |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in sorted(results, key=lambda r: -r.mean("f1")):
+        if r is reference:
+            gap = "—"
+        else:
+            c = compare(r, reference, "f1")
+            gap = f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}], {verdict(c)}"
+        m = r.metrics
+        precision = files.read_json(r.run_dir / runs.RUN_JSON).get("levers", {}).get("precision", {}).get("used", "?")
+        lines.append(
+            f"| {r.name} | {_grid(study, r.name)} | {r.formatted('f1')} | {gap} | "
+            f"{m['trainable_params']:,} ({m['trainable_percent']:.2f} %) | {human_bytes(m.get('artifact_bytes', 0))} "
+            f"| {m['train_seconds']:.0f} | {precision} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", type=Path, help="a study folder (peftqa study --output-dir)")
+    print(table(parser.parse_args(argv).study))
+
+
+if __name__ == "__main__":
+    main()
