@@ -18,15 +18,17 @@ from peftqa.errors import PeftqaError
 from peftqa.evaluation import evaluate_run
 from peftqa.export import export_run
 from peftqa.export.verify import largest_difference, logits, probe_batch
-from peftqa.methods import method_names
+from peftqa.methods import get_method, method_names
 from peftqa.predict import ask
 from peftqa.runs import EXPORT_JSON, ONNX_FILE
 from tests.test_serve import train_tiny_runs
 
-METHODS = tuple(method_names())  # every registered method: each must merge into plain weights
+# Every registered method that merges: each must give a plain transformers folder.
+METHODS = tuple(m for m in method_names() if get_method(m).merges)
 # Tracing sees the merged model, a plain transformers one whatever the method: an adapter method and a
-# full run cover it (on both architectures).
-ONNX_METHODS = ("lora", "full")
+# full run cover it (on both architectures). Methods that cannot merge are traced with their own
+# modules: a sequential and a parallel bottleneck adapter (the latter passes a tensor between layers).
+ONNX_METHODS = ("lora", "full", "houlsby", "parallel")
 WINDOWS = ScoringSettings(max_length=128, doc_stride=32)  # the windows tiny_run_config trains with
 CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
 QUESTION = "Who wrote Pride and Prejudice?"
@@ -34,8 +36,9 @@ QUESTION = "Who wrote Pride and Prejudice?"
 
 @pytest.fixture(scope="module")
 def tiny_runs(tiny_model_dir, squad_dir, tmp_path_factory) -> dict[str, Path]:
-    """A tiny run of every method, on tiny DistilBERT and on tiny BERT (tiny_model_dir's two params)."""
-    return train_tiny_runs(METHODS, tiny_model_dir, squad_dir, tmp_path_factory.mktemp("export-runs"))
+    """A tiny run of every method exported here, on tiny DistilBERT and on tiny BERT (tiny_model_dir's two params)."""
+    methods = sorted({*METHODS, *ONNX_METHODS})
+    return train_tiny_runs(methods, tiny_model_dir, squad_dir, tmp_path_factory.mktemp("export-runs"))
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +122,12 @@ def test_onnx_export_matches_pytorch_within_1e4(tiny_runs, method, tmp_path):
 
     info = export_run(tiny_runs[method], tmp_path / "onnx", "onnx", log=_silent)
     assert info["verification"]["onnx_max_abs_logit_diff"] <= 1e-4
+    assert ("merged_max_abs_logit_diff" in info["verification"]) == get_method(method).merges
+    if not get_method(method).merges:  # the adapters are in the graph, not left out by the trace
+        import onnx
+
+        graph = onnx.load(str(tmp_path / "onnx" / ONNX_FILE)).graph
+        assert any(".adapter.up." in tensor.name for tensor in graph.initializer)
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / ONNX_FILE), providers=["CPUExecutionProvider"])
     names = [node.name for node in session.get_inputs()]
     loaded = runs.load_run(tiny_runs[method])

@@ -17,6 +17,8 @@ from peftqa.methods.lora import LoraOptions
 from peftqa.methods.targets import ALL_LINEAR, VERA_TARGETS
 
 HEAD = r"qa_outputs"
+# Bottleneck adapters per encoder layer: Houlsby's after attention and feed-forward, the others one.
+BOTTLENECK_ADAPTERS_PER_LAYER = {"houlsby": 2, "pfeiffer": 1, "parallel": 1}
 
 
 def _linear_layers(model, names) -> list[torch.nn.Linear]:
@@ -40,6 +42,11 @@ def _expected_trainable(method: str, base) -> int | None:
         return head + sum(p.numel() for n, p in base.base_model.named_parameters() if n.endswith(".bias"))
     if method == "full":
         return sum(p.numel() for p in base.parameters())
+    if method in BOTTLENECK_ADAPTERS_PER_LAYER:
+        size = base.config.hidden_size  # DistilBERT's config names its `dim` so too
+        bottleneck = size // get_method(method).options_cls().reduction_factor
+        adapters = BOTTLENECK_ADAPTERS_PER_LAYER[method] * base.config.num_hidden_layers
+        return head + adapters * (2 * size * bottleneck + bottleneck + size)
     return None  # (IA)3: checked by name only
 
 
@@ -232,3 +239,27 @@ def test_methods_command_lists_every_method_with_its_stated_costs(capsys):
     # Sorted by what they train on MiniLM-L6, so the cheapest come first.
     counts = [METHODS[line.split()[0]].trainable_params["minilm-l6"] for line in lines[2:]]
     assert counts == sorted(counts)
+
+
+@pytest.mark.parametrize("method", sorted(m for m in METHODS if not METHODS[m].merges))
+def test_methods_that_cannot_merge_refuse_an_hf_export_in_one_line(method, tmp_path, capsys):
+    """Refused from run.json alone, before any model loads or anything is written (the run's weights here
+    are empty folders, and its base model does not exist)."""
+    import json
+
+    from peftqa import runs
+    from peftqa.cli import main
+
+    run_dir = tmp_path / "run"
+    for folder in (get_method(method).artifact, runs.TOKENIZER_DIR):
+        (run_dir / folder).mkdir(parents=True)
+    settings = {"config": {"method": method, "model": "/no/such/model"}, "base_model_path": "/no/such/model"}
+    (run_dir / runs.RUN_JSON).write_text(json.dumps(settings))
+    code = main(["export", str(run_dir), "--out", str(tmp_path / "out"), "--format", "hf"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == (
+        f"peftqa: error: {method} adapters cannot be merged into the base weights; "
+        "export with --format onnx (a traced graph)"
+    )
+    assert not (tmp_path / "out").exists()

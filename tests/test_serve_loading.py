@@ -231,3 +231,22 @@ def test_broken_run_is_reported_by_name_and_skipped(run_dirs, tmp_path):
     loaded = load_models([broken, run_dirs["lora"], tmp_path / "missing"], report=lines.append)
     assert [m.name for m in loaded] == ["lora"]
     assert len(lines) == 2 and "broken-run" in lines[0] and "missing" in lines[1]
+
+
+def test_runs_that_cannot_merge_answer_as_alone_in_every_mode_and_on_onnx(run_dirs):
+    """Bottleneck adapters cannot merge: the default mode keeps their modules on the run's own base,
+    and the ONNX backend traces them (the cached export) instead of refusing."""
+    pytest.importorskip("onnxruntime")
+    run = run_dirs["parallel"]
+    alone = runs.load_run(run)
+    expected = ask(alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, scoring=WINDOWS).candidates
+    (default,) = load_models([run])
+    (shared,) = load_models([run], mode="shared")
+    lines: list[str] = []
+    (onnx,) = load_models([run], backend="onnx", report=lines.append)
+    assert default.backend == "torch fp32, unmerged adapters" and onnx.backend == "onnxruntime fp32", lines
+    assert any(".adapter." in name for name, _ in default.run.model.named_parameters())
+    for served in (default, shared, onnx):
+        got = served.answer(QUESTION, CONTEXT, top_k=3)
+        assert [got["answer"]] + [a["answer"] for a in got["alternatives"]] == [c.text for c in expected]
+        assert got["score"] == pytest.approx(expected[0].probability, abs=1e-5)

@@ -15,6 +15,8 @@ transformers 5.24, which peftqa is tested with, has no `pipeline("question-answe
 card shows the few lines that replace it. peftqa reads peftqa.json (runs.load_run) only to score the
 folder on the run's own questions with the run's own windows. Every export is checked before it is written:
 the merged weights, the saved folder and the ONNX graph must give the run's logits on real windows.
+Methods whose modules cannot merge (MethodSpec.merges False: bottleneck adapters) export as ONNX only,
+their adapted model traced as it is.
 
 The jobs live in verify (merging, probe windows, logit checks), onnx (tracing, int8), folder (the
 output folder) and card (the model card); this module runs them in order.
@@ -35,6 +37,7 @@ from peftqa.export.card import model_card
 from peftqa.export.folder import check_out, folder_bytes, publish, staging_folder
 from peftqa.export.onnx import quantize_and_score, write_checked_onnx
 from peftqa.export.verify import MERGE_ATOL, checked_difference, logits, merge_model, probe_batch
+from peftqa.methods import MethodSpec, get_method
 from peftqa.onnx_runtime import require_onnx
 
 FORMATS = runs.EXPORT_FORMATS
@@ -80,7 +83,9 @@ def export_run(
     """
     _check_request(fmt, quantize)
     run_dir, out = Path(run_dir), Path(out)
-    runs.check_run_dir(run_dir)  # a broken run is named before any refusal of --out
+    _, run_settings = runs.check_run_dir(run_dir)  # a broken run is named before any refusal of --out
+    spec = get_method(run_settings["config"]["method"])
+    check_format_fits(spec, fmt)
     check_out(out, run_dir, force)
     with staging_folder(out) as staging:  # an unwritable --out fails here, before any model loads
         loaded = runs.load_run(run_dir)
@@ -91,11 +96,13 @@ def export_run(
             eval_questions(data_dir or config.data_dir, config.questions)
         batch = probe_batch(loaded.tokenizer, config.scoring)
         reference = logits(loaded.model, batch)
-        model = merge_model(loaded.model)
         verification: dict[str, Any] = {"probe_windows": int(batch["input_ids"].shape[0])}
-        verification["merged_max_abs_logit_diff"] = checked_difference(
-            model, reference, batch, MERGE_ATOL, "the merged model's logits differ from the run's"
-        )
+        model = loaded.model  # traced as it is when the method cannot merge (ONNX only, checked above)
+        if spec.merges:
+            model = merge_model(loaded.model)
+            verification["merged_max_abs_logit_diff"] = checked_difference(
+                model, reference, batch, MERGE_ATOL, "the merged model's logits differ from the run's"
+            )
         extra: dict[str, Any] = {}
         if fmt == "hf":
             verification.update(_write_hf(model, reference, batch, staging))
@@ -113,6 +120,15 @@ def export_run(
         publish(staging, out)
     log(f"exported {run_dir.name} ({config.method}) as {fmt}{' int8' if quantize else ''} to {out}: {size:,} bytes")
     return {**info, "bytes": size, "out": str(out)}
+
+
+def check_format_fits(spec: MethodSpec, fmt: str) -> None:
+    """Refuse an hf export of a method whose modules cannot be merged into the base weights: a plain
+    transformers folder has nowhere to put them, while ONNX traces the adapted model as it is."""
+    if fmt == "hf" and not spec.merges:
+        raise PeftqaError(
+            f"{spec.name} adapters cannot be merged into the base weights; export with --format onnx (a traced graph)"
+        )
 
 
 def _check_request(fmt: str, quantize: str | None) -> None:

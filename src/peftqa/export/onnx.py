@@ -25,8 +25,8 @@ ONNX_ATOL = 1e-4
 
 
 def write_checked_onnx(model: Any, batch: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Trace the merged model to folder/model.onnx and check ONNX Runtime's logits against PyTorch's;
-    returns what the check found, for peftqa.json's verification."""
+    """Trace the model (merged, or adapted as it is where its method cannot merge) to folder/model.onnx
+    and check ONNX Runtime's logits against PyTorch's; returns what the check found, for peftqa.json."""
     path = folder / ONNX_FILE
     export_onnx(model, batch, path)
     onnx_model = OnnxQAModel(path)

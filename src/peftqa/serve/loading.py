@@ -4,7 +4,8 @@ How a run is held (`peftqa serve` flags):
 
 - default, `merged`: each run gets its own copy of the base weights with its adapter merged into them
   (a plain fp32 transformers model, no adapter layers at answer time). Same answers as `evaluate`, and
-  the fastest exact mode; it costs one copy of the base weights per run. When the runs would take more
+  the fastest exact mode; it costs one copy of the base weights per run. Methods that cannot merge
+  (bottleneck adapters) answer with their adapter modules, on their own copy. When the runs would take more
   than half of the memory available, the page falls back to `shared`.
 - `shared` (`--shared-base`): runs on one backbone share one base model; each keeps its unmerged
   adapter in a module tree of its own (peft swaps layers in place, so two adapters cannot live in one
@@ -31,6 +32,7 @@ from typing import Any
 from peftqa import export, files, hardware, onnx_runtime, runs
 from peftqa.errors import PeftqaError
 from peftqa.export.verify import merge_model
+from peftqa.methods import get_method
 from peftqa.serve.served import ServedModel
 
 MODES = ("merged", "shared", "fast")
@@ -54,7 +56,6 @@ class _BaseCache:
 
     def skeleton_for(self, settings: dict[str, Any]):
         from peftqa.backbone import load_qa_model
-        from peftqa.methods import get_method
 
         source = runs.base_source(settings)
         if not get_method(settings["config"]["method"]).shares_base:
@@ -172,7 +173,12 @@ def _load_one(
         _, settings = runs.check_run_dir(folder)
         loaded = runs.load_run(folder, base_model=bases.skeleton_for(settings))
         return ServedModel(name, loaded, backend=_torch_backend(mode))
-    return ServedModel(name, merged(runs.load_run(folder)), bf16=mode == "fast", backend=_torch_backend(mode))
+    loaded = runs.load_run(folder)
+    if not get_method(loaded.method).merges:
+        # Bottleneck adapters cannot merge: the run answers with its modules, on its own base weights.
+        backend = _torch_backend(mode).replace("merged", "unmerged adapters")
+        return ServedModel(name, loaded, bf16=mode == "fast", backend=backend)
+    return ServedModel(name, merged(loaded), bf16=mode == "fast", backend=_torch_backend(mode))
 
 
 def _torch_backend(mode: str) -> str:

@@ -1,0 +1,27 @@
+"""Houlsby adapters: a bottleneck adapter after the attention output projection and after the
+feed-forward output projection of every layer, each on the sub-layer's output before its residual add
+and LayerNorm (Houlsby et al., 2019, "Parameter-Efficient Transfer Learning for NLP").
+
+Swish is the default non-linearity, as in AdapterHub's Houlsby configuration (the paper leaves it open).
+The machinery is in `bottleneck`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from peftqa.methods.bottleneck import BottleneckOptions, non_linearity_field, register_bottleneck
+
+
+@dataclass
+class HoulsbyOptions(BottleneckOptions):
+    adapter_non_linearity: str = non_linearity_field("swish")
+
+
+register_bottleneck(
+    "houlsby",
+    "Houlsby bottleneck adapters after attention and feed-forward of every layer, QA head trained",
+    HoulsbyOptions,
+    sites=("attention", "ffn"),
+    trainable_params={"distilbert": 896_066, "minilm-l6": 226_850},
+)
