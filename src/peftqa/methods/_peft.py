@@ -7,11 +7,13 @@ The QA head (`qa_outputs`) is new for every run, so it is trained and saved with
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from peftqa.methods.registry import MethodSpec, register
+from peftqa.methods.targets import lookup
 
 QA_HEAD = ["qa_outputs"]
 ADAPTER_DIR = "adapter"
@@ -24,6 +26,28 @@ def split_modules(value: str | list[str] | None) -> list[str] | str | None:
     if any(ch in value for ch in "*$^|()\\"):
         return value
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def target_modules_option(default: str) -> Any:
+    """The `target_modules` field every peft method shares (one flag, --target-modules); `default` says
+    which layers the method adapts when it is not given."""
+    return dataclasses.field(
+        default=None, metadata={"help": f"comma-separated layer names or a regex; default: {default}"}
+    )
+
+
+def targets(model: Any, options: Any, table: dict, method: str) -> Any:
+    """The layers to adapt: `--target-modules` when given, else the table's entry for this architecture."""
+    return split_modules(options.target_modules) or lookup(table, model.config.model_type, method)
+
+
+def refuse_nonpositive(options: Any) -> None:
+    """Refuse any whole-number option below 1 (each is a size, rank or count) when the options are made,
+    before any model loads; call it from the options' __post_init__."""
+    for option in dataclasses.fields(options):
+        value = getattr(options, option.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+            raise ValueError(f"{option.name} must be positive, got {value}")
 
 
 def save_adapter(model: Any, run_dir: Path) -> None:

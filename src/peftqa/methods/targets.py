@@ -14,14 +14,39 @@ ALL_LINEAR = {
     "mpnet": ["q", "k", "v", "o", "dense"],
 }
 
-# VeRA: query and value projections, the paper's choice, and same-shaped so one pair of projections fits.
-VERA_TARGETS = {
+# The query and value projections: what the VeRA and FourierFT papers adapt (and, same-shaped, one pair
+# of VeRA's shared projections fits them all).
+QUERY_VALUE = {
     "distilbert": ["q_lin", "v_lin"],
     "bert": ["query", "value"],
     "roberta": ["query", "value"],
     "xlm-roberta": ["query", "value"],
     "electra": ["query", "value"],
     "mpnet": ["q", "v"],
+}
+VERA_TARGETS = QUERY_VALUE
+
+# The four attention projections (query, key, value, output), where peft's OFT, BOFT and HRA examples
+# rotate. BERT's `dense` also names the feed-forward layers, so a regex keeps to the attention one.
+_BERT_ATTENTION = r".*attention\.(self\.(query|key|value)|output\.dense)$"
+ATTENTION = {
+    "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin"],
+    "bert": _BERT_ATTENTION,
+    "roberta": _BERT_ATTENTION,
+    "xlm-roberta": _BERT_ATTENTION,
+    "electra": _BERT_ATTENTION,
+    "mpnet": ["q", "k", "v", "o"],
+}
+
+# Every LayerNorm: the embeddings' and the two of each block (after attention, after the feed-forward).
+_BERT_LAYER_NORMS = ["LayerNorm"]
+LAYER_NORMS = {
+    "distilbert": ["LayerNorm", "sa_layer_norm", "output_layer_norm"],
+    "bert": _BERT_LAYER_NORMS,
+    "roberta": _BERT_LAYER_NORMS,
+    "xlm-roberta": _BERT_LAYER_NORMS,
+    "electra": _BERT_LAYER_NORMS,
+    "mpnet": _BERT_LAYER_NORMS,
 }
 
 # (IA)3 rescales keys, values and the feed-forward activation (the input of the second FF layer).

@@ -1,0 +1,36 @@
+"""LN tuning: train only the LayerNorms' scales and shifts, on trained copies that peft keeps beside
+the frozen ones (Zhao et al., 2024; for BERT, Qi et al., 2022)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
+from peftqa.methods.targets import LAYER_NORMS
+
+
+@dataclass
+class LnTuningOptions:
+    target_modules: str | None = target_modules_option("every LayerNorm (the embeddings' and each block's two)")
+
+
+def peft_config(model: Any, options: LnTuningOptions) -> Any:
+    from peft import LNTuningConfig
+
+    return LNTuningConfig(target_modules=targets(model, options, LAYER_NORMS, "ln_tuning"), modules_to_save=QA_HEAD)
+
+
+register_peft(
+    "ln_tuning",
+    "LayerNorm tuning (every LayerNorm's scale and shift), QA head trained",
+    LnTuningOptions,
+    peft_config,
+    # BitFit's rates: a few thousand per-feature scales and shifts, like BitFit's biases.
+    default_lr=2e-3,
+    sweep_lrs={"default": (3e-4, 1e-3, 3e-3, 1e-2), "quick": (3e-3, 1e-2, 3e-2)},
+    trained_names=r"ln_tuning_layers\.",
+    trainable_params={"distilbert": 21_506, "minilm-l6": 10_754},
+    # The trained copies start as the LayerNorms they copy.
+    starts_as_base=True,
+)
