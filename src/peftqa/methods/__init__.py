@@ -11,6 +11,7 @@ for a peft config) and one import line below. The spec and the registry live in 
 from peftqa.methods import (  # noqa: F401  (each registers itself)
     bitfit,
     boft,
+    c3a,
     dora,
     fourierft,
     full,
@@ -21,10 +22,15 @@ from peftqa.methods import (  # noqa: F401  (each registers itself)
     loha,
     lokr,
     lora,
+    miss,
     oft,
     parallel,
     pfeiffer,
+    randlora,
+    road,
     rslora,
+    shira,
+    vblora,
     vera,
 )
 from peftqa.methods.registry import METHODS, MethodSpec, get_method, method_names, register

@@ -8,6 +8,7 @@ The QA head (`qa_outputs`) is new for every run, so it is trained and saved with
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,24 @@ def refuse_nonpositive(options: Any) -> None:
         value = getattr(options, option.name)
         if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
             raise ValueError(f"{option.name} must be positive, got {value}")
+
+
+def common_divisor(model: Any, at_most: int | None = None) -> int:
+    """The largest size (up to `at_most`, when given) that divides the input and output features of every
+    linear layer of the encoder: a block or vector size that fits whichever layers are targeted (peft's
+    advice for C3A's block size)."""
+    import torch
+
+    features = [
+        size
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and not name.startswith(QA_HEAD[0])
+        for size in (module.in_features, module.out_features)
+    ]
+    common = math.gcd(*features)
+    if at_most is None:
+        return common
+    return max(size for size in range(1, min(common, at_most) + 1) if common % size == 0)
 
 
 def save_adapter(model: Any, run_dir: Path) -> None:
