@@ -18,7 +18,13 @@ class LnTuningOptions:
 def peft_config(model: Any, options: LnTuningOptions) -> Any:
     from peft import LNTuningConfig
 
-    return LNTuningConfig(target_modules=targets(model, options, LAYER_NORMS, "ln_tuning"), modules_to_save=QA_HEAD)
+    layer_norms = targets(model, options, LAYER_NORMS, "ln_tuning")
+    # The QA head is one more target (a trained copy, as each LayerNorm gets), not a module to save:
+    # peft's LN-tuning merge unwraps only its own targets, so a saved-module head would stay wrapped
+    # in the merged model and `export --format hf` would write it under names transformers ignores.
+    if isinstance(layer_norms, list):
+        return LNTuningConfig(target_modules=layer_norms + QA_HEAD)
+    return LNTuningConfig(target_modules=f"(?:{layer_norms})|{QA_HEAD[0]}")
 
 
 register_peft(
