@@ -140,7 +140,8 @@ def test_every_prompt_init_builds_and_bad_options_are_refused(init, tiny_bert_di
 
 
 @pytest.mark.parametrize("method", PROMPT_METHODS)
-def test_cli_train_then_evaluate_gives_the_runs_scores(method, capsys, tmp_path, squad_dir, tiny_bert_dir):
+def test_cli_train_evaluate_and_onnx_export_give_the_runs_scores(method, capsys, tmp_path, squad_dir, tiny_bert_dir):
+    """The run's scores again from `peftqa evaluate`, and from its ONNX export (the prompt traces as constants)."""
     from peftqa.cli import main
 
     run_dir = tmp_path / "run"
@@ -157,3 +158,9 @@ def test_cli_train_then_evaluate_gives_the_runs_scores(method, capsys, tmp_path,
     assert metrics["trainable_params"] < 0.1 * metrics["total_params"]
     for name in ("exact_match", "f1"):
         assert scores[name] == pytest.approx(metrics[name])
+    onnx_dir = tmp_path / "onnx"
+    assert main(["export", str(run_dir), "--out", str(onnx_dir), "--format", "onnx"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(onnx_dir)]) == 0
+    from_onnx = json.loads(capsys.readouterr().out)
+    assert (from_onnx["exact_match"], from_onnx["f1"]) == (metrics["exact_match"], metrics["f1"])
