@@ -89,19 +89,26 @@ def register_peft(
     sweep_lrs: Mapping[str, tuple[float, ...]],
     trained_names: str,
     rank_option: str | None = None,
+    wrap: Callable[[Any], Any] | None = None,
     **spec_fields: Any,
 ) -> MethodSpec:
     """Register a method that is a peft config built from its options: `peft_config(model, options)`.
 
     Its adapter is saved in peft's own format (`PeftModel.from_pretrained` loads it with no peftqa
     code) and loading it leaves the base weights untouched, so served runs may share one base.
+    `wrap`, when given, puts a module around the peft model that `apply` and `load` return (one that
+    changes its forward, and saves through the peft model's `save_pretrained`).
     `spec_fields` are the other MethodSpec fields (trainable_params, starts_as_base, ...).
     """
+    around = wrap or (lambda peft_model: peft_model)
 
     def apply(model: Any, options: Any) -> Any:
         from peft import get_peft_model
 
-        return get_peft_model(model, peft_config(model, options))
+        return around(get_peft_model(model, peft_config(model, options)))
+
+    def load(base_model: Any, run_dir: Path) -> Any:
+        return around(load_adapter(base_model, run_dir)).eval()
 
     return register(
         MethodSpec(
@@ -111,7 +118,7 @@ def register_peft(
             default_lr=default_lr,
             apply=apply,
             save=save_adapter,
-            load=load_adapter,
+            load=load,
             artifact=ADAPTER_DIR,
             sweep_lrs=sweep_lrs,
             trained_names=trained_names,
