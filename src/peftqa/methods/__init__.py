@@ -8,7 +8,7 @@ Adding a method is one new module that calls `registry.register(...)` (or `_peft
 for a peft config) and one import line below. The spec and the registry live in `registry`.
 """
 
-from peftqa.methods import bitfit, dora, full, houlsby, ia3, lora, parallel, pfeiffer, rslora, vera  # noqa: F401  (each registers itself)
+from peftqa.methods import bitfit, dora, full, houlsby, ia3, lora, parallel, pfeiffer, prefix, rslora, vera  # noqa: F401  (each registers itself)
 from peftqa.methods.registry import METHODS, MethodSpec, get_method, method_names, register
 
 __all__ = ["METHODS", "MethodSpec", "get_method", "method_names", "register"]
