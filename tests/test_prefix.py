@@ -236,3 +236,12 @@ def test_train_with_prefix_from_the_command_line(tiny_bert_dir, squad_dir, tmp_p
     assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(
         json.loads((run_dir / "metrics.json").read_text())["f1"]
     )
+
+
+def test_importing_the_method_does_not_import_transformers():
+    """Every command imports the methods: the attention function is registered at first use instead."""
+    import subprocess
+    import sys
+
+    code = "import sys, peftqa.methods.prefix; sys.exit('transformers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 0

@@ -125,6 +125,8 @@ def prefixed_attention(module: Any, query, key, value, attention_mask, *args: An
 
 
 def _register_attention() -> None:
+    """Add the prefix attention to transformers' registry; at first use, as importing transformers is
+    slow and every command imports the methods."""
     from transformers import AttentionInterface
 
     AttentionInterface.register(PREFIX_ATTENTION, prefixed_attention)
@@ -154,6 +156,7 @@ def _install(model: Any, tokens: int, projection_hidden: int | None) -> Any:
     model.add_module(ENCODER, encoder)
     if tokens == 0:  # no prefix at all: the attention stays the base model's own
         return model
+    _register_attention()
     for index, attention in enumerate(attentions):
         # A plain attribute, not a submodule: the prefixes are named once, under `prefix_encoder`.
         object.__setattr__(attention, "prefix_source", encoder)
@@ -198,8 +201,6 @@ def load(base_model: Any, run_dir: Path) -> Any:
     model.load_state_dict(state, strict=False)
     return model.eval()
 
-
-_register_attention()
 
 register(
     MethodSpec(
