@@ -27,6 +27,7 @@ from peftqa.methods import (  # noqa: F401  (each registers itself)
     p_tuning,
     parallel,
     pfeiffer,
+    prefix,
     prompt_tuning,
     randlora,
     road,
