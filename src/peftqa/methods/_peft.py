@@ -52,7 +52,9 @@ def register_peft(
 
     Its adapter is saved in peft's own format (`PeftModel.from_pretrained` loads it with no peftqa
     code) and loading it leaves the base weights untouched, so served runs may share one base.
-    `spec_fields` are the other MethodSpec fields (trainable_params, starts_as_base, ...).
+    `spec_fields` are the other MethodSpec fields (trainable_params, starts_as_base, ...); an `apply`
+    among them replaces the plain `get_peft_model(model, peft_config(model, options))`, a `load` peft's
+    `PeftModel.from_pretrained`.
     """
 
     def apply(model: Any, options: Any) -> Any:
@@ -66,13 +68,11 @@ def register_peft(
             description=description,
             options_cls=options_cls,
             default_lr=default_lr,
-            apply=apply,
             save=save_adapter,
-            load=load_adapter,
             artifact=ADAPTER_DIR,
             sweep_lrs=sweep_lrs,
             trained_names=trained_names,
             rank_option=rank_option,
-            **{"shares_base": True, **spec_fields},
+            **{"shares_base": True, "apply": apply, "load": load_adapter, **spec_fields},
         )
     )
