@@ -16,8 +16,9 @@ from peftqa.methods import METHODS, adalora, get_method
 from peftqa.train import TrainHooks, train
 from tests.conftest import tiny_run_config
 
-# 3 steps an epoch on the tiny SQuAD fixture (batch 2): 9 steps, reallocating at every step.
-RUN = dict(method="adalora", epochs=3, method_options={"adalora_delta_t": 1})
+# 3 steps an epoch on the tiny SQuAD fixture (batch 2): 9 steps, reallocating at every step up to the
+# final allocation in step 8 (index 7), then one step at it (tfinal 2).
+RUN = dict(method="adalora", epochs=3, method_options={"adalora_delta_t": 1, "adalora_tfinal_fraction": 0.3})
 BERT_LAYERS = 12  # 2 blocks x (query, key, value, attention output, intermediate, output)
 
 
@@ -75,7 +76,7 @@ def test_the_final_rank_pattern_is_saved_and_the_adapter_holds_only_the_kept_ran
     run_dir = trained["run_dir"]
     pattern = _rank_pattern(run_dir)
     config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
-    assert config["total_step"] == trained["metrics"]["steps"] == 9 and config["tfinal"] >= 1
+    assert config["total_step"] == trained["metrics"]["steps"] == 9 and config["tfinal"] == 2
     kept = {key.removesuffix(".lora_E"): sum(flags) for key, flags in pattern.items()}
     assert kept == trained["ranks"][-1]
     tensors = load_file(run_dir / "adapter" / "adapter_model.safetensors")

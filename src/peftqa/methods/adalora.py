@@ -34,8 +34,10 @@ from peftqa.methods.targets import ALL_LINEAR, lookup
 RANK_OPTION = "adalora_target_r"
 # The RankAllocator's per-parameter scores: the instant sensitivity |w * grad| and its two moving averages.
 _SCORES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
-# Where `apply` leaves the schedule's fractions for the step hook, which is given only the model.
+# Where `apply` leaves the schedule's fractions for the step hook, which is given only the model, and
+# where the hook keeps the final allocation's masks.
 _SCHEDULE = "peftqa_adalora_schedule"
+_MASKS = "peftqa_adalora_masks"
 
 
 @dataclass
@@ -128,13 +130,14 @@ def _adalora_model(model: Any) -> Any:
 
 
 def _orthogonal_penalty(layers: list[Any], adapter: str) -> torch.Tensor:
-    """AdaLoraModel.forward's regulariser: mean over P and Q of ||P^T P - I||_F (Q Q^T for Q)."""
+    """AdaLoraModel.forward's regulariser: the mean of ||Q Q^T - I||_F and ||P^T P - I||_F over the
+    layers, Q (lora_A) the right singular vectors and P (lora_B) the left ones."""
     terms = []
     for layer in layers:
-        for weight, gram in ((layer.lora_A[adapter], "rows"), (layer.lora_B[adapter], "columns")):
-            covariance = weight @ weight.T if gram == "rows" else weight.T @ weight
-            identity = torch.eye(covariance.shape[0], dtype=covariance.dtype, device=covariance.device)
-            terms.append(torch.linalg.matrix_norm(covariance - identity))
+        right, left = layer.lora_A[adapter], layer.lora_B[adapter]
+        for gram in (right @ right.T, left.T @ left):
+            identity = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+            terms.append(torch.linalg.matrix_norm(gram - identity))
     return torch.stack(terms).mean()
 
 
@@ -175,14 +178,42 @@ def load(base_model: Any, run_dir: Path) -> Any:
         return load_adapter(base_model, run_dir)
 
 
+def _rank_pattern(adalora: Any) -> dict[str, list[bool]]:
+    """The latest allocation, keyed '<layer>.lora_E' (peft keys it by the E parameter's name, which
+    loses the adapter's name once saved)."""
+    adapter = next(iter(adalora.peft_config))
+    pattern = adalora.peft_config[adapter].rank_pattern or {}
+    return {key.removesuffix(f".{adapter}"): kept for key, kept in pattern.items()}
+
+
+def _keep_final_allocation(model: Any, adalora: Any) -> None:
+    """peft's `mask_using_rank_pattern`: zero the pruned singular values again after each step of the
+    final phase (the optimiser moves them). peft builds the masks from host lists at every step, one
+    host-to-device copy per layer, each of which makes the host wait for the device; here they are
+    built once, on the device, and kept on the model."""
+    masks = getattr(model, _MASKS, None)
+    if masks is None:
+        pattern, adapter = _rank_pattern(adalora), adalora.trainable_adapter_name
+        masks = [
+            (weight, torch.tensor(pattern[name.removesuffix(f".{adapter}")], device=weight.device).unsqueeze(-1))
+            for name, weight in adalora.model.named_parameters()
+            if f"lora_E.{adapter}" in name
+        ]
+        setattr(model, _MASKS, masks)
+    with torch.no_grad():
+        for weight, kept in masks:
+            weight.masked_fill_(~kept, 0.0)
+
+
 def after_optimizer_step(model: Any, step: int, total_steps: int) -> None:
     """Set the schedule from the run's length (first call; again after a resume), then let peft update
-    the importance scores and, on allocation steps, prune to the step's budget.
+    the importance scores and, on allocation steps, prune to the step's budget; in the final phase,
+    keep the pruned singular values at zero.
 
     What this reads from the device is AdaLoRA's own: nothing on most steps (the scores are updated
     on the device); on an allocation step (every deltaT steps while the budget shrinks, and once at the
     final allocation) the score threshold (`kthvalue(...).item()`) and each layer's kept ranks
-    (`.tolist()`). In the final phase each step copies the kept-rank masks to the device (no read).
+    (`.tolist()`). The final phase reads nothing (see _keep_final_allocation).
     """
     adalora = _adalora_model(model)
     config = adalora.peft_config[adalora.trainable_adapter_name]
@@ -190,7 +221,10 @@ def after_optimizer_step(model: Any, step: int, total_steps: int) -> None:
         tinit_fraction, tfinal_fraction = getattr(model, _SCHEDULE)
         config.tinit, config.tfinal = schedule(total_steps, tinit_fraction, tfinal_fraction)
         config.total_step = total_steps
-    adalora.update_and_allocate(step)
+    if step > config.total_step - config.tfinal:
+        _keep_final_allocation(model, adalora)
+    else:
+        adalora.update_and_allocate(step)
 
 
 def training_state(model: Any) -> dict[str, Any]:
@@ -216,11 +250,7 @@ def ranks(model: Any) -> dict[str, int]:
     from peft.tuners.adalora import AdaLoraLayer
 
     adalora = _adalora_model(model)
-    adapter = next(iter(adalora.peft_config))
-    # peft keys the pattern by the E parameter's name, without the adapter's name once saved.
-    pattern = {
-        key.removesuffix(f".{adapter}"): kept for key, kept in (adalora.peft_config[adapter].rank_pattern or {}).items()
-    }
+    adapter, pattern = next(iter(adalora.peft_config)), _rank_pattern(adalora)
     found = {}
     for name, module in adalora.model.named_modules():
         if isinstance(module, AdaLoraLayer) and adapter in module.lora_E:
