@@ -8,7 +8,7 @@ Adding a method is one new module that calls `registry.register(...)` (or `_peft
 for a peft config) and one import line below. The spec and the registry live in `registry`.
 """
 
-from peftqa.methods import adalora, bitfit, dora, full, ia3, lora, rslora, vera  # noqa: F401  (each registers itself)
+from peftqa.methods import adalora, bitfit, dora, full, ia3, lora, peft_config, rslora, vera  # noqa: F401  (each registers itself)
 from peftqa.methods.registry import METHODS, MethodSpec, get_method, method_names, methods_in_all, register
 
 __all__ = [
