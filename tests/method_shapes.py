@@ -40,7 +40,7 @@ def count_method(method: str, shape: str) -> int:
     from peftqa.methods import get_method
 
     spec = get_method(method)
-    return trainable_count(spec.apply(shaped_model(shape), spec.make_options({})))
+    return trainable_count(spec.apply(shaped_model(shape), spec.make_options(dict(spec.example_options or {}))))
 
 
 if __name__ == "__main__":  # python -m tests.method_shapes [METHOD ...]: the counts to put in each spec

@@ -21,6 +21,11 @@ HEAD = r"qa_outputs"
 BOTTLENECK_ADAPTERS_PER_LAYER = {"houlsby": 2, "pfeiffer": 1, "parallel": 1}
 
 
+def _options(spec):
+    """The method's default options, or its example ones where it has no usable defaults (peft)."""
+    return spec.make_options(dict(spec.example_options or {}))
+
+
 def _linear_layers(model, names) -> list[torch.nn.Linear]:
     return [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in names]
 
@@ -66,7 +71,7 @@ def test_method_trains_only_its_parameters_and_reloads(method, tiny_model_dir, t
     base = load_qa_model(str(tiny_model_dir))
     expected = _expected_trainable(method, base)
     torch.manual_seed(0)
-    model = spec.apply(base, spec.make_options({}))
+    model = spec.apply(base, _options(spec))
 
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     pattern = re.compile(f"{spec.trained_names}|{HEAD}")
@@ -98,14 +103,14 @@ def test_method_trains_only_its_parameters_and_reloads(method, tiny_model_dir, t
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_options_round_trip(method):
     spec = get_method(method)
-    options = spec.make_options({})
+    options = _options(spec)
     assert spec.make_options(dataclasses.asdict(options)) == options
     assert spec.default_lr > 0 and spec.description
 
 
 def test_bitfit_rejects_weights_of_another_model(tiny_bert_dir, tiny_distilbert_dir, tmp_path):
     spec = get_method("bitfit")
-    spec.save(spec.apply(load_qa_model(str(tiny_bert_dir)), spec.make_options({})), tmp_path)
+    spec.save(spec.apply(load_qa_model(str(tiny_bert_dir)), _options(spec)), tmp_path)
     with pytest.raises(ValueError, match="does not match"):
         spec.load(load_qa_model(str(tiny_distilbert_dir)), tmp_path)
 
@@ -113,7 +118,7 @@ def test_bitfit_rejects_weights_of_another_model(tiny_bert_dir, tiny_distilbert_
 def test_trainable_parameters_are_the_adapter_and_the_qa_head(tiny_bert_dir):
     for method in ("lora", "ia3"):
         spec = get_method(method)
-        model = spec.apply(load_qa_model(str(tiny_bert_dir)), spec.make_options())
+        model = spec.apply(load_qa_model(str(tiny_bert_dir)), _options(spec))
         trainable = [name for name, p in model.named_parameters() if p.requires_grad]
         assert trainable and all(("qa_outputs" in n) or (f"{method}_" in n) for n in trainable)
         assert any("qa_outputs" in n for n in trainable)
@@ -150,7 +155,7 @@ def test_stated_trainable_params_are_what_the_model_reports(method, shape, shape
         cache[shape] = build(shape)
         assert sum(p.numel() for p in cache[shape].parameters()) == COUNTED_ON[shape]
     spec = get_method(method)
-    model = spec.apply(copy.deepcopy(cache[shape]), spec.make_options({}))
+    model = spec.apply(copy.deepcopy(cache[shape]), _options(spec))
     assert trainable_count(model) == spec.trainable_params[shape]
 
 
@@ -162,7 +167,7 @@ def test_methods_that_start_as_the_base_model_do(method, tiny_model_dir):
     with torch.no_grad():
         expected = base(**_batch(2))
     torch.manual_seed(0)
-    model = spec.apply(load_qa_model(str(tiny_model_dir)), spec.make_options({})).eval()
+    model = spec.apply(load_qa_model(str(tiny_model_dir)), _options(spec)).eval()
     with torch.no_grad():
         got = model(**_batch(2))
     torch.testing.assert_close(got.start_logits, expected.start_logits, atol=1e-5, rtol=1e-5)
@@ -171,7 +176,7 @@ def test_methods_that_start_as_the_base_model_do(method, tiny_model_dir):
 
 def _trained_two_steps(spec, model_dir):
     torch.manual_seed(0)
-    model = spec.apply(load_qa_model(str(model_dir)), spec.make_options({}))
+    model = spec.apply(load_qa_model(str(model_dir)), _options(spec))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-2)
     model.train()

@@ -1,7 +1,8 @@
 """What `--resume` needs, and what a run's peak memory was.
 
 A checkpoint holds the trainable tensors, the optimiser and scheduler states, the random-number
-states and the loop's `Progress`, written atomically to RUN_DIR/checkpoint/state.pt. A run resumes
+states, the loop's `Progress` and what the method keeps besides its parameters (MethodSpec's
+training_state: AdaLoRA's importance scores), written atomically to RUN_DIR/checkpoint/state.pt. A run resumes
 only with the settings it was started with (run.json says which).
 """
 
@@ -18,6 +19,7 @@ from peftqa import files, runs
 from peftqa.config import RunConfig
 from peftqa.data import Example
 from peftqa.errors import PeftqaError
+from peftqa.methods import MethodSpec
 from peftqa.predict import EvalResult
 
 CHECKPOINT_DIR = "checkpoint"
@@ -97,9 +99,17 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, progress: Progress) -> None:
+def save_checkpoint(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    progress: Progress,
+    method: MethodSpec | None = None,
+) -> None:
     """Everything --resume needs, written atomically (a kill -9 leaves the previous one intact)."""
     state = {
+        "method": method.training_state(model) if method is not None and method.training_state else None,
         "trainable": _trainable_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -111,8 +121,11 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, sched
         torch.save(state, partial)
 
 
-def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> Progress | None:
-    """Restore the run's checkpoint into model, optimiser and scheduler; its progress, or None if none.
+def load_checkpoint(
+    run_dir: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, method: MethodSpec | None = None
+) -> Progress | None:
+    """Restore the run's checkpoint into model, optimiser, scheduler and the method's own training state
+    (`method.restore_training_state`); its progress, or None if none.
 
     Every trainable tensor must be in the checkpoint and nothing else: a checkpoint of another method or
     model is refused, not half-loaded.
@@ -130,6 +143,8 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: Any, sched
         )
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if method is not None and method.restore_training_state and state.get("method") is not None:
+        method.restore_training_state(model, state["method"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])

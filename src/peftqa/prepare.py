@@ -34,7 +34,7 @@ from peftqa.errors import PeftqaError
 from peftqa.feature_cache import load_or_build_features
 from peftqa.features import FeatureSet
 from peftqa.levers import SpeedLevers
-from peftqa.methods import MethodSpec
+from peftqa.methods import MethodSpec, get_method
 from peftqa.predict import NullRule, model_device
 
 
@@ -185,8 +185,11 @@ def run_settings(
 ) -> dict[str, Any]:
     """What run.json records before the first step: the settings, the data, where it trains and in what
     arithmetic (the precision used and why)."""
+    spec = get_method(config.method)
+    details = spec.run_details(spec.make_options(config.method_options)) if spec.run_details else None
     return {
         "config": config.to_dict(),
+        **({"method_details": details} if details is not None else {}),
         "learning_rate": config.learning_rate,
         "base_model_path": base_path,
         "data_md5": data.data_md5,

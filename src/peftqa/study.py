@@ -26,7 +26,7 @@ from peftqa import files, runs
 from peftqa.backbone import DEFAULT_MODEL
 from peftqa.config import PRECISIONS, PRESETS, RunConfig, setting
 from peftqa.errors import PeftqaError
-from peftqa.methods import get_method, method_names
+from peftqa.methods import get_method, methods_in_all
 from peftqa.sweep import SweepConfig, run_sweep
 
 STUDY_JSON = "study.json"
@@ -90,7 +90,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     # Every method on MiniLM-L6 with full data (a GPU job).
     "full-data": StudyPreset(
         description="MiniLM-L6, every method, sweeps on 10%, final runs on full SQuAD, 2 epochs",
-        methods=tuple(method_names()),
+        methods=tuple(methods_in_all()),
         run={"model": "minilm-l6"},
         sweep_train_limit=None,
         sweep_train_fraction=0.1,
@@ -110,11 +110,12 @@ def get_preset(name: str) -> StudyPreset:
 
 
 def parse_methods(text: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
-    """`lora,ia3` -> ["lora", "ia3"], each checked against the registry; `all`: every registered method."""
+    """`lora,ia3` -> ["lora", "ia3"], each checked against the registry; `all`: every registered method
+    that runs with its default options (MethodSpec.in_all: not `peft`, which needs a config file)."""
     if text is None:
         return list(default)
     if text == "all":
-        return method_names()
+        return methods_in_all()
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
     names = [n for n in names if n]
     if not names:

@@ -65,7 +65,7 @@ class TrainingState:
 
     def checkpoint(self) -> None:
         if self.parallel.main:
-            save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, self.progress)
+            save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, self.progress, self.method)
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,9 @@ def train(
     if hooks.after_prepare is not None:
         hooks.after_prepare(data)
     levers = SpeedLevers.resolve(config, device, log)
+    model, parameters = build_model(config, spec, base_path, device, log)  # before run.json: a method may refuse
     if parallel.main:
         files.write_json_atomic(run_dir / runs.RUN_JSON, run_settings(config, base_path, data, device, levers))
-
-    model, parameters = build_model(config, spec, base_path, device, log)
 
     steps_per_epoch = math.ceil(len(data.train_features) / config.batch_size)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
@@ -148,7 +147,7 @@ def train(
         levers=levers,
     )
     if resume:
-        restored = load_checkpoint(run_dir, model, optimizer, scheduler)
+        restored = load_checkpoint(run_dir, model, optimizer, scheduler, spec)
         if restored is not None:
             state.progress = restored
             log(f"resumed from step {restored.step} of {total_steps}")

@@ -9,6 +9,7 @@ for a peft config) and one import line below. The spec and the registry live in 
 """
 
 from peftqa.methods import (  # noqa: F401  (each registers itself)
+    adalora,
     bitfit,
     boft,
     c3a,
@@ -26,6 +27,7 @@ from peftqa.methods import (  # noqa: F401  (each registers itself)
     oft,
     p_tuning,
     parallel,
+    peft_config,
     pfeiffer,
     prefix,
     prompt_tuning,
@@ -36,6 +38,13 @@ from peftqa.methods import (  # noqa: F401  (each registers itself)
     vblora,
     vera,
 )
-from peftqa.methods.registry import METHODS, MethodSpec, get_method, method_names, register
+from peftqa.methods.registry import METHODS, MethodSpec, get_method, method_names, methods_in_all, register
 
-__all__ = ["METHODS", "MethodSpec", "get_method", "method_names", "register"]
+__all__ = [
+    "METHODS",
+    "MethodSpec",
+    "get_method",
+    "method_names",
+    "methods_in_all",
+    "register",
+]

@@ -98,7 +98,9 @@ def register_peft(
     code) and loading it leaves the base weights untouched, so served runs may share one base.
     `wrap`, when given, puts a module around the peft model that `apply` and `load` return (one that
     changes its forward, and saves through the peft model's `save_pretrained`).
-    `spec_fields` are the other MethodSpec fields (trainable_params, starts_as_base, ...).
+    `spec_fields` are the other MethodSpec fields (trainable_params, starts_as_base, ...); an `apply`
+    among them replaces the plain `get_peft_model(model, peft_config(model, options))`, a `load` peft's
+    `PeftModel.from_pretrained`.
     """
     around = wrap or (lambda peft_model: peft_model)
 
@@ -116,13 +118,11 @@ def register_peft(
             description=description,
             options_cls=options_cls,
             default_lr=default_lr,
-            apply=apply,
             save=save_adapter,
-            load=load,
             artifact=ADAPTER_DIR,
             sweep_lrs=sweep_lrs,
             trained_names=trained_names,
             rank_option=rank_option,
-            **{"shares_base": True, **spec_fields},
+            **{"shares_base": True, "apply": apply, "load": load, **spec_fields},
         )
     )

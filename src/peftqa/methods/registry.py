@@ -40,6 +40,21 @@ class MethodSpec:
     # adjusts itself while it trains (AdaLoRA reallocates its ranks from the gradients). It runs inside
     # the step loop, so it must not read values from the device. None: nothing to do.
     after_optimizer_step: Callable[[Any, int, int], None] | None = None
+    # State a method keeps outside the model's parameters while it trains (AdaLoRA's importance
+    # scores), so that --resume continues it: `training_state(model)` gives it for the checkpoint (a
+    # dict that torch.save can write) and `restore_training_state(model, state)` puts it back into a
+    # model rebuilt by `apply`. None: the parameters and the optimiser are the whole state.
+    training_state: Callable[[Any], dict[str, Any]] | None = None
+    restore_training_state: Callable[[Any, dict[str, Any]], None] | None = None
+    # Options that make this method runnable when it has no usable defaults (peft's --peft-config must
+    # name a file): the registry-wide tests and the trainable_params counts use them. None: the defaults.
+    example_options: Mapping[str, Any] | None = None
+    # Whether `--methods all` (a study) trains it: False for a method that needs options of the user's.
+    in_all: bool = True
+    # What run.json records of the method beyond its options (`method_details`), from the options: a
+    # method whose options name a file records what the file held. Its "label", when there is one,
+    # names the method's runs in reports ("peft (LoHa config)"). None: nothing more.
+    run_details: Callable[[Any], dict[str, Any]] | None = None
     # Whether `peftqa export --format hf` can give a plain transformers model: peft merges the update
     # into the base weights, or the method trains base weights itself (full, bitfit). False for methods
     # that add modules of their own (bottleneck adapters, prefixes): those export as ONNX (a traced graph).
@@ -105,3 +120,13 @@ def get_method(name: str) -> MethodSpec:
 
 def method_names() -> list[str]:
     return sorted(METHODS)
+
+
+def methods_in_all() -> list[str]:
+    """The methods `--methods all` means: every registered one that runs with its default options."""
+    return sorted(name for name, spec in METHODS.items() if spec.in_all)
+
+
+def method_label(method: str, details: Mapping[str, Any] | None) -> str:
+    """How reports name a run of `method` whose run.json records `details` (MethodSpec.run_details)."""
+    return str((details or {}).get("label") or method)

@@ -75,7 +75,7 @@ def group_runs(results: Sequence[RunResult]) -> list[MethodGroup]:
         mine = _setting(members[0])
         rivals = [_setting(m[0]) for m in keyed.values() if m[0].method == members[0].method and m is not members]
         differ = [k for k in mine if any(r.get(k) != mine[k] for r in rivals)]
-        label = members[0].method
+        label = members[0].method_label
         if differ:
             label += " (" + ", ".join(f"{k}={_short(mine[k])}" for k in differ[:2]) + ")"
         groups.append(MethodGroup(label, members[0].method, members))

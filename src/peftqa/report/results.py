@@ -16,6 +16,7 @@ from peftqa import runs
 from peftqa.data import Example, QuestionChoice, eval_file, fingerprint, load_squad
 from peftqa.errors import PeftqaError
 from peftqa.files import read_json
+from peftqa.methods.registry import method_label
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
 
 QUESTION_TYPES = ("what", "who", "when", "where", "why", "how many", "other")
@@ -47,6 +48,11 @@ class RunResult:
     @property
     def method(self) -> str:
         return self.config["method"]
+
+    @property
+    def method_label(self) -> str:
+        """The method as the report names it: 'peft (LoHa config)' where run.json records the config."""
+        return method_label(self.method, self.settings.get("method_details"))
 
     @property
     def scored_on(self) -> str:

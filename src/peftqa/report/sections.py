@@ -39,10 +39,11 @@ _DISAGREEMENT_EXAMPLES = 3  # per pair of runs and direction
 
 def _results_section(results: list[RunResult]) -> list[Block]:
     headers = [f"{h} [95% CI]" if h in METRIC_NAMES.values() else h for h in RESULT_HEADERS]
-    em, f1 = RESULT_HEADERS.index("EM"), RESULT_HEADERS.index("F1")
+    em, f1, method = (RESULT_HEADERS.index(h) for h in ("EM", "F1", "method"))
     rows = []
     for r in results:
         cells = result_row(r.metrics)
+        cells[method] = r.method_label
         cells[em], cells[f1] = r.formatted("exact_match"), r.formatted("f1")
         rows.append([r.name, *cells])
     note = (
