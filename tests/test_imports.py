@@ -32,7 +32,7 @@ STAGES: list[tuple[str, ...]] = [
     ("report",),
     ("study",),
     ("serve",),
-    ("cli", "__main__", "__init__"),
+    ("cli", "usage", "__main__", "__init__"),
 ]
 STAGE_OF = {name: number for number, names in enumerate(STAGES) for name in names}
 
