@@ -78,5 +78,5 @@ def test_pdf_without_chromium_or_playwright_is_one_line_and_writes_nothing(
     out = tmp_path / "report"
     assert main(["report", *map(str, runs), "--out", str(out), "--no-qualitative", "--pdf"]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("peftqa: error: --pdf needs") and error.count("\n") == 1 and missing in error
+    assert error.startswith("peftqa: error: --pdf needs") and error.count("\n") == 1 and missing in error.lower()
     assert not out.exists()

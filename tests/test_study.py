@@ -108,11 +108,12 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
     monkeypatch.setitem(STUDY_PRESETS, "tiny", tiny)
     # The report is the test above's business; here only which runs reach it matters.
     reported: list[list[Path]] = []
-    monkeypatch.setattr(
-        report_module,
-        "build_report",
-        lambda finals, sweeps, out, log: (reported.append(list(finals)), (out / "report.md", out / "report.html"))[1],
-    )
+
+    def build_report(finals, sweeps, out, log, pdf):
+        reported.append(list(finals))
+        return out / "report.md", out / "report.html"
+
+    monkeypatch.setattr(report_module, "build_report", build_report)
     lines: list[str] = []
     folder = tmp_path / "study"
     summary = run_study(
