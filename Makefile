@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SQUAD_DIR ?= $(if $(wildcard ../shared/squad/dev-v1.1.json.gz),../shared/squad,)
-PY_PATHS := src tests benchmarks train.py app.py
+PY_PATHS := src tests benchmarks notebooks train.py app.py
 
 .PHONY: setup demo test test-slow lint bench browser-deps postgres-deps clean
 

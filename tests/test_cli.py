@@ -224,3 +224,23 @@ def test_data_make_v2_and_bad_files_of_each_format_are_one_line(capsys, tmp_path
     code, _, err = _run(capsys, *common, "--train-file", str(tmp_path / "nowhere.jsonl"), "--dev-file", str(bad))
     _assert_one_line_error(code, err, "nowhere.jsonl")
     assert not (tmp_path / "run").exists()
+
+
+def test_help_says_what_the_tool_does_and_its_first_commands_parse(capsys):
+    import shlex
+
+    from peftqa.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    described = " ".join(text.split("\n\n")[1].split())  # the paragraph after the usage line
+    for words in ("extractive question answering", "parameter-efficient fine-tuning", "compare", "serve", "export"):
+        assert words in described, words
+    starters = [line.strip() for line in text.splitlines() if line.strip().startswith("peftqa ")]
+    assert [line.split()[1] for line in starters] == ["study", "train", "serve"], starters
+    for line in starters:  # each example is a command the parser accepts, as written
+        args = build_parser().parse_args(shlex.split(line)[1:])
+        assert args.handler.__name__ == f"_cmd_{args.command}"
+    assert max(len(line) for line in text.split("where most people start")[1].splitlines()) <= 100

@@ -33,7 +33,7 @@ STAGES: list[tuple[str, ...]] = [
     ("study",),
     ("serve",),
     ("flags",),
-    ("cli", "__main__", "__init__"),
+    ("cli", "usage", "__main__", "__init__"),
 ]
 STAGE_OF = {name: number for number, names in enumerate(STAGES) for name in names}
 

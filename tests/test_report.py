@@ -214,6 +214,31 @@ def _row(markdown, first_cell, section="## Results"):
     return next(line for line in lines if line.startswith(f"| {first_cell} |"))
 
 
+def test_the_public_tables_are_the_report_s_own(many_dir, tmp_path):
+    from peftqa.report import comparison_rows, disagreements, load_results, results_rows
+
+    right = [k % 3 != 0 for k in range(30)]
+    folders = [
+        _fake_run(tmp_path / "lora", many_dir, "lora", right),
+        _fake_run(tmp_path / "full", many_dir, "full", [True] * 30),
+    ]
+    results = load_results(folders)
+    markdown = _report(folders, tmp_path)
+    headers, rows = results_rows(results)
+    assert headers[:2] == ["run", "method"] and [row[0] for row in rows] == ["lora", "full"]
+    assert rows[0][headers.index("F1 [95% CI]")] == results[0].formatted("f1")
+    assert "| " + " | ".join(map(str, rows[0])) + " |" in markdown
+    headers, rows = comparison_rows(results)
+    assert headers[2] == "F1 - full" and [row[0] for row in rows] == ["lora"] and rows[0][1] == 30
+    assert comparison_rows(results[:1]) == ([], [])
+    wrong = disagreements(results[1], results[0])
+    assert len(wrong) == 3 and all(row[2].startswith("full: ") and row[3] == "lora: founded" for row in wrong)
+    assert disagreements(results[1], results[0], limit=1) == wrong[:1]
+    assert disagreements(results[0], results[1]) == []  # lora is never right where full is wrong
+    section = markdown[markdown.index("### Where one run is right") :]
+    assert all(f"| {row[0]} |" in section for row in wrong)
+
+
 def test_scores_come_from_scores_jsonl_and_a_run_without_it_is_an_error(many_dir, tmp_path):
     from peftqa.errors import PeftqaError
     from peftqa.report import load_results

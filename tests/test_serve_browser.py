@@ -18,19 +18,10 @@ import pytest
 import torch
 
 from peftqa.data import load_examples
+from peftqa.report.pdf import CHROMIUM, CHROMIUM_ARGS
 from peftqa.serve import create_app
 from peftqa.serve.loading import load_models, threads_per_model
 from tests.test_serve import train_abstaining_run, train_tiny_runs
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,

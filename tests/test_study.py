@@ -75,6 +75,32 @@ def test_bad_study_input():
     assert main(["study", "--methods", "nope"]) == 2
 
 
+def test_study_pdf_without_chromium_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    from peftqa.report import pdf
+
+    monkeypatch.setattr(pdf, "CHROMIUM", tmp_path / "no-chromium")
+    assert main(["study", "--pdf", "--output-dir", str(tmp_path / "study"), "--data-dir", str(tmp_path)]) == 2
+    assert "--pdf needs Chromium" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()
+
+
+def test_study_folders_are_found_under_the_study_wherever_it_ran(tmp_path):
+    from peftqa import files
+    from peftqa.study import study_folders
+
+    folder = tmp_path / "moved"
+    with pytest.raises(PeftqaError, match="no study.json"):
+        study_folders(folder)
+    for name in ("lora", "ia3"):
+        (folder / "runs" / name).mkdir(parents=True)
+    summary = {"runs": ["studies/quick/runs/lora", "studies/quick/runs/ia3"], "sweeps": ["studies/quick/sweeps/lora"]}
+    files.write_json_atomic(folder / study_module.STUDY_JSON, summary)
+    assert study_folders(folder) == ([folder / "runs" / "lora", folder / "runs" / "ia3"], [folder / "sweeps" / "lora"])
+    (folder / "runs" / "ia3").rmdir()
+    with pytest.raises(PeftqaError, match="not there"):
+        study_folders(folder)
+
+
 def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squad_dir, tmp_path, monkeypatch, capfd):
     import peftqa.report as report_module
 
@@ -82,11 +108,12 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
     monkeypatch.setitem(STUDY_PRESETS, "tiny", tiny)
     # The report is the test above's business; here only which runs reach it matters.
     reported: list[list[Path]] = []
-    monkeypatch.setattr(
-        report_module,
-        "build_report",
-        lambda finals, sweeps, out, log: (reported.append(list(finals)), (out / "report.md", out / "report.html"))[1],
-    )
+
+    def build_report(finals, sweeps, out, log, pdf):
+        reported.append(list(finals))
+        return out / "report.md", out / "report.html"
+
+    monkeypatch.setattr(report_module, "build_report", build_report)
     lines: list[str] = []
     folder = tmp_path / "study"
     summary = run_study(

@@ -1,4 +1,4 @@
-"""The `peftqa` command: a thin layer that builds configs from flags and calls library functions.
+"""The `peftqa` command: configs built from flags, then library calls (what `--help` tells people: usage.py).
 
 Bad input (a PeftqaError) prints one line and exits with status 2; no traceback.
 """
@@ -18,6 +18,7 @@ from peftqa.flags import add_config_flags, add_run_flags, config_from_args, give
 from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES
 from peftqa.study import StudyConfig
 from peftqa.sweep.config import SweepConfig
+from peftqa.usage import DESCRIPTION, EPILOG
 
 # SweepConfig fields set from the run flags of the same name (--train-limit, --epochs, --eval-limit, --output-dir).
 _SWEEP_FROM_RUN_FLAGS = {"base", "train_limit", "epochs", "eval_limit", "output_dir", "extra"}
@@ -110,10 +111,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from peftqa.report import build_report
+    from peftqa.report import REPORT_PDF, build_report
 
-    markdown, page = build_report(args.run_dirs, args.sweep, args.out, qualitative=not args.no_qualitative)
-    print(f"report: {markdown} and {page} (self-contained: open it in a browser)")
+    markdown, page = build_report(args.run_dirs, args.sweep, args.out, not args.no_qualitative, pdf=args.pdf)
+    printed = f" and {page.with_name(REPORT_PDF)}" if args.pdf else ""
+    print(f"report: {markdown} and {page} (self-contained: open it in a browser){printed}")
     return 0
 
 
@@ -125,7 +127,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="peftqa", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="peftqa", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="get the SQuAD v1.1 files, or make a SQuAD 2.0-format file from one")
@@ -197,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--sweep", nargs="*", default=[], help="sweep directories to include")
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.add_argument("--no-qualitative", action="store_true", help="skip answering the hand-written examples")
+    report.add_argument("--pdf", action="store_true", help="also report.pdf, printed by headless chromium")
     report.set_defaults(handler=_cmd_report)
 
     export = commands.add_parser("export", help="a merged Hugging Face folder or an ONNX model of a run, checked")

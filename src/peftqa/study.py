@@ -182,6 +182,7 @@ class StudyConfig:
     validation_questions: int | None = setting(
         None, "held-out training questions (whole articles) the sweeps and the null threshold are chosen on"
     )
+    pdf: bool = setting(False, "also print the report to report/report.pdf (needs Debian chromium and playwright)")
     overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
 
     def run_overrides(self) -> dict[str, Any]:
@@ -204,7 +205,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
         log: where progress lines go.
     """
     from peftqa.hardware import visible_gpus
-    from peftqa.report import build_report, results_table
+    from peftqa.report import REPORT_PDF, build_report, check_pdf_printer, results_table
     from peftqa.train import train
     from peftqa.workers import plan_slots, worker_count
 
@@ -217,6 +218,8 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
     plan = [(method, grid, lrs) for method in names for grid, lrs in _grids(preset, method).items()]
     if seeds < 1:
         raise PeftqaError(f"--seeds must be at least 1, got {seeds}")
+    if config.pdf:
+        check_pdf_printer()  # now, not after hours of training
     processes = worker_count(workers, workers_per_gpu, len(visible_gpus()))
     parallel = processes > 1
     # In parallel the final runs wait for every sweep, then run as one step.
@@ -278,7 +281,8 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
             functools.partial(_train_in_workers, queued, plan_slots(count, workers_per_gpu), folder / "logs", log),
         )
 
-    report_md, report_html = steps.run("report", lambda: build_report(finals, sweeps, folder / "report", log=log))
+    write_report = functools.partial(build_report, finals, sweeps, folder / "report", log=log, pdf=config.pdf)
+    report_md, report_html = steps.run("report", write_report)
     summary = {
         "preset": preset_name,
         "description": preset.description,
@@ -302,8 +306,31 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
     log("\n" + results_table(metrics))
     log(f"\nstudy done in {summary['total_seconds'] / 60:.1f} min.")
     log(f"report: {report_md}  and  {report_html} (one self-contained file: open it in a browser)")
+    if config.pdf:
+        log(f"printed: {report_html.with_name(REPORT_PDF)}")
     log(f"compare the models side by side: peftqa serve {' '.join(str(p) for p in finals)}")
     return summary
+
+
+def study_folders(study_dir: str | Path) -> tuple[list[Path], list[Path]]:
+    """A finished study's run directories and sweep directories, in study.json's order.
+
+    study.json names them as the study was run (relative to where `peftqa study` ran); they are looked
+    up under `study_dir` instead, so a study folder can be opened from anywhere, or after it was moved.
+
+    Raises:
+        PeftqaError: no study.json in `study_dir` (the study has not finished), or a run it names is missing.
+    """
+    folder = Path(study_dir)
+    if not (folder / STUDY_JSON).is_file():
+        raise PeftqaError(f"{folder}: no {STUDY_JSON} (has `peftqa study` finished there?)")
+    summary = files.read_json(folder / STUDY_JSON)
+    run_dirs = [folder / "runs" / Path(name).name for name in summary["runs"]]
+    sweep_dirs = [folder / "sweeps" / Path(name).name for name in summary["sweeps"]]
+    missing = [str(run_dir) for run_dir in run_dirs if not run_dir.is_dir()]
+    if missing:
+        raise PeftqaError(f"{folder / STUDY_JSON} names runs that are not there: {', '.join(missing)}")
+    return run_dirs, sweep_dirs
 
 
 def _data_label(config: StudyConfig) -> str:

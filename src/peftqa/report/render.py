@@ -99,6 +99,14 @@ _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
     "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%}figcaption{color:#555}"
+    # Printed (report.pdf, or a browser's print): every section after the first on a new page, no table,
+    # row or figure cut across two pages, and no heading left alone at the foot of a page.
+    # A note just before its table or figure stays with it too (a table longer than a page still breaks,
+    # between rows, its header repeated).
+    "@media print{body{max-width:none;margin:0;padding:0}h2~h2{break-before:page}"
+    "table,tr,figure,img{break-inside:avoid}thead{display:table-header-group}"
+    "h1,h2,h3,p:has(+table),p:has(+figure){break-after:avoid}"
+    "th{-webkit-print-color-adjust:exact;print-color-adjust:exact}}"
 )
 
 

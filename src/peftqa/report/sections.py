@@ -35,9 +35,11 @@ from peftqa.report.results import (
 from peftqa.stats import format_interval
 
 _DISAGREEMENT_EXAMPLES = 3  # per pair of runs and direction
+DISAGREEMENT_HEADERS = ["question", "gold", "right", "wrong"]  # the columns of `disagreements`' rows
 
 
-def _results_section(results: list[RunResult]) -> list[Block]:
+def results_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
+    """The report's results table: headers, and one row per run with EM and F1 as 'mean [95% CI]'."""
     headers = [f"{h} [95% CI]" if h in METRIC_NAMES.values() else h for h in RESULT_HEADERS]
     em, f1, method = (RESULT_HEADERS.index(h) for h in ("EM", "F1", "method"))
     rows = []
@@ -46,6 +48,11 @@ def _results_section(results: list[RunResult]) -> list[Block]:
         cells[method] = r.method_label
         cells[em], cells[f1] = r.formatted("exact_match"), r.formatted("f1")
         rows.append([r.name, *cells])
+    return ["run", *headers], rows
+
+
+def _results_section(results: list[RunResult]) -> list[Block]:
+    headers, rows = results_rows(results)
     note = (
         f"{_questions_note(results)} EM and F1 are means over those questions with 95% percentile-bootstrap "
         f"intervals ({RESAMPLES:,} resamples of the questions, seed {BOOTSTRAP_SEED}): they cover which questions "
@@ -76,7 +83,7 @@ def _results_section(results: list[RunResult]) -> list[Block]:
     return [
         Block("h2", "Results"),
         Block("p", note),
-        Block("table", headers=["run", *headers], rows=rows),
+        Block("table", headers=headers, rows=rows),
         Block(
             "table", headers=["run", "lr", "train questions", "epochs", "max length", "batch", "device"], rows=settings
         ),
@@ -102,23 +109,33 @@ def _findings_section(results: list[RunResult], sweeps: Sequence[dict[str, Any]]
     ]
 
 
-def _comparison_section(results: list[RunResult]) -> list[Block]:
-    """Every run against full fine-tuning (else the best run): paired differences with their intervals."""
+def comparison_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[Any]]]:
+    """The paired-comparison table: every run minus full fine-tuning (else the best run by F1), F1 and EM
+    in points with 95% paired-bootstrap intervals and whether each is settled; no rows for a single run."""
     if len(results) < 2:
-        return []
-    reference, why = reference_run(results)
-    rows = []
+        return [], []
+    reference, _ = reference_run(results)
+    rows: list[list[Any]] = []
     for r in results:
         if r is reference:
             continue
         f1, em = compare(r, reference, "f1"), compare(r, reference, "exact_match")
         rows.append([r.name, f1["questions"], _difference(f1), verdict(f1), _difference(em), verdict(em)])
+    headers = ["run", "shared questions", f"F1 - {reference.name}", "F1", f"EM - {reference.name}", "EM"]
+    return headers, rows
+
+
+def _comparison_section(results: list[RunResult]) -> list[Block]:
+    """Every run against full fine-tuning (else the best run): paired differences with their intervals."""
+    if len(results) < 2:
+        return []
+    reference, why = reference_run(results)
+    headers, rows = comparison_rows(results)
     note = (
         f"Each run minus {reference.name} ({why}), on the questions both were scored on, in points, with 95% "
         f"paired-bootstrap intervals ({RESAMPLES:,} resamples of the shared questions, seed {BOOTSTRAP_SEED}). "
         "Settled: the interval excludes 0, so which of the two is better is not the luck of the questions."
     )
-    headers = ["run", "shared questions", f"F1 - {reference.name}", "F1", f"EM - {reference.name}", "EM"]
     return [Block("h2", "Paired comparisons"), Block("p", note), Block("table", headers=headers, rows=rows)]
 
 
@@ -250,6 +267,22 @@ def _distinct_questions(ids: Sequence[str], by_id: dict[str, Example]) -> list[s
     return list(first_id_of.values())
 
 
+def disagreements(right: RunResult, wrong: RunResult, limit: int = _DISAGREEMENT_EXAMPLES) -> list[list[str]]:
+    """Up to `limit` questions both runs were scored on where `right` is right (exact match) and `wrong` is
+    wrong (F1 below 50), each question text once: rows of question, gold answers, each run's answer."""
+    by_id = _all_examples([right, wrong])
+    wins = [i for i in shared_ids(right, wrong) if right.scores[i]["exact_match"] == 100 and wrong.scores[i]["f1"] < 50]
+    return [
+        [
+            by_id[i].question,
+            " / ".join(dict.fromkeys(by_id[i].answers)) or "(no answer)",
+            f"{right.name}: {right.predictions[i] or '(no answer)'}",
+            f"{wrong.name}: {wrong.predictions.get(i, '') or '(no answer)'}",
+        ]
+        for i in _distinct_questions(wins, by_id)[:limit]
+    ]
+
+
 def _error_section(results: list[RunResult]) -> list[Block]:
     scores = [per_question_scores(r) for r in results]
     names = [r.name for r in results]
@@ -275,7 +308,6 @@ def _error_section(results: list[RunResult]) -> list[Block]:
         Block("p", "Same answer: identical after SQuAD normalisation. Right: exact match with a gold answer."),
     ]
     rows, examples = [], []
-    by_id = _all_examples(results)
     for (a, sa), (b, sb) in itertools.combinations(zip(results, scores, strict=True), 2):
         ids = shared_ids(a, b)
         same = sum(
@@ -292,18 +324,7 @@ def _error_section(results: list[RunResult]) -> list[Block]:
                 *[f"{100 * right.count(case) / n:.1f}%" for case in ((True, True), (True, False), (False, True))],
             ]
         )
-        for (x, sx), (y, sy) in (((a, sa), (b, sb)), ((b, sb), (a, sa))):
-            wins = [i for i in ids if sx[i]["exact_match"] == 100 and sy[i]["f1"] < 50]
-            chosen = _distinct_questions(wins, by_id)[:_DISAGREEMENT_EXAMPLES]
-            examples += [
-                [
-                    by_id[i].question,
-                    " / ".join(dict.fromkeys(by_id[i].answers)) or "(no answer)",
-                    f"{x.name}: {x.predictions[i] or '(no answer)'}",
-                    f"{y.name}: {y.predictions.get(i, '') or '(no answer)'}",
-                ]
-                for i in chosen
-            ]
+        examples += disagreements(a, b) + disagreements(b, a)
     blocks.append(
         Block(
             "table",
@@ -318,7 +339,7 @@ def _error_section(results: list[RunResult]) -> list[Block]:
             "Right: exact match; wrong: F1 below 50. Each pair of runs on the questions both were scored on, "
             "the same questions as its paired comparison.",
         ),
-        Block("table", headers=["question", "gold", "right", "wrong"], rows=examples),
+        Block("table", headers=DISAGREEMENT_HEADERS, rows=examples),
     ]
     return blocks
 
