@@ -4,9 +4,10 @@ commands most people start with (kept out of cli.py, which is about turning flag
 # Wrapped by hand: RawDescriptionHelpFormatter (which keeps the epilog's columns) prints both as written.
 DESCRIPTION = """\
 Adapt a pretrained encoder (DistilBERT, MiniLM, other BERT-style models) to extractive
-question answering with parameter-efficient fine-tuning (LoRA, (IA)3, BitFit, ...), compare
-the methods honestly (confidence intervals, paired tests, one report), then serve them side
-by side in a browser and export them (Hugging Face folder or ONNX)."""
+question answering with parameter-efficient fine-tuning (LoRA and its variants, (IA)3,
+bottleneck adapters, prefix and prompt tuning, BitFit, ...: `peftqa methods` lists them),
+compare the methods honestly (confidence intervals, paired tests, one report), then serve
+them side by side in a browser and export them (Hugging Face folder or ONNX)."""
 
 EPILOG = """\
 where most people start:
@@ -14,7 +15,7 @@ where most people start:
       sweep, train and compare LoRA, (IA)3 and full fine-tuning on MiniLM-L6, minutes on a
       CPU (`make demo`); the report lands in studies/quick/report/report.html
   peftqa train --preset quick --method lora
-      fine-tune one method and score it on SQuAD dev
+      fine-tune one method and score it on SQuAD dev (`peftqa methods`: every method)
   peftqa serve studies/quick/runs/lora studies/quick/runs/ia3
       ask trained runs the same question side by side in a browser
 
