@@ -33,43 +33,53 @@ def _config(model_dir, squad_dir, out, **overrides):
 
 
 class _Watch:
-    """Hooks that see what every evaluation scored (`progress.last_eval`) and, after the first held-out
-    evaluation, wreck the QA head and stop it learning: the held-out F1 can only fall from there."""
+    """Hooks that see what every evaluation scored (`progress.last_eval`, at the next step or the run's
+    end) and, once the first held-out evaluation is in, wreck the QA head and stop it learning: the
+    held-out F1 can only fall from there."""
 
-    def __init__(self, wreck: bool = True) -> None:
-        self.wreck = wreck
+    def __init__(self) -> None:
         self.state = None
         self.prepared = None
-        self.scored_ids: list[set[str]] = []  # ids of each evaluation seen before the run finished
+        self.seen = 0  # held-out evaluations seen so far
+        self.scored_ids: list[set[str]] = []  # ids of each held-out evaluation, in order
         self.predictions_at: dict[int, dict[str, str]] = {}  # step -> the held-out evaluation's answers
+        self.finished_ids: set[str] = set()  # what the last evaluation, once the run is done, scored
 
     def hooks(self) -> TrainHooks:
-        return TrainHooks(after_prepare=self._prepared, after_step=self._step, after_epoch=self._epoch)
+        return TrainHooks(
+            after_prepare=self._prepared, after_step=self._step, after_epoch=self._epoch, after_finish=self._finish
+        )
 
     def _prepared(self, data) -> None:
         self.prepared = data
 
     def _seen(self, state) -> None:
         progress = state.progress
-        if progress.validation and progress.validation[-1]["step"] == progress.step and progress.last_eval:
+        if len(progress.validation) > self.seen:
+            self.seen = len(progress.validation)
             self.scored_ids.append(set(progress.last_eval.predictions))
-            self.predictions_at[progress.step] = dict(progress.last_eval.predictions)
+            self.predictions_at[progress.validation[-1]["step"]] = dict(progress.last_eval.predictions)
+            if self.seen == 1:
+                self._wreck(state)
+
+    def _wreck(self, state) -> None:
+        with torch.no_grad():
+            for name, parameter in state.model.named_parameters():
+                if parameter.requires_grad and "qa_outputs" in name:
+                    parameter.zero_()
+        state.scheduler.base_lrs = [0.0 for _ in state.scheduler.base_lrs]
+        for group in state.optimizer.param_groups:
+            group["lr"] = 0.0
 
     def _step(self, state) -> None:
         self.state = state
         self._seen(state)
-        validation = state.progress.validation
-        if self.wreck and len(validation) == 1 and validation[0]["step"] == state.progress.step:
-            with torch.no_grad():
-                for name, parameter in state.model.named_parameters():
-                    if parameter.requires_grad and "qa_outputs" in name:
-                        parameter.zero_()
-            state.scheduler.base_lrs = [0.0 for _ in state.scheduler.base_lrs]
-            for group in state.optimizer.param_groups:
-                group["lr"] = 0.0
 
     def _epoch(self, entry) -> None:
         self._seen(self.state)
+
+    def _finish(self, metrics) -> None:
+        self.finished_ids = set(self.state.progress.last_eval.predictions)
 
 
 def test_a_run_whose_held_out_f1_peaks_early_stops_there_and_keeps_that_steps_weights(
@@ -94,14 +104,14 @@ def test_a_run_whose_held_out_f1_peaks_early_stops_there_and_keeps_that_steps_we
     validation_ids = {e.id for e in data.validation_examples}
     dev_ids = {e.id for e in data.eval_examples}
     assert not validation_ids & dev_ids and not validation_ids & {e.id for e in data.train_examples}
-    assert watch.scored_ids == [validation_ids] * 3
-    assert set(files.read_json(run_dir / runs.PREDICTIONS_JSON)) == dev_ids
+    assert watch.scored_ids == [validation_ids] * 2  # steps 2 and 4, seen at steps 3 and 5
+    assert watch.finished_ids == dev_ids == set(files.read_json(run_dir / runs.PREDICTIONS_JSON))
     assert metrics["eval_split"] == "dev" and metrics["eval_questions"] == len(dev_ids)
 
-    # The saved weights are step 2's: reloaded, they give step 2's held-out answers, not the wrecked ones.
+    # The saved weights are step 2's: reloaded, they give step 2's held-out answers, not the wrecked head's.
     loaded = runs.load_run(run_dir)
     again = evaluate(loaded.model, data.validation_examples, data.validation_features, loaded.tokenizer.pad_token_id)
-    assert again.predictions == watch.predictions_at[2] != watch.predictions_at[6]
+    assert again.predictions == watch.predictions_at[2] != watch.predictions_at[4]
     assert again.metrics["f1"] == pytest.approx(scores[0])
 
 

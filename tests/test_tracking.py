@@ -123,6 +123,7 @@ def test_mlflow_sweep_trials_are_nested_under_the_sweeps_run(tiny_bert_dir, squa
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working directory (./mlruns)
     base = tiny_run_config(tiny_bert_dir, squad_dir, None, batch_size=4, report_to="mlflow")
     folder = str(tmp_path / "s")
     sweep = SweepConfig(base=base, lrs=[1e-2], train_fraction=1.0, epochs=1, eval_limit=None, output_dir=folder)
@@ -136,6 +137,7 @@ def test_mlflow_sweep_trials_are_nested_under_the_sweeps_run(tiny_bert_dir, squa
     trial = client.get_run(files.read_json(f"{trial_dir}/{TRACKING_JSON}")["mlflow_run_id"])
     assert trial.data.tags["mlflow.parentRunId"] == parent_id
     assert trial.data.metrics["final/f1"] == pytest.approx(summary["best"]["f1"])
+    assert not (tmp_path / "mlruns").exists() and (tmp_path / "artifacts").is_dir()
 
 
 @pytest.mark.parametrize("tracker", ["tensorboard", "mlflow"])

@@ -12,9 +12,10 @@ counted alike. Improvement is a strictly higher F1; the best is the earliest eva
 F1. The best evaluation's trainable tensors are kept on the CPU and saved in every checkpoint (with the
 progress naming their step), so `--resume` goes on from the same best score, step and patience count.
 
-`Validation` is a consumer of train()'s hooks: it scores in `after_step` (K steps; the loop's losses
-read first, so evaluation falls outside the training seconds) and records the loop's epoch-end scores in
-`after_epoch`; the loop stops once `progress.stopped_at_step` is set.
+The loop calls `Validation`: `due()` after each step, `score()` between steps (outside the training
+levers, like every evaluation: the losses read, the model back in training mode after), `record()` with
+each epoch's scores; it stops once `progress.stopped_at_step` is set. The hooks see the evaluations in
+`progress.validation` and `progress.last_eval`.
 """
 
 from __future__ import annotations
@@ -67,14 +68,15 @@ class Validation:
 
     @property
     def hooks(self) -> TrainHooks:
-        return TrainHooks(after_step=self._after_step, after_epoch=self._record, after_finish=self._add_to_run_json)
+        return TrainHooks(after_finish=self._add_to_run_json)
 
-    def _after_step(self, state: TrainingState) -> None:
-        if state.progress.step % self.every or state.at_epoch_end():
-            return  # an epoch's end is scored by the loop, and recorded in after_epoch
-        meter = state.meter
-        if meter is not None:
-            meter.read()  # the steps' losses up to here, and the training seconds stop before scoring
+    def due(self) -> bool:
+        """Whether the step just taken is scored in the middle of an epoch (the loop scores its end)."""
+        return self.state.progress.step % self.every == 0 and not self.state.at_epoch_end()
+
+    def score(self) -> None:
+        """Score the held-out articles now and record it (the loop calls it outside the training levers)."""
+        state = self.state
         _, examples, features = scored_while_training(state)
         result = evaluate(state.model, examples, features, state.pad_id, state.config.scoring, state.data.null_rule)
         state.progress.last_eval = LastEvaluation.of(result)
@@ -83,11 +85,9 @@ class Validation:
             f"step {entry['step']}: {VALIDATION} loss {entry['eval_loss']:.4f}, EM {entry['exact_match']:.2f}, "
             f"F1 {entry['f1']:.2f}"
         )
-        self._record(entry)
-        if meter is not None:
-            meter.start(meter.epoch)
+        self.record(entry)
 
-    def _record(self, entry: dict[str, Any]) -> None:
+    def record(self, entry: dict[str, Any]) -> None:
         progress = self.state.progress
         progress.validation.append({key: entry[key] for key in ("step", "eval_loss", "exact_match", "f1")})
         if not self.patience:

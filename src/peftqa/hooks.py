@@ -17,7 +17,6 @@ import torch
 from peftqa.checkpoint import Progress, save_checkpoint
 from peftqa.config import RunConfig
 from peftqa.levers import SpeedLevers
-from peftqa.meter import Meter
 from peftqa.methods import MethodSpec
 from peftqa.parallel import Parallel
 from peftqa.prepare import TrainingData
@@ -80,7 +79,6 @@ class TrainingState:
     hooks: TrainHooks
     levers: SpeedLevers
     progress: Progress = field(default_factory=Progress)
-    meter: Meter | None = None  # the loop's, while it runs: a hook that evaluates reads the losses first
     # Early stopping: the best evaluation's trainable tensors (on the CPU), saved with every checkpoint.
     best_weights: dict[str, torch.Tensor] | None = None
 

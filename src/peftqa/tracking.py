@@ -140,7 +140,9 @@ def _mlflow_client(config: RunConfig) -> tuple[Any, str]:
         experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return client, experiment.experiment_id
-    local = uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI")
+    # A local SQLite store keeps its artifacts beside it (MLflow's default would be ./mlruns wherever the
+    # command runs); a server decides for itself.
+    local = uri.startswith("sqlite:///")
     artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri() if local else None
     return client, client.create_experiment(name, artifact_location=artifacts)
 
@@ -211,6 +213,8 @@ class RunTracking:
             self.record = {"report_to": "mlflow", "tracking_uri": mlflow_uri(config), "mlflow_run_id": self.sink.run_id}
         new = {k: v for k, v in before.items() if k != "logged_step"} != self.record
         self.sink.params(hyperparameters(config), new)
+        # Written now, so a run killed before its first loss is sent still resumes in the same MLflow run.
+        files.write_json_atomic(self.record_path, {**self.record, "logged_step": self.sent_losses})
         self._send()
         state.log(f"tracking: {self.where()}")
 

@@ -116,7 +116,7 @@ def train(
     validation = Validation(state) if config.eval_every_steps else None
     with tracked(state, resume) as tracking:
         state.hooks = chain_hooks(validation.hooks if validation else None, tracking, hooks)
-        _fit(state)
+        _fit(state, validation)
         # With --eval-every-steps dev is scored only now, once, with the weights kept.
         final = validation.final_scores() if validation else state.progress.history[-1]
         if not parallel.main:
@@ -124,11 +124,12 @@ def train(
         return _finish(state, tokenizer, parameters, final, validation.outcome() if validation else {})
 
 
-def _fit(state: TrainingState) -> None:
-    """The loop: micro-batch -> loss -> clip -> step, a checkpoint every so often, eval per epoch.
+def _fit(state: TrainingState, validation: Validation | None) -> None:
+    """The loop: micro-batch -> loss -> clip -> step, a checkpoint every so often, eval per epoch (and
+    with `validation` on held-out articles every --eval-every-steps steps, until early stopping).
 
     Nothing in a step reads from the device: losses and token counts stay there (`Meter`) and are
-    read every `log_every_steps` steps, before a checkpoint and at the end of an epoch.
+    read every `log_every_steps` steps, before a checkpoint and evaluation and at the end of an epoch.
     """
     config, progress, features, parallel = state.config, state.progress, state.data.train_features, state.parallel
     device = model_device(state.model)
@@ -144,7 +145,7 @@ def _fit(state: TrainingState) -> None:
         unit="step",
         disable=not parallel.main,  # one progress bar, not one per process
     )
-    state.meter = meter = Meter(progress, parallel, device, bar)
+    meter = Meter(progress, parallel, device, bar)
     while progress.step < state.total_steps and progress.stopped_at_step is None:
         epoch, step_in_epoch = divmod(progress.step, state.steps_per_epoch)
         # Batch order depends only on (seed, epoch): a resumed run sees the same batches.
@@ -182,7 +183,8 @@ def _fit(state: TrainingState) -> None:
                 meter.add(loss, batch["attention_mask"], len(local_rows) if weight else 0, len(rows))
                 if after_step is not None:
                     after_step(state)
-                if state.at_epoch_end() or progress.stopped_at_step is not None:
+                # A held-out evaluation leaves the training levers first, as every evaluation does.
+                if state.at_epoch_end() or (validation is not None and validation.due()):
                     break
                 if progress.step % config.checkpoint_every_steps == 0:
                     meter.read()  # the checkpoint holds every step's loss
@@ -191,11 +193,18 @@ def _fit(state: TrainingState) -> None:
                 elif progress.step % config.log_every_steps == 0:
                     meter.read()
         meter.read()
-        if progress.stopped_at_step is None:  # stopped early: its last evaluation already scored this step
+        if state.at_epoch_end():
             _end_epoch(state, epoch)
+            if validation is not None:
+                validation.record(progress.history[-1])
             if state.hooks.after_epoch is not None:
                 state.hooks.after_epoch(progress.history[-1])
-        state.checkpoint()
+        elif validation is not None:  # in the middle of the epoch: the next batches follow from here
+            validation.score()
+        stopped = progress.stopped_at_step is not None
+        # A checkpoint step the evaluation's pause came before is still checkpointed (after it).
+        if state.at_epoch_end() or stopped or progress.step % config.checkpoint_every_steps == 0:
+            state.checkpoint()
     bar.close()
 
 
