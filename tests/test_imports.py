@@ -26,6 +26,7 @@ STAGES: list[tuple[str, ...]] = [
     ("batches", "postprocess"),
     ("predict",),
     ("prepare", "levers", "parallel", "checkpoint", "meter"),
+    ("hooks", "early_stopping", "tracking"),  # what watches the loop through its hooks
     ("train",),
     ("evaluation", "export", "predict_run"),
     ("sweep",),

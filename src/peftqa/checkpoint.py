@@ -25,9 +25,20 @@ from peftqa.predict import EvalResult
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 # Settings that may change between an interrupted run and its resumption without changing the result
-# (how often losses are read, and where batches are gathered, give the same steps bit for bit). Data
-# may move: its files' fingerprints are compared instead (check_same_data).
-_RESUMABLE_DIFFERENCES = {"data_dir", "train_file", "dev_file", "output_dir", "log_every_steps", "device_batches"}
+# (how often losses are read, and where batches are gathered, give the same steps bit for bit; where
+# the run is tracked only watches it). Data may move: its files' fingerprints are compared instead
+# (check_same_data).
+_RESUMABLE_DIFFERENCES = {
+    "data_dir",
+    "train_file",
+    "dev_file",
+    "output_dir",
+    "log_every_steps",
+    "device_batches",
+    "report_to",
+    "tracking_dir",
+    "tracking_parent",
+}
 
 
 @dataclass
@@ -73,7 +84,10 @@ class Progress:
     train_seconds: float = 0.0
     train_features_seen: int = 0
     train_tokens_seen: int = 0
-    last_eval: LastEvaluation | None = None  # None until the first epoch is scored
+    last_eval: LastEvaluation | None = None  # the latest evaluation; None until the first one
+    # --eval-every-steps: every held-out evaluation as {step, eval_loss, exact_match, f1}, oldest first.
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    stopped_at_step: int | None = None  # where early stopping ended training; None while it goes on
 
     def throughput(self) -> dict[str, float]:
         """Training seconds so far and the features and real tokens trained per second (metrics.json's)."""
@@ -95,7 +109,8 @@ def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / CHECKPOINT_DIR / CHECKPOINT_FILE
 
 
-def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy, on the CPU, of the tensors a method trains (what a checkpoint and early stopping keep)."""
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -106,11 +121,15 @@ def save_checkpoint(
     scheduler: Any,
     progress: Progress,
     method: MethodSpec | None = None,
+    best_weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Everything --resume needs, written atomically (a kill -9 leaves the previous one intact)."""
+    """Everything --resume needs, written atomically (a kill -9 leaves the previous one intact); with
+    early stopping also the best evaluation's trainable tensors, in the same file as the progress that
+    names their step, so the two never disagree."""
     state = {
         "method": method.training_state(model) if method is not None and method.training_state else None,
-        "trainable": _trainable_state(model),
+        "trainable": trainable_state(model),
+        "best_trainable": best_weights,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -149,6 +168,15 @@ def load_checkpoint(
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return Progress.from_dict(state["progress"])
+
+
+def load_best_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
+    """The best evaluation's trainable tensors the checkpoint holds (early stopping), or None."""
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        return None
+    # Memory-mapped: only the tensors asked for are read, not the whole optimiser state again.
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("best_trainable")
 
 
 def remove_checkpoint(run_dir: Path) -> None:

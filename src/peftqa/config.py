@@ -47,6 +47,7 @@ def _scoring_setting(name: str) -> Any:
 
 LEVER_CHOICES = ("auto", "on", "off")  # a GPU lever's setting: auto is on for CUDA only
 PRECISIONS = ("auto", "fp32", "bf16")  # the training step's arithmetic (levers.precision)
+REPORT_TO = ("none", "tensorboard", "mlflow")  # where a run's curves and figures are tracked live (peftqa.tracking)
 
 
 @dataclass
@@ -125,6 +126,27 @@ class RunConfig:
     fused_lora: str = setting(
         "auto", "LoRA layers compute base(x) + s*B(A(x)) as one addmm while training (auto: on CUDA; on; off)"
     )
+    eval_every_steps: int | None = setting(
+        None,
+        "score the held-out training articles (--validation-questions, never dev) every this many steps and at "
+        "each epoch's end; dev is scored once, after training",
+    )
+    early_stopping_patience: int | None = setting(
+        None,
+        "with --eval-every-steps: stop after this many evaluations without a better held-out F1, and keep the "
+        "best evaluation's weights",
+    )
+    report_to: str = setting(
+        "none",
+        "track the run live: tensorboard (event files in RUN_DIR/tensorboard) or mlflow (MLFLOW_TRACKING_URI, "
+        "default a SQLite store in ./mlruns); the losses are sent every --log-every-steps steps",
+        choices=REPORT_TO,
+    )
+    tracking_dir: str | None = setting(
+        None, "tensorboard: event files in DIR/<run name>; mlflow: the local store DIR/mlflow.db when no URI is set"
+    )
+    # The MLflow run a sweep opened: its trials' runs are nested under it (set by the sweep, no flag).
+    tracking_parent: str | None = None
     n_best: int = _scoring_setting("n_best")
     max_answer_tokens: int = _scoring_setting("max_answer_tokens")
     output_dir: str | None = setting(None, "the run directory (default: runs/<method>-<model>-<time>)")
@@ -138,7 +160,7 @@ class RunConfig:
         for name in ("batch_size", "max_length", "n_best", "max_answer_tokens", "validation_questions"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("train_limit", "eval_limit", "max_steps", "eval_batch_size"):
+        for name in ("train_limit", "eval_limit", "max_steps", "eval_batch_size", "eval_every_steps"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 problems.append(f"{name} must be positive, got {value}")
@@ -152,11 +174,16 @@ class RunConfig:
             problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.log_every_steps <= 0:
             problems.append(f"log_every_steps must be positive, got {self.log_every_steps}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience <= 0:
+            problems.append(f"early_stopping_patience must be positive, got {self.early_stopping_patience}")
+        if self.early_stopping_patience is not None and self.eval_every_steps is None:
+            problems.append("--early-stopping-patience needs --eval-every-steps (how often the held-out F1 is scored)")
         for name, allowed in (
             ("device_batches", ("on", "off")),
             ("precision", PRECISIONS),
             ("frozen_bf16", LEVER_CHOICES),
             ("fused_lora", LEVER_CHOICES),
+            ("report_to", REPORT_TO),
         ):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

@@ -14,8 +14,9 @@ from typing import Any
 from peftqa.config import PRESETS, RunConfig, preset
 from peftqa.methods import METHODS, method_names
 
-# RunConfig fields that have no flag of their own (method_options gets one flag per option).
-_NO_FLAG = {"method_options"}
+# RunConfig fields that have no flag of their own (method_options gets one flag per option; a sweep sets
+# tracking_parent).
+_NO_FLAG = {"method_options", "tracking_parent"}
 
 
 def _without_none(annotation: Any) -> Any:

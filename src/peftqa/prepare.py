@@ -54,15 +54,22 @@ class TrainingData:
     # Data with unanswerable questions (SQuAD 2.0): how "no answer" is decided; None on SQuAD v1.1 data.
     null_rule: NullRule | None = None
     threshold_description: str | None = None  # which questions the null threshold is chosen on
+    # --eval-every-steps: the held-out training articles scored while training (never dev), and in words.
+    validation_examples: list[Example] | None = None
+    validation_features: FeatureSet | None = None
+    validation_description: str | None = None
 
 
 def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] = print) -> TrainingData:
     """Choose the training and scored questions (config.questions) and build (or load) their features.
 
     When the data has questions without an answer and no --null-threshold is given, a dev-scored run
-    holds whole training articles out of training and chooses its threshold on them.
+    holds whole training articles out of training and chooses its threshold on them; with
+    --eval-every-steps it holds them out to score them while training (early stopping). A run scored
+    on the validation split is validated on its own scored questions.
     """
     choice = config.questions
+    validating = config.eval_every_steps is not None
     roles = {"train": "train", choice.eval_split: "train" if choice.eval_split == "validation" else "dev"}
     sources = {split: question_source(config.data_dir, choice, role) for split, role in roles.items()}
     data_files = {split: describe_source(sources[split], roles[split]) for split in sources}
@@ -73,12 +80,14 @@ def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] =
             + " and ".join(str(source) for source in dict.fromkeys(sources.values()))
             + " have none"
         )
-    if with_negative and config.null_threshold is None and choice.eval_split == "dev":
+    choose_threshold = with_negative and config.null_threshold is None
+    if (choose_threshold or validating) and choice.eval_split == "dev":
         choice = dataclasses.replace(choice, hold_out=True)
     # A seeded random sample: the first N questions would cover only the first few articles.
     train_examples = train_questions(config.data_dir, choice)
     eval_examples, _ = eval_questions(config.data_dir, choice)
-    tune_examples = threshold_questions(config.data_dir, choice) if choice.hold_out else None
+    held_out = threshold_questions(config.data_dir, choice) if choice.hold_out else None
+    tune_examples = held_out if choose_threshold else None
     prints = {split: described["fingerprint"] for split, described in data_files.items()}
     data_md5 = {split: md5_of(Path(source)) for split, source in sources.items() if Path(source).is_file()}
     began = time.perf_counter()
@@ -88,23 +97,31 @@ def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] =
     eval_features, eval_cached = load_or_build_features(
         eval_examples, tokenizer, config.max_length, config.doc_stride, prints[choice.eval_split]
     )
+    held_out_features = None
+    if held_out is not None:
+        held_out_features, _ = load_or_build_features(
+            held_out, tokenizer, config.max_length, config.doc_stride, prints["train"]
+        )
     null_rule, described = None, None
     if with_negative:
-        tune_features = None
+        tune_features = held_out_features if tune_examples is not None else None
         if tune_examples is not None:
-            tune_features, _ = load_or_build_features(
-                tune_examples, tokenizer, config.max_length, config.doc_stride, prints["train"]
-            )
             described = choice.threshold_choice.describe(len(tune_examples))
         elif config.null_threshold is None:
             described = choice.describe(len(eval_examples))  # a validation run: its own held-out questions
         null_rule = NullRule(config.null_threshold, tune_examples, tune_features)
     seconds = time.perf_counter() - began
+    validation: tuple[list[Example] | None, FeatureSet | None, str | None] = (None, None, None)
+    if validating and held_out is not None:
+        validation = (held_out, held_out_features, choice.threshold_choice.describe(len(held_out)))
+    elif validating:
+        validation = (eval_examples, eval_features, choice.describe(len(eval_examples)))
     log(
         f"data: {len(train_examples)} train questions -> {len(train_features)} features, scored on "
         f"{choice.describe(len(eval_examples))} -> {len(eval_features)} features "
         f"({'from cache' if train_cached and eval_cached else 'tokenised'} in {seconds:.1f} s)"
         + (f"; null threshold chosen on {described}" if described else "")
+        + (f"; validated while training on {validation[2]}" if validating else "")
     )
     return TrainingData(
         train_examples,
@@ -117,6 +134,7 @@ def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] =
         data_files,
         null_rule,
         described,
+        *validation,
     )
 
 
@@ -195,6 +213,7 @@ def run_settings(
         "data_md5": data.data_md5,
         "data_files": data.data_files,
         **({"null_threshold_chosen_on": data.threshold_description} if data.threshold_description else {}),
+        **({"validated_on": data.validation_description} if data.validation_description else {}),
         "train_questions": len(data.train_examples),
         "train_features": len(data.train_features),
         "eval_questions": len(data.eval_examples),

@@ -5,12 +5,15 @@ evaluate, predict, export and the web page share, for either.
       adapter/ or model/   trained weights (adapter + QA head, or the whole model)
       tokenizer/           the tokenizer the features were built with
       run.json             every setting, package versions, git commit, device, data files and fingerprints
-      metrics.json         exact_match, f1, parameter counts, timings, per-epoch history; on SQuAD 2.0
+      metrics.json         exact_match, f1, parameter counts, timings, per-epoch history, every step's loss;
+                           with --eval-every-steps every held-out evaluation, best_step, stopped_at_step; on SQuAD 2.0
                            data also null_threshold and the official HasAns_* / NoAns_* / best_* figures
       predictions.json     {question id: answer}, the official predictions format
       scores.jsonl         per question: id, title, exact_match, f1, prediction
       loss_curve.png       train and dev loss per epoch
       checkpoint/          only while training: what --resume needs
+      tensorboard/         --report-to tensorboard: the event files (unless --tracking-dir)
+      tracking.json        --report-to: where the run is tracked (the MLflow run id), so --resume goes on there
 
     EXPORT_DIR/ (peftqa export)
       config.json, model.safetensors (hf) or model.onnx (onnx), tokenizer files

@@ -24,12 +24,14 @@ from typing import Any
 
 from peftqa import files, runs
 from peftqa.backbone import DEFAULT_MODEL
-from peftqa.config import PRECISIONS, PRESETS, RunConfig, setting
+from peftqa.config import PRECISIONS, PRESETS, REPORT_TO, RunConfig, setting
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method, methods_in_all
 from peftqa.sweep import SweepConfig, run_sweep
 
 STUDY_JSON = "study.json"
+# StudyConfig fields that are RunConfig settings of every sweep trial and final run, when given.
+_RUN_SETTINGS = ("model", "precision", "train_file", "dev_file", "validation_questions", "report_to", "tracking_dir")
 
 # The original experiment's grid (its best value was its top edge).
 ORIGINAL_LRS = [1e-5, 2e-5, 3e-5, 4e-5, 5e-5]
@@ -183,16 +185,18 @@ class StudyConfig:
         None, "held-out training questions (whole articles) the sweeps and the null threshold are chosen on"
     )
     pdf: bool = setting(False, "also print the report to report/report.pdf (needs Debian chromium and playwright)")
+    report_to: str | None = setting(
+        None,
+        "track every sweep trial and final run live: tensorboard or mlflow (see `peftqa train --help`)",
+        choices=REPORT_TO,
+    )
+    tracking_dir: str | None = setting(None, "where the tracker writes (see `peftqa train --help`)")
     overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
 
     def run_overrides(self) -> dict[str, Any]:
-        """The RunConfig settings that replace the preset's: `overrides`, then the model, precision, files
-        and held-out size when given."""
-        given = {
-            name: getattr(self, name)
-            for name in ("model", "precision", "train_file", "dev_file", "validation_questions")
-            if getattr(self, name) is not None
-        }
+        """The RunConfig settings that replace the preset's: `overrides`, then the model, precision, files,
+        held-out size and tracking when given."""
+        given = {name: getattr(self, name) for name in _RUN_SETTINGS if getattr(self, name) is not None}
         return {**self.overrides, **given}
 
 

@@ -3,14 +3,14 @@
 Phases: data and model -> features (`prepare`) -> the seeded model with its method -> resume if asked
 -> epochs of length-grouped, padded batches (`batches`; losses read at read points, `meter`) -> per
 epoch: the scored questions' loss, EM, F1 and a checkpoint -> weights, metrics.json, predictions.json,
-loss curve. `TrainHooks` let a caller watch the run without touching the loop.
+loss curve. `TrainHooks` (peftqa.hooks) let a caller watch the run without touching the loop; held-out
+evaluation with early stopping (`early_stopping`) and live tracking (`tracking`) watch it through them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,66 +24,26 @@ from peftqa.batches import DeviceFeatures, collate, forward_inputs, length_group
 from peftqa.checkpoint import (
     CHECKPOINT_DIR,
     LastEvaluation,
-    Progress,
     check_same_data,
     check_same_settings,
     load_checkpoint,
     remove_checkpoint,
-    save_checkpoint,
 )
 from peftqa.config import RunConfig
+from peftqa.early_stopping import Validation, scored_while_training
 from peftqa.errors import PeftqaError
 from peftqa.hardware import peak_memory_mb, pick_device, reset_peak_memory
+from peftqa.hooks import TrainHooks, TrainingState, chain_hooks
 from peftqa.levers import SpeedLevers
 from peftqa.meter import Meter
-from peftqa.methods import MethodSpec, get_method
-from peftqa.parallel import Parallel, init_parallel
+from peftqa.methods import get_method
+from peftqa.parallel import init_parallel
 from peftqa.plots import plot_loss_curve
 from peftqa.predict import autocast_for, evaluate, model_device
-from peftqa.prepare import TrainingData, build_model, build_optimizer, default_output_dir, prepare_data, run_settings
+from peftqa.prepare import build_model, build_optimizer, default_output_dir, prepare_data, run_settings
+from peftqa.tracking import require_tracker, tracked
 
-
-@dataclass
-class TrainingState:
-    """One run's training state, passed along the loop's phases instead of a dozen arguments."""
-
-    config: RunConfig
-    method: MethodSpec
-    run_dir: Path
-    data: TrainingData
-    pad_id: int
-    model: Any
-    optimizer: Any
-    scheduler: Any
-    parallel: Parallel
-    steps_per_epoch: int
-    total_steps: int
-    log: Callable[[str], None]
-    hooks: TrainHooks
-    levers: SpeedLevers
-    progress: Progress = field(default_factory=Progress)
-
-    def checkpoint(self) -> None:
-        if self.parallel.main:
-            save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, self.progress, self.method)
-
-
-@dataclass(frozen=True)
-class TrainHooks:
-    """What a caller (a sweep, a benchmark, a test) is told while a run trains; every hook is optional.
-
-    Hooks run on the host between steps and read nothing from the device; one that reads (a tensor's
-    value) makes the host wait for the device there.
-    """
-
-    # With the run's questions and features, once they are ready (before the model is built).
-    after_prepare: Callable[[TrainingData], None] | None = None
-    # With the training state after each optimiser step (progress.step counts it; its loss is still
-    # on the device).
-    after_step: Callable[[TrainingState], None] | None = None
-    # With each epoch's history entry once it is scored, before its checkpoint; an exception it raises
-    # stops the run there (the sweep prunes trials this way).
-    after_epoch: Callable[[dict[str, Any]], None] | None = None
+__all__ = ["TrainHooks", "TrainingState", "train"]  # callers import the hooks from here
 
 
 def train(
@@ -98,6 +58,7 @@ def train(
         hooks: callbacks told of the run's data, steps and epochs (see TrainHooks).
     """
     hooks = hooks or TrainHooks()
+    require_tracker(config.report_to)  # a missing extra is one line now, before any data loads
     spec = get_method(config.method)
     run_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config)
     if resume:
@@ -151,18 +112,23 @@ def train(
         if restored is not None:
             state.progress = restored
             log(f"resumed from step {restored.step} of {total_steps}")
+    validation = Validation(state) if config.eval_every_steps else None
+    with tracked(state, resume) as tracking:
+        state.hooks = chain_hooks(validation.hooks if validation else None, tracking, hooks)
+        _fit(state, validation)
+        # With --eval-every-steps dev is scored only now, once, with the weights kept.
+        final = validation.final_scores() if validation else state.progress.history[-1]
+        if not parallel.main:
+            return final  # the same scores as the main process: every rank evaluates them all
+        return _finish(state, tokenizer, parameters, final, validation.outcome() if validation else {})
 
-    _fit(state)
-    if not parallel.main:
-        return state.progress.history[-1]  # the same scores as the main process: every rank evaluates them all
-    return _finish(state, tokenizer, parameters)
 
-
-def _fit(state: TrainingState) -> None:
-    """The loop: micro-batch -> loss -> clip -> step, a checkpoint every so often, eval per epoch.
+def _fit(state: TrainingState, validation: Validation | None) -> None:
+    """The loop: micro-batch -> loss -> clip -> step, a checkpoint every so often, eval per epoch (and
+    with `validation` on held-out articles every --eval-every-steps steps, until early stopping).
 
     Nothing in a step reads from the device: losses and token counts stay there (`Meter`) and are
-    read every `log_every_steps` steps, before a checkpoint and at the end of an epoch.
+    read every `log_every_steps` steps, before a checkpoint and evaluation and at the end of an epoch.
     """
     config, progress, features, parallel = state.config, state.progress, state.data.train_features, state.parallel
     device = model_device(state.model)
@@ -179,7 +145,7 @@ def _fit(state: TrainingState) -> None:
         disable=not parallel.main,  # one progress bar, not one per process
     )
     meter = Meter(progress, parallel, device, bar)
-    while progress.step < state.total_steps:
+    while progress.step < state.total_steps and progress.stopped_at_step is None:
         epoch, step_in_epoch = divmod(progress.step, state.steps_per_epoch)
         # Batch order depends only on (seed, epoch): a resumed run sees the same batches.
         batches = length_grouped_batches(features.lengths, config.batch_size, config.seed * 1000 + epoch)
@@ -216,7 +182,8 @@ def _fit(state: TrainingState) -> None:
                 meter.add(loss, batch["attention_mask"], len(local_rows) if weight else 0, len(rows))
                 if after_step is not None:
                     after_step(state)
-                if progress.step % state.steps_per_epoch == 0 or progress.step >= state.total_steps:
+                # A held-out evaluation leaves the training levers first, as every evaluation does.
+                if state.at_epoch_end() or (validation is not None and validation.due()):
                     break
                 if progress.step % config.checkpoint_every_steps == 0:
                     meter.read()  # the checkpoint holds every step's loss
@@ -225,19 +192,27 @@ def _fit(state: TrainingState) -> None:
                 elif progress.step % config.log_every_steps == 0:
                     meter.read()
         meter.read()
-        _end_epoch(state, epoch)
-        if state.hooks.after_epoch is not None:
-            state.hooks.after_epoch(progress.history[-1])
-        state.checkpoint()
+        if state.at_epoch_end():
+            _end_epoch(state, epoch)
+            if validation is not None:
+                validation.record(progress.history[-1])
+            if state.hooks.after_epoch is not None:
+                state.hooks.after_epoch(progress.history[-1])
+        elif validation is not None:  # in the middle of the epoch: the next batches follow from here
+            validation.score()
+        stopped = progress.stopped_at_step is not None
+        # A checkpoint step the evaluation's pause came before is still checkpointed (after it).
+        if state.at_epoch_end() or stopped or progress.step % config.checkpoint_every_steps == 0:
+            state.checkpoint()
     bar.close()
 
 
 def _end_epoch(state: TrainingState, epoch: int) -> None:
-    """Score the held-out questions, and add the epoch's losses and scores to the history."""
+    """Score the held-out questions (held-out training articles with --eval-every-steps, dev waiting for
+    the end), and add the epoch's losses and scores to the history."""
     progress, data = state.progress, state.data
-    result = evaluate(
-        state.model, data.eval_examples, data.eval_features, state.pad_id, state.config.scoring, data.null_rule
-    )
+    split, examples, features = scored_while_training(state)
+    result = evaluate(state.model, examples, features, state.pad_id, state.config.scoring, data.null_rule)
     # A resumed epoch only ran part of its steps in this process; the step losses hold the whole epoch.
     epoch_losses = progress.step_losses[epoch * state.steps_per_epoch : progress.step]
     entry = {
@@ -251,17 +226,20 @@ def _end_epoch(state: TrainingState, epoch: int) -> None:
     progress.history.append(entry)
     progress.last_eval = LastEvaluation.of(result)
     state.log(
-        f"epoch {entry['epoch']}: train loss {entry['train_loss']:.4f}, {state.config.eval_split} loss "
+        f"epoch {entry['epoch']}: train loss {entry['train_loss']:.4f}, {split} loss "
         f"{entry['eval_loss']:.4f}, EM {entry['exact_match']:.2f}, F1 {entry['f1']:.2f} "
         f"[{result.metrics['f1_ci'][0]:.2f}, {result.metrics['f1_ci'][1]:.2f}]"
         + (f", null threshold {result.answerability['null_threshold']:.3f}" if result.answerability else "")
     )
 
 
-def _finish(state: TrainingState, tokenizer: Any, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Export the weights and tokenizer, then the metrics and predictions of the last evaluation."""
+def _finish(
+    state: TrainingState, tokenizer: Any, parameters: dict[str, Any], last: dict[str, Any], validation: dict[str, Any]
+) -> dict[str, Any]:
+    """Export the weights and tokenizer, then the metrics and predictions of the last evaluation (`last`:
+    its history entry, or with --eval-every-steps dev's once training ended; `validation`: early stopping's)."""
     config, data, progress, run_dir, spec = state.config, state.data, state.progress, state.run_dir, state.method
-    last, last_eval = progress.history[-1], progress.last_eval
+    last_eval = progress.last_eval
     assert last_eval is not None  # every epoch ends scored
     spec.save(state.model, run_dir)
     tokenizer.save_pretrained(run_dir / runs.TOKENIZER_DIR)
@@ -288,12 +266,17 @@ def _finish(state: TrainingState, tokenizer: Any, parameters: dict[str, Any]) ->
         "peak_memory_mb": peak_memory_mb(model_device(state.model)),
         "steps": progress.step,
         "history": progress.history,
+        "step_losses": progress.step_losses,  # every optimiser step's training loss, as the trackers got them
+        **validation,
     }
     files.write_json_atomic(run_dir / runs.PREDICTIONS_JSON, last_eval.predictions)
     runs.write_scores(run_dir / runs.SCORES_JSONL, last_eval.score_rows(data.eval_examples))
-    plot_loss_curve(progress.history, progress.step_losses, run_dir / runs.LOSS_CURVE, run_dir.name, config.eval_split)
+    curve_split = scored_while_training(state)[0]
+    plot_loss_curve(progress.history, progress.step_losses, run_dir / runs.LOSS_CURVE, run_dir.name, curve_split)
     # metrics.json last: its presence means the run is complete.
     files.write_json_atomic(run_dir / runs.METRICS_JSON, metrics)
     remove_checkpoint(run_dir)
     state.log(f"done: EM {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}; run directory {run_dir}")
+    if state.hooks.after_finish is not None:
+        state.hooks.after_finish(metrics)
     return metrics

@@ -32,6 +32,7 @@ from peftqa.report.results import (
     question_type,
     shared_ids,
 )
+from peftqa.report.validation import validation_blocks
 from peftqa.stats import format_interval
 
 _DISAGREEMENT_EXAMPLES = 3  # per pair of runs and direction
@@ -180,11 +181,15 @@ def _curves_section(results: list[RunResult]) -> list[Block]:
                     name="loss-" + re.sub(r"[^\w.-]", "_", r.name) + ".png",
                 )
             )
+        # With --eval-every-steps the epochs were scored on held-out training articles, dev only at the end.
+        split = "validation" if "validation" in r.metrics else r.metrics.get("eval_split", "dev")
         history = [
             [h["epoch"], h["step"], f"{h['train_loss']:.3f}", f"{h['eval_loss']:.3f}", f"{h['f1']:.2f}"]
             for h in r.metrics.get("history", [])
         ]
-        blocks.append(Block("table", headers=["epoch", "step", "train loss", "dev loss", "dev F1"], rows=history))
+        headers = ["epoch", "step", "train loss", f"{split} loss", f"{split} F1"]
+        blocks.append(Block("table", headers=headers, rows=history))
+        blocks += validation_blocks(r)
     points = [(r.name, r.metrics["trainable_params"], r.metrics["f1"]) for r in results]
     front = pareto_front(points)
     blocks += [

@@ -40,6 +40,7 @@ from peftqa.sweep.config import SweepConfig, questions_per_trial, search_space, 
 from peftqa.sweep.storage import GRACE_ENV, _folder_lock, grace_seconds, open_study, storage_url
 from peftqa.sweep.summary import edge_warnings, pick_best, read_sweep, resolve_lr, summarize, write_sweep
 from peftqa.sweep.trials import _plan, _prepare_resume, _work_in_process, work
+from peftqa.tracking import require_tracker, sweep_run
 
 # What `from peftqa.sweep import ...` offers (the cli, the study, the report and the tests import these).
 __all__ = [
@@ -69,16 +70,21 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
         config: what to search; `config.base` is the run template.
         log: where progress lines go.
     """
+    require_tracker(config.base.report_to)  # so is a missing tracking extra
     storage_url(config)  # a storage that cannot work is one line now, not after loading the data
     questions = questions_per_trial(config)
-    summary = _run_grid(config, questions, log)
-    for _ in range(config.extend_edges if config.sampler == "grid" else 0):
-        lrs = _extended_lrs(config.learning_rates, summary["best"])
-        if lrs is None:
-            break
-        log(f"sweep {config.base.method}: the best lr is on the grid's edge; extending the grid to {lrs}")
-        config = dataclasses.replace(config, lrs=lrs)
+    # With --report-to mlflow the trials' runs are nested under the sweep's own run.
+    with sweep_run(config.base, config.folder, {"sampler": config.sampler, **search_space(config)}) as tracked:
+        config = dataclasses.replace(config, base=dataclasses.replace(config.base, tracking_parent=tracked.run_id))
         summary = _run_grid(config, questions, log)
+        for _ in range(config.extend_edges if config.sampler == "grid" else 0):
+            lrs = _extended_lrs(config.learning_rates, summary["best"])
+            if lrs is None:
+                break
+            log(f"sweep {config.base.method}: the best lr is on the grid's edge; extending the grid to {lrs}")
+            config = dataclasses.replace(config, lrs=lrs)
+            summary = _run_grid(config, questions, log)
+        tracked.record_best(summary)
     for warning in summary["edge_warnings"]:
         log(f"warning: {warning}")
     return summary

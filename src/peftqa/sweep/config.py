@@ -121,4 +121,14 @@ def trial_config(config: SweepConfig, params: dict[str, Any], questions: int) ->
         eval_limit=config.eval_limit,
         max_steps=None,
         output_dir=str(trial_dir(config.folder, params)),
+        tracking_dir=_trial_tracking_dir(config),
     )
+
+
+def _trial_tracking_dir(config: SweepConfig) -> str | None:
+    """TensorBoard with --tracking-dir: the trials' event folders grouped under their sweep's name (an
+    MLflow --tracking-dir is the one store the sweep's run and its trials share)."""
+    base = config.base
+    if base.report_to == "tensorboard" and base.tracking_dir:
+        return str(Path(base.tracking_dir) / f"sweep-{config.folder.name}")
+    return base.tracking_dir
