@@ -270,6 +270,7 @@ def register_bottleneck(
     options_cls: type,
     sites: tuple[str, ...],
     trainable_params: Mapping[str, int],
+    default_lr: float,
 ) -> MethodSpec:
     """Register a bottleneck variant: adapters at `sites` of every layer (see `add_adapters`)."""
 
@@ -289,8 +290,7 @@ def register_bottleneck(
             name=name,
             description=description,
             options_cls=options_cls,
-            # A first value, LoRA's; the quick-grid sweep is where a measured one comes from.
-            default_lr=1e-3,
+            default_lr=default_lr,
             apply=apply,
             save=save,
             load=load,
