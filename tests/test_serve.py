@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from peftqa import runs
 from peftqa.config import ScoringSettings
 from peftqa.data import load_examples
-from peftqa.methods import method_names
+from peftqa.methods import get_method, method_names
 from peftqa.serve import create_app
 from peftqa.serve.loading import load_models
 from peftqa.serve.served import ServedModel
@@ -37,7 +37,10 @@ def train_tiny_runs(methods, model_dir: Path, squad_dir: Path, root: Path) -> di
         # Module-scoped fixtures start before the autouse cache fixture: keep caches out of $HOME here too.
         patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
         for method in methods:
-            train(tiny_run_config(model_dir, squad_dir, root / method, method, max_steps=2), log=lambda line: None)
+            # A method with no usable defaults (peft: its config file) runs with its example options.
+            options = dict(get_method(method).example_options or {})
+            config = tiny_run_config(model_dir, squad_dir, root / method, method, max_steps=2, method_options=options)
+            train(config, log=lambda line: None)
     return {method: root / method for method in methods}
 
 
