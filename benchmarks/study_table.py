@@ -25,8 +25,9 @@ def _grid(study: Path, name: str) -> str:
 
 
 def table(study: Path) -> str:
-    summary = files.read_json(study / "study.json")
-    results = load_results([study / "runs" / name for name in summary["learning_rates"]])
+    """Every finished final run under STUDY/runs (a study run in several parts, or resumed, included)."""
+    finished = sorted(p.parent for p in (study / "runs").glob(f"*/{runs.METRICS_JSON}"))
+    results = load_results(finished)
     reference, _ = reference_run(results)
     lines = [
         "| method | lr (its sweep's grid) | F1 [95% CI] | F1 − full [paired 95% CI] | trainable | adapter size "
