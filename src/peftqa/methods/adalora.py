@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from peftqa.methods._peft import QA_HEAD, load_adapter, register_peft, split_modules
-from peftqa.methods.targets import ALL_LINEAR, lookup
+from peftqa.methods._peft import QA_HEAD, load_adapter, refuse_nonpositive, register_peft, targets
+from peftqa.methods.targets import ALL_LINEAR
 
 RANK_OPTION = "adalora_target_r"
 # The RankAllocator's per-parameter scores: the instant sensitivity |w * grad| and its two moving averages.
@@ -73,10 +73,7 @@ class AdaLoraOptions:
     )
 
     def __post_init__(self) -> None:
-        for name in ("adalora_target_r", "adalora_init_r", "adalora_alpha", "adalora_delta_t"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        refuse_nonpositive(self)
         if self.initial_rank <= self.adalora_target_r:
             raise ValueError(
                 f"adalora_init_r ({self.initial_rank}) must be above adalora_target_r ({self.adalora_target_r}): "
@@ -108,7 +105,7 @@ def schedule(total_steps: int, tinit_fraction: float, tfinal_fraction: float) ->
 def peft_config(model: Any, options: AdaLoraOptions) -> Any:
     from peft import AdaLoraConfig
 
-    targets = split_modules(options.target_modules) or lookup(ALL_LINEAR, model.config.model_type, "adalora")
+    layers = targets(model, options, ALL_LINEAR, "adalora")
     return AdaLoraConfig(
         init_r=options.initial_rank,
         target_r=options.adalora_target_r,
@@ -119,7 +116,7 @@ def peft_config(model: Any, options: AdaLoraOptions) -> Any:
         total_step=1,
         tinit=0,
         tfinal=0,
-        target_modules=targets,
+        target_modules=layers,
         modules_to_save=list(QA_HEAD),
     )
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, register_peft, split_modules
-from peftqa.methods.targets import ALL_LINEAR, lookup
+from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, targets
+from peftqa.methods.targets import ALL_LINEAR
 
 RANK_OPTION = "lora_r"
 TRAINED_NAMES = r"lora_[AB]\."
@@ -28,10 +28,7 @@ class LoraOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.lora_r <= 0:
-            raise ValueError(f"lora_r must be positive, got {self.lora_r}")
-        if self.lora_alpha <= 0:
-            raise ValueError(f"lora_alpha must be positive, got {self.lora_alpha}")
+        refuse_nonpositive(self)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
 
@@ -39,12 +36,12 @@ class LoraOptions:
 def peft_config(model: Any, options: LoraOptions) -> Any:
     from peft import LoraConfig
 
-    targets = split_modules(options.target_modules) or lookup(ALL_LINEAR, model.config.model_type, "lora")
+    layers = targets(model, options, ALL_LINEAR, "lora")
     return LoraConfig(
         r=options.lora_r,
         lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
-        target_modules=targets,
+        target_modules=layers,
         modules_to_save=QA_HEAD,
         bias="none",
     )

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, register_peft, split_modules
-from peftqa.methods.targets import VERA_TARGETS, lookup
+from peftqa.methods._peft import QA_HEAD, register_peft, targets
+from peftqa.methods.targets import VERA_TARGETS
 
 
 @dataclass
@@ -32,11 +32,11 @@ class VeraOptions:
 def peft_config(model: Any, options: VeraOptions) -> Any:
     from peft import VeraConfig
 
-    targets = split_modules(options.target_modules) or lookup(VERA_TARGETS, model.config.model_type, "vera")
+    layers = targets(model, options, VERA_TARGETS, "vera")
     return VeraConfig(
         r=options.vera_r,
         d_initial=options.vera_d_initial,
-        target_modules=targets,
+        target_modules=layers,
         save_projection=True,
         modules_to_save=QA_HEAD,
     )
