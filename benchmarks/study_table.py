@@ -1,6 +1,8 @@
 """One study's final runs as the README's method table, sorted by F1: the learning rate each sweep chose
 (and its grid), F1 with its 95% interval, the paired difference to full fine-tuning on the same dev
-questions (settled or not), trainable share, adapter size, training seconds and precision.
+questions (settled or not), trainable share, adapter size, training seconds and precision; below it the
+seconds the sweeps and the final runs spent training and scoring (the study's compute, model loading left
+out), also when it ran in parts.
 
     python -m benchmarks.study_table studies/all-quick
 """
@@ -24,6 +26,18 @@ def _grid(study: Path, name: str) -> str:
     return ", ".join(f"**{lr:g}**" if lr == chosen else f"{lr:g}" for lr in tried)
 
 
+def _sweep_seconds(study: Path, name: str) -> float:
+    """Training + scoring seconds of the method's finished sweep trials (each trial's metrics.json)."""
+    summary = files.read_json(study / "sweeps" / name / "sweep.json")
+    total = 0.0
+    for trial in summary["trials"]:
+        path = Path(trial["run_dir"]) / runs.METRICS_JSON
+        if trial.get("state") == "COMPLETE" and trial.get("duplicate_of") is None and path.is_file():
+            metrics = files.read_json(path)
+            total += metrics["train_seconds"] + metrics.get("eval_seconds", 0.0)
+    return total
+
+
 def table(study: Path) -> str:
     """Every finished final run under STUDY/runs (a study run in several parts, or resumed, included)."""
     finished = sorted(p.parent for p in (study / "runs").glob(f"*/{runs.METRICS_JSON}"))
@@ -34,6 +48,7 @@ def table(study: Path) -> str:
         "| train s | precision |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
+    sweep_seconds = final_seconds = 0.0
     for r in sorted(results, key=lambda r: -r.mean("f1")):
         if r is reference:
             gap = "—"
@@ -41,12 +56,19 @@ def table(study: Path) -> str:
             c = compare(r, reference, "f1")
             gap = f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}], {verdict(c)}"
         m = r.metrics
+        sweep_seconds += _sweep_seconds(study, r.name)
+        final_seconds += m["train_seconds"] + m.get("eval_seconds", 0.0)
         precision = files.read_json(r.run_dir / runs.RUN_JSON).get("levers", {}).get("precision", {}).get("used", "?")
         lines.append(
             f"| {r.name} | {_grid(study, r.name)} | {r.formatted('f1')} | {gap} | "
             f"{m['trainable_params']:,} ({m['trainable_percent']:.2f} %) | {human_bytes(m.get('artifact_bytes', 0))} "
             f"| {m['train_seconds']:.0f} | {precision} |"
         )
+    lines.append("")
+    lines.append(
+        f"{len(results)} methods; training + scoring: sweeps {sweep_seconds:,.0f} s, final runs {final_seconds:,.0f} s, "
+        f"{(sweep_seconds + final_seconds) / 60:.0f} min in all (model loading left out)."
+    )
     return "\n".join(lines)
 
 

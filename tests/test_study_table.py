@@ -1,0 +1,31 @@
+"""benchmarks/study_table: the README's method table from a tiny study's folders, its compute-seconds line
+summing what the sweep trials and final runs recorded."""
+
+from __future__ import annotations
+
+from benchmarks.study_table import table
+from peftqa import files, runs
+from peftqa.study import STUDY_PRESETS, StudyConfig, run_study
+from tests.test_study import TINY
+
+
+def test_table_has_a_row_per_final_run_and_sums_the_study_seconds(tiny_bert_dir, squad_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
+    study = tmp_path / "study"
+    run_study(StudyConfig("tiny", "lora", str(study), str(squad_dir), str(tiny_bert_dir)), lambda _: None)
+
+    text = table(study)
+    names = sorted(p.name for p in (study / "runs").iterdir())  # lora and the preset's compared grid
+    for name in names:
+        rows = [line for line in text.splitlines() if line.startswith(f"| {name} |")]
+        assert len(rows) == 1, text
+    assert "| **0.01** |" in text, text
+
+    def seconds(paths: list) -> float:
+        return sum(m["train_seconds"] + m["eval_seconds"] for m in map(files.read_json, paths))
+
+    sweeps = seconds(sorted(study.glob(f"sweeps/*/trials/*/{runs.METRICS_JSON}")))
+    finals = seconds(sorted(study.glob(f"runs/*/{runs.METRICS_JSON}")))
+    footer = text.splitlines()[-1]
+    assert footer.startswith(f"{len(names)} methods;"), footer
+    assert f"sweeps {sweeps:,.0f} s, final runs {finals:,.0f} s" in footer, footer
