@@ -66,8 +66,9 @@ def table(study: Path) -> str:
         )
     lines.append("")
     lines.append(
-        f"{len(results)} methods; training + scoring: sweeps {sweep_seconds:,.0f} s, final runs {final_seconds:,.0f} s, "
-        f"{(sweep_seconds + final_seconds) / 60:.0f} min in all (model loading left out)."
+        f"{len(results)} methods; training + scoring: sweeps {sweep_seconds:,.0f} s, "
+        f"final runs {final_seconds:,.0f} s, {(sweep_seconds + final_seconds) / 60:.0f} min in all "
+        "(model loading left out)."
     )
     return "\n".join(lines)
 
