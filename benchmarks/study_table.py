@@ -31,10 +31,12 @@ def _sweep_seconds(study: Path, name: str) -> float:
     summary = files.read_json(study / "sweeps" / name / "sweep.json")
     total = 0.0
     for trial in summary["trials"]:
-        path = Path(trial["run_dir"]) / runs.METRICS_JSON
-        if trial.get("state") == "COMPLETE" and trial.get("duplicate_of") is None and path.is_file():
-            metrics = files.read_json(path)
-            total += metrics["train_seconds"] + metrics.get("eval_seconds", 0.0)
+        if trial.get("state") != "COMPLETE" or trial.get("duplicate_of") is not None:
+            continue  # a failed or killed trial's time is not recorded; a duplicate re-used another's run
+        # Under this study folder, wherever the study ran (the summary records the path it ran at).
+        path = study / "sweeps" / name / "trials" / Path(trial["run_dir"]).name / runs.METRICS_JSON
+        metrics = files.read_json(path)
+        total += metrics["train_seconds"] + metrics.get("eval_seconds", 0.0)
     return total
 
 
