@@ -18,6 +18,16 @@ class RandloraOptions:
         metadata={"help": "rank of each random basis; more bases, and more trained parameters, as it shrinks"},
     )
     randlora_alpha: int = field(default=640, metadata={"help": "scaling numerator: the update is scaled by alpha/r"})
+    # peft writes the shared bases once per adapted layer, hundreds of times the size of the trained
+    # scalings (README). Off, loading regenerates them from the config's seed, which depends on torch's
+    # random generator giving the same bases wherever the adapter is loaded.
+    randlora_save_projection: bool = field(
+        default=True,
+        metadata={
+            "help": "save the frozen random bases with the adapter (large); false: "
+            "regenerate them from the seed when loading (an adapter of the trained scalings only)"
+        },
+    )
     target_modules: str | None = target_modules_option("every linear layer of the encoder")
 
     def __post_init__(self) -> None:
@@ -31,7 +41,7 @@ def peft_config(model: Any, options: RandloraOptions) -> Any:
         r=options.randlora_r,
         randlora_alpha=options.randlora_alpha,
         target_modules=targets(model, options, ALL_LINEAR, "randlora"),
-        save_projection=True,  # the bases travel with the adapter: loading never depends on a generator
+        save_projection=options.randlora_save_projection,
         modules_to_save=QA_HEAD,
     )
 
