@@ -15,16 +15,30 @@ from peftqa.report.results import RunResult
 _FULL_TRAIN_QUESTIONS = 87_599
 
 
+def _percent(part: float, whole: float) -> str:
+    """Two significant digits below 100 % (0.065%, 2.2%, 40%), whole numbers above (400%)."""
+    share = 100 * part / max(whole, 1)
+    return f"{share:.2g}%" if share < 100 else f"{share:,.0f}%"
+
+
+def _grid(summary: dict[str, Any]) -> list[float]:
+    return sorted(summary.get("search_space", {}).get("lr") or {t["params"]["lr"] for t in summary.get("trials", [])})
+
+
+def _at_edge(summary: dict[str, Any]) -> bool:
+    """Whether the sweep's best learning rate is the lowest or highest of its grid (or it warned so)."""
+    lr, grid = summary["best"]["params"]["lr"], _grid(summary)
+    return any("lr=" in w for w in summary.get("edge_warnings", [])) or (len(grid) > 1 and lr in (grid[0], grid[-1]))
+
+
 def _edge_of(summary: dict[str, Any]) -> str:
     """Where the sweep's best learning rate sits on its grid, in words."""
-    best = summary.get("best") or {}
-    lr = best.get("params", {}).get("lr")
-    grid = sorted(summary.get("search_space", {}).get("lr") or {t["params"]["lr"] for t in summary.get("trials", [])})
-    lr_warnings = [w for w in summary.get("edge_warnings", []) if "lr=" in w]
-    if lr_warnings or (len(grid) > 1 and lr in (grid[0], grid[-1])):
+    lr, grid = summary["best"]["params"]["lr"], _grid(summary)
+    listed = ", ".join(f"{x:g}" for x in grid)
+    if _at_edge(summary):
         side = "lowest" if grid and lr == grid[0] else "highest"
-        return f"the {side} value of its grid ({', '.join(f'{x:g}' for x in grid)}): the best rate may lie outside it"
-    return f"inside its grid ({', '.join(f'{x:g}' for x in grid)})"
+        return f"the {side} value of its grid ({listed}): the best rate may lie outside it"
+    return f"inside its grid ({listed})"
 
 
 def sweep_questions(summary: dict[str, Any]) -> str:
@@ -43,6 +57,11 @@ def sweep_questions(summary: dict[str, Any]) -> str:
     return f"{described}, not dev" if choice.eval_split == "validation" else described
 
 
+def _rates_used(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> list[float]:
+    rates = {g.first.settings.get("learning_rate") for g in groups if g.method == summary["method"]}
+    return sorted(float(rate) for rate in rates if rate is not None)
+
+
 def _sweep_finding(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> str:
     best = summary.get("best")
     if not best:
@@ -53,11 +72,38 @@ def _sweep_finding(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> st
         f"The {summary['method']} sweep chose learning rate {lr:g}{f' ({others})' if others else ''}, "
         f"{_edge_of(summary)}; its trials were scored on {sweep_questions(summary)}."
     )
-    rates = {g.first.settings.get("learning_rate") for g in groups if g.method == summary["method"]}
-    used = sorted(float(rate) for rate in rates if rate is not None)
+    used = _rates_used(summary, groups)
     if used and lr not in used:
         text += f" The {summary['method']} run(s) here used {', '.join(f'{x:g}' for x in used)} instead."
     return text
+
+
+def _unremarkable(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> bool:
+    """A sweep that chose only a learning rate, inside its grid, and whose runs here used it."""
+    best = summary.get("best")
+    if not best or set(best["params"]) != {"lr"} or _at_edge(summary):
+        return False
+    used = _rates_used(summary, groups)
+    return not used or best["params"]["lr"] in used
+
+
+def sweep_findings(sweeps: Sequence[dict[str, Any]], groups: Sequence[MethodGroup]) -> list[str]:
+    """A sentence per sweep; with three or more, the unremarkable ones scored on the same questions share
+    one sentence, so a study of many methods reads as the few sweeps that need a look."""
+    shared: dict[str, list[dict[str, Any]]] = {}
+    if len(sweeps) >= 3:
+        for summary in sweeps:
+            if _unremarkable(summary, groups):
+                shared.setdefault(sweep_questions(summary), []).append(summary)
+    shared = {where: members for where, members in shared.items() if len(members) >= 2}
+    grouped = {id(summary) for members in shared.values() for summary in members}
+    sentences = [
+        "The sweeps of "
+        + ", ".join(f"{s['method']} ({s['best']['params']['lr']:g})" for s in members)
+        + f" each chose a learning rate inside its grid (*Learning-rate sweeps*); their trials were scored on {where}."
+        for where, members in shared.items()
+    ]
+    return sentences + [_sweep_finding(summary, groups) for summary in sweeps if id(summary) not in grouped]
 
 
 def _thousands(value: float) -> str:
@@ -129,8 +175,8 @@ def findings(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()
             full_m = full.first.metrics
             text += (
                 f" ({100 * f1 / full.mean('f1'):.0f}% of full fine-tuning's F1 with "
-                f"{100 * params / max(full_m.get('trainable_params', 0), 1):.2g}% of its trainable parameters and "
-                f"{100 * size / max(full_m.get('artifact_bytes', 0), 1):.2g}% of its size on disk)"
+                f"{_percent(params, full_m.get('trainable_params', 0))} of its trainable parameters and "
+                f"{_percent(size, full_m.get('artifact_bytes', 0))} of its size on disk)"
             )
         costs.append(text)
     paragraphs.append("Cost: " + "; ".join(costs) + ".")
@@ -138,7 +184,7 @@ def findings(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()
     abstention = answerability_finding(results)
     if abstention:
         paragraphs.append(abstention)
-    paragraphs += [_sweep_finding(summary, groups) for summary in sweeps]
+    paragraphs += sweep_findings(sweeps, groups)
 
     samples = dict.fromkeys(r.scored_on for r in results)
     widths = [(r.interval("f1")[1] - r.interval("f1")[0]) / 2 for r in results if r.scores]
