@@ -94,3 +94,10 @@ def tiny_run_config(model_dir, squad_dir, out, method="lora", **overrides):
     )
     values.update(overrides)
     return RunConfig(**values)
+
+
+@pytest.fixture
+def many_dir(tmp_path):
+    from tests.squad_fixtures import many_articles, write_squad
+
+    return write_squad(tmp_path / "squad", dev=many_articles(12))  # 30 dev questions in 12 articles

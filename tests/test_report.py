@@ -141,28 +141,10 @@ def test_qualitative_examples_are_well_formed():
         assert e["question"].strip() and all(answer in e["context"] for answer in e["answers"]), e["question"]
 
 
-def test_disagreement_examples_show_a_question_asked_twice_once():
-    from peftqa.report.sections import _distinct_questions
-
-    by_id = {
-        "a": Example("a", "Where?", "ctx", ("x",), (0,)),
-        "b": Example("b", "Where?", "ctx", ("x",), (0,)),
-        "c": Example("c", "Who?", "ctx", ("x",), (0,)),
-    }
-    assert _distinct_questions(["a", "b", "c"], by_id) == ["a", "c"]
-
-
 # ---------------------------------------------------------------- intervals, paired comparisons, seeds, findings
 # Run directories written by hand (no training): every per-question score is chosen, so every verdict is known.
 
 DEVICE = "cpu: x86_64, 2 threads"
-
-
-@pytest.fixture
-def many_dir(tmp_path):
-    from tests.squad_fixtures import many_articles, write_squad
-
-    return write_squad(tmp_path / "squad", dev=many_articles(12))  # 30 dev questions in 12 articles
 
 
 def _dev_examples(data_dir):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from peftqa import files
+from peftqa.report.agreement import DISAGREEMENT_HEADERS, disagreements
 from peftqa.report.answerability import answerability_section
 from peftqa.report.compare import NOT_SETTLED
 from peftqa.report.findings import findings
@@ -23,7 +24,6 @@ from peftqa.report.pdf import check_pdf_printer, print_pdf
 from peftqa.report.render import Block, markdown_table, render_html, render_markdown, results_table
 from peftqa.report.results import RunResult, answer_length, load_results, pareto_front, question_type
 from peftqa.report.sections import (
-    DISAGREEMENT_HEADERS,
     _comparison_section,
     _curves_section,
     _error_section,
@@ -33,7 +33,6 @@ from peftqa.report.sections import (
     _seeds_section,
     _sweep_section,
     comparison_rows,
-    disagreements,
     load_qualitative,
     results_rows,
 )

@@ -3,7 +3,6 @@ summaries) into blocks."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -11,8 +10,8 @@ from importlib import resources
 from typing import Any
 
 from peftqa import runs
-from peftqa.data import Example
-from peftqa.metrics import normalize_answer, score_answer
+from peftqa.metrics import score_answer
+from peftqa.report.agreement import agreement_blocks
 from peftqa.report.compare import _difference, compare, group_runs, reference_run, verdict
 from peftqa.report.findings import findings, sweep_questions
 from peftqa.report.render import RESULT_HEADERS, Block, result_row
@@ -24,19 +23,14 @@ from peftqa.report.results import (
     QUESTION_TYPES,
     RESAMPLES,
     RunResult,
-    _all_examples,
     answer_length,
     f1_by_group,
     pareto_front,
     per_question_scores,
     question_type,
-    shared_ids,
 )
 from peftqa.report.validation import validation_blocks
 from peftqa.stats import format_interval
-
-_DISAGREEMENT_EXAMPLES = 3  # per pair of runs and direction
-DISAGREEMENT_HEADERS = ["question", "gold", "right", "wrong"]  # the columns of `disagreements`' rows
 
 
 def results_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
@@ -264,30 +258,6 @@ def _trial_f1(trial: dict[str, Any]) -> str:
     return f"{trial['f1']:.2f}"
 
 
-def _distinct_questions(ids: Sequence[str], by_id: dict[str, Example]) -> list[str]:
-    """`ids` without repeats of a question text (SQuAD dev asks some questions twice, under two ids)."""
-    first_id_of: dict[str, str] = {}
-    for i in ids:
-        first_id_of.setdefault(by_id[i].question, i)
-    return list(first_id_of.values())
-
-
-def disagreements(right: RunResult, wrong: RunResult, limit: int = _DISAGREEMENT_EXAMPLES) -> list[list[str]]:
-    """Up to `limit` questions both runs were scored on where `right` is right (exact match) and `wrong` is
-    wrong (F1 below 50), each question text once: rows of question, gold answers, each run's answer."""
-    by_id = _all_examples([right, wrong])
-    wins = [i for i in shared_ids(right, wrong) if right.scores[i]["exact_match"] == 100 and wrong.scores[i]["f1"] < 50]
-    return [
-        [
-            by_id[i].question,
-            " / ".join(dict.fromkeys(by_id[i].answers)) or "(no answer)",
-            f"{right.name}: {right.predictions[i] or '(no answer)'}",
-            f"{wrong.name}: {wrong.predictions.get(i, '') or '(no answer)'}",
-        ]
-        for i in _distinct_questions(wins, by_id)[:limit]
-    ]
-
-
 def _error_section(results: list[RunResult]) -> list[Block]:
     scores = [per_question_scores(r) for r in results]
     names = [r.name for r in results]
@@ -306,47 +276,7 @@ def _error_section(results: list[RunResult]) -> list[Block]:
             rows=f1_by_group(results, scores, answer_length, [label for label, _, _ in ANSWER_LENGTHS] + [NO_ANSWER]),
         ),
     ]
-    if len(results) < 2:
-        return blocks
-    blocks += [
-        Block("h3", "Agreement between runs"),
-        Block("p", "Same answer: identical after SQuAD normalisation. Right: exact match with a gold answer."),
-    ]
-    rows, examples = [], []
-    for (a, sa), (b, sb) in itertools.combinations(zip(results, scores, strict=True), 2):
-        ids = shared_ids(a, b)
-        same = sum(
-            normalize_answer(a.predictions.get(i, "")) == normalize_answer(b.predictions.get(i, "")) for i in ids
-        )
-        right = [(sa[i]["exact_match"] == 100, sb[i]["exact_match"] == 100) for i in ids]
-        n = max(len(ids), 1)
-        rows.append(
-            [
-                a.name,
-                b.name,
-                len(ids),
-                f"{100 * same / n:.1f}%",
-                *[f"{100 * right.count(case) / n:.1f}%" for case in ((True, True), (True, False), (False, True))],
-            ]
-        )
-        examples += disagreements(a, b) + disagreements(b, a)
-    blocks.append(
-        Block(
-            "table",
-            headers=["run A", "run B", "questions", "same answer", "both right", "only A right", "only B right"],
-            rows=rows,
-        )
-    )
-    blocks += [
-        Block("h3", "Where one run is right and another wrong"),
-        Block(
-            "p",
-            "Right: exact match; wrong: F1 below 50. Each pair of runs on the questions both were scored on, "
-            "the same questions as its paired comparison.",
-        ),
-        Block("table", headers=DISAGREEMENT_HEADERS, rows=examples),
-    ]
-    return blocks
+    return blocks + agreement_blocks(results, scores)
 
 
 def load_qualitative() -> list[dict[str, Any]]:
