@@ -31,7 +31,7 @@ STAGES: list[tuple[str, ...]] = [
     ("evaluation", "export", "predict_run"),
     ("sweep",),
     ("report",),
-    ("study",),
+    ("study", "study_record"),
     ("serve",),
     ("flags",),
     ("cli", "usage", "__main__", "__init__"),

@@ -66,6 +66,39 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
         run_study(StudyConfig("tiny", "lora", str(tmp_path / "study"), str(squad_dir), str(tiny_bert_dir)), lambda _: 0)
 
 
+def test_a_second_call_with_other_methods_adds_them_to_the_folder_s_study(
+    tiny_bert_dir, squad_dir, tmp_path, monkeypatch
+):
+    two = dataclasses.replace(TINY, compare_grids={}, sweep_lrs={"lora": [1e-2], "ia3": [3e-2]})
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", two)
+    folder = tmp_path / "study"
+
+    def call(methods: str) -> tuple[dict, list[str]]:
+        lines: list[str] = []
+        config = StudyConfig("tiny", methods, str(folder), str(squad_dir), str(tiny_bert_dir))
+        return run_study(config, lines.append), lines
+
+    first, _ = call("lora")
+    second, lines = call("ia3")
+    assert second["methods"] == ["lora", "ia3"]
+    assert [Path(p).name for p in second["runs"]] == ["lora", "ia3"]
+    assert [Path(p).name for p in second["sweeps"]] == ["lora", "ia3"]
+    assert second["learning_rates"] == {"lora": 1e-2, "ia3": 3e-2}
+    assert [r["method"] for r in second["results"]] == ["lora", "ia3"]
+    assert second["results"][0] == first["results"][0]
+    assert any("also holds 1 run(s) of earlier calls: lora" in line for line in lines)
+    report = (folder / "report" / "report.md").read_text()
+    assert "| lora |" in report and "| ia3 |" in report
+
+    # A method trained again replaces its entry instead of adding a second one.
+    third, _ = call("lora")
+    assert [Path(p).name for p in third["runs"]] == ["ia3", "lora"] and len(third["results"]) == 2
+    # Another preset into the same folder starts its own record.
+    monkeypatch.setitem(STUDY_PRESETS, "other", two)
+    other = run_study(StudyConfig("other", "ia3", str(folder), str(squad_dir), str(tiny_bert_dir)), lambda _: None)
+    assert [Path(p).name for p in other["runs"]] == ["ia3"]
+
+
 def test_bad_study_input():
     with pytest.raises(PeftqaError, match="unknown method"):
         parse_methods("lora,nope", ())

@@ -27,9 +27,11 @@ from peftqa.backbone import DEFAULT_MODEL
 from peftqa.config import PRECISIONS, PRESETS, REPORT_TO, RunConfig, setting
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method, methods_in_all
+from peftqa.study_record import STUDY_JSON, earlier_calls, study_folders
 from peftqa.sweep import SweepConfig, run_sweep
 
-STUDY_JSON = "study.json"
+__all__ = ["STUDY_JSON", "study_folders"]  # the study's record, read where studies are opened
+
 # StudyConfig fields that are RunConfig settings of every sweep trial and final run, when given.
 _RUN_SETTINGS = ("model", "precision", "train_file", "dev_file", "validation_questions", "report_to", "tracking_dir")
 
@@ -285,23 +287,22 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
             functools.partial(_train_in_workers, queued, plan_slots(count, workers_per_gpu), folder / "logs", log),
         )
 
-    write_report = functools.partial(build_report, finals, sweeps, folder / "report", log=log, pdf=config.pdf)
+    earlier = earlier_calls(folder, preset_name, finals, sweeps)  # the folder's other methods stay in its study
+    if earlier["runs"]:
+        log(f"the report also holds {len(earlier['runs'])} run(s) of earlier calls: {', '.join(earlier['methods'])}")
+    every_run, every_sweep = [*earlier["runs"], *finals], [*earlier["sweeps"], *sweeps]
+    write_report = functools.partial(build_report, every_run, every_sweep, folder / "report", log=log, pdf=config.pdf)
     report_md, report_html = steps.run("report", write_report)
+    keys = ("method", "seed", "exact_match", "exact_match_ci", "f1", "f1_ci", "trainable_params")
     summary = {
         "preset": preset_name,
         "description": preset.description,
-        "methods": names,
-        "runs": [str(p) for p in finals],
-        "sweeps": [str(p) for p in sweeps],
-        "learning_rates": chosen,
+        "methods": [*earlier["methods"], *names],
+        "runs": [str(p) for p in every_run],
+        "sweeps": [str(p) for p in every_sweep],
+        "learning_rates": {**earlier["learning_rates"], **chosen},
         "seeds": seeds,
-        "results": [
-            {
-                k: m.get(k)
-                for k in ("method", "seed", "exact_match", "exact_match_ci", "f1", "f1_ci", "trainable_params")
-            }
-            for m in metrics
-        ],
+        "results": [*earlier["results"], *({k: m.get(k) for k in keys} for m in metrics)],
         "step_seconds": steps.seconds,
         "total_seconds": round(time.perf_counter() - steps.began, 1),
         "report": str(report_html),
@@ -314,27 +315,6 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
         log(f"printed: {report_html.with_name(REPORT_PDF)}")
     log(f"compare the models side by side: peftqa serve {' '.join(str(p) for p in finals)}")
     return summary
-
-
-def study_folders(study_dir: str | Path) -> tuple[list[Path], list[Path]]:
-    """A finished study's run directories and sweep directories, in study.json's order.
-
-    study.json names them as the study was run (relative to where `peftqa study` ran); they are looked
-    up under `study_dir` instead, so a study folder can be opened from anywhere, or after it was moved.
-
-    Raises:
-        PeftqaError: no study.json in `study_dir` (the study has not finished), or a run it names is missing.
-    """
-    folder = Path(study_dir)
-    if not (folder / STUDY_JSON).is_file():
-        raise PeftqaError(f"{folder}: no {STUDY_JSON} (has `peftqa study` finished there?)")
-    summary = files.read_json(folder / STUDY_JSON)
-    run_dirs = [folder / "runs" / Path(name).name for name in summary["runs"]]
-    sweep_dirs = [folder / "sweeps" / Path(name).name for name in summary["sweeps"]]
-    missing = [str(run_dir) for run_dir in run_dirs if not run_dir.is_dir()]
-    if missing:
-        raise PeftqaError(f"{folder / STUDY_JSON} names runs that are not there: {', '.join(missing)}")
-    return run_dirs, sweep_dirs
 
 
 def _data_label(config: StudyConfig) -> str:
