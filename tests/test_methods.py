@@ -203,17 +203,19 @@ def test_mergeable_methods_merge_into_plain_weights(method, tiny_model_dir):
     torch.testing.assert_close(after.end_logits, before.end_logits, atol=1e-4, rtol=0)
 
 
-def _int_options(spec) -> list[str]:
+def _positive_options(spec) -> list[str]:
+    """Whole-number options (sizes, ranks, counts) and the ones whose field says they must be positive."""
     import typing
 
     hints = typing.get_type_hints(spec.options_cls)
-    return [f.name for f in dataclasses.fields(spec.options_cls) if hints[f.name] is int]
+    fields = dataclasses.fields(spec.options_cls)
+    return [f.name for f in fields if hints[f.name] is int or f.metadata.get("positive")]
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_bad_options_exit_2_with_one_line(method, capsys):
-    """Every whole-number option (ranks, sizes, counts) refuses -1, and another method's option is refused,
-    before any model is loaded (the model named here does not exist)."""
+    """Every whole-number option (ranks, sizes, counts) and every scale marked positive refuses -1, and
+    another method's option is refused, before any model is loaded (the model named here does not exist)."""
     from peftqa.cli import main
 
     spec = get_method(method)
@@ -223,7 +225,8 @@ def test_bad_options_exit_2_with_one_line(method, capsys):
         for f in dataclasses.fields(other.options_cls)
         if f.name not in {g.name for g in dataclasses.fields(spec.options_cls)}
     )
-    cases = [[f"--{foreign.replace('_', '-')}", "4"]] + [[f"--{n.replace('_', '-')}=-1"] for n in _int_options(spec)]
+    positive = [[f"--{n.replace('_', '-')}=-1"] for n in _positive_options(spec)]
+    cases = [[f"--{foreign.replace('_', '-')}", "4"], *positive]
     for extra in cases:
         code = main(["train", "--method", method, "--model", "/no/such/model", *extra])
         err = capsys.readouterr().err.strip().splitlines()

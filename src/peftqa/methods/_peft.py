@@ -43,11 +43,13 @@ def targets(model: Any, options: Any, table: dict, method: str) -> Any:
 
 
 def refuse_nonpositive(options: Any) -> None:
-    """Refuse any whole-number option below 1 (each is a size, rank or count) when the options are made,
+    """Refuse any whole-number option below 1 (each is a size, rank or count), and any other option whose
+    field says `metadata={"positive": True}` (a scale), that is not above 0, when the options are made,
     before any model loads; call it from the options' __post_init__."""
     for option in dataclasses.fields(options):
         value = getattr(options, option.name)
-        if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if (whole or option.metadata.get("positive")) and value <= 0:
             raise ValueError(f"{option.name} must be positive, got {value}")
 
 

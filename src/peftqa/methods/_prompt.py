@@ -28,11 +28,6 @@ from peftqa.methods.registry import MethodSpec
 TRAINED_NAMES = r"prompt_encoder\."
 
 
-def positive(name: str, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-
-
 def prompt_shape(model: Any, num_virtual_tokens: int) -> dict[str, Any]:
     """The PromptLearningConfig fields peft would guess from the config: DistilBERT's config names them
     dim, n_heads and n_layers, which transformers maps to the names read here but peft does not read."""

@@ -14,14 +14,13 @@ from peftqa.methods.targets import QUERY_VALUE
 class FourierftOptions:
     fourierft_n_frequency: int = field(default=1000, metadata={"help": "trained spectral coefficients per layer"})
     fourierft_scaling: float = field(
-        default=150.0, metadata={"help": "scale of the update (the paper's value for base-sized encoders)"}
+        default=150.0,
+        metadata={"help": "scale of the update (the paper's value for base-sized encoders)", "positive": True},
     )
     target_modules: str | None = target_modules_option("query and value projections")
 
     def __post_init__(self) -> None:
         refuse_nonpositive(self)
-        if self.fourierft_scaling <= 0:
-            raise ValueError(f"fourierft_scaling must be positive, got {self.fourierft_scaling}")
 
 
 def peft_config(model: Any, options: FourierftOptions) -> Any:

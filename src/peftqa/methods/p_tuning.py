@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._prompt import positive, prompt_shape, register_prompt
+from peftqa.methods._peft import refuse_nonpositive
+from peftqa.methods._prompt import prompt_shape, register_prompt
 
 
 @dataclass
@@ -23,8 +24,7 @@ class PTuningOptions:
     )
 
     def __post_init__(self) -> None:
-        positive("num_virtual_tokens", self.num_virtual_tokens)
-        positive("p_tuning_hidden_size", self.p_tuning_hidden_size)
+        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: PTuningOptions) -> Any:

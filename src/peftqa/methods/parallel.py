@@ -15,13 +15,12 @@ class ParallelOptions(BottleneckOptions):
     """ReLU (the shared default) as He et al. use it, and the adapter's scaling."""
 
     adapter_scaling: float = field(
-        default=4.0, metadata={"help": "the parallel adapter's output is multiplied by this (default 4, as He et al.)"}
+        default=4.0,
+        metadata={
+            "help": "the parallel adapter's output is multiplied by this (default 4, as He et al.)",
+            "positive": True,
+        },
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.adapter_scaling <= 0:
-            raise ValueError(f"adapter_scaling must be positive, got {self.adapter_scaling}")
 
 
 register_bottleneck(

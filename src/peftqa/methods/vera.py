@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, register_peft, targets
+from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, targets
 from peftqa.methods.targets import VERA_TARGETS
 
 
@@ -25,8 +25,7 @@ class VeraOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.vera_r <= 0:
-            raise ValueError(f"vera_r must be positive, got {self.vera_r}")
+        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: VeraOptions) -> Any:
