@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peftqa.methods._peft import ADAPTER_DIR, QA_HEAD
+from peftqa.methods._weights import load_tensors, save_tensors
 from peftqa.methods.registry import MethodSpec, register
 
 WEIGHTS_FILE = "bitfit.safetensors"
@@ -32,23 +33,13 @@ def apply(model, options: BitFitOptions):
 
 
 def save(model, run_dir: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if is_trained(name)}
-    (run_dir / ADAPTER_DIR).mkdir(parents=True, exist_ok=True)
-    save_file(state, str(run_dir / ADAPTER_DIR / WEIGHTS_FILE))
+    save_tensors({n: p for n, p in model.named_parameters() if is_trained(n)}, run_dir / ADAPTER_DIR / WEIGHTS_FILE)
 
 
 def load(base_model, run_dir: Path):
     """The saved biases and head replace the base ones in place; every one of them must be there."""
-    from safetensors.torch import load_file
-
-    state = load_file(run_dir / ADAPTER_DIR / WEIGHTS_FILE)
-    expected = {name for name, _ in base_model.named_parameters() if is_trained(name)}
-    if set(state) != expected:
-        missing = sorted(expected - set(state))[:3]
-        raise ValueError(f"{WEIGHTS_FILE} does not match this model (missing {missing}, {len(state)} tensors)")
-    base_model.load_state_dict(state, strict=False)
+    expected = {name: p.shape for name, p in base_model.named_parameters() if is_trained(name)}
+    base_model.load_state_dict(load_tensors(run_dir / ADAPTER_DIR / WEIGHTS_FILE, expected), strict=False)
     return base_model.eval()
 
 

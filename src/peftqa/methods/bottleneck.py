@@ -37,6 +37,7 @@ from torch.nn import functional
 
 from peftqa.errors import PeftqaError
 from peftqa.methods._peft import ADAPTER_DIR, QA_HEAD, refuse_nonpositive
+from peftqa.methods._weights import load_tensors, save_tensors
 from peftqa.methods.registry import MethodSpec, register
 
 WEIGHTS_FILE = "bottleneck.safetensors"
@@ -228,12 +229,8 @@ def is_saved(name: str) -> bool:
 
 
 def save_adapters(model: Any, run_dir: Path, method: str, options: Any) -> None:
-    from safetensors.torch import save_file
-
     folder = run_dir / ADAPTER_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if is_saved(name)}
-    save_file(state, str(folder / WEIGHTS_FILE))
+    save_tensors({name: p for name, p in model.named_parameters() if is_saved(name)}, folder / WEIGHTS_FILE)
     described = {"method": method, "model_type": model.config.model_type, "options": dataclasses.asdict(options)}
     (folder / CONFIG_FILE).write_text(json.dumps(described, indent=1) + "\n", encoding="utf-8")
 
@@ -248,18 +245,8 @@ def saved_options(run_dir: Path, method: str, options_cls: type) -> Any:
 
 def load_adapters(model: Any, run_dir: Path) -> Any:
     """Put the saved adapter and head tensors into a model the same adapters were just added to."""
-    from safetensors.torch import load_file
-
-    state = load_file(run_dir / ADAPTER_DIR / WEIGHTS_FILE)
     expected = {name: p.shape for name, p in model.named_parameters() if is_saved(name)}
-    if set(state) != set(expected):
-        missing = sorted(set(expected) - set(state))[:2]
-        raise ValueError(f"{WEIGHTS_FILE} does not match this model (missing {missing}, {len(state)} tensors)")
-    wrong = next((name for name, tensor in state.items() if tensor.shape != expected[name]), None)
-    if wrong is not None:
-        shapes = f"{tuple(state[wrong].shape)} saved, {tuple(expected[wrong])} here"
-        raise ValueError(f"{WEIGHTS_FILE} does not match this model ({wrong}: {shapes})")
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(load_tensors(run_dir / ADAPTER_DIR / WEIGHTS_FILE, expected), strict=False)
     return model.eval()
 
 

@@ -28,6 +28,7 @@ import torch
 
 from peftqa.errors import PeftqaError
 from peftqa.methods._peft import ADAPTER_DIR
+from peftqa.methods._weights import load_tensors, save_tensors
 from peftqa.methods.registry import MethodSpec, register
 
 PREFIX_ATTENTION = "peftqa_prefix"
@@ -172,15 +173,12 @@ def apply(model: Any, options: PrefixOptions) -> Any:
 
 def save(model: Any, run_dir: Path) -> None:
     """The computed prefixes (never the MLP) and the QA head, with the shape to rebuild them."""
-    from safetensors.torch import save_file
-
     encoder = getattr(model, ENCODER)
     with torch.no_grad():
-        state = {PREFIX_TENSOR: encoder().detach().float().cpu().contiguous()}
-    state.update({f"qa_outputs.{n}": p.detach().cpu().contiguous() for n, p in model.qa_outputs.named_parameters()})
+        state = {PREFIX_TENSOR: encoder().float()}
+    state.update({f"qa_outputs.{n}": p for n, p in model.qa_outputs.named_parameters()})
     folder = run_dir / ADAPTER_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(folder / WEIGHTS_FILE))
+    save_tensors(state, folder / WEIGHTS_FILE)
     layers, _, tokens, hidden = encoder.shape
     described = {"num_virtual_tokens": tokens, "layers": layers, "hidden": hidden}
     (folder / CONFIG_FILE).write_text(json.dumps({"model_type": model.config.model_type, **described}, indent=1))
@@ -188,16 +186,13 @@ def save(model: Any, run_dir: Path) -> None:
 
 def load(base_model: Any, run_dir: Path) -> Any:
     """The saved prefixes on a fresh base, and the saved QA head in place of its random one."""
-    from safetensors.torch import load_file
-
     folder = run_dir / ADAPTER_DIR
     saved = json.loads((folder / CONFIG_FILE).read_text())
-    state = load_file(folder / WEIGHTS_FILE)
     model = _install(base_model, int(saved["num_virtual_tokens"]), None)
-    expected = {PREFIX_TENSOR, *(f"qa_outputs.{name}" for name, _ in model.qa_outputs.named_parameters())}
-    shape = tuple(state[PREFIX_TENSOR].shape) if set(state) == expected else None
-    if saved["model_type"] != model.config.model_type or shape != getattr(model, ENCODER).shape:
-        raise ValueError(f"{WEIGHTS_FILE} does not match this model (saved for '{saved['model_type']}', {shape})")
+    if saved["model_type"] != model.config.model_type:
+        raise ValueError(f"{WEIGHTS_FILE} does not match this model (saved for '{saved['model_type']}' models)")
+    expected = {f"qa_outputs.{name}": p.shape for name, p in model.qa_outputs.named_parameters()}
+    state = load_tensors(folder / WEIGHTS_FILE, {PREFIX_TENSOR: getattr(model, ENCODER).shape, **expected})
     model.load_state_dict(state, strict=False)
     return model.eval()
 
