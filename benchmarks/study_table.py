@@ -18,17 +18,15 @@ from peftqa.report.render import human_bytes
 from peftqa.report.results import load_results
 
 
-def _grid(study: Path, name: str) -> str:
+def _grid(summary: dict) -> str:
     """The rates the method's sweep tried, the chosen one in bold."""
-    summary = files.read_json(study / "sweeps" / name / "sweep.json")
     chosen = summary["best"]["params"]["lr"]
     tried = sorted({t["params"]["lr"] for t in summary["trials"] if t.get("state") == "COMPLETE"})
     return ", ".join(f"**{lr:g}**" if lr == chosen else f"{lr:g}" for lr in tried)
 
 
-def _sweep_seconds(study: Path, name: str) -> float:
+def _sweep_seconds(study: Path, name: str, summary: dict) -> float:
     """Training + scoring seconds of the method's finished sweep trials (each trial's metrics.json)."""
-    summary = files.read_json(study / "sweeps" / name / "sweep.json")
     total = 0.0
     for trial in summary["trials"]:
         if trial.get("state") != "COMPLETE" or trial.get("duplicate_of") is not None:
@@ -58,11 +56,12 @@ def table(study: Path) -> str:
             c = compare(r, reference, "f1")
             gap = f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}], {verdict(c)}"
         m = r.metrics
-        sweep_seconds += _sweep_seconds(study, r.name)
+        sweep = files.read_json(study / "sweeps" / r.name / "sweep.json")
+        sweep_seconds += _sweep_seconds(study, r.name, sweep)
         final_seconds += m["train_seconds"] + m.get("eval_seconds", 0.0)
         precision = files.read_json(r.run_dir / runs.RUN_JSON).get("levers", {}).get("precision", {}).get("used", "?")
         lines.append(
-            f"| {r.name} | {_grid(study, r.name)} | {r.formatted('f1')} | {gap} | "
+            f"| {r.name} | {_grid(sweep)} | {r.formatted('f1')} | {gap} | "
             f"{m['trainable_params']:,} ({m['trainable_percent']:.2f} %) | {human_bytes(m.get('artifact_bytes', 0))} "
             f"| {m['train_seconds']:.0f} | {precision} |"
         )

@@ -287,7 +287,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
             functools.partial(_train_in_workers, queued, plan_slots(count, workers_per_gpu), folder / "logs", log),
         )
 
-    earlier = earlier_calls(folder, preset_name, finals, sweeps)  # the folder's other methods stay in its study
+    earlier = earlier_calls(folder, preset_name, names, finals, sweeps)  # the folder's other methods stay in its study
     if earlier["runs"]:
         log(f"the report also holds {len(earlier['runs'])} run(s) of earlier calls: {', '.join(earlier['methods'])}")
     every_run, every_sweep = [*earlier["runs"], *finals], [*earlier["sweeps"], *sweeps]

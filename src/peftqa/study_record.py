@@ -38,10 +38,13 @@ def study_folders(study_dir: str | Path) -> tuple[list[Path], list[Path]]:
     return run_dirs, sweep_dirs
 
 
-def earlier_calls(folder: Path, preset: str, runs_now: Sequence[Path], sweeps_now: Sequence[Path]) -> dict[str, Any]:
-    """What earlier calls of the same preset finished in `folder` and this call did not run again: its
-    methods, runs and sweeps (paths under `folder`), chosen learning rates and results, as study.json
-    holds them. Nothing without a study.json, for another preset, or for runs no longer there."""
+def earlier_calls(
+    folder: Path, preset: str, methods_now: Sequence[str], runs_now: Sequence[Path], sweeps_now: Sequence[Path]
+) -> dict[str, Any]:
+    """What earlier calls of the same preset finished in `folder` and this call (its methods, runs and
+    sweeps) did not run again: their methods, runs and sweeps (paths under `folder`), chosen learning
+    rates and results, as study.json holds them. Nothing without a study.json, for another preset, or
+    for runs no longer there."""
     earlier: dict[str, Any] = {"methods": [], "runs": [], "sweeps": [], "learning_rates": {}, "results": []}
     path = folder / STUDY_JSON
     before = files.read_json(path) if path.is_file() else {}
@@ -56,6 +59,5 @@ def earlier_calls(folder: Path, preset: str, runs_now: Sequence[Path], sweeps_no
     kept = {Path(p).name for p in before.get("sweeps", [])} - sweep_names
     earlier["sweeps"] = [folder / "sweeps" / name for name in sorted(kept) if (folder / "sweeps" / name).is_dir()]
     earlier["learning_rates"] = {k: v for k, v in before.get("learning_rates", {}).items() if k in kept}
-    methods_now = {name.split("-")[0] for name in sweep_names}
     earlier["methods"] = [m for m in before.get("methods", []) if m not in methods_now]
     return earlier
