@@ -174,9 +174,9 @@ def test_methods_that_start_as_the_base_model_do(method, tiny_model_dir):
     torch.testing.assert_close(got.end_logits, expected.end_logits, atol=1e-5, rtol=1e-5)
 
 
-def _trained_two_steps(spec, model_dir):
+def _trained_two_steps(spec, model_dir, options=None):
     torch.manual_seed(0)
-    model = spec.apply(load_qa_model(str(model_dir)), _options(spec))
+    model = spec.apply(load_qa_model(str(model_dir)), options or _options(spec))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-2)
     model.train()

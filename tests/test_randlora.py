@@ -1,5 +1,5 @@
-"""RandLoRA's `--no-randlora-save-projection`: an adapter without the frozen random bases, which loading
-regenerates from the seed to the same logits."""
+"""RandLoRA's `--randlora-save-projection false`: an adapter without the frozen random bases, which
+loading regenerates from the seed to the same logits."""
 
 from __future__ import annotations
 
@@ -8,17 +8,12 @@ from safetensors import safe_open
 
 from peftqa.backbone import load_qa_model
 from peftqa.methods import get_method
-from tests.test_methods import _batch
+from tests.test_methods import _batch, _trained_two_steps
 
 
 def _trained_and_saved(model_dir, folder, **options):
     spec = get_method("randlora")
-    torch.manual_seed(0)
-    model = spec.apply(load_qa_model(str(model_dir)), spec.make_options(options))
-    model.train()
-    model(**_batch()).loss.backward()
-    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
-    model.eval()
+    model = _trained_two_steps(spec, model_dir, spec.make_options(options))
     with torch.no_grad():
         logits = model(**_batch(1)).start_logits
     spec.save(model, folder)
