@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from peftqa.cli import main as peftqa_main
+from peftqa.cli.commands import main as peftqa_main
 
 
 def translate(argv: list[str]) -> list[str]:

@@ -2,7 +2,7 @@
 value projections, every window padded to max_length, the feature preparation and post-processing
 of transformers' examples/pytorch/question-answering (run_qa.py, utils_qa.py), written compactly.
 
-Only the scoring is shared with peftqa (the official EM/F1 in peftqa.metrics), so both arms are
+Only the scoring is shared with peftqa (the official EM/F1 in peftqa.scoring.metrics), so both arms are
 judged by the same rule.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peftqa.data import Example, gold_answers
-from peftqa.metrics import compute_metrics
+from peftqa.scoring.metrics import compute_metrics
 
 # Attention query/value layer names per architecture: the standard "LoRA on q/v" recipe.
 QV_TARGETS = {"bert": ["query", "value"], "distilbert": ["q_lin", "v_lin"], "roberta": ["query", "value"]}

@@ -149,7 +149,7 @@ class GpuBusy:
         An epoch's evaluation and checkpoint come after its last step and before the next epoch's first,
         so they fall outside (as does the first step of each epoch).
         """
-        from peftqa.train import TrainHooks
+        from peftqa.training.loop import TrainHooks
 
         last_step: list[float | None] = [None]
 
@@ -191,7 +191,7 @@ class Bench:
     """Runs the rows in one process (CUDA context and kernels warm), one run directory each."""
 
     def __init__(self, args: argparse.Namespace, scratch: Path) -> None:
-        import peftqa.train as train_module
+        import peftqa.training.loop as train_module
 
         self.args, self.scratch, self.train_module = args, scratch, train_module
         self.busy = GpuBusy()
@@ -217,7 +217,7 @@ class Bench:
         self.patched = []
 
     def config(self, name: str, batch: int, **settings: Any) -> Any:
-        from peftqa.config import RunConfig
+        from peftqa.settings.run_config import RunConfig
 
         values = dict(
             method="lora",
@@ -265,8 +265,8 @@ class Bench:
         import transformers
 
         from benchmarks.baseline_trainer import BaselineSettings, run_baseline
-        from peftqa.backbone import resolve_model
         from peftqa.data import load_squad, split_path
+        from peftqa.model.backbone import resolve_model
 
         on_gpu = _cuda()
         settings = BaselineSettings(

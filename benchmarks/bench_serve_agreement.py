@@ -16,12 +16,13 @@ from benchmarks.serve_common import runs_to_measure
 
 def measure_agreement(run_dir: str, data_dir: str | None) -> dict:
     """Answers of the merged fp32 and merged bf16 models against `evaluate`'s on the run's dev sample."""
-    from peftqa import runs
     from peftqa.data import gold_answers
     from peftqa.export.verify import merge_model
-    from peftqa.metrics import compute_metrics
-    from peftqa.postprocess import best_answers, postprocess
-    from peftqa.predict import evaluate, predict_logits, run_questions
+    from peftqa.inference import run_folder as runs
+    from peftqa.inference.evaluate import evaluate, run_questions
+    from peftqa.inference.forward import predict_logits
+    from peftqa.inference.postprocess import best_answers, postprocess
+    from peftqa.scoring.metrics import compute_metrics
 
     loaded = runs.load_run(run_dir)
     config = loaded.config

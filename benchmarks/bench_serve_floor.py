@@ -81,11 +81,11 @@ def measure_floor(run_dir: str, seconds: float = 2.0) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from peftqa import runs
-    from peftqa.batches import collate
     from peftqa.data import Example
     from peftqa.export.verify import merge_model
-    from peftqa.features import build_features
+    from peftqa.features.batches import collate
+    from peftqa.features.windows import build_features
+    from peftqa.inference import run_folder as runs
 
     loaded = runs.load_run(run_dir)
     model = merge_model(loaded.model).eval()

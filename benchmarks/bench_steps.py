@@ -54,12 +54,12 @@ def _recipes(args: argparse.Namespace):
     from transformers import default_data_collator
 
     from benchmarks.baseline_trainer import BaselineSettings, baseline_model, prepare_train_features
-    from peftqa.backbone import load_qa_model, load_tokenizer, resolve_model
-    from peftqa.batches import collate, length_grouped_batches
-    from peftqa.config import RunConfig
     from peftqa.data import load_squad, split_path
-    from peftqa.features import build_features
+    from peftqa.features.batches import collate, length_grouped_batches
+    from peftqa.features.windows import build_features
     from peftqa.methods import get_method
+    from peftqa.model.backbone import load_qa_model, load_tokenizer, resolve_model
+    from peftqa.settings.run_config import RunConfig
 
     path = resolve_model(args.model)
     tokenizer = load_tokenizer(path)
@@ -96,7 +96,7 @@ def _step(model, optimizer, batch, precision: str, recipe: str) -> None:
 
     import torch
 
-    from peftqa.levers.fp32_attention import fp32_attention
+    from peftqa.training.levers.fp32_attention import fp32_attention
 
     levers = fp32_attention() if precision == "bf16" and recipe.startswith("peftqa") else contextlib.nullcontext()
     with levers, torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):

@@ -50,8 +50,8 @@ def _timed(function, *args) -> tuple[object, float, float]:
 
 
 def _arm(args: argparse.Namespace) -> dict:
-    from peftqa.backbone import load_tokenizer, resolve_model
     from peftqa.data import load_squad, md5_of, split_path
+    from peftqa.model.backbone import load_tokenizer, resolve_model
 
     path = split_path(args.data_dir, "train")
     examples = load_squad(path, args.questions or None, shuffle_seed=42)
@@ -63,7 +63,7 @@ def _arm(args: argparse.Namespace) -> dict:
         features, wall, cpu = _timed(prepare_train_features, examples, tokenizer, settings)
         return {"cold_seconds": wall, "cold_cpu_seconds": cpu, "features": len(features)}
 
-    from peftqa.feature_cache import load_or_build_features
+    from peftqa.features.cache import load_or_build_features
 
     digest = md5_of(path)
     with tempfile.TemporaryDirectory() as scratch:

@@ -83,7 +83,7 @@ def random_distilbert(folder: Path) -> str:
     """A DistilBERT-base-sized model with random weights (speed only) and the bert-uncased vocabulary."""
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
-    from peftqa.backbone import resolve_model
+    from peftqa.model.backbone import resolve_model
 
     DistilBertModel(DistilBertConfig()).save_pretrained(folder)
     # DistilBERT takes no token_type_ids: the saved tokenizer must not produce them.
@@ -94,8 +94,8 @@ def random_distilbert(folder: Path) -> str:
 
 
 def _peftqa_arm(args: argparse.Namespace) -> dict:
-    from peftqa.config import RunConfig
-    from peftqa.train import train
+    from peftqa.settings.run_config import RunConfig
+    from peftqa.training.loop import train
 
     steps = _StepCpuSeconds()
     with tempfile.TemporaryDirectory() as scratch:
@@ -136,7 +136,7 @@ class _StepCpuSeconds:
         self.last: tuple[float, int] | None = None  # (CPU time, features seen) at the previous step's end
 
     def hooks(self):
-        from peftqa.train import TrainHooks
+        from peftqa.training.loop import TrainHooks
 
         return TrainHooks(after_step=self._after_step, after_epoch=self._after_epoch)
 
@@ -153,8 +153,8 @@ class _StepCpuSeconds:
 
 def _baseline_arm(args: argparse.Namespace) -> dict:
     from benchmarks.baseline_trainer import BaselineSettings, run_baseline
-    from peftqa.backbone import resolve_model
     from peftqa.data import QuestionChoice, eval_questions, train_questions
+    from peftqa.model.backbone import resolve_model
 
     # The same questions peftqa's prepare_data picks: a seeded sample of train, a seeded sample of dev.
     settings = BaselineSettings(

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from peftqa import files, runs
-from peftqa.stats import bootstrap_interval, paired_difference
+from peftqa import files
+from peftqa.inference import run_folder as runs
+from peftqa.scoring.stats import bootstrap_interval, paired_difference
 
 
 def compare(first: Path, second: Path) -> list[dict]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from peftqa import files, runs
-from peftqa.report.compare import compare, reference_run, verdict
+from peftqa import files
+from peftqa.inference import run_folder as runs
+from peftqa.report.pairing import compare, reference_run, verdict
 from peftqa.report.render import human_bytes
 from peftqa.report.results import load_results
 

@@ -75,7 +75,7 @@ def tiny_model_dir(request, tmp_path_factory) -> Path:
 
 def tiny_run_config(model_dir, squad_dir, out, method="lora", **overrides):
     """Settings for a run that trains in seconds on the tiny models and the tiny SQuAD fixture."""
-    from peftqa.config import RunConfig
+    from peftqa.settings.run_config import RunConfig
 
     values = dict(
         method=method,

@@ -18,7 +18,7 @@ def shaped_config(name: str) -> Any:
 
     if name == "distilbert":
         return DistilBertConfig()
-    from peftqa.backbone import resolve_model
+    from peftqa.model.backbone import resolve_model
 
     return AutoConfig.from_pretrained(resolve_model(name))
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from peftqa.backbone import load_qa_model
 from peftqa.errors import PeftqaError
 from peftqa.methods import METHODS, adalora, get_method
-from peftqa.train import TrainHooks, train
+from peftqa.model.backbone import load_qa_model
+from peftqa.training.loop import TrainHooks, train
 from tests.conftest import tiny_run_config
 
 # 3 steps an epoch on the tiny SQuAD fixture (batch 2): 9 steps, reallocating at every step up to the

@@ -13,7 +13,7 @@ def _dropouts(model) -> set[float]:
 
 
 def test_dropout_setting_reaches_every_dropout_of_both_architectures(tiny_model_dir):
-    from peftqa.backbone import load_qa_model
+    from peftqa.model.backbone import load_qa_model
 
     assert _dropouts(load_qa_model(str(tiny_model_dir))) == {0.1}  # the checkpoint's own
     assert _dropouts(load_qa_model(str(tiny_model_dir), dropout=0.0)) == {0.0}
@@ -23,7 +23,7 @@ def test_dropout_setting_reaches_every_dropout_of_both_architectures(tiny_model_
 def test_dropout_on_an_unknown_config_is_a_clear_error():
     from types import SimpleNamespace
 
-    from peftqa.backbone import _set_dropout
+    from peftqa.model.backbone import _set_dropout
 
     with pytest.raises(PeftqaError, match="cannot set the dropout of a 'gpt2' model"):
         _set_dropout(SimpleNamespace(model_type="gpt2", attn_pdrop=0.1), 0.0)

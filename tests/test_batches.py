@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from peftqa.backbone import load_qa_model, load_tokenizer
-from peftqa.batches import DeviceFeatures, collate, forward_inputs, length_grouped_batches, pad_to_width, uses_sdpa
 from peftqa.data import load_squad
-from peftqa.features import build_features
+from peftqa.features.batches import (
+    DeviceFeatures,
+    collate,
+    forward_inputs,
+    length_grouped_batches,
+    pad_to_width,
+    uses_sdpa,
+)
+from peftqa.features.windows import build_features
+from peftqa.model.backbone import load_qa_model, load_tokenizer
 
 
 def _features(model_dir, squad_dir):

@@ -16,8 +16,8 @@ def test_floor_counts_the_linear_layers_of_one_window_and_divides_by_the_best_ra
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from benchmarks import bench_serve_floor
-    from peftqa import runs
     from peftqa.export.verify import merge_model
+    from peftqa.inference import run_folder as runs
 
     run_dir = train_tiny_runs(("lora",), tiny_bert_dir, squad_dir, tmp_path)["lora"]
     floor = bench_serve_floor.measure_floor(str(run_dir), seconds=0.05)

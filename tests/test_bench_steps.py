@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from benchmarks.bench_steps import PROFILE_PARTS, profile_steps
-from peftqa.backbone import load_qa_model
 from peftqa.methods import get_method
+from peftqa.model.backbone import load_qa_model
 
 
 def test_the_profile_of_a_step_finds_its_matrix_products_attention_and_optimizer(tiny_bert_without_dropout):

@@ -12,11 +12,11 @@ import json
 import pytest
 import torch
 
-from peftqa.backbone import load_qa_model
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 from peftqa.methods.bottleneck import BottleneckWrapped, FeedForwardInput, ParallelWrapped
+from peftqa.model.backbone import load_qa_model
 
 LAYERS = 2  # the tiny fixtures' encoder layers
 # Where each variant's adapter modules sit, by the module path of the wrapped layer within a layer.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from peftqa.backbone import load_qa_model
-from peftqa.checkpoint import LastEvaluation, Progress, checkpoint_path, load_checkpoint, save_checkpoint
-from peftqa.config import RunConfig
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
-from peftqa.prepare import build_optimizer
+from peftqa.model.backbone import load_qa_model
+from peftqa.settings.run_config import RunConfig
+from peftqa.training.checkpoint import LastEvaluation, Progress, checkpoint_path, load_checkpoint, save_checkpoint
+from peftqa.training.prepare import build_optimizer
 
 
 def _trainable_model(model_dir, method: str = "lora"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from tests.squad_fixtures import squad_document
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def test_score_with_ci_adds_intervals_and_leaves_the_official_output_alone(capsy
 
 def test_sweep_flags_are_made_from_sweep_config_and_its_defaults_apply(monkeypatch, squad_dir):
     import peftqa.sweep as sweep_module
-    from peftqa.cli import build_parser
+    from peftqa.cli.commands import build_parser
     from peftqa.sweep import SweepConfig
 
     seen: list[SweepConfig] = []
@@ -229,7 +229,7 @@ def test_data_make_v2_and_bad_files_of_each_format_are_one_line(capsys, tmp_path
 def test_help_says_what_the_tool_does_and_its_first_commands_parse(capsys):
     import shlex
 
-    from peftqa.cli import build_parser
+    from peftqa.cli.commands import build_parser
 
     with pytest.raises(SystemExit) as exited:
         main(["--help"])

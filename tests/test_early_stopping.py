@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from peftqa import files, runs
-from peftqa.cli import main
-from peftqa.hooks import chain_hooks
-from peftqa.predict import evaluate
-from peftqa.train import TrainHooks, train
+from peftqa import files
+from peftqa.cli.commands import main
+from peftqa.inference import run_folder as runs
+from peftqa.inference.evaluate import evaluate
+from peftqa.training.hooks import chain_hooks
+from peftqa.training.loop import TrainHooks, train
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 from tests.test_train import _Killed

@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from peftqa import files, runs
-from peftqa.cli import main
-from peftqa.config import ScoringSettings
+from peftqa import files
+from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.evaluation import evaluate_run
 from peftqa.export import export_run
 from peftqa.export.verify import largest_difference, logits, probe_batch
+from peftqa.inference import run_folder as runs
+from peftqa.inference.evaluate import ask
+from peftqa.inference.rescore import evaluate_run
+from peftqa.inference.run_folder import EXPORT_JSON, ONNX_FILE
 from peftqa.methods import get_method, method_names
-from peftqa.predict import ask
-from peftqa.runs import EXPORT_JSON, ONNX_FILE
+from peftqa.settings.run_config import ScoringSettings
 from tests.test_serve import train_tiny_runs
 
 # Every registered method that merges: each must give a plain transformers folder.

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from peftqa.backbone import load_tokenizer
-from peftqa.feature_cache import load_or_build_features
-from peftqa.features import build_features
+from peftqa.features.cache import load_or_build_features
+from peftqa.features.windows import build_features
+from peftqa.model.backbone import load_tokenizer
 from tests.conftest import TOKENIZER_DIR
 from tests.test_features import _assert_same, _example, _examples
 

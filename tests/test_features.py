@@ -3,10 +3,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from peftqa import features as features_module
-from peftqa.backbone import load_tokenizer
 from peftqa.data import Example
-from peftqa.features import FeatureSet, build_features, pair_template, window_starts
+from peftqa.features.windows import FeatureSet, build_features, pair_template, window_starts
+from peftqa.features import windows as features_module
+from peftqa.model.backbone import load_tokenizer
 from tests.conftest import TOKENIZER_DIR
 
 

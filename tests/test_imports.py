@@ -12,30 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from peftqa.stages import STAGES as PACKAGE_STAGES
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "peftqa"
 
-# The data flow, earliest first (README: "The code"); a module may import from its own stage or an
-# earlier one. A package's modules all sit at the package's stage.
-STAGES: list[tuple[str, ...]] = [
-    ("errors", "files", "wheels", "hardware", "stats", "metrics", "plots", "workers"),  # leaf helpers
-    ("data",),
-    ("features", "feature_cache"),
-    ("backbone", "methods", "onnx_runtime"),
-    ("config",),
-    ("runs",),
-    ("batches", "postprocess"),
-    ("predict",),
-    ("prepare", "levers", "parallel", "checkpoint", "meter"),
-    ("hooks", "early_stopping", "tracking"),  # what watches the loop through its hooks
-    ("train",),
-    ("evaluation", "export", "predict_run"),
-    ("sweep",),
-    ("report",),
-    ("study", "study_record"),
-    ("serve",),
-    ("flags",),
-    ("cli", "usage", "__main__", "__init__"),
-]
+STAGES = [names for _, names, _ in PACKAGE_STAGES]
 STAGE_OF = {name: number for number, names in enumerate(STAGES) for name in names}
 
 
@@ -86,7 +67,7 @@ def _graph() -> dict[str, set[str]]:
 def _stage(module: str) -> int:
     top = module.split(".")[1] if module != "peftqa" else "__init__"
     if top not in STAGE_OF:
-        raise AssertionError(f"{module}: not in tests/test_imports.py STAGES; give it its place in the data flow")
+        raise AssertionError(f"{module}: not in src/peftqa/stages.py STAGES; give it its place in the data flow")
     return STAGE_OF[top]
 
 
@@ -129,11 +110,11 @@ def test_the_import_graph_has_no_cycle():
 
 
 def test_the_walker_sees_lazy_and_relative_imports(tmp_path):
-    source = "def f():\n    from peftqa.train import train\n    from . import files\n"
+    source = "def f():\n    from peftqa.training.loop import train\n    from . import files\n"
     (tmp_path / "x.py").write_text(source)
     # parse as if it were peftqa/x.py
-    found = _imports(tmp_path / "x.py", "peftqa.x", {"peftqa.train", "peftqa.files"})
-    assert found == {"peftqa.train", "peftqa.files"}
+    found = _imports(tmp_path / "x.py", "peftqa.x", {"peftqa.training.loop", "peftqa.files"})
+    assert found == {"peftqa.training.loop", "peftqa.files"}
 
 
 @pytest.mark.parametrize("module", ["peftqa.nowhere"])

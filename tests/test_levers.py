@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from peftqa import runs
-from peftqa.backbone import load_qa_model, load_tokenizer
-from peftqa.batches import collate
-from peftqa.config import RunConfig
 from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
-from peftqa.features import build_features
-from peftqa.levers import SpeedLevers
-from peftqa.levers.fused_lora import fused_lora_forward
+from peftqa.features.batches import collate
+from peftqa.features.windows import build_features
+from peftqa.inference import run_folder as runs
+from peftqa.inference.evaluate import evaluate
 from peftqa.methods import get_method
-from peftqa.predict import evaluate
-from peftqa.train import train
+from peftqa.model.backbone import load_qa_model, load_tokenizer
+from peftqa.settings.run_config import RunConfig
+from peftqa.training.levers import SpeedLevers
+from peftqa.training.levers.fused_lora import fused_lora_forward
+from peftqa.training.loop import train
 from tests.conftest import tiny_run_config
 
 
@@ -158,7 +158,7 @@ def test_fp32_attention_feeds_attention_fp32_under_bf16_autocast_and_puts_the_re
 ):
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    from peftqa.levers.fp32_attention import fp32_attention
+    from peftqa.training.levers.fp32_attention import fp32_attention
 
     model = load_qa_model(str(tiny_bert_without_dropout)).eval()
     inputs = {"input_ids": torch.randint(1000, 2000, (2, 12)), "attention_mask": torch.ones(2, 12, dtype=torch.long)}

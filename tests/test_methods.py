@@ -11,10 +11,10 @@ import re
 import pytest
 import torch
 
-from peftqa.backbone import load_qa_model
 from peftqa.methods import METHODS, get_method
 from peftqa.methods.lora import LoraOptions
 from peftqa.methods.targets import ALL_LINEAR, VERA_TARGETS
+from peftqa.model.backbone import load_qa_model
 
 HEAD = r"qa_outputs"
 # Bottleneck adapters per encoder layer: Houlsby's after attention and feed-forward, the others one.
@@ -216,7 +216,7 @@ def _positive_options(spec) -> list[str]:
 def test_bad_options_exit_2_with_one_line(method, capsys):
     """Every whole-number option (ranks, sizes, counts) and every scale marked positive refuses -1, and
     another method's option is refused, before any model is loaded (the model named here does not exist)."""
-    from peftqa.cli import main
+    from peftqa.cli.commands import main
 
     spec = get_method(method)
     foreign = next(
@@ -235,7 +235,7 @@ def test_bad_options_exit_2_with_one_line(method, capsys):
 
 
 def test_methods_command_lists_every_method_with_its_stated_costs(capsys):
-    from peftqa.cli import main
+    from peftqa.cli.commands import main
 
     assert main(["methods"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -255,8 +255,8 @@ def test_methods_that_cannot_merge_refuse_an_hf_export_in_one_line(method, tmp_p
     are empty folders, and its base model does not exist)."""
     import json
 
-    from peftqa import runs
-    from peftqa.cli import main
+    from peftqa.cli.commands import main
+    from peftqa.inference import run_folder as runs
 
     run_dir = tmp_path / "run"
     for folder in (get_method(method).artifact, runs.TOKENIZER_DIR):

@@ -1,6 +1,6 @@
 import pytest
 
-from peftqa.metrics import compute_metrics, exact_match, f1, normalize_answer, score_answer
+from peftqa.scoring.metrics import compute_metrics, exact_match, f1, normalize_answer, score_answer
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_compute_metrics_scores_unanswered_questions_as_zero():
 
 
 def test_question_scores_are_per_question_and_average_to_compute_metrics():
-    from peftqa.metrics import question_scores
+    from peftqa.scoring.metrics import question_scores
 
     gold = {"a": ["Paris"], "b": ["London", "in London"], "c": ["1813"], "d": ["Jane Austen"]}
     predictions = {"a": "paris", "b": "London town", "d": "Austen", "unknown": "x"}
@@ -186,7 +186,7 @@ def _random_v2_case(seed: int):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_squad2_scores_equal_the_official_script_bit_for_bit(seed):
-    from peftqa.metrics import compute_metrics_v2, question_scores_v2
+    from peftqa.scoring.metrics import compute_metrics_v2, question_scores_v2
 
     dataset, preds, na_probs, gold = _random_v2_case(seed)
     assert compute_metrics_v2(preds, gold) == _official_v2(dataset, preds)
@@ -199,7 +199,7 @@ def test_squad2_scores_equal_the_official_script_bit_for_bit(seed):
 
 
 def test_a_question_without_an_answer_scores_one_exactly_when_the_prediction_is_empty():
-    from peftqa.metrics import compute_metrics_v2, f1_v2, question_scores_v2
+    from peftqa.scoring.metrics import compute_metrics_v2, f1_v2, question_scores_v2
 
     gold = {"none": [], "some": ["Jane Austen"]}
     assert question_scores_v2({"none": "", "some": "Jane"}, gold)["none"] == {"exact_match": 100.0, "f1": 100.0}
@@ -221,7 +221,7 @@ def test_a_question_without_an_answer_scores_one_exactly_when_the_prediction_is_
 
 
 def test_best_threshold_search_answers_nothing_above_the_threshold_it_finds():
-    from peftqa.metrics import compute_metrics_v2
+    from peftqa.scoring.metrics import compute_metrics_v2
 
     gold = {"a": ["x"], "b": [], "c": ["y"], "d": []}
     preds = {"a": "x", "b": "z", "c": "y", "d": "z"}

@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 import peftqa
 from peftqa import files
 from peftqa.report import load_results
-from peftqa.study import STUDY_JSON
+from peftqa.study.pipeline import STUDY_JSON
 from tests.test_serve import train_tiny_runs
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_methods.ipynb"

@@ -49,7 +49,7 @@ def test_two_gloo_processes_match_one_process(tiny_bert_without_dropout, squad_d
 
     import torch
 
-    from peftqa.cli import main as cli_main
+    from peftqa.cli.commands import main as cli_main
 
     single, double = tmp_path / "single", tmp_path / "double"
     assert cli_main(["train", *_train_flags(tiny_bert_without_dropout, squad_dir, single)]) in (0, None)

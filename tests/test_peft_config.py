@@ -9,16 +9,16 @@ import re
 import pytest
 import torch
 
-from peftqa import runs
-from peftqa.backbone import load_qa_model
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from peftqa.data import load_squad
-from peftqa.evaluation import evaluate_run
-from peftqa.features import build_features
+from peftqa.features.windows import build_features
+from peftqa.inference import run_folder as runs
+from peftqa.inference.evaluate import evaluate
+from peftqa.inference.rescore import evaluate_run
 from peftqa.methods import get_method, methods_in_all
-from peftqa.predict import evaluate
+from peftqa.model.backbone import load_qa_model
 from peftqa.report import build_report
-from peftqa.study import parse_methods
+from peftqa.study.pipeline import parse_methods
 
 
 def _train_flags(model_dir, squad_dir, out) -> list[str]:

@@ -1,9 +1,9 @@
 import numpy as np
 
-from peftqa.backbone import load_tokenizer
 from peftqa.data import Example
-from peftqa.features import build_features
-from peftqa.postprocess import best_answers, postprocess, rank_candidates, window_spans
+from peftqa.features.windows import build_features
+from peftqa.inference.postprocess import best_answers, postprocess, rank_candidates, window_spans
+from peftqa.model.backbone import load_tokenizer
 from tests.conftest import TOKENIZER_DIR
 
 
@@ -52,7 +52,7 @@ def test_postprocess_never_returns_question_text_whatever_the_logits():
 
 
 def test_null_score_is_the_lowest_cls_score_over_an_examples_windows_and_abstention_follows_the_threshold():
-    from peftqa.postprocess import abstains, null_differences, null_scores
+    from peftqa.inference.postprocess import abstains, null_differences, null_scores
 
     tokenizer = load_tokenizer(str(TOKENIZER_DIR))
     context = " ".join(f"word{i}" for i in range(120))

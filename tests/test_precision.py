@@ -6,12 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from peftqa import files, runs
-from peftqa.config import RunConfig
+from peftqa import files
 from peftqa.errors import PeftqaError
-from peftqa.evaluation import evaluate_run
-from peftqa.levers.precision import resolve_precision
-from peftqa.train import train
+from peftqa.inference import run_folder as runs
+from peftqa.inference.rescore import evaluate_run
+from peftqa.settings.run_config import RunConfig
+from peftqa.training.levers.precision import resolve_precision
+from peftqa.training.loop import train
 from tests.conftest import tiny_run_config
 
 ZEN4 = "processor : 0\nflags : fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
@@ -63,7 +64,7 @@ def test_a_bf16_run_keeps_fp32_adapters_scores_in_fp32_and_records_why(tiny_bert
 
 
 def test_a_method_that_lost_f1_in_bf16_stays_fp32_under_auto_but_not_when_bf16_is_asked_for():
-    from peftqa.levers import SpeedLevers
+    from peftqa.training.levers import SpeedLevers
 
     keep = "its sweep chose another rate"
     assert not resolve_precision("auto", CPU, ZEN4, fp32_under_auto=keep).bf16

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from peftqa.config import ScoringSettings
 from peftqa.data import load_squad
-from peftqa.features import build_features
-from peftqa.predict import evaluate
+from peftqa.features.windows import build_features
+from peftqa.inference.evaluate import evaluate
+from peftqa.settings.run_config import ScoringSettings
 
 
 def test_scores_do_not_depend_on_the_eval_batch_size(tiny_bert_dir, squad_dir):
-    from peftqa.backbone import load_qa_model, load_tokenizer
+    from peftqa.model.backbone import load_qa_model, load_tokenizer
 
     torch.manual_seed(0)
     model, tokenizer = load_qa_model(tiny_bert_dir), load_tokenizer(tiny_bert_dir)
@@ -29,10 +29,10 @@ def test_scores_do_not_depend_on_the_eval_batch_size(tiny_bert_dir, squad_dir):
 
 
 def test_the_null_threshold_is_chosen_on_the_tuning_questions_and_only_there(tiny_bert_dir, tmp_path):
-    from peftqa.backbone import load_qa_model, load_tokenizer
-    from peftqa.metrics import compute_metrics_v2
-    from peftqa.postprocess import best_answers
-    from peftqa.predict import NullRule
+    from peftqa.inference.evaluate import NullRule
+    from peftqa.inference.postprocess import best_answers
+    from peftqa.model.backbone import load_qa_model, load_tokenizer
+    from peftqa.scoring.metrics import compute_metrics_v2
     from tests.squad_fixtures import many_articles, write_v2
 
     torch.manual_seed(0)

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from peftqa import runs
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.predict_run import NBEST_JSON, predict_file
-from peftqa.train import train
+from peftqa.inference import run_folder as runs
+from peftqa.inference.answer import NBEST_JSON, predict_file
+from peftqa.training.loop import train
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import jsonl_rows, v2_articles, write_jsonl, write_v2
 

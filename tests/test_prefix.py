@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from peftqa.backbone import load_qa_model
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 from peftqa.methods.prefix import CONFIG_FILE, PREFIX_TENSOR, WEIGHTS_FILE
+from peftqa.model.backbone import load_qa_model
 from tests.conftest import tiny_run_config
 
 SPEC = get_method("prefix")
@@ -173,7 +173,7 @@ def test_bad_options_are_refused():
 
 
 def test_prefixes_work_in_bf16_autocast_with_and_without_fp32_attention(tiny_bert_without_dropout, monkeypatch):
-    from peftqa.levers.fp32_attention import fp32_attention
+    from peftqa.training.levers.fp32_attention import fp32_attention
 
     model = _prefixed(tiny_bert_without_dropout, num_virtual_tokens=4)
     ids, mask = _ids(), torch.tensor([[1] * 16, [1] * 9 + [0] * 7]).bool()[:, None, None, :]
@@ -198,11 +198,11 @@ def test_prefixes_work_in_bf16_autocast_with_and_without_fp32_attention(tiny_ber
 
 def test_a_prefix_run_exports_to_onnx_with_the_runs_logits(tiny_model_dir, squad_dir, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
-    from peftqa import runs
-    from peftqa.config import ScoringSettings
     from peftqa.export import export_run
     from peftqa.export.verify import largest_difference, logits, probe_batch
-    from peftqa.train import train
+    from peftqa.inference import run_folder as runs
+    from peftqa.settings.run_config import ScoringSettings
+    from peftqa.training.loop import train
 
     run_dir = tmp_path / "run"
     train(tiny_run_config(tiny_model_dir, squad_dir, run_dir, "prefix", max_steps=2), log=lambda line: None)
@@ -227,7 +227,7 @@ def test_a_prefix_run_exports_to_onnx_with_the_runs_logits(tiny_model_dir, squad
 
 
 def test_train_with_prefix_from_the_command_line(tiny_bert_dir, squad_dir, tmp_path, capsys):
-    from peftqa.cli import main
+    from peftqa.cli.commands import main
 
     run_dir = tmp_path / "run"
     common = ["--data-dir", str(squad_dir), "--max-length", "128", "--doc-stride", "32", "--batch-size", "4"]

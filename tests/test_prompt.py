@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from peftqa.backbone import load_qa_model
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
+from peftqa.model.backbone import load_qa_model
 
 PROMPT_METHODS = ["prompt_tuning", "p_tuning"]
 # Marker tokens: the answer of every row starts at START and ends at END, wherever they are.
@@ -89,7 +89,7 @@ def test_logits_and_loss_cover_the_real_tokens(method, tiny_model_dir):
 
 
 def test_padding_and_the_training_loops_4d_mask_give_the_same_logits(tiny_bert_dir):
-    from peftqa.batches import forward_inputs
+    from peftqa.features.batches import forward_inputs
 
     spec = get_method("prompt_tuning")
     model = spec.apply(load_qa_model(str(tiny_bert_dir)), spec.make_options({})).eval()
@@ -142,7 +142,7 @@ def test_every_prompt_init_builds_and_bad_options_are_refused(init, tiny_bert_di
 @pytest.mark.parametrize("method", PROMPT_METHODS)
 def test_cli_train_evaluate_and_onnx_export_give_the_runs_scores(method, capsys, tmp_path, squad_dir, tiny_bert_dir):
     """The run's scores again from `peftqa evaluate`, and from its ONNX export (the prompt traces as constants)."""
-    from peftqa.cli import main
+    from peftqa.cli.commands import main
 
     run_dir = tmp_path / "run"
     code = main(

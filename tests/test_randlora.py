@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from safetensors import safe_open
 
-from peftqa.backbone import load_qa_model
 from peftqa.methods import get_method
+from peftqa.model.backbone import load_qa_model
 from tests.test_methods import _batch, _trained_two_steps
 
 

@@ -33,7 +33,7 @@ def test_official_files_match_their_md5_and_counts(real_squad_dir):
 
 
 def test_minilm_alias_weights_are_the_published_ones():
-    from peftqa.backbone import resolve_model
+    from peftqa.model.backbone import resolve_model
 
     digest = hashlib.sha256()
     with (Path(resolve_model("minilm-l6")) / "model.safetensors").open("rb") as weights:
@@ -43,8 +43,8 @@ def test_minilm_alias_weights_are_the_published_ones():
 
 
 def test_minilm_alias_is_the_pretrained_model_and_learns(real_squad_dir, tmp_path):
-    from peftqa.config import RunConfig
-    from peftqa.train import train
+    from peftqa.settings.run_config import RunConfig
+    from peftqa.training.loop import train
 
     # lr 3e-3: the quick study's best LoRA rate for 300 questions.
     config = RunConfig(

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from peftqa import files
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from peftqa.data import Example
 from peftqa.report import (
     answer_length,
@@ -18,7 +18,7 @@ from peftqa.report import (
     results_table,
 )
 from peftqa.sweep import read_sweep, write_sweep
-from peftqa.train import train
+from peftqa.training.loop import train
 from tests.conftest import tiny_run_config
 
 
@@ -157,8 +157,8 @@ def _fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=Tru
     """A finished run whose answer to dev question k is right (the gold town) when right[k], else wrong."""
     import json
 
-    from peftqa import runs
     from peftqa.data import QuestionChoice
+    from peftqa.inference import run_folder as runs
 
     examples = _dev_examples(data_dir)
     assert len(right) == len(examples)
@@ -416,9 +416,9 @@ def _fake_v2_run(folder, dev_file, method, answers_unanswerable: bool):
     without an answer it answers "Paris" (answers_unanswerable) or nothing."""
     import json
 
-    from peftqa import runs
     from peftqa.data import QuestionChoice, load_squad
-    from peftqa.metrics import question_scores_v2
+    from peftqa.inference import run_folder as runs
+    from peftqa.scoring.metrics import question_scores_v2
 
     examples = load_squad(dev_file)
     predictions = {e.id: e.answers[0] if e.answers else ("Paris" if answers_unanswerable else "") for e in examples}

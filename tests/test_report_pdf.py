@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from peftqa.report import pdf
 from tests.squad_fixtures import many_articles, write_squad
 from tests.test_report import _fake_run, _fake_sweep

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from peftqa import files, runs
+from peftqa import files
 from peftqa.errors import PeftqaError
 from peftqa.export import export_run
 from peftqa.export.verify import largest_difference, logits, probe_batch
-from peftqa.onnx_runtime import OnnxQAModel
-from peftqa.runs import git_commit
+from peftqa.inference import run_folder as runs
+from peftqa.inference.run_folder import git_commit
+from peftqa.model.onnx_runtime import OnnxQAModel
 from tests.test_serve import train_tiny_runs
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

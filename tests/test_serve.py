@@ -14,14 +14,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peftqa import runs
-from peftqa.config import ScoringSettings
 from peftqa.data import load_examples
+from peftqa.inference import run_folder as runs
 from peftqa.methods import get_method, method_names
 from peftqa.serve import create_app
 from peftqa.serve.loading import load_models
 from peftqa.serve.served import ServedModel
-from peftqa.train import train
+from peftqa.settings.run_config import ScoringSettings
+from peftqa.training.loop import train
 from tests.conftest import TOKENIZER_DIR, tiny_run_config
 
 WINDOWS = ScoringSettings(max_length=128, doc_stride=32)  # the windows tiny_run_config trains with
@@ -229,7 +229,7 @@ def test_answer_far_beyond_the_first_window_is_found():
 
 
 def test_excerpt_keeps_the_answer_with_little_text_before_it():
-    from peftqa.serve.compare import EXCERPT_AFTER, EXCERPT_BEFORE, excerpt
+    from peftqa.serve.compare_page import EXCERPT_AFTER, EXCERPT_BEFORE, excerpt
 
     context = "word " * 2000 + "ANSWER" + " tail" * 2000
     start = context.index("ANSWER")

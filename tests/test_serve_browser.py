@@ -130,7 +130,7 @@ def far_answer_url():
     """A server whose two stand-in models answer "zebra", about 8,000 characters into any context."""
     from transformers import AutoTokenizer
 
-    from peftqa import runs
+    from peftqa.inference import run_folder as runs
     from peftqa.serve.served import ServedModel
     from tests.conftest import TOKENIZER_DIR
     from tests.test_serve import PointAtWord

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from peftqa import runs
+from peftqa.inference import run_folder as runs
 from peftqa.serve.discovery import newest_runs, public_model_name, public_path
 
 

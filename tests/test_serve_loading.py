@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from peftqa import runs
-from peftqa.predict import ask
+from peftqa.inference import run_folder as runs
+from peftqa.inference.evaluate import ask
 from peftqa.serve.loading import load_models, merged_copies_fit, share_weights, threads_per_model
 from tests.test_serve import CONTEXT, METHODS, QUESTION, WINDOWS, runs_of_every_method
 
@@ -35,7 +35,7 @@ def test_runs_on_one_backbone_share_their_base_weights(run_dirs):
 
 
 def test_loading_every_method_leaves_the_shared_base_weights_unchanged(run_dirs, tiny_bert_dir):
-    from peftqa.backbone import load_qa_model
+    from peftqa.model.backbone import load_qa_model
 
     served = load_models([run_dirs[m] for m in METHODS], mode="shared")
     assert [m.run.method for m in served] == list(METHODS)
@@ -75,8 +75,8 @@ def test_served_answers_are_those_of_the_run_loaded_alone(run_dirs, mode):
 @pytest.mark.parametrize("mode", ["merged", "fast"])
 def test_merged_modes_give_each_run_its_own_weights_with_no_adapter_layers(run_dirs, mode):
     from peftqa.data import Example
-    from peftqa.features import build_features
-    from peftqa.predict import predict_logits
+    from peftqa.features.windows import build_features
+    from peftqa.inference.forward import predict_logits
 
     served = load_models([run_dirs[m] for m in ("lora", "ia3", "bitfit")], mode=mode)
     assert [m.bf16 for m in served] == [mode == "fast"] * 3
@@ -99,8 +99,8 @@ def test_merged_modes_give_each_run_its_own_weights_with_no_adapter_layers(run_d
 def test_default_answers_are_those_of_evaluate_on_every_dev_question(run_dirs, squad_dir):
     """The page's default mode and `peftqa evaluate` give the same answer to every fixture question."""
     from peftqa.data import eval_questions
-    from peftqa.features import build_features
-    from peftqa.predict import evaluate
+    from peftqa.features.windows import build_features
+    from peftqa.inference.evaluate import evaluate
 
     for served in load_models([run_dirs["lora"], run_dirs["ia3"]]):
         alone = runs.load_run(run_dirs[served.name])
@@ -174,7 +174,7 @@ def test_each_model_gets_its_share_of_the_cores():
 
 
 def test_loaded_models_have_answered_once_before_the_first_request(run_dirs, monkeypatch):
-    import peftqa.predict as predict_module
+    import peftqa.inference.evaluate as predict_module
 
     forward_passes = []
     real = predict_module.predict_logits
@@ -186,7 +186,7 @@ def test_loaded_models_have_answered_once_before_the_first_request(run_dirs, mon
 
 
 def test_a_run_that_cannot_answer_is_skipped_at_load_not_at_the_first_request(run_dirs, monkeypatch):
-    import peftqa.predict as predict_module
+    import peftqa.inference.evaluate as predict_module
 
     real = predict_module.predict_logits
     forward_passes: list[int] = []
@@ -205,7 +205,7 @@ def test_a_run_that_cannot_answer_is_skipped_at_load_not_at_the_first_request(ru
 
 
 def test_share_weights_copies_modules_not_tensors(tiny_bert_dir):
-    from peftqa.backbone import load_qa_model
+    from peftqa.model.backbone import load_qa_model
 
     base = load_qa_model(str(tiny_bert_dir))
     copy = share_weights(base)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.serve.options import ServeOptions, load_for_serving
 from tests.test_serve import runs_of_every_method

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from peftqa.stats import bootstrap_interval, format_interval, paired_difference
+from peftqa.scoring.stats import bootstrap_interval, format_interval, paired_difference
 
 
 def _exact_match_scores(count: int, accuracy: float, seed: int) -> np.ndarray:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from peftqa import runs
-from peftqa import study as study_module
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.study import STUDY_PRESETS, StudyConfig, StudyPreset, parse_methods, run_study
+from peftqa.inference import run_folder as runs
+from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, StudyPreset, parse_methods, run_study
+from peftqa.study import pipeline as study_module
 from peftqa.sweep import run_sweep
 
 TINY = StudyPreset(
@@ -119,7 +119,7 @@ def test_study_pdf_without_chromium_stops_before_any_work(tmp_path, monkeypatch,
 
 def test_study_folders_are_found_under_the_study_wherever_it_ran(tmp_path):
     from peftqa import files
-    from peftqa.study import study_folders
+    from peftqa.study.pipeline import study_folders
 
     folder = tmp_path / "moved"
     with pytest.raises(PeftqaError, match="no study.json"):

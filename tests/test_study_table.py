@@ -4,8 +4,9 @@ summing what the sweep trials and final runs recorded."""
 from __future__ import annotations
 
 from benchmarks.study_table import table
-from peftqa import files, runs
-from peftqa.study import STUDY_PRESETS, StudyConfig, run_study
+from peftqa import files
+from peftqa.inference import run_folder as runs
+from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, run_study
 from tests.test_study import TINY
 
 

@@ -7,11 +7,12 @@ import sys
 
 import pytest
 
-from peftqa import files, runs
-from peftqa.cli import main
+from peftqa import files
+from peftqa.cli.commands import main
+from peftqa.inference import run_folder as runs
 from peftqa.sweep import SweepConfig, run_sweep
-from peftqa.tracking import TRACKING_JSON
-from peftqa.train import TrainHooks, train
+from peftqa.training.loop import TrainHooks, train
+from peftqa.training.tracking import TRACKING_JSON
 from tests.conftest import tiny_run_config
 from tests.test_train import _Killed
 

@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from peftqa import files, runs
-from peftqa.batches import length_grouped_batches
+from peftqa import files
 from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
-from peftqa.evaluation import evaluate_run
-from peftqa.features import build_features
+from peftqa.features.batches import length_grouped_batches
+from peftqa.features.windows import build_features
+from peftqa.inference import run_folder as runs
+from peftqa.inference.evaluate import ask, evaluate
+from peftqa.inference.rescore import evaluate_run
 from peftqa.methods import get_method
 from peftqa.methods.registry import METHODS, register
-from peftqa.predict import ask, evaluate
-from peftqa.train import TrainHooks, train
+from peftqa.training.loop import TrainHooks, train
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 
@@ -281,7 +282,7 @@ def test_a_squad2_run_chooses_its_threshold_on_held_out_training_questions_and_k
 
 
 def test_unanswerable_training_windows_point_at_cls(tiny_bert_dir, v2_files):
-    from peftqa.backbone import load_tokenizer
+    from peftqa.model.backbone import load_tokenizer
 
     examples = load_squad(v2_files[0])
     features = build_features(examples, load_tokenizer(tiny_bert_dir), 128, 32)

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from peftqa import sweep as sweep_module
-from peftqa.cli import main
+from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.sweep import SweepConfig, run_sweep
-from peftqa.sweep.config import _point
 from peftqa.sweep.storage import _folder_lock
+from peftqa.sweep.sweep_config import _point
 from peftqa.sweep.trials import _earlier_claim, _plan, _prepare_resume
 from peftqa.workers import Job, plan_slots, run_jobs
 from tests.conftest import tiny_run_config
@@ -154,7 +154,7 @@ def test_slots_spread_workers_over_gpus_and_split_cpu_threads():
 def test_a_running_trial_is_failed_at_once_only_when_no_other_command_uses_the_folder(tmp_path):
     from optuna.trial import TrialState
 
-    from peftqa.config import RunConfig
+    from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3], output_dir=str(tmp_path))
     study = sweep_module.open_study(config)
@@ -174,7 +174,7 @@ def test_a_running_trial_is_failed_at_once_only_when_no_other_command_uses_the_f
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
-    from peftqa.config import RunConfig
+    from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
     study = sweep_module.open_study(config)
@@ -203,7 +203,7 @@ def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
 def test_a_worker_waits_while_another_s_new_trial_has_not_named_its_point_yet(tmp_path):
     from optuna.trial import TrialState
 
-    from peftqa.config import RunConfig
+    from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
     study = sweep_module.open_study(config)
@@ -221,7 +221,7 @@ def test_a_worker_waits_while_another_s_new_trial_has_not_named_its_point_yet(tm
 
 
 def test_postgres_storage_needs_its_extra(tmp_path, monkeypatch):
-    from peftqa.config import RunConfig
+    from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(), storage="postgresql://me:secret@db.example/sweeps", output_dir=str(tmp_path))
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed

@@ -1,5 +1,5 @@
 import sys
 
-from peftqa.cli import main
+from peftqa.cli.commands import main
 
 sys.exit(main())

@@ -28,7 +28,7 @@ def _with_interval(metrics: dict[str, Any], key: str) -> str:
 
 
 def _base_model(base: str) -> str:
-    from peftqa.backbone import ALIASES
+    from peftqa.model.backbone import ALIASES
 
     if base in ALIASES:
         return f"`{base}` ({ALIASES[base].description})"

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from peftqa.errors import PeftqaError
-from peftqa.runs import EXPORT_JSON
+from peftqa.inference.run_folder import EXPORT_JSON
 
 
 def check_out(out: Path, run_dir: Path, force: bool) -> None:

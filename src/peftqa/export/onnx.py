@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftqa.export.verify import accepted_inputs, checked_difference, logits
-from peftqa.onnx_runtime import OnnxQAModel
-from peftqa.runs import ONNX_FILE
+from peftqa.inference.run_folder import ONNX_FILE
+from peftqa.model.onnx_runtime import OnnxQAModel
 
 if TYPE_CHECKING:
     import torch
@@ -131,7 +131,7 @@ def _score_on_dev(
     model: Any, tokenizer: Any, config: Any, data_dir: str | None, null_threshold: float | None
 ) -> dict[str, Any]:
     """EM/F1 (with intervals) of `model` on the run's own dev sample, with the run's windows."""
-    from peftqa.predict import NullRule, evaluate, run_questions
+    from peftqa.inference.evaluate import NullRule, evaluate, run_questions
 
     examples, features = run_questions(config, tokenizer, data_dir)
     null = NullRule(null_threshold) if null_threshold is not None else None

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from peftqa.errors import PeftqaError
-from peftqa.onnx_runtime import OnnxQAModel
+from peftqa.model.onnx_runtime import OnnxQAModel
 
 # Largest start/end logit difference accepted between merged or saved weights and the run (float
 # rounding of W + BA against Wx + BAx).
@@ -39,9 +39,9 @@ def probe_batch(tokenizer: Any, scoring: Any, rows: int = 8) -> dict[str, Any]:
     `rows` of them of different lengths in one padded batch (padding is where exports go wrong)."""
     import torch
 
-    from peftqa.batches import collate
     from peftqa.data import Example, load_examples
-    from peftqa.features import build_features
+    from peftqa.features.batches import collate
+    from peftqa.features.windows import build_features
 
     examples = [Example(item["id"], item["question"], item["context"], (), ()) for item in load_examples()["examples"]]
     features = build_features(examples, tokenizer, scoring.max_length, scoring.doc_stride)

@@ -27,7 +27,7 @@ from peftqa.methods import (  # noqa: F401  (each registers itself)
     oft,
     p_tuning,
     parallel,
-    peft_config,
+    peft_file,
     pfeiffer,
     prefix,
     prompt_tuning,

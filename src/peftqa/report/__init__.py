@@ -1,57 +1,17 @@
-"""Results -> a report a person reads: `peftqa report RUN_DIR... [--sweep DIR...] --out DIR`.
+"""report: see build.py (the entry point); this file only re-exports the public names."""
 
-The report is built once as a list of blocks (headings, text, tables, figures) and rendered twice:
-`report.md` (figures as PNG files beside it) and a self-contained `report.html` (figures inline as
-base64, no external files), so the two never say different things; with `pdf`, that html is
-printed to `report.pdf` by headless Chromium (module `pdf`).
-
-Read in data-flow order: `results` (runs loaded with per-question scores) -> `compare` (seeds grouped,
-paired comparisons) -> `findings` (paragraphs from the numbers) -> `sections` (blocks; `answerability`
-for SQuAD 2.0 data) -> `render` (markdown and html). This module only puts the sections together and writes the files.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Callable, Sequence
-from pathlib import Path
-
-from peftqa import files
-from peftqa.report.agreement import DISAGREEMENT_HEADERS, disagreements
-from peftqa.report.answerability import answerability_section
-from peftqa.report.compare import NOT_SETTLED
+from peftqa.report.agreement import disagreements
+from peftqa.report.build import REPORT_PDF, build_report
 from peftqa.report.findings import findings
-from peftqa.report.pdf import check_pdf_printer, print_pdf
-from peftqa.report.render import Block, markdown_table, render_html, render_markdown, results_table
-from peftqa.report.results import RunResult, answer_length, load_results, pareto_front, question_type
-from peftqa.report.sections import (
-    _comparison_section,
-    _curves_section,
-    _error_section,
-    _findings_section,
-    _qualitative_section,
-    _results_section,
-    _seeds_section,
-    _sweep_section,
-    comparison_rows,
-    load_qualitative,
-    results_rows,
-)
+from peftqa.report.pairing import NOT_SETTLED
+from peftqa.report.pdf import check_pdf_printer
+from peftqa.report.render import render_markdown, results_table
+from peftqa.report.results import answer_length, load_results, pareto_front, question_type
+from peftqa.report.sections import comparison_rows, load_qualitative, results_rows
 
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
-REPORT_PDF = "report.pdf"
-FIGURES_DIR = "figures"
-
-# What `from peftqa.report import ...` offers (the cli, the study, the tests and
-# notebooks/compare_methods.ipynb import these).
 __all__ = [
-    "DISAGREEMENT_HEADERS",
-    "FIGURES_DIR",
     "NOT_SETTLED",
-    "REPORT_HTML",
-    "REPORT_MD",
     "REPORT_PDF",
-    "RunResult",
     "answer_length",
     "build_report",
     "check_pdf_printer",
@@ -60,60 +20,9 @@ __all__ = [
     "findings",
     "load_qualitative",
     "load_results",
-    "markdown_table",
     "pareto_front",
-    "print_pdf",
     "question_type",
+    "render_markdown",
     "results_rows",
     "results_table",
 ]
-
-
-def build_report(
-    run_dirs: Sequence[str | Path],
-    sweep_dirs: Sequence[str | Path] = (),
-    out_dir: str | Path = "report",
-    qualitative: bool = True,
-    log: Callable[[str], None] = print,
-    pdf: bool = False,
-) -> tuple[Path, Path]:
-    """Write report.md (+ figures/) and a self-contained report.html; returns their paths.
-
-    Args:
-        run_dirs: finished run directories to compare.
-        sweep_dirs: sweep directories whose curves and trials to include.
-        out_dir: where the report goes.
-        qualitative: answer the hand-written examples with every run (loads each model once).
-        log: where progress lines go.
-        pdf: also print report.html to report.pdf beside it (headless Chromium: `print_pdf`).
-
-    Raises:
-        PeftqaError: a run cannot be read, or `pdf` without chromium or playwright (before anything is written).
-    """
-    from peftqa.sweep import read_sweep
-
-    if pdf:
-        check_pdf_printer()
-    results = load_results(run_dirs)
-    sweeps = [read_sweep(folder) for folder in sweep_dirs]
-    out = Path(out_dir)
-    blocks = [
-        Block("h1", "peftqa report"),
-        Block("p", f"Runs: {', '.join(r.name for r in results)}. Written by `peftqa report`."),
-    ]
-    blocks += _findings_section(results, sweeps)
-    blocks += _results_section(results) + answerability_section(results)
-    blocks += _comparison_section(results) + _seeds_section(results)
-    blocks += _sweep_section(sweeps) + _curves_section(results)
-    blocks += _error_section(results)
-    if qualitative:
-        blocks += _qualitative_section(results, log)
-    markdown = render_markdown(blocks, out / FIGURES_DIR)
-    files.write_bytes_atomic(out / REPORT_MD, markdown.encode())
-    files.write_bytes_atomic(out / REPORT_HTML, render_html(blocks, "peftqa report").encode())
-    if pdf:
-        print_pdf(out / REPORT_HTML, out / REPORT_PDF)
-    else:
-        # A report.pdf of an earlier report would say other things than the html beside it.
-        (out / REPORT_PDF).unlink(missing_ok=True)
-    return out / REPORT_MD, out / REPORT_HTML

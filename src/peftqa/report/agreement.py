@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from peftqa.data import Example
-from peftqa.metrics import normalize_answer
-from peftqa.report.compare import reference_run
+from peftqa.report.pairing import reference_run
 from peftqa.report.render import Block
 from peftqa.report.results import RunResult, _all_examples, shared_ids
+from peftqa.scoring.metrics import normalize_answer
 
 EVERY_PAIR_UP_TO = 6  # runs; more are each paired with the reference only
 _DISAGREEMENT_EXAMPLES = 3  # per pair of runs and direction

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from peftqa.report.compare import reference_run
+from peftqa.report.pairing import reference_run
 from peftqa.report.render import Block
 from peftqa.report.results import RESAMPLES, RunResult, _interval
-from peftqa.stats import BOOTSTRAP_SEED, format_interval, paired_difference
+from peftqa.scoring.stats import BOOTSTRAP_SEED, format_interval, paired_difference
 
 _EXAMPLES_PER_RUN = 3
 

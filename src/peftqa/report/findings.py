@@ -7,7 +7,7 @@ from typing import Any
 
 from peftqa.data import QuestionChoice
 from peftqa.report.answerability import answerability_finding
-from peftqa.report.compare import MethodGroup, _difference, compare, group_runs
+from peftqa.report.pairing import MethodGroup, _difference, compare, group_runs
 from peftqa.report.render import human_bytes
 from peftqa.report.results import RunResult
 

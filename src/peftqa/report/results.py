@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from peftqa import runs
 from peftqa.data import Example, QuestionChoice, eval_file, fingerprint, load_squad
 from peftqa.errors import PeftqaError
 from peftqa.files import read_json
+from peftqa.inference import run_folder as runs
 from peftqa.methods.registry import method_label
-from peftqa.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
+from peftqa.scoring.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
 
 QUESTION_TYPES = ("what", "who", "when", "where", "why", "how many", "other")
 ANSWER_LENGTHS = (("1 word", 1, 1), ("2-3 words", 2, 3), ("4-6 words", 4, 6), ("7+ words", 7, 10**9))

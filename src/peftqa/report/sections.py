@@ -9,11 +9,10 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
-from peftqa import runs
-from peftqa.metrics import score_answer
+from peftqa.inference import run_folder as runs
 from peftqa.report.agreement import agreement_blocks
-from peftqa.report.compare import _difference, compare, group_runs, reference_run, verdict
 from peftqa.report.findings import findings, sweep_questions
+from peftqa.report.pairing import _difference, compare, group_runs, reference_run, verdict
 from peftqa.report.render import RESULT_HEADERS, Block, result_row
 from peftqa.report.results import (
     ANSWER_LENGTHS,
@@ -30,7 +29,8 @@ from peftqa.report.results import (
     question_type,
 )
 from peftqa.report.validation import validation_blocks
-from peftqa.stats import format_interval
+from peftqa.scoring.metrics import score_answer
+from peftqa.scoring.stats import format_interval
 
 
 def results_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
@@ -286,7 +286,7 @@ def load_qualitative() -> list[dict[str, Any]]:
 
 
 def _qualitative_section(results: list[RunResult], log: Callable[[str], None]) -> list[Block]:
-    from peftqa.predict import ask
+    from peftqa.inference.evaluate import ask
 
     examples = load_qualitative()
     answers: list[list[str]] = [[] for _ in examples]

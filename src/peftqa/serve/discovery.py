@@ -7,8 +7,9 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from peftqa import files, runs
+from peftqa import files
 from peftqa.errors import PeftqaError
+from peftqa.inference import run_folder as runs
 
 # `peftqa serve` with no run directory shows the newest run of each of these methods.
 DEFAULT_METHODS = ("lora", "ia3")

@@ -29,10 +29,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from peftqa import export, files, hardware, onnx_runtime, runs
+from peftqa import export, files, hardware
 from peftqa.errors import PeftqaError
 from peftqa.export.verify import merge_model
+from peftqa.inference import run_folder as runs
 from peftqa.methods import get_method
+from peftqa.model import onnx_runtime
 from peftqa.serve.served import ServedModel
 
 MODES = ("merged", "shared", "fast")
@@ -55,7 +57,7 @@ class _BaseCache:
         self._models: dict[str, Any] = {}
 
     def skeleton_for(self, settings: dict[str, Any]):
-        from peftqa.backbone import load_qa_model
+        from peftqa.model.backbone import load_qa_model
 
         source = runs.base_source(settings)
         if not get_method(settings["config"]["method"]).shares_base:

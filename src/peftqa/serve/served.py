@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa import runs
-from peftqa.config import ScoringSettings
-from peftqa.metrics import question_scores_v2, score_answer
-from peftqa.predict import Asked, ask
+from peftqa.inference import run_folder as runs
+from peftqa.inference.evaluate import Asked, ask
+from peftqa.scoring.metrics import question_scores_v2, score_answer
 from peftqa.serve.discovery import public_model_name, public_path
+from peftqa.settings.run_config import ScoringSettings
 
 # What every loaded model answers once before serving (see ServedModel.warm_up).
 WARM_UP_QUESTION = "Who wrote the novel?"

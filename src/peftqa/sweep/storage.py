@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peftqa.errors import PeftqaError
-from peftqa.sweep.config import _TRIAL_EVAL_SPLIT, SweepConfig, search_space
+from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, SweepConfig, search_space
 
 if TYPE_CHECKING:
     import optuna

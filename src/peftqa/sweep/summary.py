@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from peftqa import files
 from peftqa.errors import PeftqaError
-from peftqa.sweep.config import _TRIAL_EVAL_SPLIT, SweepConfig, _point, search_space
 from peftqa.sweep.storage import STUDY_DB
+from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, SweepConfig, _point, search_space
 
 if TYPE_CHECKING:
     import optuna

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from peftqa.sweep.config import SweepConfig, _point, search_space, trial_config
 from peftqa.sweep.storage import _folder_lock, grace_seconds, open_study
+from peftqa.sweep.sweep_config import SweepConfig, _point, search_space, trial_config
 
 
 def _trial_point(trial) -> tuple | None:
@@ -141,7 +141,7 @@ def _objective(config: SweepConfig, questions: int, log: Callable[[str], None], 
     """One trial: `log` gets the training's lines, `say` one line when the trial ends."""
     import optuna
 
-    from peftqa.train import TrainHooks, train
+    from peftqa.training.loop import TrainHooks, train
 
     space = search_space(config)
 

@@ -1,0 +1,134 @@
+"""What a sweep searches: its settings (SweepConfig), the grid they span, and the run each grid point
+becomes (`trial_config`, in a folder named by the point's parameters)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peftqa.data import load_squad, question_source
+from peftqa.errors import PeftqaError
+from peftqa.methods import get_method
+from peftqa.settings.run_config import RunConfig, setting
+
+SAMPLERS = ("grid", "tpe")
+
+
+# What every trial is scored on: training articles held out from the trials' training (data.QuestionChoice).
+_TRIAL_EVAL_SPLIT = "validation"
+
+
+@dataclass
+class SweepConfig:
+    """What a sweep searches and how; `base` holds every other run setting."""
+
+    base: RunConfig  # model, data, lengths, batch size, seed, method and its fixed options
+    lrs: list[float] | None = setting(None, "learning rates to try, e.g. 1e-4,3e-4,1e-3 (default: the method's grid)")
+    ranks: list[int] | None = setting(None, "values of the method's rank option to try, e.g. 4,8,16 (default: fixed)")
+    train_fraction: float = setting(0.1, "share of the training questions each trial trains on (a seeded sample)")
+    train_limit: int | None = setting(None, "or an exact number of training questions (overrides train_fraction)")
+    epochs: float = setting(1.0, "epochs per trial")
+    eval_limit: int | None = setting(1000, "held-out training questions each trial is scored on")
+    sampler: str = setting("grid", "grid: every combination; tpe: --n-trials draws from the ranges", choices=SAMPLERS)
+    n_trials: int | None = setting(None, "TPE: number of trials")
+    storage: str | None = setting(
+        None,
+        "Optuna storage URL, e.g. postgresql://user@host/db to share the study between machines "
+        "(pip install 'peftqa[postgres]'; default: sqlite file in the sweep dir)",
+    )
+    workers: int | None = setting(
+        None,
+        "worker processes running trials side by side (default 1): one GPU each while there are GPUs "
+        "enough, else sharing; on a CPU the cores are split between them",
+    )
+    workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    prune: bool = setting(True, "stop a trial early when it falls below the median (MedianPruner, epochs >= 2)")
+    extend_edges: int = setting(0, "grid: times a best lr on the grid's edge adds a point beyond it")
+    output_dir: str | None = None  # None: sweeps/<method>-<model>
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored in sweep.json
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.lrs is not None and (not self.lrs or min(self.lrs) <= 0):
+            problems.append("learning rates must be positive numbers")
+        if self.ranks is not None and (not self.ranks or min(self.ranks) <= 0):
+            problems.append("ranks must be positive integers")
+        if self.ranks is not None and get_method(self.base.method).rank_option is None:
+            problems.append(f"method '{self.base.method}' has no rank option; drop --ranks")
+        if not 0 < self.train_fraction <= 1:
+            problems.append(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.sampler not in SAMPLERS:
+            problems.append(f"sampler must be 'grid' or 'tpe', got {self.sampler!r}")
+        if self.sampler == "tpe" and not self.n_trials:
+            problems.append("--sampler tpe needs --n-trials")
+        for name, value in (("--workers", self.workers), ("--workers-per-gpu", self.workers_per_gpu)):
+            if value is not None and value < 1:
+                problems.append(f"{name} must be at least 1, got {value}")
+        if problems:
+            raise PeftqaError("; ".join(problems))
+
+    @property
+    def learning_rates(self) -> list[float]:
+        return sorted(self.lrs) if self.lrs else get_method(self.base.method).lr_grid()
+
+    @property
+    def folder(self) -> Path:
+        if self.output_dir:
+            return Path(self.output_dir)
+        return Path("sweeps") / f"{self.base.method}-{Path(self.base.model).name or 'model'}"
+
+
+def search_space(config: SweepConfig) -> dict[str, list]:
+    space: dict[str, list] = {"lr": config.learning_rates}
+    rank_option = get_method(config.base.method).rank_option
+    if config.ranks and rank_option:
+        space[rank_option] = sorted(config.ranks)
+    return space
+
+
+def _point(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def questions_per_trial(config: SweepConfig) -> int:
+    """Training questions per trial: the exact limit, or the fraction of the training file's questions."""
+    if config.train_limit:
+        return config.train_limit
+    train = question_source(config.base.data_dir, config.base.questions, "train")
+    total = len(load_squad(train, role="train"))
+    return max(1, round(config.train_fraction * total))
+
+
+def trial_dir(folder: Path, params: dict[str, Any]) -> Path:
+    """Named by the parameters, so a re-run of an interrupted point resumes its checkpoint."""
+    return folder / "trials" / "-".join(f"{name}{value:g}" for name, value in sorted(params.items()))
+
+
+def trial_config(config: SweepConfig, params: dict[str, Any], questions: int) -> RunConfig:
+    options = dict(config.base.method_options)
+    options.update({k: v for k, v in params.items() if k != "lr"})
+    return dataclasses.replace(
+        config.base,
+        lr=params["lr"],
+        method_options=options,
+        train_limit=questions,
+        epochs=config.epochs,
+        # Trials are scored on training articles held out from every trial's training, never on dev:
+        # a learning rate chosen on dev questions would flatter the dev figures reported later.
+        eval_split=_TRIAL_EVAL_SPLIT,
+        eval_limit=config.eval_limit,
+        max_steps=None,
+        output_dir=str(trial_dir(config.folder, params)),
+        tracking_dir=_trial_tracking_dir(config),
+    )
+
+
+def _trial_tracking_dir(config: SweepConfig) -> str | None:
+    """TensorBoard with --tracking-dir: the trials' event folders grouped under their sweep's name (an
+    MLflow --tracking-dir is the one store the sweep's run and its trials share)."""
+    base = config.base
+    if base.report_to == "tensorboard" and base.tracking_dir:
+        return str(Path(base.tracking_dir) / f"sweep-{config.folder.name}")
+    return base.tracking_dir
