@@ -1,0 +1,2 @@
+"""The `peftqa` command: subcommands that turn flags into configs and call the library (commands.py), flags
+generated from the config dataclasses (flags.py), and what `peftqa --help` says first (usage.py)."""

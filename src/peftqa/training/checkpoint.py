@@ -1,4 +1,4 @@
-"""What `--resume` needs, and what a run's peak memory was.
+"""What `--resume` needs: the checkpoint written during training and read back to continue it.
 
 A checkpoint holds the trainable tensors, the optimiser and scheduler states, the random-number
 states, the loop's `Progress` and what the method keeps besides its parameters (MethodSpec's
