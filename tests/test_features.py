@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from peftqa.data import Example
-from peftqa.features.windows import FeatureSet, build_features, pair_template, window_starts
 from peftqa.features import windows as features_module
+from peftqa.features.windows import FeatureSet, build_features, pair_template, window_starts
 from peftqa.model.backbone import load_tokenizer
 from tests.conftest import TOKENIZER_DIR
 

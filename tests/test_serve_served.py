@@ -62,7 +62,7 @@ def test_only_the_forward_pass_waits_for_the_model_lock(lora):
 
 
 def test_bf16_autocast_reaches_the_forward_pass(lora, monkeypatch):
-    import peftqa.inference.evaluate as predict_module
+    import peftqa.inference.forward as predict_module
 
     seen = []
     real = predict_module.autocast_for

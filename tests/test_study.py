@@ -11,8 +11,8 @@ import pytest
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
-from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, StudyPreset, parse_methods, run_study
 from peftqa.study import pipeline as study_module
+from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, StudyPreset, parse_methods, run_study
 from peftqa.sweep import run_sweep
 
 TINY = StudyPreset(

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from peftqa import files
-from peftqa import sweep as sweep_module
 from peftqa.cli.commands import build_parser, config_from_args
 from peftqa.data import load_squad, split_articles
 from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.settings.run_config import RunConfig
 from peftqa.sweep import SweepConfig, edge_warnings, pick_best, resolve_lr, run_sweep
+from peftqa.sweep import search as sweep_module
 from peftqa.sweep.trials import _pruning_hook
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from peftqa import sweep as sweep_module
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.sweep import SweepConfig, run_sweep
+from peftqa.sweep import search as sweep_module
 from peftqa.sweep.storage import _folder_lock
 from peftqa.sweep.sweep_config import _point
 from peftqa.sweep.trials import _earlier_claim, _plan, _prepare_resume
