@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--dest", default=None, help="folder (default: --data-dir, PEFTQA_DATA_DIR or user cache)")
     fetch.add_argument("--data-dir", default=None)
     fetch.set_defaults(handler=_cmd_fetch)
-    make_v2 = data_commands.add_parser("make-v2", help="a SQuAD 2.0-format file made from a v1.1 file (README: Data)")
+    make_v2 = data_commands.add_parser("make-v2", help="a SQuAD 2.0-format file made from a v1.1 file (docs/data.md)")
     make_v2.add_argument("source", help="a SQuAD v1.1 file (.json or .json.gz)")
     make_v2.add_argument("out", help="the file to write (gzipped when it ends in .gz)")
     make_v2.add_argument("--share", type=float, default=DEFAULT_SHARE, help="share made unanswerable (default 1/3)")
