@@ -9,10 +9,12 @@ PY_PATHS := src tests benchmarks tools notebooks train.py app.py
 
 .PHONY: setup demo test test-slow lint docs docs-check bench bench-gpu browser-deps postgres-deps clean
 
-$(STAMP): pyproject.toml
+# The package's ranges (pyproject.toml) at the exact versions the tests pass with (constraints.txt, written by
+# `python -m tools.constraints`).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

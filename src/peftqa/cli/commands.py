@@ -11,6 +11,7 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from importlib import metadata
 
 from peftqa.cli.flags import add_config_flags, add_run_flags, config_from_args, given_fields
 from peftqa.cli.usage import DESCRIPTION, EPILOG
@@ -126,10 +127,21 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    """The installed package's version; the source tree's (peftqa.__version__) when it runs uninstalled."""
+    try:
+        return metadata.version("peftqa")
+    except metadata.PackageNotFoundError:
+        from peftqa import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="peftqa", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="get the SQuAD v1.1 files, or make a SQuAD 2.0-format file from one")
