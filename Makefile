@@ -5,14 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SQUAD_DIR ?= $(if $(wildcard ../shared/squad/dev-v1.1.json.gz),../shared/squad,)
-PY_PATHS := src tests benchmarks notebooks train.py app.py
+PY_PATHS := src tests benchmarks tools notebooks train.py app.py
 
-.PHONY: setup demo test test-slow lint bench browser-deps postgres-deps clean
+.PHONY: setup demo test test-slow lint docs docs-check bench bench-gpu browser-deps postgres-deps clean
 
-$(STAMP): pyproject.toml
+# The package's ranges (pyproject.toml) at the exact versions the tests pass with (constraints.txt, written by
+# `python -m tools.constraints`).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -37,7 +39,7 @@ postgres-deps:
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
 	  || echo "postgresql could not be installed: the PostgreSQL sweep tests will be skipped"
 
-test: lint browser-deps postgres-deps
+test: lint docs-check browser-deps postgres-deps
 	PEFTQA_SQUAD_DIR=$${PEFTQA_SQUAD_DIR:-$(SQUAD_DIR)} $(BIN)/python -m pytest -q
 
 test-slow: setup
@@ -49,10 +51,19 @@ lint: setup
 	$(BIN)/ruff format --check $(PY_PATHS)
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, docs/): `make docs` serves it at http://127.0.0.1:8000; docs-check builds it
+# offline into a temporary folder with --strict (a broken link or anchor fails). Generated pages: tools/gen_docs.py.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+docs-check: setup
+	@site=$$(mktemp -d); NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $$site; \
+	status=$$?; rm -rf $$site; exit $$status
+
 bench: setup  # BENCH_FLAGS=--quick (small sizes) or --gpu (CUDA)
 	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/python -m benchmarks.run_all $(BENCH_FLAGS)
 bench-gpu:  # CUDA python3 (not .venv's CPU torch), ~6 min on an H100/H200: BENCH_GPU_FLAGS="--model DIR --out FILE"
 	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} PYTHONPATH=src $(PYTHON) -m benchmarks.bench_gpu $(BENCH_GPU_FLAGS)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist site src/*.egg-info

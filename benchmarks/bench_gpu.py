@@ -1,7 +1,7 @@
 """GPU training, lever by lever: one table of training speed, GPU use and dev EM/F1.
 
     PYTHONPATH=src python3 -m benchmarks.bench_gpu --model .gpucarry/minilm --data-dir .gpucarry/squad \\
-        --out bench_gpu.json                               # one H100/H200 (README: how long)
+        --out bench_gpu.json                               # one H100/H200 (docs/training.md)
     python -m benchmarks.bench_gpu --smoke --model minilm-l6 --data-dir ../shared/squad   # CPU: end to end, small
 
 Rows, in order (LoRA r 16 on every linear layer, peftqa's defaults otherwise):

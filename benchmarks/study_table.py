@@ -1,4 +1,4 @@
-"""One study's final runs as the README's method table, sorted by F1: the learning rate each sweep chose
+"""One study's final runs as one method table (docs/results/), sorted by F1: the learning rate each sweep chose
 (and its grid), F1 with its 95% interval, the paired difference to full fine-tuning on the same dev
 questions (settled or not), trainable share, adapter size, training seconds and precision; below it the
 seconds the sweeps and the final runs spent training and scoring (the study's compute, model loading left

@@ -244,3 +244,23 @@ def test_help_says_what_the_tool_does_and_its_first_commands_parse(capsys):
         args = build_parser().parse_args(shlex.split(line)[1:])
         assert args.handler.__name__ == f"_cmd_{args.command}"
     assert max(len(line) for line in text.split("where most people start")[1].splitlines()) <= 100
+
+
+def test_version_is_the_project_version(capsys, monkeypatch):
+    import tomllib
+
+    from peftqa import __version__
+    from peftqa.cli import commands
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert __version__ == version  # the fallback below says the same as the installed metadata
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"peftqa {version}"
+
+    def not_installed(name: str) -> str:
+        raise commands.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(commands.metadata, "version", not_installed)
+    assert commands.package_version() == __version__

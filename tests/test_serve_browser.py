@@ -2,8 +2,8 @@
 
 `make browser-deps` installs chromium with apt-get (never `playwright install`); without it these
 tests are skipped. With PEFTQA_SCREENSHOT_RUNS=dir1:dir2 the page shows those runs instead of the
-tiny test runs, and the screenshot is also written to PEFTQA_SCREENSHOT (docs/screenshot.png in
-the README) - that is how the README picture is made from real runs.
+tiny test runs, and the screenshot is also written to PEFTQA_SCREENSHOT (docs/screenshot.png, shown
+by the README and docs/index.md) - that is how that picture is made from real runs.
 """
 
 from __future__ import annotations

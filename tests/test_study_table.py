@@ -1,4 +1,4 @@
-"""benchmarks/study_table: the README's method table from a tiny study's folders, its compute-seconds line
+"""benchmarks/study_table: a study's method table from a tiny study's folders, its compute-seconds line
 summing what the sweep trials and final runs recorded."""
 
 from __future__ import annotations

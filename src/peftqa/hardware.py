@@ -53,7 +53,8 @@ def cpu_bf16_units(cpuinfo: str | None = None) -> list[str] | None:
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
     """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX); None when it cannot be told.
 
-    Without those units oneDNN emulates bf16, several times slower than fp32 (README: serving).
+    Without those units oneDNN emulates bf16, several times slower than fp32
+    (docs/results/2026-11-27-serving.md).
     """
     units = cpu_bf16_units(cpuinfo)
     return None if units is None else bool(units)

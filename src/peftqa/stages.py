@@ -15,7 +15,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ("errors", "files", "wheels", "hardware", "plots", "workers", "scoring", "stages"),
         "one-line errors, atomic writes, wheels, the machine, figures, worker processes, EM/F1 and intervals",
     ),
-    ("data", ("data",), "SQuAD v1.1/2.0, JSON Lines, CSV, your own files -> questions"),
+    ("data", ("data",), "SQuAD v1.1/2.0 JSON, JSON Lines, `datasets` sources -> checked questions"),
     ("features", ("features",), "questions -> token windows with labels and offsets, cached; padded batches"),
     ("model", ("model",), "the pretrained encoder with a QA head (or an ONNX model behind the same interface)"),
     ("methods", ("methods",), "one module per fine-tuning method, one registry"),

@@ -11,6 +11,7 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from importlib import metadata
 
 from peftqa.cli.flags import add_config_flags, add_run_flags, config_from_args, given_fields
 from peftqa.cli.usage import DESCRIPTION, EPILOG
@@ -126,10 +127,21 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    """The installed package's version; the source tree's (peftqa.__version__) when it runs uninstalled."""
+    try:
+        return metadata.version("peftqa")
+    except metadata.PackageNotFoundError:
+        from peftqa import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="peftqa", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="get the SQuAD v1.1 files, or make a SQuAD 2.0-format file from one")
@@ -138,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--dest", default=None, help="folder (default: --data-dir, PEFTQA_DATA_DIR or user cache)")
     fetch.add_argument("--data-dir", default=None)
     fetch.set_defaults(handler=_cmd_fetch)
-    make_v2 = data_commands.add_parser("make-v2", help="a SQuAD 2.0-format file made from a v1.1 file (README: Data)")
+    make_v2 = data_commands.add_parser("make-v2", help="a SQuAD 2.0-format file made from a v1.1 file (docs/data.md)")
     make_v2.add_argument("source", help="a SQuAD v1.1 file (.json or .json.gz)")
     make_v2.add_argument("out", help="the file to write (gzipped when it ends in .gz)")
     make_v2.add_argument("--share", type=float, default=DEFAULT_SHARE, help="share made unanswerable (default 1/3)")

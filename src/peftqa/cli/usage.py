@@ -19,4 +19,4 @@ where most people start:
   peftqa serve studies/quick/runs/lora studies/quick/runs/ia3
       ask trained runs the same question side by side in a browser
 
-`peftqa COMMAND --help` lists a command's flags; the README has the rest."""
+`peftqa COMMAND --help` lists a command's flags; the documentation (docs/) has the rest."""

@@ -1,11 +1,12 @@
 """A SQuAD 2.0-format file made from a SQuAD v1.1 file: `peftqa data make-v2 SOURCE OUT`.
 
-No SQuAD 2.0 copy is at hand offline, so the tests and the README's SQuAD 2.0 figures use this: a
-seeded share of the questions is moved to a paragraph of a *different article*, where it has no
-answer (`is_impossible: true`, `answers: []`, `plausible_answers: []`); the others keep their
-answers (`is_impossible: false`). Such questions are far easier to refuse than SQuAD 2.0's, which
-were written against their own paragraph to look answerable: the file tests the machinery (training
-at [CLS], the null threshold, the 2.0 scores), not state-of-the-art abstention.
+No SQuAD 2.0 copy is at hand offline, so the tests and the SQuAD 2.0 figures
+(docs/results/2026-12-01-own-data.md) use this: a seeded share of the questions is moved to a
+paragraph of a *different article*, where it has no answer (`is_impossible: true`, `answers: []`,
+`plausible_answers: []`); the others keep their answers (`is_impossible: false`). Such questions are
+far easier to refuse than SQuAD 2.0's, which were written against their own paragraph to look
+answerable: the file tests the machinery (training at [CLS], the null threshold, the 2.0 scores),
+not state-of-the-art abstention.
 """
 
 from __future__ import annotations

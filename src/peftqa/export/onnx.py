@@ -86,8 +86,8 @@ def quantize_int8(source: Path, target: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        # One scale per output channel: one scale per tensor loses far more F1 (README, "Export and
-        # serve a trained model").
+        # One scale per output channel: one scale per tensor loses far more F1
+        # (docs/results/2026-11-27-serving.md).
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         root.setLevel(level)

@@ -29,7 +29,8 @@ def model_device(model) -> torch.device:
 def eval_batch_size_for(device: torch.device) -> int:
     """Features per forward pass when scoring, unless the run says otherwise.
 
-    A GPU wants large batches; a CPU is faster with small ones that stay in its caches (README, *Results*).
+    A GPU wants large batches; a CPU is faster with small ones that stay in its caches
+    (docs/results/2026-11-27-cpu-speed.md).
     """
     return 64 if device.type == "cuda" else 16
 

@@ -50,7 +50,7 @@ register_peft(
     "C3A (circulant-block update by circular convolution) on every linear layer of the encoder, QA head trained",
     C3aOptions,
     peft_config,
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
     default_lr=3e-2,
     sweep_lrs={"default": (3e-3, 1e-2, 3e-2, 1e-1), "quick": (1e-2, 3e-2, 1e-1)},
     trained_names=r"c3a_kernel\.",

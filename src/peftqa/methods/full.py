@@ -40,14 +40,15 @@ register(
         description="full fine-tuning (all weights), the reference",
         options_cls=FullOptions,
         default_lr=1e-4,
-        # The quick grid is centred on the rate its sweep chose on MiniLM-L6 (README: the quick study).
+        # The quick grid is centred on the rate its sweep chose on MiniLM-L6
+        # (docs/results/2026-11-27-quick-study.md).
         sweep_lrs={"default": (2e-5, 5e-5, 1e-4, 2e-4), "quick": (2e-4, 4e-4, 8e-4)},
         trained_names=r".",
         trainable_params={"distilbert": 66_364_418, "minilm-l6": 22_566_146},
         starts_as_base=True,
         fp32_under_auto=(
             "in bf16 the quick study's sweep chose another of its nearly tied learning rates, and the final run "
-            "at it lost F1 (README: training precision)"
+            "at it lost F1 (docs/results/2026-12-01-bf16-cpu.md)"
         ),
         apply=apply,
         save=save,

@@ -23,7 +23,7 @@ register_bottleneck(
     "Houlsby bottleneck adapters after attention and feed-forward of every layer, QA head trained",
     HoulsbyOptions,
     sites=("attention", "ffn"),
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
     default_lr=3e-3,
     trainable_params={"distilbert": 896_066, "minilm-l6": 226_850},
 )

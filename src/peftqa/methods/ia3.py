@@ -40,7 +40,8 @@ register_peft(
     peft_config,
     default_lr=2e-2,
     # The quick grid is centred on the rate its sweep chose on MiniLM-L6, so that a best on the edge
-    # (the sign of a grid in the wrong place) stays visible; chosen by F1, not loss (README: the quick study).
+    # (the sign of a grid in the wrong place) stays visible; chosen by F1, not loss
+    # (docs/results/2026-11-27-quick-study.md).
     sweep_lrs={"default": (3e-3, 1e-2, 3e-2, 1e-1), "quick": (1e-2, 3e-2, 1e-1)},
     trained_names=r"ia3_l\.",
     trainable_params={"distilbert": 29_186, "minilm-l6": 14_594},

@@ -35,7 +35,7 @@ register_peft(
     "LoKr (Kronecker-product update) on every linear layer of the encoder, QA head trained",
     LokrOptions,
     peft_config,
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
     default_lr=3e-3,
     sweep_lrs={"default": (3e-4, 1e-3, 3e-3, 1e-2), "quick": (3e-3, 1e-2, 3e-2)},
     trained_names=r"lokr_w1\.|lokr_w2(_[ab])?\.",

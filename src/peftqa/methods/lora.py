@@ -18,8 +18,8 @@ class LoraOptions:
     lora_alpha: int = field(default=32, metadata={"help": "scaling numerator: the update is scaled by alpha/r"})
     lora_dropout: float = field(
         default=0.0,
-        # 0 by default: on a CPU the dropout mask costs more than the LoRA products themselves (README:
-        # LoRA's dropout), and short runs gain little from it.
+        # 0 by default: on a CPU the dropout mask costs more than the LoRA products themselves, and short
+        # runs gain little from it (docs/results/2026-11-26-dropout.md).
         metadata={"help": "dropout on the LoRA input"},
     )
     target_modules: str | None = field(
@@ -53,9 +53,9 @@ register_peft(
     LoraOptions,
     peft_config,
     # The top of the usual 5e-4..1e-3 range: short runs (a few hundred steps, as on a CPU) underfit
-    # at 5e-4 (README: the quick study).
+    # at 5e-4 (docs/methods.md).
     default_lr=1e-3,
-    # The quick grid is centred on the rate its sweep chose on MiniLM-L6 (README: the quick study).
+    # The quick grid is centred on the rate its sweep chose on MiniLM-L6 (docs/results/2026-11-27-quick-study.md).
     sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (1e-3, 3e-3, 1e-2)},
     trained_names=TRAINED_NAMES,
     rank_option=RANK_OPTION,

@@ -44,6 +44,6 @@ register_prompt(
     PTuningOptions,
     peft_config,
     trainable_params={"distilbert": 230_914, "minilm-l6": 123_778},
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
     default_lr=3e-2,
 )

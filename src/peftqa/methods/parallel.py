@@ -29,7 +29,7 @@ register_bottleneck(
     ParallelOptions,
     sites=("parallel_ffn",),
     # Pfeiffer's count: one adapter of the same size per layer, only its input differs.
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
     default_lr=1e-2,
     trainable_params={"distilbert": 448_802, "minilm-l6": 113_810},
 )

@@ -22,7 +22,7 @@ register_bottleneck(
     PfeifferOptions,
     sites=("ffn",),
     # Half of Houlsby's: one adapter per layer instead of two.
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
     default_lr=1e-2,
     trainable_params={"distilbert": 448_802, "minilm-l6": 113_810},
 )

@@ -202,7 +202,7 @@ register(
         name="prefix",
         description="prefix tuning (P-tuning v2): learned keys and values in every layer, QA head trained",
         options_cls=PrefixOptions,
-        # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+        # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
         default_lr=3e-2,
         sweep_lrs={"default": (1e-3, 3e-3, 1e-2, 3e-2), "quick": (3e-3, 1e-2, 3e-2)},
         trained_names=r"^prefix_encoder\.",

@@ -69,6 +69,6 @@ register_prompt(
     PromptTuningOptions,
     peft_config,
     trainable_params={"distilbert": 16_898, "minilm-l6": 8_450},
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
     default_lr=1e-2,
 )

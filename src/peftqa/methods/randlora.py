@@ -19,8 +19,8 @@ class RandloraOptions:
     )
     randlora_alpha: int = field(default=640, metadata={"help": "scaling numerator: the update is scaled by alpha/r"})
     # peft writes the shared bases once per adapted layer, hundreds of times the size of the trained
-    # scalings (README). Off, loading regenerates them from the config's seed, which depends on torch's
-    # random generator giving the same bases wherever the adapter is loaded.
+    # scalings (docs/results/2026-12-01-every-method.md). Off, loading regenerates them from the config's
+    # seed, which depends on torch's random generator giving the same bases wherever the adapter is loaded.
     randlora_save_projection: bool = field(
         default=True,
         metadata={
@@ -51,7 +51,7 @@ register_peft(
     "RandLoRA (trained scalings of shared random bases) on every linear layer of the encoder, QA head trained",
     RandloraOptions,
     peft_config,
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (README: every method in one quick study).
+    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
     default_lr=1e-3,
     sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (1e-3, 3e-3, 1e-2)},
     trained_names=r"randlora_(lambda|gamma)\.",

@@ -99,7 +99,8 @@ class RunConfig:
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)")
     max_grad_norm: float = setting(1.0, "gradient clipping")
     # Off by default: in short runs dropout only slows learning, and attention dropout takes PyTorch off
-    # its fused attention kernel while the dropout masks cost a share of every step (README, *Results*).
+    # its fused attention kernel while the dropout masks cost a share of every step
+    # (docs/results/2026-11-26-dropout.md).
     dropout: float | None = setting(
         0.0,
         "every dropout in the model (hidden states, attention), replacing the checkpoint's; the seed preset "
@@ -109,7 +110,7 @@ class RunConfig:
     checkpoint_every_steps: int = setting(200, "also checkpoint inside an epoch, so --resume loses little")
     # Speed levers of the training step (peftqa.training.levers). No default changes a CPU run's numbers; "auto"
     # switches a lever on for CUDA. frozen_bf16 is off unless asked for: it changes the numerics (bf16
-    # matmuls) and was slower where it was measured (README).
+    # matmuls) and was slower where it was measured (docs/training.md).
     log_every_steps: int = setting(
         50, "read the loss and counts from the device every this many steps (progress bar, log); 1: every step"
     )

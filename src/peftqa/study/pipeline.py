@@ -163,7 +163,7 @@ def _base_config(preset: StudyPreset, method: str, data_dir: str, overrides: dic
 class StudyConfig:
     """What `peftqa study` runs: the preset and what replaces its choices (each field with help is a flag)."""
 
-    preset: str = setting("quick", "the study to run (see the README)", choices=tuple(sorted(STUDY_PRESETS)))
+    preset: str = setting("quick", "the study to run (see docs/studies.md)", choices=tuple(sorted(STUDY_PRESETS)))
     methods: str | None = setting(None, "comma-separated, e.g. lora,ia3,bitfit, or all (default per preset)")
     output_dir: str | None = setting(None, "study folder (default: studies/<preset>)")
     data_dir: str | None = setting(

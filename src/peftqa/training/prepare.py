@@ -180,7 +180,8 @@ def build_optimizer(model: torch.nn.Module, config: RunConfig, total_steps: int)
         {"params": no_decay, "weight_decay": 0.0},
     ]
     # Fused AdamW updates every tensor in one kernel, on CUDA and on a CPU; without it PyTorch loops
-    # over the tensors, which on a CPU costs full fine-tuning several times its update (README).
+    # over the tensors, which on a CPU costs full fine-tuning several times its update
+    # (docs/results/2026-12-01-bf16-cpu.md).
     use_fused = model_device(model).type in ("cuda", "cpu")
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=use_fused or None)
     warmup = int(config.warmup_fraction * total_steps)

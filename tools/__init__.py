@@ -1,0 +1,1 @@
+"""Scripts that maintain the repository (generated documentation pages, the constraints file)."""
