@@ -4,6 +4,7 @@ becomes (`trial_config`, in a folder named by the point's parameters)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,16 @@ class Rungs:
 
     @classmethod
     def of(cls, config: SweepConfig, total_steps: int) -> Rungs:
+        factor = config.halving_factor
         first = max(1, min(total_steps, round(config.first_rung * total_steps)))
-        return cls(first, config.halving_factor, total_steps)
+        last = first
+        while last * factor < total_steps:
+            last *= factor
+        if last > first and total_steps - last < first:
+            # A rung a few steps before the end would cost an evaluation that tells nothing the end's does
+            # not: the first rung moves up until that rung lies past the end.
+            first = math.ceil(total_steps / (last // first))
+        return cls(first, factor, total_steps)
 
     def steps(self) -> list[int]:
         """The rungs before the end, then the end."""
