@@ -109,6 +109,10 @@ def test_bad_study_input():
         study_module.get_preset("huge")
     assert parse_methods(" lora , ia3 ", ()) == ["lora", "ia3"]
     assert main(["study", "--methods", "nope"]) == 2
+    for budgets in ("250,many", "0,1000", ","):
+        with pytest.raises(PeftqaError, match="--budgets expects"):
+            study_module.parse_budgets(budgets)
+    assert study_module.parse_budgets("4000,250,1000,250") == [250, 1000, 4000]
 
 
 def test_study_pdf_without_chromium_stops_before_any_work(tmp_path, monkeypatch, capsys):

@@ -105,6 +105,10 @@ def test_each_held_out_evaluation_is_kept_reported_and_prunes_before_the_end(tmp
 
     rungs = Rungs(first=2, factor=4, total=8)
     assert rungs.steps() == [2, 8]
+    # A rung a step before the end would tell nothing the end does not: the first rung moves up instead.
+    quick = SimpleNamespace(first_rung=0.25, halving_factor=4)
+    assert Rungs.of(quick, 69) == Rungs(18, 4, 69) and Rungs.of(quick, 69).steps() == [18, 69]
+    assert Rungs.of(SimpleNamespace(first_rung=0.125, halving_factor=4), 8000).steps() == [1000, 4000, 8000]
     hooks = halving_hooks(trial := _FakeTrial(prune=True), rungs)
     with pytest.raises(optuna.TrialPruned, match="held-out F1 12.50 at step 2 of 8"):
         hooks.after_validation(_evaluated(tmp_path, 2, 12.5, {"q1": 25.0, "q2": 0.0}))

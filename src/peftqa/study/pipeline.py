@@ -38,7 +38,16 @@ from peftqa.study.record import STUDY_JSON, earlier_calls, study_folders
 from peftqa.sweep import SweepConfig, run_sweep
 
 # The preset's names, offered here too (the cli, the tests and the benchmarks import them from the pipeline).
-__all__ = ["ORIGINAL_LRS", "STUDY_JSON", "STUDY_PRESETS", "StudyPreset", "get_preset", "parse_methods", "study_folders"]
+__all__ = [
+    "ORIGINAL_LRS",
+    "STUDY_JSON",
+    "STUDY_PRESETS",
+    "StudyPreset",
+    "get_preset",
+    "parse_budgets",
+    "parse_methods",
+    "study_folders",
+]
 
 # StudyConfig fields that are RunConfig settings of every sweep trial and final run, when given.
 _RUN_SETTINGS = ("model", "precision", "train_file", "dev_file", "validation_questions", "report_to", "tracking_dir")
