@@ -19,7 +19,7 @@ from peftqa.sweep import SweepConfig, edge_warnings, pick_best, resolve_lr, run_
 from peftqa.sweep import search as sweep_search
 from peftqa.sweep.rungs import halving_hooks, read_evaluations, separation, separation_text
 from peftqa.sweep.storage import open_study
-from peftqa.sweep.sweep_config import Rungs
+from peftqa.sweep.sweep_config import Rungs, grid_points
 from tests.conftest import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 
@@ -170,6 +170,9 @@ def test_edge_best_extends_the_grid_outward():
     assert sweep_search._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-3}}) == [1e-4, 3e-4, 1e-3, 3.33e-3]
     assert sweep_search._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-4}})[0] == 3.33e-5
     assert sweep_search._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 3e-4}}) is None
+    # Trials run from the grid's centre outward, the lower side first.
+    order = [(p["lr"], p["lora_r"]) for p in grid_points({"lr": [1e-4, 1e-3, 1e-2, 1e-1], "lora_r": [4, 8]})]
+    assert order == [(1e-3, 4), (1e-3, 8), (1e-2, 4), (1e-2, 8), (1e-4, 4), (1e-4, 8), (1e-1, 4), (1e-1, 8)]
 
 
 def test_trials_are_scored_on_held_out_training_articles_never_dev(tiny_bert_dir, tmp_path):

@@ -37,7 +37,6 @@ the sweep: one worker in this process or K in worker processes, and the grid's e
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +45,15 @@ from peftqa.errors import PeftqaError
 from peftqa.sweep.rungs import plan_rungs
 from peftqa.sweep.storage import GRACE_ENV, _folder_lock, grace_seconds, open_study, storage_url
 from peftqa.sweep.summary import edge_warnings, pick_best, read_sweep, resolve_lr, summarize, write_sweep
-from peftqa.sweep.sweep_config import Rungs, SweepConfig, _point, questions_per_trial, search_space, trial_dir
+from peftqa.sweep.sweep_config import (
+    Rungs,
+    SweepConfig,
+    _point,
+    grid_points,
+    questions_per_trial,
+    search_space,
+    trial_dir,
+)
 from peftqa.sweep.trials import _plan, _prepare_resume, _trial_point, _work_in_process, work
 from peftqa.training.tracking import require_tracker, sweep_run
 
@@ -91,7 +98,6 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
                 break
             log(f"sweep {config.base.method}: the best lr is on the grid's edge; extending the grid to {lrs}")
             config = dataclasses.replace(config, lrs=lrs)
-            _queue_new_points(config)
             summary = _run_grid(config, questions, log)
         tracked.record_best(summary)
     for warning in summary["edge_warnings"]:
@@ -118,6 +124,7 @@ def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -
     rungs = plan_rungs(config, questions, log)
     study = open_study(config, rungs=rungs)
     with _folder_lock(config) as alone:
+        _queue_untried_points(study, config)
         todo = _prepare_resume(study, config, alone)
         # No more workers than trials left (each then gets more threads); a single one runs in this process.
         workers = min(worker_count(config.workers, config.workers_per_gpu, len(visible_gpus())), max(1, todo))
@@ -162,15 +169,16 @@ def _run_workers(
     return [f"{o.label}: {o.error}" for o in outcomes if not o.ok]
 
 
-def _queue_new_points(config: SweepConfig) -> None:
-    """An extended grid goes on in the same study (its pruned points stay pruned); its new points are
-    queued, as the grid sampler hands points out by trial number and the numbers of the first grid are
-    taken. Commands sharing a study that extend at the same moment queue a point twice: the later
-    trial gives way (`duplicate_of`)."""
-    study = open_study(config)
-    taken = {_trial_point(trial) for trial in study.get_trials(deepcopy=False)}
-    space = search_space(config)
-    for values in itertools.product(*space.values()):
-        params = dict(zip(space, values, strict=True))
+def _queue_untried_points(study: Any, config: SweepConfig) -> None:
+    """In a study that already has trials (resumed, or its grid extended or changed: the study outlives a
+    changed grid, so pruned points stay pruned), the points no trial took are queued in `grid_points`'
+    order: the grid sampler hands points out by trial number, and the first numbers may have gone to
+    another grid. An empty study is left to the sampler, so commands starting together on it cannot
+    queue a point twice (later, a point queued twice makes its later trial give way: `duplicate_of`)."""
+    trials = study.get_trials(deepcopy=False)
+    if config.sampler != "grid" or not trials:
+        return
+    taken = {_trial_point(trial) for trial in trials}
+    for params in grid_points(search_space(config)):
         if _point(params) not in taken:
             study.enqueue_trial(params)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peftqa.errors import PeftqaError
-from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, Rungs, SweepConfig, search_space
+from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, Rungs, SweepConfig, grid_points, search_space
 
 if TYPE_CHECKING:
     import optuna
@@ -129,10 +129,9 @@ def _grid_sampler(space: dict[str, list], seed: int):
     grid looks done: the workers decide that themselves (`work` runs one trial per optimize call),
     and it failed on re-queued points (KeyError: no grid id) and on a `tell` outside optimize.
 
-    Its points run from the grid's centre outward, the lower side first at equal distance, instead of
-    shuffled: successive halving lets the first trial finish whatever it scores, and each method's grid
-    is centred on the rate chosen before. Trial n of the study takes point n (GridSampler's rule for
-    its first trials), so workers asking at once still take different points."""
+    Its points run in `grid_points`' order (from the grid's centre outward) instead of shuffled: trial
+    n of a new study takes point n (GridSampler's rule for its first trials), so workers asking at once
+    still take different points."""
     import optuna
 
     class GridSampler(optuna.samplers.GridSampler):
@@ -140,11 +139,9 @@ def _grid_sampler(space: dict[str, list], seed: int):
             return None
 
     sampler = GridSampler(space, seed=seed)
-    grids = getattr(sampler, "_all_grids", None)  # the order is a saving, not a condition: kept if it moves
-    if isinstance(grids, list) and "lr" in space:
-        lrs, where = sorted(space["lr"]), sorted(space).index("lr")
-        centre = (len(lrs) - 1) / 2
-        grids.sort(key=lambda grid: (abs(lrs.index(grid[where]) - centre), lrs.index(grid[where]), grid))
+    if isinstance(getattr(sampler, "_all_grids", None), list):  # the order is a saving, not a condition
+        names = sorted(space)  # GridSampler's own order of the parameters in a grid point
+        sampler._all_grids = [tuple(point[name] for name in names) for point in grid_points(space)]
     return sampler
 
 

@@ -4,6 +4,7 @@ becomes (`trial_config`, in a folder named by the point's parameters)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,16 @@ def search_space(config: SweepConfig) -> dict[str, list]:
 
 def _point(params: dict[str, Any]) -> tuple:
     return tuple(sorted(params.items()))
+
+
+def grid_points(space: dict[str, list]) -> list[dict[str, Any]]:
+    """Every point of a grid, from the learning rates' centre outward (the lower side first at equal
+    distance): successive halving lets the first trial finish whatever it scores, and each method's
+    grid is centred on the rate chosen before."""
+    lrs = sorted(space["lr"])
+    centre = (len(lrs) - 1) / 2
+    points = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
+    return sorted(points, key=lambda p: (abs(lrs.index(p["lr"]) - centre), lrs.index(p["lr"]), _point(p)))
 
 
 def questions_per_trial(config: SweepConfig) -> int:
