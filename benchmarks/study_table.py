@@ -27,9 +27,13 @@ def _grid(summary: dict) -> str:
 
 
 def _sweep_seconds(study: Path, name: str, summary: dict) -> float:
-    """Training + scoring seconds of the method's finished sweep trials (each trial's metrics.json)."""
+    """Training + scoring seconds of the method's finished sweep trials (each trial's metrics.json), and
+    the training seconds of its pruned ones (sweep.json)."""
     total = 0.0
     for trial in summary["trials"]:
+        if trial.get("state") == "PRUNED":
+            total += trial.get("train_seconds") or 0.0
+            continue
         if trial.get("state") != "COMPLETE" or trial.get("duplicate_of") is not None:
             continue  # a failed or killed trial's time is not recorded; a duplicate re-used another's run
         # Under this study folder, wherever the study ran (the summary records the path it ran at).
@@ -59,8 +63,10 @@ def table(study: Path) -> str:
         m = r.metrics
         sweep = files.read_json(study / "sweeps" / r.name / "sweep.json")
         sweep_seconds += _sweep_seconds(study, r.name, sweep)
-        final_seconds += m["train_seconds"] + m.get("eval_seconds", 0.0)
-        precision = files.read_json(r.run_dir / runs.RUN_JSON).get("levers", {}).get("precision", {}).get("used", "?")
+        settings = files.read_json(r.run_dir / runs.RUN_JSON)
+        if "final_run_of" not in settings:  # a copy of the sweep's best trial is counted in the sweep
+            final_seconds += m["train_seconds"] + m.get("eval_seconds", 0.0)
+        precision = settings.get("levers", {}).get("precision", {}).get("used", "?")
         lines.append(
             f"| {r.name} | {_grid(sweep)} | {r.formatted('f1')} | {gap} | "
             f"{m['trainable_params']:,} ({m['trainable_percent']:.2f} %) | {human_bytes(m.get('artifact_bytes', 0))} "
@@ -70,7 +76,7 @@ def table(study: Path) -> str:
     lines.append(
         f"{len(results)} methods; training + scoring: sweeps {sweep_seconds:,.0f} s, "
         f"final runs {final_seconds:,.0f} s, {(sweep_seconds + final_seconds) / 60:.0f} min in all "
-        "(model loading left out)."
+        "(model loading left out; a final run that is its sweep's best trial counts in the sweep)."
     )
     return "\n".join(lines)
 

@@ -170,6 +170,36 @@ def test_held_out_evaluations_without_a_patience_keep_the_last_weights(tiny_bert
     assert [h["f1"] for h in metrics["history"]] == at_epoch_ends
 
 
+def test_growing_gaps_score_at_rungs_and_epoch_ends_and_each_evaluation_reaches_its_hook(
+    tiny_bert_dir, articles_dir, tmp_path
+):
+    seen: list[tuple[int, int]] = []  # (step, questions scored) per after_validation call
+
+    def after_validation(state) -> None:
+        seen.append((state.progress.validation[-1]["step"], len(state.progress.last_eval.scores)))
+
+    hooks = TrainHooks(after_validation=after_validation)
+    config = _config(
+        tiny_bert_dir, articles_dir, tmp_path / "run", early_stopping_patience=None, eval_growth=3, validation_limit=2
+    )
+    metrics = train(config, log=_quiet, hooks=hooks)
+    # 2, 6, 18 (2 x 3^k) and each epoch's end (13, 26), each told to the hook as it is recorded.
+    assert [e["step"] for e in metrics["validation"]] == [2, 6, 13, 18, 26]
+    assert seen == [(step, 2) for step in (2, 6, 13, 18, 26)]  # a sample of 2 of the held-out questions
+    assert metrics["eval_questions"] > 2  # dev keeps its own size
+
+    # Scored on the held-out questions themselves (a sweep trial): the last evaluation is the run's score.
+    lines: list[str] = []
+    own = _config(
+        tiny_bert_dir, articles_dir, tmp_path / "own", early_stopping_patience=None, eval_growth=3,
+        eval_split="validation",
+    )  # fmt: skip
+    scored = train(own, log=lines.append)
+    assert "validation was scored at step 26, with the weights kept" in lines
+    assert not any(line.startswith("scoring validation once") for line in lines)
+    assert scored["f1"] == scored["validation"][-1]["f1"]
+
+
 @pytest.mark.parametrize(
     ("flags", "fragment"),
     [
@@ -178,6 +208,7 @@ def test_held_out_evaluations_without_a_patience_keep_the_last_weights(tiny_bert
         (["--eval-every-steps", "0"], "eval_every_steps must be positive"),
         (["--eval-every-steps=-1"], "eval_every_steps must be positive"),
         (["--eval-every-steps", "1000"], "--eval-every-steps 1000 is more than the run's 4 steps"),
+        (["--eval-every-steps", "2", "--eval-growth", "0.5"], "eval_growth must be at least 1"),
     ],
 )
 def test_bad_early_stopping_settings_are_one_line(flags, fragment, tiny_bert_dir, squad_dir, tmp_path, capsys):

@@ -407,8 +407,8 @@ def test_sweep_tables_give_each_trial_s_interval_and_name_the_held_out_loss(two_
         trial["f1_ci"] = [trial["f1"] - 3, trial["f1"] + 3]
     write_sweep(folder, {**summary, "eval_split": "validation"})
     markdown = _report(two_runs, tmp_path, sweeps=[folder])
-    assert "| 1 | lr=0.0003 | COMPLETE | 30.00 [27.00, 33.00] | 15.00 |" in markdown
-    assert "| trial | params | state | F1 | EM | held-out loss |" in markdown
+    assert "| 1 | lr=0.0003 | COMPLETE |  | 30.00 [27.00, 33.00] | 15.00 |" in markdown  # steps: not recorded
+    assert "| trial | params | state | steps | F1 | EM | held-out loss |" in markdown
 
 
 def _fake_v2_run(folder, dev_file, method, answers_unanswerable: bool):

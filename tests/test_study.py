@@ -13,19 +13,15 @@ from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.study import pipeline as study_module
 from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, StudyPreset, parse_methods, run_study
-from peftqa.sweep import run_sweep
 
 TINY = StudyPreset(
     description="tiny test study",
     methods=("lora",),
     run={"max_length": 128, "doc_stride": 32, "batch_size": 4, "eval_batch_size": 8, "validation_questions": 3},
-    sweep_train_limit=4,
-    sweep_train_fraction=0.1,
-    sweep_epochs=1.0,
-    sweep_eval_limit=None,
     final_train_limit=None,
     final_epochs=1.0,
     final_eval_limit=None,
+    held_out_limit=None,
     sweep_lrs={"lora": [1e-2]},
     compare_grids={"original": {"lora": [1e-5]}},
 )
@@ -42,8 +38,20 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
     assert summary["learning_rates"]["lora-original"] == 1e-5
     saved = json.loads((tmp_path / "study" / "study.json").read_text())
     assert saved["report"].endswith("report.html") and (tmp_path / "study" / "report" / "report.md").is_file()
-    assert any(line.startswith("\n[2/6] sweep lora") for line in lines), lines[:5]
+    assert any(line.startswith("\n[2/4] sweep lora") for line in lines), lines[:5]
     assert any("peftqa serve" in line for line in lines)
+    # The final run is the sweep's best trial (scored on dev once, at its end), not trained again.
+    final = json.loads((tmp_path / "study" / "runs" / "lora" / runs.RUN_JSON).read_text())
+    trial = Path(final["final_run_of"]["trial"])
+    assert trial.parent.parent == tmp_path / "study" / "sweeps" / "lora"
+    assert (trial / runs.SCORES_JSONL).read_text() == (
+        tmp_path / "study" / "runs" / "lora" / runs.SCORES_JSONL
+    ).read_text()
+    assert final["config"]["eval_split"] == "dev" and "held-out training questions" in final["validated_on"]
+    sweep = json.loads((tmp_path / "study" / "sweeps" / "lora" / "sweep.json").read_text())
+    assert sweep["score_dev"] and sweep["best"]["dev_f1"] == summary["results"][0]["f1"]
+    report = (tmp_path / "study" / "report" / "report.md").read_text()
+    assert "Held-out F1 while training" in report and "| steps | train s |" in report.replace(" [95% CI]", "")
 
     # Running it again trains nothing: every sweep trial and run is already complete.
     assert any(line.startswith("epoch 1: train loss") for line in lines)  # what training says at an epoch's end
@@ -53,15 +61,10 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
     )
     assert again["results"][0]["f1"] == summary["results"][0]["f1"]
     assert not any(line.startswith("epoch ") for line in again_lines)
-    assert any(line.endswith("is already complete; nothing to resume") for line in again_lines)
+    assert any(line.endswith("already holds the best trial's run") for line in again_lines)
 
     # A changed best learning rate must not silently re-use the run trained at the old one.
-    def sweep_with_another_best(config, log):
-        found = run_sweep(config, log=log)
-        best = {**found["best"], "params": {**found["best"]["params"], "lr": found["best"]["params"]["lr"] * 3}}
-        return {**found, "best": best}
-
-    monkeypatch.setattr(study_module, "run_sweep", sweep_with_another_best)
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", dataclasses.replace(TINY, sweep_lrs={"lora": [3e-2]}))
     with pytest.raises(PeftqaError, match=r"other settings \(lr: "):
         run_study(StudyConfig("tiny", "lora", str(tmp_path / "study"), str(squad_dir), str(tiny_bert_dir)), lambda _: 0)
 
@@ -106,6 +109,10 @@ def test_bad_study_input():
         study_module.get_preset("huge")
     assert parse_methods(" lora , ia3 ", ()) == ["lora", "ia3"]
     assert main(["study", "--methods", "nope"]) == 2
+    for budgets in ("250,many", "0,1000", ","):
+        with pytest.raises(PeftqaError, match="--budgets expects"):
+            study_module.parse_budgets(budgets)
+    assert study_module.parse_budgets("4000,250,1000,250") == [250, 1000, 4000]
 
 
 def test_study_pdf_without_chromium_stops_before_any_work(tmp_path, monkeypatch, capsys):
@@ -142,7 +149,7 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
     # The report is the test above's business; here only which runs reach it matters.
     reported: list[list[Path]] = []
 
-    def build_report(finals, sweeps, out, log, pdf):
+    def build_report(finals, sweeps, out, log, pdf, budget_runs=()):
         reported.append(list(finals))
         return out / "report.md", out / "report.html"
 
@@ -156,10 +163,11 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
     assert [Path(p).name for p in summary["runs"]] == ["lora", "lora-seed43"] == [p.name for p in reported[0]]
     assert [r["seed"] for r in summary["results"]] == [42, 43]  # in the plan's order, whichever finished first
     assert all((Path(p) / runs.METRICS_JSON).is_file() for p in summary["runs"])
-    assert any(line.startswith("\n[3/4] final runs: 2, 2 at a time") for line in lines), lines
-    assert sorted(p.name for p in (folder / "logs").iterdir()) == ["lora-seed43.log", "lora.log"]
+    # Seed 42 is the sweep's best trial; the further seed trains in a worker process.
+    assert any(line.startswith("\n[3/4] further seeds: 1 run(s), 1 at a time") for line in lines), lines
+    assert sorted(p.name for p in (folder / "logs").iterdir()) == ["lora-seed43.log"]
     console = capfd.readouterr().out
-    assert "[lora] F1 " in console and "[lora-seed43] F1 " in console  # one line per run, the rest in logs/
+    assert "[lora-seed43] F1 " in console  # one line per run, the rest in logs/
 
     # Again: nothing is trained, and no worker process is started for finished runs.
     import peftqa.workers as workers_module
@@ -206,3 +214,36 @@ def test_a_file_too_small_for_the_held_out_split_says_so_in_one_line(tiny_bert_d
     with pytest.raises(PeftqaError, match=r"cannot hold out 50 questions .* 6 questions in 2 article") as error:
         run_study(config, lambda line: None)
     assert "\n" not in str(error.value)
+
+
+def test_a_study_across_budgets_on_your_file_plots_f1_and_says_where_the_order_changes(
+    tiny_bert_dir, squad_dir, tmp_path, monkeypatch
+):
+    from tests.squad_fixtures import jsonl_rows, many_articles, write_jsonl
+
+    two = dataclasses.replace(
+        TINY, methods=("lora", "ia3"), compare_grids={}, sweep_lrs={"lora": [1e-2], "ia3": [3e-2]}
+    )
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", two)
+    train_file = write_jsonl(tmp_path / "train.jsonl", jsonl_rows(many_articles(12)))  # 30 questions, 4 held out
+    folder = tmp_path / "study"
+    config = StudyConfig(
+        "tiny", None, str(folder), str(squad_dir), str(tiny_bert_dir), train_file=str(train_file),
+        budgets="8,4,1000",
+    )  # fmt: skip
+    lines: list[str] = []
+    summary = run_study(config, lines.append)
+
+    assert any(line.startswith("note: budget(s) 1,000 dropped: the training data holds 26 ") for line in lines)
+    assert [Path(p).name for p in summary["runs"]] == ["lora-q4", "ia3-q4", "lora-q8", "ia3-q8"]
+    assert summary["budgets"]["budgets"] == [4, 8] and "a sweep per method" in summary["budgets"]["rate_choice"]
+    trained = {Path(p).name: json.loads((Path(p) / runs.RUN_JSON).read_text()) for p in summary["runs"]}
+    assert {name: s["train_questions"] for name, s in trained.items()} == {
+        "lora-q4": 4, "ia3-q4": 4, "lora-q8": 8, "ia3-q8": 8,
+    }  # fmt: skip
+    assert len({s["eval_ids_sha256"] for s in trained.values()}) == 1  # the same dev questions for all
+    report = (folder / "report" / "report.md").read_text()
+    assert "## Results across training budgets" in report and "| method | 4 questions | 8 questions |" in report
+    assert (folder / "report" / "figures" / "budgets.png").stat().st_size > 0
+    assert "Across training budgets (each budget's rates from its own sweeps" in report
+    assert "The order, best first: 4: " in report

@@ -20,10 +20,10 @@ import pytest
 
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.sweep import SweepConfig, run_sweep
-from peftqa.sweep import search as sweep_module
+from peftqa.sweep import SweepConfig, pick_best, run_sweep
+from peftqa.sweep import storage as sweep_storage
 from peftqa.sweep.storage import _folder_lock
-from peftqa.sweep.sweep_config import _point
+from peftqa.sweep.sweep_config import _point, trial_dir
 from peftqa.sweep.trials import _earlier_claim, _plan, _prepare_resume
 from peftqa.workers import Job, plan_slots, run_jobs
 from tests.conftest import tiny_run_config
@@ -99,7 +99,7 @@ def test_two_workers_on_the_sqlite_file_run_each_point_once(tiny_bert_dir, squad
     assert len(started) == 2 and all("1 CPU thread" in line for line in started)
     assert sorted((out / "workers").iterdir()) == [out / "workers" / "worker-1.log", out / "workers" / "worker-2.log"]
     console = capfd.readouterr()
-    assert sum("): F1 " in line for line in console.out.splitlines()) == 4, console.out
+    assert sum("): held-out F1 " in line for line in console.out.splitlines()) == 4, console.out
     assert "it/s" not in console.out + console.err and "step/s" not in console.out + console.err  # no bars
     # Every trial was trained by one of the two worker processes started (a trial that gave way never
     # started its work: no worker), none by this process.
@@ -157,7 +157,7 @@ def test_a_running_trial_is_failed_at_once_only_when_no_other_command_uses_the_f
     from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3], output_dir=str(tmp_path))
-    study = sweep_module.open_study(config)
+    study = sweep_storage.open_study(config)
     trial = study.ask()
     trial.suggest_float("lr", 1e-3, 1e-3, log=True)
     with _folder_lock(config) as first:  # e.g. a live `peftqa sweep` on this folder
@@ -177,7 +177,7 @@ def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
     from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
-    study = sweep_module.open_study(config)
+    study = sweep_storage.open_study(config)
     first, second = study.ask(), study.ask()
     study.enqueue_trial({"lr": 1e-2})
     first.suggest_float("lr", 1e-3, 1e-2, log=True)  # grid point 0: trial numbers map to grid ids
@@ -191,7 +191,7 @@ def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
     second.suggest_float("lr", 1e-3, 1e-2, log=True)  # the other grid point (1e-2 is also queued, as trial 2)
     assert _earlier_claim(study, 9, _point(second.params)) == second.number
     assert _earlier_claim(study, second.number, _point(second.params)) is None
-    assert sweep_module.pick_best(
+    assert pick_best(
         [
             {"state": "COMPLETE", "f1": 1.0, "exact_match": 0.0, "params": {"lr": 3e-3}},
             {"state": "COMPLETE", "f1": 1.0, "exact_match": 0.0, "params": {"lr": 1e-3}},
@@ -206,7 +206,7 @@ def test_a_worker_waits_while_another_s_new_trial_has_not_named_its_point_yet(tm
     from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
-    study = sweep_module.open_study(config)
+    study = sweep_storage.open_study(config)
     done = study.ask()
     done.suggest_float("lr", 1e-3, 1e-2, log=True)
     study.tell(done, 1.0)
@@ -226,15 +226,15 @@ def test_postgres_storage_needs_its_extra(tmp_path, monkeypatch):
     config = SweepConfig(base=RunConfig(), storage="postgresql://me:secret@db.example/sweeps", output_dir=str(tmp_path))
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
     with pytest.raises(PeftqaError, match=r"peftqa\[postgres\]") as error:
-        sweep_module.storage_url(config)
+        sweep_storage.storage_url(config)
     assert "secret" not in str(error.value)
     assert main(["sweep", "--storage", "postgresql://db.example/sweeps", "--output-dir", str(tmp_path)]) == 2
     monkeypatch.delitem(sys.modules, "psycopg")
     pytest.importorskip("psycopg")
-    assert sweep_module.storage_url(config) == "postgresql+psycopg://me:secret@db.example/sweeps"
-    monkeypatch.setenv(sweep_module.GRACE_ENV, "soon")
+    assert sweep_storage.storage_url(config) == "postgresql+psycopg://me:secret@db.example/sweeps"
+    monkeypatch.setenv(sweep_storage.GRACE_ENV, "soon")
     with pytest.raises(PeftqaError, match="PEFTQA_SWEEP_GRACE_S"):
-        sweep_module.grace_seconds()
+        sweep_storage.grace_seconds()
 
 
 # ------------------------------------------------------------------ a real PostgreSQL server
@@ -357,7 +357,7 @@ def test_a_killed_worker_s_point_runs_again_after_the_grace_period(postgres, tin
     url = postgres("killed_worker")
     args = [sys.executable, "-m", "peftqa", *_cli_args(tiny_bert_dir, squad_dir, tmp_path, LRS[:2]), "--storage", url]
     grace = 6
-    env = _one_thread_env(**{sweep_module.GRACE_ENV: str(grace)})  # a heartbeat every 2 s
+    env = _one_thread_env(**{sweep_storage.GRACE_ENV: str(grace)})  # a heartbeat every 2 s
     doomed = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     other = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert doomed.stdout is not None
@@ -373,7 +373,7 @@ def test_a_killed_worker_s_point_runs_again_after_the_grace_period(postgres, tin
     killed = next(t for t in _load(url).trials if t.number == number)
     assert killed.state.name == "RUNNING", seen
     point = {"lr": killed.params["lr"]}
-    assert not (sweep_module.trial_dir(tmp_path, point) / "metrics.json").exists()  # killed mid-trial
+    assert not (trial_dir(tmp_path, point) / "metrics.json").exists()  # killed mid-trial
 
     out, err = other.communicate(timeout=300)
     assert other.returncode == 0, out + err
@@ -391,4 +391,4 @@ def test_a_killed_worker_s_point_runs_again_after_the_grace_period(postgres, tin
     assert again.datetime_start is not None
     # Not before the grace period (the last heartbeat was at most 2 s before the kill).
     assert (again.datetime_start - killed_at).total_seconds() >= grace - 2.5, out
-    assert (sweep_module.trial_dir(tmp_path, point) / "metrics.json").is_file()
+    assert (trial_dir(tmp_path, point) / "metrics.json").is_file()

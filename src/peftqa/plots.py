@@ -87,6 +87,13 @@ def draw_sweep(axis, summary: dict, label_prefix: str = "") -> None:
             axis.errorbar(lrs, f1s, yerr=[below, above], fmt="o-", capsize=3, label=label_prefix + label)
         else:
             axis.plot(lrs, f1s, "o-", label=label_prefix + label)
+    pruned = [
+        (row["params"]["lr"], row["f1"])
+        for row in summary["trials"]
+        if row["state"] == "PRUNED" and row["f1"] is not None
+    ]
+    if pruned:
+        axis.plot([p[0] for p in pruned], [p[1] for p in pruned], "x", color="gray", label=label_prefix + "pruned")
     best = summary.get("best")
     if best:
         axis.plot([best["params"]["lr"]], [best["f1"]], "o", markersize=14, fillstyle="none", color="black")
@@ -131,6 +138,31 @@ def pareto_png(points: list[tuple[str, int, float]], front: list[str]) -> bytes:
     )
     axis.set_xscale("log")
     axis.set_xlabel("trainable parameters (log scale)")
+    axis.set_ylabel("dev F1")
+    axis.legend(fontsize=8)
+    return _png(figure, plt)
+
+
+def budgets_png(series: dict[str, list[tuple[int, float, tuple[float, float]]]]) -> bytes:
+    """Dev F1 against training questions (log scale), one line per method, 95% intervals as error bars.
+
+    Args:
+        series: method label -> (training questions, F1, (low, high)) per budget.
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.8), dpi=110)
+    for label, points in series.items():
+        points = sorted(points)
+        budgets, f1s = [p[0] for p in points], [p[1] for p in points]
+        below = [f1 - low for (_, f1, (low, _high)) in points]
+        above = [high - f1 for (_, f1, (_low, high)) in points]
+        axis.errorbar(budgets, f1s, yerr=[below, above], fmt="o-", capsize=3, label=label)
+    axis.set_xscale("log")
+    tried = sorted({p[0] for points in series.values() for p in points})
+    if tried:
+        axis.set_xticks(tried, [f"{b:,}" for b in tried])
+        axis.xaxis.set_minor_formatter("")
+    axis.set_xlabel("training questions (log scale)")
     axis.set_ylabel("dev F1")
     axis.legend(fontsize=8)
     return _png(figure, plt)

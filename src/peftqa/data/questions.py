@@ -37,6 +37,9 @@ class QuestionChoice:
     eval_sample: str = "random"  # "random": seeded, over every article; "first": file order
     eval_seed: int = 0  # one seed for every run, so every method is scored on the same questions
     validation_questions: int = 2000  # held-out training questions (whole articles) when eval_split is validation
+    # Scoring on dev: a sample of this many held-out questions is what the run validates and chooses a null
+    # threshold on (`threshold_choice`); None: as many as eval_limit.
+    validation_limit: int | None = None
     # Scoring on dev with a null threshold to choose (SQuAD 2.0 data): hold the validation articles out of
     # training too, and choose the threshold on them (`threshold_questions`), never on dev.
     hold_out: bool = False
@@ -68,7 +71,8 @@ class QuestionChoice:
     @property
     def threshold_choice(self) -> QuestionChoice:
         """The questions a null threshold is chosen on: those a validation run of these settings scores."""
-        return dataclasses.replace(self, eval_split="validation", hold_out=False)
+        limit = self.validation_limit if self.validation_limit is not None else self.eval_limit
+        return dataclasses.replace(self, eval_split="validation", hold_out=False, eval_limit=limit)
 
 
 def split_articles(examples: list[Example], held_out_questions: int, seed: int) -> tuple[list[Example], list[Example]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from peftqa import files
 from peftqa.report.agreement import DISAGREEMENT_HEADERS, disagreements
 from peftqa.report.answerability import answerability_section
+from peftqa.report.budgets import budget_blocks
 from peftqa.report.findings import findings
 from peftqa.report.pairing import NOT_SETTLED
 from peftqa.report.pdf import check_pdf_printer, print_pdf
@@ -36,6 +37,7 @@ from peftqa.report.sections import (
     load_qualitative,
     results_rows,
 )
+from peftqa.report.validation import learning_blocks
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -76,6 +78,7 @@ def build_report(
     qualitative: bool = True,
     log: Callable[[str], None] = print,
     pdf: bool = False,
+    budget_runs: Sequence[str | Path] = (),
 ) -> tuple[Path, Path]:
     """Write report.md (+ figures/) and a self-contained report.html; returns their paths.
 
@@ -86,6 +89,8 @@ def build_report(
         qualitative: answer the hand-written examples with every run (loads each model once).
         log: where progress lines go.
         pdf: also print report.html to report.pdf beside it (headless Chromium: `print_pdf`).
+        budget_runs: runs at several training budgets (`peftqa study --budgets`): F1 against budget, and
+            where the order of the methods changes.
 
     Raises:
         PeftqaError: a run cannot be read, or `pdf` without chromium or playwright (before anything is written).
@@ -95,14 +100,16 @@ def build_report(
     if pdf:
         check_pdf_printer()
     results = load_results(run_dirs)
+    by_budget = load_results(budget_runs) if budget_runs else []
     sweeps = [read_sweep(folder) for folder in sweep_dirs]
     out = Path(out_dir)
     blocks = [
         Block("h1", "peftqa report"),
         Block("p", f"Runs: {', '.join(r.name for r in results)}. Written by `peftqa report`."),
     ]
-    blocks += _findings_section(results, sweeps)
-    blocks += _results_section(results) + answerability_section(results)
+    blocks += _findings_section(results, sweeps, by_budget)
+    blocks += _results_section(results) + budget_blocks(by_budget) + learning_blocks(results)
+    blocks += answerability_section(results)
     blocks += _comparison_section(results) + _seeds_section(results)
     blocks += _sweep_section(sweeps) + _curves_section(results)
     blocks += _error_section(results)

@@ -7,9 +7,11 @@ from typing import Any
 
 from peftqa.data import QuestionChoice
 from peftqa.report.answerability import answerability_finding
+from peftqa.report.budgets import budget_groups
 from peftqa.report.pairing import MethodGroup, _difference, compare, group_runs
 from peftqa.report.render import human_bytes
 from peftqa.report.results import RunResult
+from peftqa.sweep.rungs import separation_text
 
 # SQuAD v1.1 train has 87,599 questions; runs on far fewer (or on a CPU) are small-budget runs.
 _FULL_TRAIN_QUESTIONS = 87_599
@@ -58,31 +60,44 @@ def sweep_questions(summary: dict[str, Any]) -> str:
 
 
 def _rates_used(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> list[float]:
-    rates = {g.first.settings.get("learning_rate") for g in groups if g.method == summary["method"]}
+    """The rates the runs of the sweep's method used; a study's sweep stands only for the runs of its own
+    budget (its trials are those runs)."""
+    budgets = (None, summary["train_questions"]) if summary.get("score_dev") else None
+    rates = {
+        g.first.settings.get("learning_rate")
+        for g in groups
+        if g.method == summary["method"] and (budgets is None or g.first.config.get("train_limit") in budgets)
+    }
     return sorted(float(rate) for rate in rates if rate is not None)
 
 
-def _sweep_finding(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> str:
+def _sweep_finding(summary: dict[str, Any], groups: Sequence[MethodGroup], budget: bool = False) -> str:
+    """A sentence on one sweep; `budget`: say its training questions (one method swept at several)."""
+    name = f"{summary['method']} sweep" + (f" at {summary['train_questions']:,} training questions" if budget else "")
     best = summary.get("best")
     if not best:
-        return f"The {summary['method']} sweep finished no trial."
+        return f"The {name} finished no trial."
     lr = best["params"]["lr"]
     others = ", ".join(f"{k}={v:g}" for k, v in best["params"].items() if k != "lr")
     text = (
-        f"The {summary['method']} sweep chose learning rate {lr:g}{f' ({others})' if others else ''}, "
+        f"The {name} chose learning rate {lr:g}{f' ({others})' if others else ''}, "
         f"{_edge_of(summary)}; its trials were scored on {sweep_questions(summary)}."
     )
     used = _rates_used(summary, groups)
     if used and lr not in used:
         text += f" The {summary['method']} run(s) here used {', '.join(f'{x:g}' for x in used)} instead."
-    return text
+    separated = separation_text(summary)
+    return f"{text} {separated}" if separated else text
 
 
 def _unremarkable(summary: dict[str, Any], groups: Sequence[MethodGroup]) -> bool:
-    """A sweep that chose only a learning rate, inside its grid, and whose runs here used it."""
+    """A sweep that chose only a learning rate, inside its grid, separated from the next (where the sweep
+    says), and whose runs here used it."""
     best = summary.get("best")
     if not best or set(best["params"]) != {"lr"} or _at_edge(summary):
         return False
+    if "separation" in summary and not (summary["separation"] or {}).get("settled", False):
+        return False  # the held-out questions did not tell the choice from the next: worth its own sentence
     used = _rates_used(summary, groups)
     return not used or best["params"]["lr"] in used
 
@@ -103,7 +118,14 @@ def sweep_findings(sweeps: Sequence[dict[str, Any]], groups: Sequence[MethodGrou
         + f" each chose a learning rate inside its grid (*Learning-rate sweeps*); their trials were scored on {where}."
         for where, members in shared.items()
     ]
-    return sentences + [_sweep_finding(summary, groups) for summary in sweeps if id(summary) not in grouped]
+    sizes: dict[str, set[int]] = {}
+    for summary in sweeps:
+        sizes.setdefault(summary["method"], set()).add(summary.get("train_questions", 0))
+    return sentences + [
+        _sweep_finding(summary, groups, len(sizes[summary["method"]]) > 1)
+        for summary in sweeps
+        if id(summary) not in grouped
+    ]
 
 
 def _thousands(value: float) -> str:
@@ -114,12 +136,56 @@ def _per_point(amount: float, f1: float, unit: Callable[[float], str]) -> str:
     return unit(amount / f1) if f1 > 0 else "n/a (F1 is 0)"
 
 
-def findings(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()) -> list[str]:
+def budget_finding(by_budget: dict[int, list[MethodGroup]]) -> str:
+    """Which method leads at each training budget, by how much over the next (paired, settled or not),
+    the whole order at each, and between which budgets the leader changes."""
+    leads = []
+    for budget, groups in by_budget.items():
+        if len(groups) < 2:
+            leads.append(f"at {budget:,} questions only **{groups[0].label}** ran")
+            continue
+        lead = compare(groups[0], groups[1], "f1")
+        settled = "settled" if lead["settled"] else "not settled"
+        leads.append(
+            f"at {budget:,} questions **{groups[0].label}** leads, {_difference(lead)} F1 over {groups[1].label} "
+            f"({settled})"
+        )
+    text = "Across training budgets (each budget's rates from its own sweeps, the same dev questions): " + "; ".join(
+        leads
+    )
+    order = "; ".join(f"{budget:,}: " + " > ".join(g.label for g in groups) for budget, groups in by_budget.items())
+    text += f". The order, best first: {order}."
+    budgets = list(by_budget)
+    leaders = [by_budget[b][0].label for b in budgets]
+    changes = [i for i in range(1, len(budgets)) if leaders[i] != leaders[i - 1]]
+    if not changes:
+        return text + f" **{leaders[0]}** leads at every budget."
+    spans = []
+    for number, start in enumerate([0, *changes]):
+        end = changes[number] if number < len(changes) else len(budgets)
+        everywhere = all(
+            len(by_budget[b]) > 1 and compare(by_budget[b][0], by_budget[b][1], "f1")["settled"]
+            for b in budgets[start:end]
+        )
+        if start == 0:
+            where = f"below ~{budgets[end]:,} questions"
+        elif end == len(budgets):
+            where = f"from {budgets[start]:,}"
+        else:
+            where = f"from {budgets[start]:,} to {budgets[end - 1]:,}"
+        spans.append(f"{where} {leaders[start]} leads" + (", settled" if everywhere else ", not settled everywhere"))
+    return text + " The leader changes: " + "; ".join(spans) + "."
+
+
+def findings(
+    results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = (), budgets: Sequence[RunResult] = ()
+) -> list[str]:
     """The report's Findings, one paragraph per subject, written from the loaded numbers (never by hand).
 
     Args:
         results: the loaded runs (`load_results`).
         sweeps: sweep summaries (`read_sweep`), for what the sweeps chose and on which questions.
+        budgets: runs at several training budgets (`peftqa study --budgets`), for where the order changes.
     """
     groups = sorted(group_runs(results), key=lambda g: g.mean("f1"), reverse=True)
     paragraphs = []
@@ -181,6 +247,9 @@ def findings(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()
         costs.append(text)
     paragraphs.append("Cost: " + "; ".join(costs) + ".")
 
+    by_budget = budget_groups(budgets)
+    if len(by_budget) > 1:
+        paragraphs.append(budget_finding(by_budget))
     abstention = answerability_finding(results)
     if abstention:
         paragraphs.append(abstention)

@@ -29,27 +29,31 @@ RESULT_HEADERS = [
     "model",
     "EM",
     "F1",
+    "steps",
+    "train s",
     "trainable params",
     "%",
     "adapter size",
-    "train s",
     "features/s",
     "peak memory",
 ]
 
 
 def result_row(m: dict) -> list[str]:
-    """One run's metrics.json as table cells (peak memory: `peak_memory_mb`, peak RSS on CPU, GPU memory on CUDA)."""
+    """One run's metrics.json as table cells (peak memory: `peak_memory_mb`, peak RSS on CPU, GPU memory on CUDA);
+    the compute beside the scores: optimiser steps trained (and whose weights early stopping kept) and seconds."""
     peak = m.get("peak_memory_mb", 0) * 2**20
+    steps, kept = m.get("steps"), m.get("kept_step")
     return [
         m["method"],
         m["model"],
         f"{m['exact_match']:.2f}",
         f"{m['f1']:.2f}",
+        "n/a" if steps is None else f"{steps:,}" + (f" (kept {kept:,})" if kept not in (None, steps) else ""),
+        f"{m['train_seconds']:.0f}",
         f"{m['trainable_params']:,}",
         f"{m['trainable_percent']:.2f}",
         human_bytes(m.get("artifact_bytes", 0)),
-        f"{m['train_seconds']:.0f}",
         f"{m['train_features_per_second']:.1f}",
         human_bytes(peak) if peak else "n/a",
     ]

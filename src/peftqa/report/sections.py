@@ -31,6 +31,7 @@ from peftqa.report.results import (
 from peftqa.report.validation import validation_blocks
 from peftqa.scoring.metrics import score_answer
 from peftqa.scoring.stats import format_interval
+from peftqa.sweep.rungs import separation_text
 
 
 def results_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
@@ -97,10 +98,12 @@ def _questions_note(results: Sequence[RunResult]) -> str:
     )
 
 
-def _findings_section(results: list[RunResult], sweeps: Sequence[dict[str, Any]]) -> list[Block]:
+def _findings_section(
+    results: list[RunResult], sweeps: Sequence[dict[str, Any]], budgets: Sequence[RunResult] = ()
+) -> list[Block]:
     return [
         Block("h2", "Findings"),
-        *[Block("p", paragraph) for paragraph in findings(results, sweeps)],
+        *[Block("p", paragraph) for paragraph in findings(results, sweeps, budgets)],
     ]
 
 
@@ -208,8 +211,11 @@ def _sweep_section(summaries: Sequence[dict[str, Any]]) -> list[Block]:
         Block("h2", "Learning-rate sweeps"),
         Block(
             "p",
-            "Each trial trains on a seeded random sample of the training questions and is scored on the questions "
-            "named under each sweep; the best is the highest F1 (EM breaks ties), circled.",
+            "Each trial trains on a seeded random sample of the training questions and is scored on the held-out "
+            "questions named under each sweep at its rungs; successive halving stops (prunes) a trial behind the "
+            "trials that reached a rung before it, so the rates that finish are judged after the whole run. The "
+            "best is the finished trial with the highest held-out F1 (EM breaks ties), circled; a pruned trial is "
+            "an x at the F1 it stopped at.",
         ),
         Block(
             "figure",
@@ -226,6 +232,7 @@ def _sweep_section(summaries: Sequence[dict[str, Any]]) -> list[Block]:
                 t["number"],
                 ", ".join(f"{k}={v:g}" for k, v in t["params"].items()),
                 t["state"],
+                "" if t.get("steps") is None else t["steps"],
                 _trial_f1(t),
                 "" if t["exact_match"] is None else f"{t['exact_match']:.2f}",
                 "" if t.get("eval_loss") is None else f"{t['eval_loss']:.3f}",
@@ -238,12 +245,18 @@ def _sweep_section(summaries: Sequence[dict[str, Any]]) -> list[Block]:
         if by_loss and best and by_loss["params"] != best["params"]:
             verdict += f"; the lowest {scored_on} loss would have chosen {by_loss['params']} (F1 {by_loss['f1']:.2f})"
         warnings = " ".join(f"Warning: {w}." for w in summary.get("edge_warnings", []))
+        compute = summary.get("compute")
+        if compute:
+            warnings = (
+                f"All trials together: {compute['steps']:,} steps, {compute['train_seconds']:,.0f} s of training "
+                f"(one unpruned trial: {summary.get('steps', 0):,} steps). {separation_text(summary)} {warnings}"
+            )
         blocks += [
             Block(
                 "h3", f"{summary['method']} ({summary['train_questions']} questions, {summary['epochs']:g} epoch(s))"
             ),
             Block("p", f"{verdict}. Scored on {sweep_questions(summary)}. {warnings}".strip()),
-            Block("table", headers=["trial", "params", "state", "F1", "EM", f"{scored_on} loss"], rows=rows),
+            Block("table", headers=["trial", "params", "state", "steps", "F1", "EM", f"{scored_on} loss"], rows=rows),
         ]
     return blocks
 

@@ -3,6 +3,8 @@ whose weights were kept and the one early stopping ended at."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from peftqa.report.render import Block
 from peftqa.report.results import RunResult
 
@@ -31,3 +33,42 @@ def validation_blocks(r: RunResult) -> list[Block]:
     ]
     headers = ["step", "validation loss", "validation EM", "validation F1", "note"]
     return [Block("p", note), Block("table", headers=headers, rows=rows)]
+
+
+def learning_blocks(results: Sequence[RunResult]) -> list[Block]:
+    """Every run's held-out F1 as it trained, side by side: after each epoch when some run trained
+    several, else at each held-out evaluation; a method still rising at its end learns late, and a
+    fixed budget may have stopped it early. Nothing for runs without held-out evaluations."""
+    by_epoch = any(len(r.metrics.get("history", [])) > 1 for r in results)
+    series = {r.name: _held_out_series(r, by_epoch) for r in results}
+    series = {name: points for name, points in series.items() if points}
+    if not series:
+        return []
+    columns = sorted({key for points in series.values() for key in points})
+    rows, rises = [], {}
+    for name, points in series.items():
+        keys = sorted(points)
+        if len(keys) > 1:
+            rises[name] = points[keys[-1]] - points[keys[-2]]
+        cells = [f"{points[key]:.2f}" if key in points else "" for key in columns]
+        rows.append([name, *cells, f"{rises[name]:+.2f}" if name in rises else ""])
+    top = max(rises.values(), default=0.0)
+    rising = [name for name, rise in rises.items() if rise > 0 and rise == top]
+    note = (
+        "Held-out F1 (training articles kept out of training, never dev) "
+        + ("after each epoch" if by_epoch else "at each held-out evaluation")
+        + "; the last column is the rise since the evaluation before the last: a method still rising at its end "
+        "may rank higher with more training." + (f" Rising most at the end: {', '.join(rising)}." if rising else "")
+    )
+    headers = ["run", *(f"epoch {key}" if by_epoch else f"step {key}" for key in columns), "last rise"]
+    return [Block("h2", "Held-out F1 while training"), Block("p", note), Block("table", headers=headers, rows=rows)]
+
+
+def _held_out_series(r: RunResult, by_epoch: bool) -> dict[int, float]:
+    """epoch -> held-out F1 (`by_epoch`), else step -> held-out F1; {} without held-out evaluations."""
+    m = r.metrics
+    if not m.get("validation"):
+        return {}
+    if by_epoch:
+        return {entry["epoch"]: entry["f1"] for entry in m.get("history", [])}
+    return {entry["step"]: entry["f1"] for entry in m["validation"]}

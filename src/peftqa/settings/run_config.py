@@ -136,6 +136,16 @@ class RunConfig:
         "score the held-out training articles (--validation-questions, never dev) every this many steps and at "
         "each epoch's end; dev is scored once, after training",
     )
+    eval_growth: float = setting(
+        1.0,
+        "with --eval-every-steps K: score the held-out articles at K, K*G, K*G^2, ... steps (and each epoch's end) "
+        "instead of every K steps (a sweep's successive-halving rungs); 1: every K steps",
+    )
+    validation_limit: int | None = setting(
+        None,
+        "a run scored on dev: how many of the held-out training questions it is scored on while training (and "
+        "chooses a null threshold on), a seeded sample (default: --eval-limit)",
+    )
     early_stopping_patience: int | None = setting(
         None,
         "with --eval-every-steps: stop after this many evaluations without a better held-out F1, and keep the "
@@ -165,7 +175,10 @@ class RunConfig:
         for name in ("batch_size", "max_length", "n_best", "max_answer_tokens", "validation_questions"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("train_limit", "eval_limit", "max_steps", "eval_batch_size", "eval_every_steps"):
+        if not self.eval_growth >= 1:
+            problems.append(f"eval_growth must be at least 1, got {self.eval_growth}")
+        positive = ("train_limit", "eval_limit", "validation_limit", "max_steps", "eval_batch_size", "eval_every_steps")
+        for name in positive:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 problems.append(f"{name} must be positive, got {value}")
@@ -215,6 +228,7 @@ class RunConfig:
             eval_sample=self.eval_sample,
             eval_seed=self.eval_seed,
             validation_questions=self.validation_questions,
+            validation_limit=self.validation_limit,
         )
 
     @property

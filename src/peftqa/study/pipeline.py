@@ -1,133 +1,56 @@
-"""`peftqa study --preset quick|seed|full-data`: data -> a sweep per method -> each method trained at its
-best learning rate -> evaluated -> one report. Every step re-uses what an earlier, interrupted study
-finished (sweep trials and runs resume), so running the command again continues where it stopped.
+"""`peftqa study --preset quick|seed|full-data`: data -> a sweep per method, whose trials are its final
+run at each learning rate -> the best trial is the final run -> one report. Every step re-uses what an
+earlier, interrupted study finished (sweep trials and runs resume), so running the command again
+continues where it stopped.
 
     STUDY_DIR/
-      sweeps/<method>[-<grid>]/   one Optuna sweep per method (and per comparison grid)
-      runs/<method>[-<grid>]/     the final run of each method at its sweep's best learning rate
-      report/                     report.md, report.html
-      study.json                  the preset, the chosen learning rates, results and step timings
-      logs/<run>.log              with --workers: each final run's own output (the console gets one line)
+      sweeps/<method>[-<grid>][-q<budget>]/   one Optuna sweep per method (per comparison grid, per budget)
+      runs/<method>[-<grid>][-q<budget>]/     the sweep's best trial, copied; -seedN: further seeds
+      report/                                 report.md, report.html
+      study.json                              the preset, the chosen learning rates, results and step timings
+      logs/<run>.log                          with --workers: each further seed's own output
 
-With `workers=K` every sweep runs K trials at a time (peftqa.sweep), and once all sweeps are done the
-final runs run K at a time too, each in its own process (peftqa.workers).
+A sweep's trials train on the final run's questions for its epochs (the preset's budget), are judged on
+held-out training articles (never dev) at successive-halving rungs, and those that finish are scored on
+dev once (peftqa.sweep, `score_dev`): the trial chosen by held-out F1 is the final run, so no run is
+trained twice. With `--budgets` the study runs once per training budget, each with its own sweeps.
+
+With `workers=K` every sweep runs K trials at a time (peftqa.sweep), and further seeds K at a time too,
+each in its own process (peftqa.workers).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from peftqa import files
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
-from peftqa.methods import get_method, methods_in_all
-from peftqa.model.backbone import DEFAULT_MODEL
-from peftqa.settings.run_config import PRECISIONS, PRESETS, REPORT_TO, RunConfig, setting
+from peftqa.settings.run_config import PRECISIONS, REPORT_TO, RunConfig, setting
+from peftqa.study.budgets import budget_record, budget_suffix, fitting_budgets, parse_budgets
+from peftqa.study.finals import adopt_best_trial, seed_config, train_in_workers
+from peftqa.study.presets import ORIGINAL_LRS, STUDY_PRESETS, StudyPreset, get_preset, grids, parse_methods
 from peftqa.study.record import STUDY_JSON, earlier_calls, study_folders
 from peftqa.sweep import SweepConfig, run_sweep
 
-__all__ = ["STUDY_JSON", "study_folders"]  # the study's record, read where studies are opened
+# The preset's names, offered here too (the cli, the tests and the benchmarks import them from the pipeline).
+__all__ = [
+    "ORIGINAL_LRS",
+    "STUDY_JSON",
+    "STUDY_PRESETS",
+    "StudyPreset",
+    "get_preset",
+    "parse_budgets",
+    "parse_methods",
+    "study_folders",
+]
 
 # StudyConfig fields that are RunConfig settings of every sweep trial and final run, when given.
 _RUN_SETTINGS = ("model", "precision", "train_file", "dev_file", "validation_questions", "report_to", "tracking_dir")
-
-# The original experiment's grid (its best value was its top edge).
-ORIGINAL_LRS = [1e-5, 2e-5, 3e-5, 4e-5, 5e-5]
-
-
-@dataclass(frozen=True)
-class StudyPreset:
-    """What one study preset trains; None limits mean all questions."""
-
-    description: str
-    methods: tuple[str, ...]  # default methods (--methods overrides)
-    run: dict[str, Any]  # RunConfig settings shared by every sweep trial and final run
-    sweep_train_limit: int | None  # questions per sweep trial (None: sweep_train_fraction of the file)
-    sweep_train_fraction: float
-    sweep_epochs: float
-    sweep_eval_limit: int | None
-    final_train_limit: int | None
-    final_epochs: float
-    final_eval_limit: int | None
-    lr_grid: str = "default"  # which of each method's grids (MethodSpec.sweep_lrs) the sweeps search
-    sweep_lrs: dict[str, list[float]] = field(default_factory=dict)  # per-method grids that replace lr_grid's
-    extend_edges: int = 2  # our grids grow past an edge best this many times (comparison grids never do)
-    compare_grids: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # extra named grids
-
-
-STUDY_PRESETS: dict[str, StudyPreset] = {
-    # `make demo`: <= 15 minutes on 2 CPU cores. Sweeps are tiny and only rank learning rates roughly;
-    # their trials are ~20 optimiser steps, which favour high rates: hence each method's "quick" grid.
-    "quick": StudyPreset(
-        description="MiniLM-L6, 3 lrs x 300 questions per sweep, final runs on 2,000 questions, 1 epoch",
-        # The two PEFT methods and the reference they are judged against (--methods adds bitfit, dora, ...).
-        methods=("lora", "ia3", "full"),
-        run=PRESETS["quick"],  # the study sets its own question limits and epochs below
-        sweep_train_limit=300,
-        sweep_train_fraction=0.1,
-        sweep_epochs=1.0,
-        sweep_eval_limit=200,
-        final_train_limit=2000,
-        final_epochs=1.0,
-        final_eval_limit=500,
-        lr_grid="quick",
-        extend_edges=1,
-    ),
-    # The original experiment (DistilBERT, full data, 3 epochs, LoRA and (IA)3) with its grid and ours.
-    "seed": StudyPreset(
-        description="DistilBERT, full SQuAD, 3 epochs; sweeps on 10% with the original grid and with ours",
-        methods=("lora", "ia3"),
-        run={"model": DEFAULT_MODEL, "dropout": None},  # the checkpoint's dropout, as the original run had
-        sweep_train_limit=None,
-        sweep_train_fraction=0.1,
-        sweep_epochs=1.0,
-        sweep_eval_limit=1000,
-        final_train_limit=None,
-        final_epochs=3.0,
-        final_eval_limit=None,
-        compare_grids={"original": {"lora": ORIGINAL_LRS, "ia3": ORIGINAL_LRS}},
-    ),
-    # Every method on MiniLM-L6 with full data (a GPU job).
-    "full-data": StudyPreset(
-        description="MiniLM-L6, every method, sweeps on 10%, final runs on full SQuAD, 2 epochs",
-        methods=tuple(methods_in_all()),
-        run={"model": "minilm-l6"},
-        sweep_train_limit=None,
-        sweep_train_fraction=0.1,
-        sweep_epochs=1.0,
-        sweep_eval_limit=1000,
-        final_train_limit=None,
-        final_epochs=2.0,
-        final_eval_limit=None,
-    ),
-}
-
-
-def get_preset(name: str) -> StudyPreset:
-    if name not in STUDY_PRESETS:
-        raise PeftqaError(f"unknown study preset '{name}'; known: {', '.join(sorted(STUDY_PRESETS))}")
-    return STUDY_PRESETS[name]
-
-
-def parse_methods(text: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
-    """`lora,ia3` -> ["lora", "ia3"], each checked against the registry; `all`: every registered method
-    that runs with its default options (MethodSpec.in_all: not `peft`, which needs a config file)."""
-    if text is None:
-        return list(default)
-    if text == "all":
-        return methods_in_all()
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
-    names = [n for n in names if n]
-    if not names:
-        raise PeftqaError("--methods names no method")
-    for name in names:
-        get_method(name)
-    return names
 
 
 class _Steps:
@@ -148,15 +71,20 @@ class _Steps:
         return result
 
 
-def _grids(preset: StudyPreset, method: str) -> dict[str, list[float]]:
-    """Named learning-rate grids for a method: ours ("") first, then the preset's comparison grids."""
-    grids = {"": preset.sweep_lrs.get(method) or get_method(method).lr_grid(preset.lr_grid)}
-    grids.update({name: lrs[method] for name, lrs in preset.compare_grids.items() if method in lrs})
-    return grids
-
-
 def _base_config(preset: StudyPreset, method: str, data_dir: str, overrides: dict[str, Any]) -> RunConfig:
-    return RunConfig.from_dict({**preset.run, **overrides, "method": method, "data_dir": data_dir})
+    """A final run's settings less its learning rate: the preset's, the study's replacements, its dev
+    questions and its early stopping (the sweep sets the held-out evaluations' pace: its rungs)."""
+    patience = preset.early_stopping_patience
+    values = {
+        **preset.run,
+        **overrides,
+        "method": method,
+        "data_dir": data_dir,
+        "eval_limit": preset.final_eval_limit,
+        "early_stopping_patience": patience,
+        "eval_every_steps": 1 if patience else None,
+    }
+    return RunConfig.from_dict(values)
 
 
 @dataclass(frozen=True)
@@ -174,6 +102,11 @@ class StudyConfig:
         None, "every run's training arithmetic: auto, fp32 or bf16 (default: the preset's, auto)", choices=PRECISIONS
     )
     seeds: int = setting(1, "final runs per method with different seeds (report: mean and std)")
+    budgets: str | None = setting(
+        None,
+        "comma-separated training budgets in questions, e.g. 250,1000,4000: the study at each (every method swept "
+        "and trained on that many questions, the same dev questions); the report plots F1 against them",
+    )
     workers: int | None = setting(
         None,
         "worker processes running sweep trials and final runs side by side (default 1): one GPU each while "
@@ -216,85 +149,100 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
     from peftqa.training.loop import train
     from peftqa.workers import plan_slots, worker_count
 
-    preset_name, methods, seeds = config.preset, config.methods, config.seeds
-    workers, workers_per_gpu = config.workers, config.workers_per_gpu
+    preset_name, seeds, workers_per_gpu = config.preset, config.seeds, config.workers_per_gpu
     preset = get_preset(preset_name)
-    names = parse_methods(methods, preset.methods)
+    names = parse_methods(config.methods, preset.methods)
+    budgets = parse_budgets(config.budgets)
     folder = Path(config.output_dir or Path("studies") / preset_name)
     overrides = config.run_overrides()
-    plan = [(method, grid, lrs) for method in names for grid, lrs in _grids(preset, method).items()]
     if seeds < 1:
         raise PeftqaError(f"--seeds must be at least 1, got {seeds}")
     if config.pdf:
         check_pdf_printer()  # now, not after hours of training
-    processes = worker_count(workers, workers_per_gpu, len(visible_gpus()))
+    processes = worker_count(config.workers, workers_per_gpu, len(visible_gpus()))
     parallel = processes > 1
-    # In parallel the final runs wait for every sweep, then run as one step.
-    steps = _Steps(1 + len(plan) + (1 if parallel else seeds * len(plan)) + 1, log)
     log(f"study '{preset_name}': {preset.description}; methods {', '.join(names)}; output {folder}")
+
+    def planned(budgets: list[int]) -> list[tuple[str, str, list[float], int | None]]:
+        sizes: list[int | None] = [*budgets] or [None]
+        return [
+            (method, grid, lrs, budget)
+            for budget in sizes
+            for method in names
+            for grid, lrs in grids(preset, method).items()
+        ]
+
+    def step_count(plan: list) -> int:
+        # In parallel the further seeds wait for every sweep, then run as one step.
+        further = (1 if parallel else len(plan) * (seeds - 1)) if seeds > 1 else 0
+        return 1 + len(plan) + further + 1
+
+    steps = _Steps(step_count(planned(budgets)), log)
     data_dir = str(steps.run(_data_label(config), functools.partial(_check_data, config, log)))
+    if budgets:  # budgets larger than the training data are dropped (a note says which)
+        budgets = fitting_budgets(budgets, _base_config(preset, names[0], data_dir, overrides), log)
+    plan = planned(budgets)
+    steps.total = step_count(plan)
 
     sweeps, finals, metrics, chosen = [], [], [], {}
-    queued: list[RunConfig] = []  # final runs waiting for the workers (parallel only)
-    for method, grid, lrs in plan:
-        name = f"{method}-{grid}" if grid else method
+    queued: list[RunConfig] = []  # further seeds waiting for the workers (parallel only)
+    for method, grid, lrs, budget in plan:
+        name = (f"{method}-{grid}" if grid else method) + budget_suffix(budget)
         sweep_config = SweepConfig(
             base=_base_config(preset, method, data_dir, overrides),
             lrs=lrs,
-            train_fraction=preset.sweep_train_fraction,
-            train_limit=preset.sweep_train_limit,
-            epochs=preset.sweep_epochs,
-            eval_limit=preset.sweep_eval_limit,
+            train_fraction=1.0,
+            train_limit=budget or preset.final_train_limit,
+            epochs=preset.final_epochs,
+            eval_limit=preset.held_out_limit,
+            score_dev=True,
+            first_rung=preset.first_rung,
+            halving_factor=preset.halving_factor,
             output_dir=str(folder / "sweeps" / name),
             extend_edges=0 if grid else preset.extend_edges,
-            workers=workers,
+            workers=config.workers,
             workers_per_gpu=workers_per_gpu,
         )
         summary = steps.run(
-            f"sweep {name}: learning rates {', '.join(f'{lr:g}' for lr in lrs)}",
+            f"sweep {name}: learning rates {', '.join(f'{lr:g}' for lr in lrs)}; its best trial is the final run",
             functools.partial(run_sweep, sweep_config, log=log),
         )
         sweeps.append(sweep_config.folder)
         if not summary["best"]:
             raise PeftqaError(f"sweep {name} finished no trial")
-        base = _base_config(preset, method, data_dir, overrides)
-        for extra_seed in range(seeds):
-            # Every seed is scored on the same dev questions (eval_seed is not the run's seed): paired.
-            run_dir = folder / "runs" / (f"{name}-seed{base.seed + extra_seed}" if extra_seed else name)
-            final = RunConfig.from_dict(
-                {
-                    **base.to_dict(),
-                    "lr": summary["best"]["params"]["lr"],
-                    "seed": base.seed + extra_seed,
-                    "train_limit": preset.final_train_limit,
-                    "epochs": preset.final_epochs,
-                    "eval_limit": preset.final_eval_limit,
-                    "output_dir": str(run_dir),
-                }
-            )
-            # train(resume=True) refuses a run folder trained with other settings (check_same_settings), so
-            # a changed best learning rate never silently returns the run trained at the old one.
-            label = f"train {name} at lr {final.lr:g}" + (f", seed {final.seed}" if seeds > 1 else "")
-            if parallel:
-                queued.append(final)
-            else:
-                metrics.append(steps.run(label, functools.partial(train, final, resume=True, log=log)))
-            finals.append(run_dir)
+        best = adopt_best_trial(summary, folder / "runs" / name, log)
+        metrics.append(best)
+        finals.append(folder / "runs" / name)
         chosen[name] = summary["best"]["params"]["lr"]
-    if parallel:
+        for seed in range(best["seed"] + 1, best["seed"] + seeds):
+            # Every seed is scored on the same dev questions (eval_seed is not the run's seed): paired.
+            seed_run = seed_config(summary, seed, folder / "runs" / f"{name}-seed{seed}")
+            if parallel:
+                queued.append(seed_run)
+            else:
+                label = f"train {name} at lr {seed_run.learning_rate:g}, seed {seed_run.seed}"
+                metrics.append(steps.run(label, functools.partial(train, seed_run, resume=True, log=log)))
+            finals.append(Path(str(seed_run.output_dir)))
+    if queued:
         count = min(processes, len(queued))
-        metrics = steps.run(
-            f"final runs: {len(queued)}, {count} at a time",
-            functools.partial(_train_in_workers, queued, plan_slots(count, workers_per_gpu), folder / "logs", log),
+        seeded = steps.run(
+            f"further seeds: {len(queued)} run(s), {count} at a time",
+            functools.partial(train_in_workers, queued, plan_slots(count, workers_per_gpu), folder / "logs", log),
         )
+        metrics = _in_plan_order(finals, metrics, seeded)
 
     earlier = earlier_calls(folder, preset_name, names, finals, sweeps)  # the folder's other methods stay in its study
     if earlier["runs"]:
         log(f"the report also holds {len(earlier['runs'])} run(s) of earlier calls: {', '.join(earlier['methods'])}")
     every_run, every_sweep = [*earlier["runs"], *finals], [*earlier["sweeps"], *sweeps]
-    write_report = functools.partial(build_report, every_run, every_sweep, folder / "report", log=log, pdf=config.pdf)
+    # Across budgets, the report's comparisons are those of the largest budget; the budgets have their section.
+    compared = [run for run in every_run if not budgets or run.name.split("-seed")[0].endswith(f"-q{budgets[-1]}")]
+    write_report = functools.partial(
+        build_report, compared, every_sweep, folder / "report", log=log, pdf=config.pdf,
+        budget_runs=every_run if budgets else (),
+    )  # fmt: skip
     report_md, report_html = steps.run("report", write_report)
-    keys = ("method", "seed", "exact_match", "exact_match_ci", "f1", "f1_ci", "trainable_params")
+    keys = ("method", "seed", "exact_match", "exact_match_ci", "f1", "f1_ci", "trainable_params", "steps")
     summary = {
         "preset": preset_name,
         "description": preset.description,
@@ -302,8 +250,12 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
         "runs": [str(p) for p in every_run],
         "sweeps": [str(p) for p in every_sweep],
         "learning_rates": {**earlier["learning_rates"], **chosen},
+        **({"budgets": budget_record(budgets, names, chosen)} if budgets else {}),
         "seeds": seeds,
-        "results": [*earlier["results"], *({k: m.get(k) for k in keys} for m in metrics)],
+        "results": [
+            *earlier["results"],
+            *({k: m.get(k) for k in keys} | {"train_seconds": m.get("train_seconds")} for m in metrics),
+        ],
         "step_seconds": steps.seconds,
         "total_seconds": round(time.perf_counter() - steps.began, 1),
         "report": str(report_html),
@@ -316,6 +268,13 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
         log(f"printed: {report_html.with_name(REPORT_PDF)}")
     log(f"compare the models side by side: peftqa serve {' '.join(str(p) for p in finals)}")
     return summary
+
+
+def _in_plan_order(finals: list[Path], adopted: list[dict[str, Any]], seeded: list[dict[str, Any]]) -> list[dict]:
+    """The metrics of every final run in `finals`' order: the adopted best trials and the further seeds
+    (those trained in workers come back in their queued order)."""
+    adopted_left, seeded_left = iter(adopted), iter(seeded)
+    return [next(seeded_left) if "-seed" in path.name else next(adopted_left) for path in finals]
 
 
 def _data_label(config: StudyConfig) -> str:
@@ -338,42 +297,3 @@ def _check_data(config: StudyConfig, log: Callable[[str], None]) -> Path:
             unanswerable = sum(not e.answers for e in examples)
             log(f"{role}: {source}: {len(examples)} questions, {unanswerable} without an answer")
     return folder
-
-
-def _train_one(config: RunConfig, log: Callable[[str], None], say: Callable[[str], None]) -> dict[str, Any]:
-    """One final run in a worker process: its lines go to its log, one line to the console."""
-    from peftqa.training.loop import train
-
-    began = time.perf_counter()
-    metrics = train(config, resume=True, log=log)
-    seconds = time.perf_counter() - began
-    say(f"F1 {metrics['f1']:.2f} EM {metrics['exact_match']:.2f} in {seconds:.0f} s: {config.output_dir}")
-    return metrics
-
-
-def _train_in_workers(
-    queued: list[RunConfig], slots: list, log_dir: Path, log: Callable[[str], None]
-) -> list[dict[str, Any]]:
-    """The final runs, len(slots) at a time; their metrics in the queued order."""
-    from peftqa.model.backbone import load_tokenizer, resolve_model
-    from peftqa.training.loop import train
-    from peftqa.training.prepare import prepare_data
-    from peftqa.workers import Job, run_jobs
-
-    metrics: dict[int, dict[str, Any]] = {}
-    todo: list[int] = []
-    for index, config in enumerate(queued):
-        if (Path(str(config.output_dir)) / runs.METRICS_JSON).is_file():
-            metrics[index] = train(config, resume=True, log=log)  # finished earlier: read back, not retrained
-            continue
-        # The model fetched and the data tokenised here, once, before the workers would all do it at
-        # once (runs that share their data find it in the feature cache).
-        prepare_data(config, load_tokenizer(resolve_model(config.model)), log)
-        todo.append(index)
-    jobs = [Job(Path(str(queued[i].output_dir)).name, _train_one, (queued[i],)) for i in todo]
-    outcomes = run_jobs(jobs, slots, log_dir, say=log)
-    failed = [f"{o.label}: {o.error}" for o in outcomes if not o.ok]
-    if failed:
-        raise PeftqaError(f"final run(s) failed ({'; '.join(failed)}); run the same command again to resume")
-    metrics.update({index: outcome.value for index, outcome in zip(todo, outcomes, strict=True)})
-    return [metrics[i] for i in range(len(queued))]

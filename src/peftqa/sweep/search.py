@@ -18,9 +18,15 @@ point is COMPLETE or PRUNED. A trial whose worker died stays RUNNING until its h
 than the grace period (PEFTQA_SWEEP_GRACE_S, default 180 s); then a waiting worker marks it failed
 and runs the point again, resuming its folder's checkpoint.
 
-Pruning: `train()` hands each epoch's held-out F1 to its `after_epoch` hook, through which Optuna's
-MedianPruner stops a trial between epochs (from epoch 1 on, once two
-trials have finished), never after the last one. With `epochs=1` nothing is pruned.
+Pruning: successive halving. Every trial is as long as the run it stands for (`train_limit` questions,
+`epochs`), and its held-out articles are scored at rungs: after `first_rung` of its steps, then
+`halving_factor` times later, and at its end (`rungs`). `train()` hands each evaluation to the
+`after_validation` hook, through which Optuna's SuccessiveHalvingPruner stops a trial that is behind
+the trials that reached the rung before it (never at its end): a trial that moves fast early is not
+chosen for it, as it survives only to be judged at the end beside the others. The grid is run from its
+centre outward (each method's grid is centred on the rate chosen before), so the first trial, which
+ASHA always lets finish, is the likeliest best. Pruned trials are PRUNED in the study and never
+chosen; only COMPLETE ones are.
 
 Read in the order a sweep runs: `config` (what is searched, the run each grid point becomes) ->
 `storage` (the shared Optuna study, heartbeats, the folder lock) -> `trials` (one worker's loop:
@@ -36,10 +42,19 @@ from collections.abc import Callable
 from typing import Any
 
 from peftqa.errors import PeftqaError
+from peftqa.sweep.rungs import plan_rungs
 from peftqa.sweep.storage import GRACE_ENV, _folder_lock, grace_seconds, open_study, storage_url
 from peftqa.sweep.summary import edge_warnings, pick_best, read_sweep, resolve_lr, summarize, write_sweep
-from peftqa.sweep.sweep_config import SweepConfig, questions_per_trial, search_space, trial_config, trial_dir
-from peftqa.sweep.trials import _plan, _prepare_resume, _work_in_process, work
+from peftqa.sweep.sweep_config import (
+    Rungs,
+    SweepConfig,
+    _point,
+    grid_points,
+    questions_per_trial,
+    search_space,
+    trial_dir,
+)
+from peftqa.sweep.trials import _plan, _prepare_resume, _trial_point, _work_in_process, work
 from peftqa.training.tracking import require_tracker, sweep_run
 
 # What `from peftqa.sweep import ...` offers (the cli, the study, the report and the tests import these).
@@ -106,24 +121,28 @@ def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -
     from peftqa.hardware import visible_gpus
     from peftqa.workers import plan_slots, worker_count
 
-    study = open_study(config)
+    rungs = plan_rungs(config, questions, log)
+    study = open_study(config, rungs=rungs)
     with _folder_lock(config) as alone:
+        _queue_untried_points(study, config)
         todo = _prepare_resume(study, config, alone)
         # No more workers than trials left (each then gets more threads); a single one runs in this process.
         workers = min(worker_count(config.workers, config.workers_per_gpu, len(visible_gpus())), max(1, todo))
         slots = plan_slots(workers, config.workers_per_gpu) if workers > 1 else []
         log(
             f"sweep {config.base.method}: {todo} trial(s) to run ({config.sampler}: {search_space(config)}), "
-            f"{questions} train questions x {config.epochs:g} epoch(s), "
-            f"scored on {config.eval_limit or 'all'} held-out training questions (whole articles, never dev)"
+            f"{questions} train questions x {config.epochs:g} epoch(s) = {rungs.total} steps, "
+            f"judged on {config.eval_limit or 'all'} held-out training questions (whole articles, never dev) "
+            f"at steps {', '.join(map(str, rungs.steps()))}"
+            + (" (successive halving)" if config.prune else "")
             + (f"; {len(slots)} workers" if len(slots) > 1 else "")
         )
         failures: list[str] = []
         if todo and len(slots) > 1:
-            failures = _run_workers(config, questions, slots, log)
+            failures = _run_workers(config, questions, rungs, slots, log)
         elif todo:
-            work(config, questions, log)
-    summary = summarize(study, config, questions)
+            work(config, questions, rungs, log)
+    summary = summarize(study, config, questions, rungs)
     write_sweep(config.folder, summary)
     left = _plan(study, config).todo
     if left:
@@ -137,23 +156,29 @@ def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -
     return summary
 
 
-def _run_workers(config: SweepConfig, questions: int, slots: list, log: Callable[[str], None]) -> list[str]:
+def _run_workers(
+    config: SweepConfig, questions: int, rungs: Rungs, slots: list, log: Callable[[str], None]
+) -> list[str]:
     """K worker processes on the study; returns one line per worker that failed or died (a dead
-    worker's trial is run again by the others once its heartbeat is older than the grace period)."""
+    worker's trial is run again by the others once its heartbeat is older than the grace period).
+    The trials' data is already tokenised (plan_rungs), so the workers read it from the cache."""
     from peftqa.workers import Job, run_jobs
 
-    _prepare_inputs(config, questions, log)
-    jobs = [Job(f"worker {slot.index}", _work_in_process, (config, questions, slot.index)) for slot in slots]
+    jobs = [Job(f"worker {slot.index}", _work_in_process, (config, questions, rungs, slot.index)) for slot in slots]
     outcomes = run_jobs(jobs, slots, config.folder / "workers", say=log)
     return [f"{o.label}: {o.error}" for o in outcomes if not o.ok]
 
 
-def _prepare_inputs(config: SweepConfig, questions: int, log: Callable[[str], None]) -> None:
-    """Fetch the model and tokenise the trials' data once, here, before K workers would each do it
-    at the same time (every trial of a sweep reads the same features from the cache)."""
-    from peftqa.model.backbone import load_tokenizer, resolve_model
-    from peftqa.training.prepare import prepare_data
-
-    first = {name: values[0] for name, values in search_space(config).items()}
-    run = trial_config(config, first, questions)
-    prepare_data(run, load_tokenizer(resolve_model(run.model)), log)
+def _queue_untried_points(study: Any, config: SweepConfig) -> None:
+    """In a study that already has trials (resumed, or its grid extended or changed: the study outlives a
+    changed grid, so pruned points stay pruned), the points no trial took are queued in `grid_points`'
+    order: the grid sampler hands points out by trial number, and the first numbers may have gone to
+    another grid. An empty study is left to the sampler, so commands starting together on it cannot
+    queue a point twice (later, a point queued twice makes its later trial give way: `duplicate_of`)."""
+    trials = study.get_trials(deepcopy=False)
+    if config.sampler != "grid" or not trials:
+        return
+    taken = {_trial_point(trial) for trial in trials}
+    for params in grid_points(search_space(config)):
+        if _point(params) not in taken:
+            study.enqueue_trial(params)

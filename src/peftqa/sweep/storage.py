@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peftqa.errors import PeftqaError
-from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, SweepConfig, search_space
+from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, Rungs, SweepConfig, grid_points, search_space
 
 if TYPE_CHECKING:
     import optuna
@@ -105,34 +105,50 @@ def _storage(config: SweepConfig):
 
 
 def _study_name(config: SweepConfig) -> str:
-    """One study per method, model, sampler and search space: a changed grid starts a new study, and
-    its points already run elsewhere come back at once from their finished trial folders."""
+    """One study per method, model, sampler, searched options other than the learning rate, and the
+    way trials are run and judged. The learning rates are not part of it: a grid extended past its
+    edge (or given more points) goes on in the same study, so its pruned points stay pruned and
+    successive halving compares the new points with every trial run so far."""
     import hashlib
     import json
 
-    space = json.dumps(search_space(config) if config.sampler == "grid" else {}, sort_keys=True)
-    # Trials scored on held-out training articles are a new study: one scored on dev must not count.
-    space += f"|scored on {_TRIAL_EVAL_SPLIT}"
-    digest = hashlib.sha1(space.encode()).hexdigest()[:8]
+    space = {k: v for k, v in search_space(config).items() if k != "lr"} if config.sampler == "grid" else {}
+    # Trials scored on held-out training articles are a new study: one scored on dev must not count;
+    # so are trials judged on another budget or other rungs.
+    judged = {
+        "scored on": _TRIAL_EVAL_SPLIT,
+        "halving": [config.prune, config.first_rung, config.halving_factor],
+        "budget": [config.train_limit, config.train_fraction, config.epochs, config.score_dev],
+    }
+    digest = hashlib.sha1(json.dumps([space, judged], sort_keys=True).encode()).hexdigest()[:8]
     return f"{config.base.method}-{Path(config.base.model).name}-{config.sampler}-{digest}"
 
 
 def _grid_sampler(space: dict[str, list], seed: int):
     """Optuna's GridSampler without its `after_trial`, which only stops the optimize loop once the
     grid looks done: the workers decide that themselves (`work` runs one trial per optimize call),
-    and it failed on re-queued points (KeyError: no grid id) and on a `tell` outside optimize."""
+    and it failed on re-queued points (KeyError: no grid id) and on a `tell` outside optimize.
+
+    Its points run in `grid_points`' order (from the grid's centre outward) instead of shuffled: trial
+    n of a new study takes point n (GridSampler's rule for its first trials), so workers asking at once
+    still take different points."""
     import optuna
 
     class GridSampler(optuna.samplers.GridSampler):
         def after_trial(self, study, trial, state, values) -> None:
             return None
 
-    return GridSampler(space, seed=seed)
+    sampler = GridSampler(space, seed=seed)
+    if isinstance(getattr(sampler, "_all_grids", None), list):  # the order is a saving, not a condition
+        names = sorted(space)  # GridSampler's own order of the parameters in a grid point
+        sampler._all_grids = [tuple(point[name] for name in names) for point in grid_points(space)]
+    return sampler
 
 
-def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
-    """Create or reopen the sweep's study (maximising F1). Workers draw with their own random state,
-    so that two asking at the same moment rarely draw the same point."""
+def open_study(config: SweepConfig, worker: int = 0, rungs: Rungs | None = None) -> optuna.Study:
+    """Create or reopen the sweep's study (maximising held-out F1). Workers draw with their own random
+    state, so that two asking at the same moment rarely draw the same point. With `rungs` (and
+    `config.prune`) Optuna's successive-halving pruner judges the trials there; without, nothing is pruned."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own per-trial lines say what matters
@@ -145,7 +161,12 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
             sampler.reseed_rng()
     else:
         sampler = optuna.samplers.TPESampler(seed=config.base.seed + worker)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if config.prune else optuna.pruners.NopPruner()
+    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    if config.prune and rungs is not None:
+        # Asynchronous successive halving: at each rung a trial goes on only if its held-out F1 is among
+        # the top 1/factor of the trials that reached the rung so far (the best, while they are fewer
+        # than 2 x factor), so the rates that survive are judged after the whole trial's steps.
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=rungs.first, reduction_factor=rungs.factor)
     return optuna.create_study(
         study_name=_study_name(config),
         storage=_storage(config),

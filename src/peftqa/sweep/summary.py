@@ -3,14 +3,16 @@ value on the grid's edge), and reading them back: `--lr from:SWEEP_DIR` is the b
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftqa import files
 from peftqa.errors import PeftqaError
+from peftqa.sweep.rungs import read_evaluations, separation
 from peftqa.sweep.storage import STUDY_DB
-from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, SweepConfig, _point, search_space
+from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, Rungs, SweepConfig, _point, search_space
 
 if TYPE_CHECKING:
     import optuna
@@ -21,20 +23,31 @@ LR_FROM_PREFIX = "from:"
 
 
 def _trial_row(trial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    # A finished trial's own count; a pruned one stopped at its last evaluation.
+    steps = attrs.get("steps", trial.last_step if trial.state.name == "PRUNED" else None)
+    held_out = read_evaluations(attrs.get("run_dir"))
+    if trial.state.name == "PRUNED" and steps in held_out:
+        exact_match, f1_ci = held_out[steps]["exact_match"], held_out[steps]["f1_ci"]
+    else:
+        exact_match, f1_ci = attrs.get("exact_match"), attrs.get("f1_ci")
     return {
         "number": trial.number,
         "state": trial.state.name,
         "params": trial.params,
-        "f1": trial.value,
-        "f1_ci": trial.user_attrs.get("f1_ci"),  # 95% bootstrap interval over the held-out questions
-        "exact_match": trial.user_attrs.get("exact_match"),
-        "eval_loss": trial.user_attrs.get("eval_loss"),
-        "train_seconds": trial.user_attrs.get("train_seconds"),
-        "trainable_params": trial.user_attrs.get("trainable_params"),
-        "run_dir": trial.user_attrs.get("run_dir"),
-        "worker": trial.user_attrs.get("worker"),  # host:pid
-        "duplicate_of": trial.user_attrs.get("duplicate_of"),  # gave way to this earlier trial of its point
-        "epoch_f1": {str(epoch): f1 for epoch, f1 in trial.intermediate_values.items()},
+        "f1": trial.value,  # held-out F1: of the weights kept, or where a pruned trial stopped
+        "f1_ci": f1_ci,  # 95% bootstrap interval over the held-out questions
+        "exact_match": exact_match,
+        "eval_loss": attrs.get("eval_loss"),
+        "steps": steps,
+        "kept_step": attrs.get("kept_step"),
+        "train_seconds": attrs.get("train_seconds"),
+        "dev_f1": attrs.get("dev_f1"),  # a trial that is a final run (score_dev): its dev F1, never chosen on
+        "trainable_params": attrs.get("trainable_params"),
+        "run_dir": attrs.get("run_dir"),
+        "worker": attrs.get("worker"),  # host:pid
+        "duplicate_of": attrs.get("duplicate_of"),  # gave way to this earlier trial of its point
+        "held_out_f1": {str(step): f1 for step, f1 in sorted(trial.intermediate_values.items())},
     }
 
 
@@ -62,10 +75,16 @@ def edge_warnings(best: dict[str, Any] | None, space: dict[str, list]) -> list[s
     return warnings
 
 
-def summarize(study: optuna.Study, config: SweepConfig, questions: int) -> dict[str, Any]:
-    rows = sorted((_trial_row(t) for t in study.get_trials(deepcopy=False)), key=lambda r: r["number"])
-    best = pick_best(rows)
+def summarize(study: optuna.Study, config: SweepConfig, questions: int, rungs: Rungs) -> dict[str, Any]:
     space = search_space(config)
+    grid = {_point(dict(zip(space, values, strict=True))) for values in itertools.product(*space.values())}
+    trials = study.get_trials(deepcopy=False)
+    # The study outlives a changed grid (storage._study_name); the summary is the grid's.
+    rows = sorted(
+        (_trial_row(t) for t in trials if config.sampler != "grid" or not t.params or _point(t.params) in grid),
+        key=lambda r: r["number"],
+    )
+    best = pick_best(rows)
     return {
         "method": config.base.method,
         "model": config.base.model,
@@ -73,6 +92,16 @@ def summarize(study: optuna.Study, config: SweepConfig, questions: int) -> dict[
         "search_space": space,
         "train_questions": questions,
         "epochs": config.epochs,
+        "steps": rungs.total,  # a trial's steps when it is not pruned
+        "rungs": rungs.steps(),
+        "pruner": f"successive halving, factor {rungs.factor}" if config.prune else None,
+        "score_dev": config.score_dev,
+        # What the sweep cost: every trial's steps and training seconds, pruned ones to where they stopped.
+        "compute": {
+            "steps": sum(r["steps"] or 0 for r in rows),
+            "train_seconds": round(sum(r["train_seconds"] or 0.0 for r in rows), 1),
+            "trials": {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL")},
+        },
         "eval_limit": config.eval_limit,
         "eval_split": _TRIAL_EVAL_SPLIT,  # held-out training articles (RunConfig.validation_questions of them)
         "validation_questions": config.base.validation_questions,
@@ -89,6 +118,7 @@ def summarize(study: optuna.Study, config: SweepConfig, questions: int) -> dict[
             default=None,
         ),
         "edge_warnings": edge_warnings(best, space) if config.sampler == "grid" else [],
+        "separation": separation(best, rows),
         **config.extra,
     }
 

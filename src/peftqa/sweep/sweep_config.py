@@ -4,6 +4,8 @@ becomes (`trial_config`, in a folder named by the point's parameters)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,22 @@ class SweepConfig:
         "enough, else sharing; on a CPU the cores are split between them",
     )
     workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
-    prune: bool = setting(True, "stop a trial early when it falls below the median (MedianPruner, epochs >= 2)")
+    prune: bool = setting(
+        True,
+        "successive halving: a trial whose held-out F1 is behind the others' at a rung stops there; the survivors "
+        "train the whole trial",
+    )
+    first_rung: float = setting(
+        0.25, "share of a trial's steps after which its held-out F1 is first compared with the other trials'"
+    )
+    halving_factor: int = setting(
+        4, "successive halving: rungs at first_rung x this^k of a trial's steps, about 1 trial in this many going on"
+    )
+    score_dev: bool = setting(
+        False,
+        "each trial is a final run: validated on held-out articles while it trains (chosen and pruned on them), and "
+        "scored once on dev (--eval-limit of the run flags) if it finishes",
+    )
     extend_edges: int = setting(0, "grid: times a best lr on the grid's edge adds a point beyond it")
     output_dir: str | None = None  # None: sweeps/<method>-<model>
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored in sweep.json
@@ -57,6 +74,10 @@ class SweepConfig:
             problems.append("ranks must be positive integers")
         if self.ranks is not None and get_method(self.base.method).rank_option is None:
             problems.append(f"method '{self.base.method}' has no rank option; drop --ranks")
+        if not 0 < self.first_rung <= 1:
+            problems.append(f"first_rung must be in (0, 1], got {self.first_rung}")
+        if self.halving_factor < 2:
+            problems.append(f"halving_factor must be at least 2, got {self.halving_factor}")
         if not 0 < self.train_fraction <= 1:
             problems.append(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.sampler not in SAMPLERS:
@@ -92,6 +113,16 @@ def _point(params: dict[str, Any]) -> tuple:
     return tuple(sorted(params.items()))
 
 
+def grid_points(space: dict[str, list]) -> list[dict[str, Any]]:
+    """Every point of a grid, from the learning rates' centre outward (the lower side first at equal
+    distance): successive halving lets the first trial finish whatever it scores, and each method's
+    grid is centred on the rate chosen before."""
+    lrs = sorted(space["lr"])
+    centre = (len(lrs) - 1) / 2
+    points = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
+    return sorted(points, key=lambda p: (abs(lrs.index(p["lr"]) - centre), lrs.index(p["lr"]), _point(p)))
+
+
 def questions_per_trial(config: SweepConfig) -> int:
     """Training questions per trial: the exact limit, or the fraction of the training file's questions."""
     if config.train_limit:
@@ -106,19 +137,64 @@ def trial_dir(folder: Path, params: dict[str, Any]) -> Path:
     return folder / "trials" / "-".join(f"{name}{value:g}" for name, value in sorted(params.items()))
 
 
-def trial_config(config: SweepConfig, params: dict[str, Any], questions: int) -> RunConfig:
+@dataclass(frozen=True)
+class Rungs:
+    """When a trial's held-out F1 is read: at `first` steps, `first * factor^k`, and at its end (`total`).
+
+    Successive halving compares trials at these rungs; each trial's held-out articles are scored only
+    there (and at each epoch's end) unless early stopping needs an evaluation every `first` steps.
+    """
+
+    first: int
+    factor: int
+    total: int
+
+    @classmethod
+    def of(cls, config: SweepConfig, total_steps: int) -> Rungs:
+        factor = config.halving_factor
+        first = max(1, min(total_steps, round(config.first_rung * total_steps)))
+        last = first
+        while last * factor < total_steps:
+            last *= factor
+        if last > first and total_steps - last < first:
+            # A rung a few steps before the end would cost an evaluation that tells nothing the end's does
+            # not: the first rung moves up until that rung lies past the end.
+            first = math.ceil(total_steps / (last // first))
+        return cls(first, factor, total_steps)
+
+    def steps(self) -> list[int]:
+        """The rungs before the end, then the end."""
+        points, point = [], self.first
+        while point < self.total:
+            points.append(point)
+            point *= self.factor
+        return [*points, self.total]
+
+
+def trial_config(config: SweepConfig, params: dict[str, Any], questions: int, rungs: Rungs | None) -> RunConfig:
+    """The run a grid point becomes; `rungs` None: its data only (the held-out articles kept out as the
+    trials keep them), for counting its steps."""
     options = dict(config.base.method_options)
     options.update({k: v for k, v in params.items() if k != "lr"})
+    # Early stopping needs evaluations at a steady pace; without it only the rungs are scored.
+    steady = config.base.early_stopping_patience is not None
+    scoring = (
+        # A final run: dev once at the end; the held-out articles (a sample of eval_limit) while it trains.
+        {"validation_limit": config.eval_limit}
+        if config.score_dev
+        # Trials are scored on training articles held out from every trial's training, never on dev:
+        # a learning rate chosen on dev questions would flatter the dev figures reported later.
+        else {"eval_split": _TRIAL_EVAL_SPLIT, "eval_limit": config.eval_limit}
+    )
     return dataclasses.replace(
         config.base,
         lr=params["lr"],
         method_options=options,
         train_limit=questions,
         epochs=config.epochs,
-        # Trials are scored on training articles held out from every trial's training, never on dev:
-        # a learning rate chosen on dev questions would flatter the dev figures reported later.
-        eval_split=_TRIAL_EVAL_SPLIT,
-        eval_limit=config.eval_limit,
+        **scoring,
+        eval_every_steps=rungs.first if rungs else 1,
+        eval_growth=1.0 if steady or rungs is None else float(rungs.factor),
         max_steps=None,
         output_dir=str(trial_dir(config.folder, params)),
         tracking_dir=_trial_tracking_dir(config),

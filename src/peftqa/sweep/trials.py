@@ -1,12 +1,12 @@
 """One worker's share of a sweep: plan what is left of the study (failed grid points are queued
 again), ask for a trial only while some point is unclaimed, give way when an earlier trial holds the
-same point, report each epoch to the pruner, and stop once every point is finished by any worker."""
+same point, report each held-out evaluation to the pruner, and stop once every point is finished by any
+worker."""
 
 from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import socket
 import time
@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from peftqa.sweep.rungs import halving_hooks, held_out_score, read_evaluations
 from peftqa.sweep.storage import _folder_lock, grace_seconds, open_study
-from peftqa.sweep.sweep_config import SweepConfig, _point, search_space, trial_config
+from peftqa.sweep.sweep_config import Rungs, SweepConfig, _point, search_space, trial_config
 
 
 def _trial_point(trial) -> tuple | None:
@@ -123,25 +124,13 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pruning_hook(trial, last_epoch: int) -> Callable[[dict[str, Any]], None]:
-    """Reports each epoch's held-out F1 to Optuna and stops the trial when the pruner says so."""
-
-    def after_epoch(entry: dict[str, Any]) -> None:
-        import optuna
-
-        trial.report(entry["f1"], step=entry["epoch"])
-        # After the last epoch the trial is done: pruning it would only throw its result away.
-        if entry["epoch"] < last_epoch and trial.should_prune():
-            raise optuna.TrialPruned(f"F1 {entry['f1']:.2f} after epoch {entry['epoch']}: below the median")
-
-    return after_epoch
-
-
-def _objective(config: SweepConfig, questions: int, log: Callable[[str], None], say: Callable[[str], None]):
+def _objective(
+    config: SweepConfig, questions: int, rungs: Rungs, log: Callable[[str], None], say: Callable[[str], None]
+):
     """One trial: `log` gets the training's lines, `say` one line when the trial ends."""
     import optuna
 
-    from peftqa.training.loop import TrainHooks, train
+    from peftqa.training.loop import train
 
     space = search_space(config)
 
@@ -159,23 +148,30 @@ def _objective(config: SweepConfig, questions: int, log: Callable[[str], None], 
                 log(f"trial {trial.number}: {shown} is trial {earlier}'s point; leaving it to that one")
                 raise _Duplicate(f"grid point {shown} belongs to trial {earlier}")
         trial.set_user_attr("worker", worker_id())
-        run = trial_config(config, params, questions)
+        run = trial_config(config, params, questions, rungs)
+        trial.set_user_attr("run_dir", run.output_dir)
         log(f"trial {trial.number}: {shown} -> {run.output_dir}")
-        hooks = TrainHooks(after_epoch=_pruning_hook(trial, math.ceil(config.epochs)))
         began = time.perf_counter()
         try:
-            metrics = train(run, resume=True, log=log, hooks=hooks)
+            metrics = train(run, resume=True, log=log, hooks=halving_hooks(trial, rungs))
         except optuna.TrialPruned as pruned:
             say(f"trial {trial.number} ({shown}): pruned, {pruned}")
             raise
-        for key in ("exact_match", "eval_loss", "train_seconds", "trainable_params", "f1_ci"):
+        # Chosen on the held-out questions, whatever else the trial was scored on (dev, as a final run).
+        held_out = held_out_score(metrics)
+        recorded = read_evaluations(run.output_dir).get(held_out["step"])
+        trial.set_user_attr("f1_ci", recorded["f1_ci"] if recorded else metrics["f1_ci"])
+        trial.set_user_attr("exact_match", held_out["exact_match"])
+        trial.set_user_attr("eval_loss", held_out["eval_loss"])
+        for key in ("train_seconds", "trainable_params", "steps", "kept_step"):
             trial.set_user_attr(key, metrics[key])
-        trial.set_user_attr("run_dir", run.output_dir)
+        if config.score_dev:
+            trial.set_user_attr("dev_f1", metrics["f1"])
         say(
-            f"trial {trial.number} ({shown}): F1 {metrics['f1']:.2f} EM {metrics['exact_match']:.2f} "
-            f"in {time.perf_counter() - began:.0f} s"
+            f"trial {trial.number} ({shown}): held-out F1 {held_out['f1']:.2f} EM {held_out['exact_match']:.2f} "
+            f"after {metrics['steps']} steps, in {time.perf_counter() - began:.0f} s"
         )
-        return metrics["f1"]
+        return held_out["f1"]
 
     return objective
 
@@ -188,6 +184,7 @@ def _poll_seconds() -> float:
 def work(
     config: SweepConfig,
     questions: int,
+    rungs: Rungs,
     log: Callable[[str], None] = print,
     say: Callable[[str], None] | None = None,
     worker: int = 0,
@@ -200,10 +197,10 @@ def work(
     import optuna
 
     say = say or log
-    study = open_study(config, worker)
+    study = open_study(config, worker, rungs)
     _GAVE_WAY.clear()
     _quiet_giving_way()
-    objective = _objective(config, questions, log, say)
+    objective = _objective(config, questions, rungs, log, say)
     mine: list[int] = []
     announced: list[int] | None = None
     while True:
@@ -236,7 +233,7 @@ def _count_finished(numbers: list[int]) -> Callable[[Any, Any], None]:
     return callback
 
 
-def _work_in_process(config: SweepConfig, questions: int, worker: int, log, say) -> int:
+def _work_in_process(config: SweepConfig, questions: int, rungs: Rungs, worker: int, log, say) -> int:
     """What `peftqa.workers` runs in worker `worker` (1-based) of this command."""
     with _folder_lock(config):
-        return work(config, questions, log, say, worker)
+        return work(config, questions, rungs, log, say, worker)

@@ -209,7 +209,8 @@ def check_same_settings(run_dir: Path, config: RunConfig) -> None:
     path = run_dir / runs.RUN_JSON
     if not path.is_file():
         return
-    recorded = files.read_json(path).get("config", {})
+    # A setting added after the run was started is read as its default: the run was trained that way.
+    recorded = {**RunConfig().to_dict(), **files.read_json(path).get("config", {})}
     wanted = config.to_dict()
     changed = sorted(k for k in wanted if k not in _RESUMABLE_DIFFERENCES and recorded.get(k) != wanted[k])
     if changed:

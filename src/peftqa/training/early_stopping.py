@@ -8,14 +8,16 @@ weights kept, so the stopping step is never chosen on the questions reported. A 
 validation split itself (a sweep trial) is validated on those same questions.
 
 Evaluations happen every K steps and at each epoch's end (where the loop scores the run anyway), all
-counted alike. Improvement is a strictly higher F1; the best is the earliest evaluation with the highest
-F1. The best evaluation's trainable tensors are kept on the CPU and saved in every checkpoint (with the
-progress naming their step), so `--resume` goes on from the same best score, step and patience count.
+counted alike; with `--eval-growth G` at K, K*G, K*G^2, ... steps instead (a sweep's successive-halving
+rungs: no evaluation its pruner does not read). Improvement is a strictly higher F1; the best is the
+earliest evaluation with the highest F1. The best evaluation's trainable tensors are kept on the CPU
+and saved in every checkpoint (with the progress naming their step), so `--resume` goes on from the
+same best score, step and patience count.
 
 The loop calls `Validation`: `due()` after each step, `score()` between steps (outside the training
 levers, like every evaluation: the losses read, the model back in training mode after), `record()` with
 each epoch's scores; it stops once `progress.stopped_at_step` is set. The hooks see the evaluations in
-`progress.validation` and `progress.last_eval`.
+`progress.validation` and `progress.last_eval`, and `after_validation` is called after each one.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Validation:
                 "give a smaller one"
             )
         self.state, self.every, self.patience = state, config.eval_every_steps, config.early_stopping_patience
+        self.growth = config.eval_growth
         if self.patience and state.progress.validation and state.best_weights is None:
             # Resumed: the best weights so far are in the checkpoint the progress came from.
             state.best_weights = load_best_weights(state.run_dir)
@@ -73,7 +76,16 @@ class Validation:
 
     def due(self) -> bool:
         """Whether the step just taken is scored in the middle of an epoch (the loop scores its end)."""
-        return self.state.progress.step % self.every == 0 and not self.state.at_epoch_end()
+        return self._scheduled(self.state.progress.step) and not self.state.at_epoch_end()
+
+    def _scheduled(self, step: int) -> bool:
+        """Whether `step` is one of the evaluation steps: every K, or K, K*G, K*G^2, ... with a growth G."""
+        if self.growth == 1:
+            return step % self.every == 0
+        point = self.every
+        while point < step:
+            point = max(point + 1, round(point * self.growth))
+        return point == step
 
     def score(self) -> None:
         """Score the held-out articles now and record it (the loop calls it outside the training levers)."""
@@ -91,15 +103,20 @@ class Validation:
     def record(self, entry: dict[str, Any]) -> None:
         progress = self.state.progress
         progress.validation.append({key: entry[key] for key in ("step", "eval_loss", "exact_match", "f1")})
-        if not self.patience:
-            return
+        if self.patience:
+            self._stop_when_patience_runs_out(entry, self.patience)
+        if self.state.hooks.after_validation is not None:
+            self.state.hooks.after_validation(self.state)
+
+    def _stop_when_patience_runs_out(self, entry: dict[str, Any], patience: int) -> None:
+        progress = self.state.progress
         best = best_evaluation(progress.validation)
         assert best is not None
         if best["step"] == entry["step"]:
             self.state.best_weights = trainable_state(self.state.model)
             return
         since = sum(1 for e in progress.validation if e["step"] > best["step"])
-        if since >= self.patience:
+        if since >= patience:
             progress.stopped_at_step = entry["step"]
             self.state.log(
                 f"early stopping at step {entry['step']}: no better {VALIDATION} F1 in {since} evaluation(s) "
@@ -115,6 +132,11 @@ class Validation:
         """Load the best weights (early stopping), score the run's split (dev) once with the weights kept;
         the entry metrics.json's scores come from, and the evaluation in progress.last_eval."""
         state, kept = self.state, self.kept_step()
+        last = state.progress.validation[-1] if state.progress.validation else None
+        if state.data.validation_examples is state.data.eval_examples and last is not None and last["step"] == kept:
+            # A run scored on its held-out questions (a sweep trial) has just scored them with these weights.
+            state.log(f"{state.config.eval_split} was scored at step {kept}, with the weights kept")
+            return dict(last)
         if kept != state.progress.step:
             if state.best_weights is None:
                 raise PeftqaError(f"{state.run_dir}: step {kept}'s weights were not kept")

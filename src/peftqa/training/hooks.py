@@ -38,6 +38,10 @@ class TrainHooks:
     # With each epoch's history entry once it is scored, before its checkpoint; an exception it raises
     # stops the run there (the sweep prunes trials this way).
     after_epoch: Callable[[dict[str, Any]], None] | None = None
+    # With the training state after each held-out evaluation (--eval-every-steps) once it is recorded:
+    # progress.validation[-1] is its entry, progress.last_eval its per-question scores. An exception it
+    # raises stops the run there (a sweep's successive halving prunes trials this way).
+    after_validation: Callable[[TrainingState], None] | None = None
     # With the run's metrics once metrics.json, the predictions and the loss curve are written.
     after_finish: Callable[[dict[str, Any]], None] | None = None
 
