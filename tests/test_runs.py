@@ -16,7 +16,7 @@ from peftqa.export.verify import largest_difference, logits, probe_batch
 from peftqa.inference import run_folder as runs
 from peftqa.inference.run_folder import git_commit
 from peftqa.model.onnx_runtime import OnnxQAModel
-from tests.test_serve import train_tiny_runs
+from tests.helpers import train_tiny_runs
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

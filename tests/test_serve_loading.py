@@ -12,7 +12,7 @@ import torch
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import ask
 from peftqa.serve.loading import load_models, merged_copies_fit, share_weights, threads_per_model
-from tests.test_serve import CONTEXT, METHODS, QUESTION, WINDOWS, runs_of_every_method
+from tests.helpers import CONTEXT, METHODS, QUESTION, WINDOWS, runs_of_every_method
 
 
 @pytest.fixture(scope="module")

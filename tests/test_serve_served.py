@@ -13,7 +13,7 @@ import torch
 
 from peftqa.serve.loading import load_models
 from peftqa.serve.served import ServedModel
-from tests.test_serve import CONTEXT, QUESTION, runs_of_every_method
+from tests.helpers import CONTEXT, QUESTION, runs_of_every_method
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from peftqa.settings.run_config import RunConfig
 from peftqa.sweep import SweepConfig, edge_warnings, pick_best, resolve_lr, run_sweep
 from peftqa.sweep import search as sweep_module
 from peftqa.sweep.trials import _pruning_hook
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 
 

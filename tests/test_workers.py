@@ -26,7 +26,7 @@ from peftqa.sweep.storage import _folder_lock
 from peftqa.sweep.sweep_config import _point
 from peftqa.sweep.trials import _earlier_claim, _plan, _prepare_resume
 from peftqa.workers import Job, plan_slots, run_jobs
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 LRS = [1e-3, 3e-3, 1e-2, 3e-2]  # a 4-point grid
 
