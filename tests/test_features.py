@@ -1,9 +1,12 @@
+"""features.windows: windows over long contexts, their labels and offsets, and the fast path (each context
+tokenised once) equal to tokenising every pair."""
+
 import numpy as np
 import pytest
 
 from peftqa.data import Example
-from peftqa.features import windows as features_module
-from peftqa.features.windows import FeatureSet, build_features, pair_template, window_starts
+from peftqa.features import windows
+from peftqa.features.windows import build_features, pair_template, window_starts
 from peftqa.model.backbone import load_tokenizer
 from tests.helpers import TOKENIZER_DIR, assert_same_features, example_of, window_examples
 
@@ -78,27 +81,23 @@ def test_very_long_questions_are_shortened_not_fatal(tokenizer):
     assert _labelled_texts(features, example) == ["it rains"]
 
 
-def _pairs_path(examples: list[Example], tokenizer, max_length: int, stride: int) -> FeatureSet:
-    return features_module._build_chunk(examples, 0, tokenizer, max_length, stride)
-
-
 @pytest.mark.parametrize(("max_length", "stride"), [(128, 32), (160, 64), (384, 128)])
 def test_windowed_fast_path_equals_tokenising_every_pair(tokenizer, max_length, stride):
     examples = window_examples()
     assert pair_template(tokenizer) is not None  # the fast path is the one under test
     fast = build_features(examples, tokenizer, max_length, stride)
-    assert_same_features(fast, _pairs_path(examples, tokenizer, max_length, stride))
+    assert_same_features(fast, build_features(examples, tokenizer, max_length, stride, pairwise=True))
     assert len(fast) > len(examples)  # several windows per long context
 
 
 def test_chunks_and_fallback_give_the_same_features(tokenizer, monkeypatch):
     examples = window_examples()
-    expected = _pairs_path(examples, tokenizer, 128, 32)
-    monkeypatch.setattr(features_module, "_TOKENIZE_CHUNK", 3)
-    assert_same_features(build_features(examples, tokenizer, 128, 32), expected)
+    expected = build_features(examples, tokenizer, 128, 32, pairwise=True)
+    assert_same_features(build_features(examples, tokenizer, 128, 32, chunk_size=3), expected)
+    assert_same_features(build_features(examples, tokenizer, 128, 32, chunk_size=3, pairwise=True), expected)
     # A tokenizer whose pair layout cannot be reproduced falls back to the pair path.
-    monkeypatch.setattr(features_module, "pair_template", lambda tokenizer: None)
-    assert_same_features(build_features(examples, tokenizer, 128, 32), expected)
+    monkeypatch.setattr(windows, "pair_template", lambda tokenizer: None)
+    assert_same_features(build_features(examples, tokenizer, 128, 32, chunk_size=3), expected)
 
 
 def test_window_starts_cover_the_context_like_the_tokenizer():

@@ -15,8 +15,9 @@ from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.settings.run_config import RunConfig
 from peftqa.sweep import SweepConfig, edge_warnings, pick_best, resolve_lr, run_sweep
-from peftqa.sweep import search as sweep_module
-from peftqa.sweep.trials import _pruning_hook
+from peftqa.sweep.search import extended_lrs
+from peftqa.sweep.storage import open_study
+from peftqa.sweep.trials import pruning_hook
 from tests.helpers import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 
@@ -34,7 +35,7 @@ def test_grid_sweep_writes_summary_resumes_and_feeds_train(tiny_bert_dir, squad_
     config = _sweep_config(tiny_bert_dir, squad_dir, out, lrs=[1e-3], ranks=[2, 4])
 
     # A trial killed mid-run stays RUNNING in the database: the next run must redo its point.
-    study = sweep_module.open_study(config)
+    study = open_study(config)
     killed = study.ask()
     killed.suggest_float("lr", 1e-3, 1e-3, log=True)
     killed.suggest_int("lora_r", 2, 4)
@@ -83,7 +84,7 @@ def test_epoch_scores_report_to_optuna_and_prune():
         def should_prune(self):
             return True
 
-    after_epoch = _pruning_hook(FakeTrial(), last_epoch=2)
+    after_epoch = pruning_hook(FakeTrial(), last_epoch=2)
     with pytest.raises(optuna.TrialPruned, match="F1 12.50 after epoch 1"):
         after_epoch({"epoch": 1, "f1": 12.5, "exact_match": 10.0})
     after_epoch({"epoch": 2, "f1": 22.5, "exact_match": 20.0})  # the last epoch is kept
@@ -102,9 +103,9 @@ def test_bad_sweep_input_is_a_peftqa_error(tmp_path):
 
 
 def test_edge_best_extends_the_grid_outward():
-    assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-3}}) == [1e-4, 3e-4, 1e-3, 3.33e-3]
-    assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-4}})[0] == 3.33e-5
-    assert sweep_module._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 3e-4}}) is None
+    assert extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-3}}) == [1e-4, 3e-4, 1e-3, 3.33e-3]
+    assert extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-4}})[0] == 3.33e-5
+    assert extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 3e-4}}) is None
 
 
 def test_trials_are_scored_on_held_out_training_articles_never_dev(tiny_bert_dir, tmp_path):

@@ -20,11 +20,10 @@ import pytest
 
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.sweep import SweepConfig, run_sweep
-from peftqa.sweep import search as sweep_module
-from peftqa.sweep.storage import _folder_lock
-from peftqa.sweep.sweep_config import _point
-from peftqa.sweep.trials import _earlier_claim, _plan, _prepare_resume
+from peftqa.sweep import SweepConfig, pick_best, run_sweep
+from peftqa.sweep.storage import GRACE_ENV, folder_lock, grace_seconds, open_study, storage_url
+from peftqa.sweep.sweep_config import grid_point, trial_dir
+from peftqa.sweep.trials import earlier_claim, plan_trials, prepare_resume
 from peftqa.workers import Job, plan_slots, run_jobs
 from tests.helpers import tiny_run_config
 
@@ -157,17 +156,17 @@ def test_a_running_trial_is_failed_at_once_only_when_no_other_command_uses_the_f
     from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3], output_dir=str(tmp_path))
-    study = sweep_module.open_study(config)
+    study = open_study(config)
     trial = study.ask()
     trial.suggest_float("lr", 1e-3, 1e-3, log=True)
-    with _folder_lock(config) as first:  # e.g. a live `peftqa sweep` on this folder
-        with _folder_lock(config) as second:
+    with folder_lock(config) as first:  # e.g. a live `peftqa sweep` on this folder
+        with folder_lock(config) as second:
             assert first and not second
-            assert _prepare_resume(study, config, second) == 1
+            assert prepare_resume(study, config, second) == 1
             assert study.get_trials()[0].state == TrialState.RUNNING  # may be alive: heartbeats decide
-    with _folder_lock(config) as alone:
+    with folder_lock(config) as alone:
         assert alone
-        _prepare_resume(study, config, alone)
+        prepare_resume(study, config, alone)
     assert study.get_trials()[0].state == TrialState.FAIL
     assert study.get_trials()[1].state == TrialState.WAITING  # its point queued again
 
@@ -177,21 +176,21 @@ def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
     from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
-    study = sweep_module.open_study(config)
+    study = open_study(config)
     first, second = study.ask(), study.ask()
     study.enqueue_trial({"lr": 1e-2})
     first.suggest_float("lr", 1e-3, 1e-2, log=True)  # grid point 0: trial numbers map to grid ids
-    point = _point(first.params)
-    assert _earlier_claim(study, first.number, point) is None
-    assert _earlier_claim(study, 5, point) == first.number
+    point = grid_point(first.params)
+    assert earlier_claim(study, first.number, point) is None
+    assert earlier_claim(study, 5, point) == first.number
     # `second` has no parameters yet: a later trial waits for them, then goes ahead after `patience_s`.
     began = time.monotonic()
-    assert _earlier_claim(study, 5, (("lr", 5e-3),), patience_s=0.5) is None
+    assert earlier_claim(study, 5, (("lr", 5e-3),), patience_s=0.5) is None
     assert time.monotonic() - began >= 0.5
     second.suggest_float("lr", 1e-3, 1e-2, log=True)  # the other grid point (1e-2 is also queued, as trial 2)
-    assert _earlier_claim(study, 9, _point(second.params)) == second.number
-    assert _earlier_claim(study, second.number, _point(second.params)) is None
-    assert sweep_module.pick_best(
+    assert earlier_claim(study, 9, grid_point(second.params)) == second.number
+    assert earlier_claim(study, second.number, grid_point(second.params)) is None
+    assert pick_best(
         [
             {"state": "COMPLETE", "f1": 1.0, "exact_match": 0.0, "params": {"lr": 3e-3}},
             {"state": "COMPLETE", "f1": 1.0, "exact_match": 0.0, "params": {"lr": 1e-3}},
@@ -206,18 +205,18 @@ def test_a_worker_waits_while_another_s_new_trial_has_not_named_its_point_yet(tm
     from peftqa.settings.run_config import RunConfig
 
     config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
-    study = sweep_module.open_study(config)
+    study = open_study(config)
     done = study.ask()
     done.suggest_float("lr", 1e-3, 1e-2, log=True)
     study.tell(done, 1.0)
-    assert _plan(study, config).runnable  # one point left, nobody on it
+    assert plan_trials(study, config).runnable  # one point left, nobody on it
     starting = study.ask()  # another worker's trial, before its objective suggests the parameters
     assert starting.params == {} and study.get_trials()[1].state == TrialState.RUNNING
-    plan = _plan(study, config)
+    plan = plan_trials(study, config)
     # Asking now would draw the same last point (and give way): wait for that trial instead.
     assert plan.todo == 1 and not plan.runnable and plan.waiting_on == [starting.number]
     starting.suggest_float("lr", 1e-3, 1e-2, log=True)
-    assert not _plan(study, config).runnable
+    assert not plan_trials(study, config).runnable
 
 
 def test_postgres_storage_needs_its_extra(tmp_path, monkeypatch):
@@ -226,15 +225,15 @@ def test_postgres_storage_needs_its_extra(tmp_path, monkeypatch):
     config = SweepConfig(base=RunConfig(), storage="postgresql://me:secret@db.example/sweeps", output_dir=str(tmp_path))
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
     with pytest.raises(PeftqaError, match=r"peftqa\[postgres\]") as error:
-        sweep_module.storage_url(config)
+        storage_url(config)
     assert "secret" not in str(error.value)
     assert main(["sweep", "--storage", "postgresql://db.example/sweeps", "--output-dir", str(tmp_path)]) == 2
     monkeypatch.delitem(sys.modules, "psycopg")
     pytest.importorskip("psycopg")
-    assert sweep_module.storage_url(config) == "postgresql+psycopg://me:secret@db.example/sweeps"
-    monkeypatch.setenv(sweep_module.GRACE_ENV, "soon")
+    assert storage_url(config) == "postgresql+psycopg://me:secret@db.example/sweeps"
+    monkeypatch.setenv(GRACE_ENV, "soon")
     with pytest.raises(PeftqaError, match="PEFTQA_SWEEP_GRACE_S"):
-        sweep_module.grace_seconds()
+        grace_seconds()
 
 
 # ------------------------------------------------------------------ a real PostgreSQL server
@@ -357,7 +356,7 @@ def test_a_killed_worker_s_point_runs_again_after_the_grace_period(postgres, tin
     url = postgres("killed_worker")
     args = [sys.executable, "-m", "peftqa", *_cli_args(tiny_bert_dir, squad_dir, tmp_path, LRS[:2]), "--storage", url]
     grace = 6
-    env = _one_thread_env(**{sweep_module.GRACE_ENV: str(grace)})  # a heartbeat every 2 s
+    env = _one_thread_env(**{GRACE_ENV: str(grace)})  # a heartbeat every 2 s
     doomed = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     other = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert doomed.stdout is not None
@@ -373,7 +372,7 @@ def test_a_killed_worker_s_point_runs_again_after_the_grace_period(postgres, tin
     killed = next(t for t in _load(url).trials if t.number == number)
     assert killed.state.name == "RUNNING", seen
     point = {"lr": killed.params["lr"]}
-    assert not (sweep_module.trial_dir(tmp_path, point) / "metrics.json").exists()  # killed mid-trial
+    assert not (trial_dir(tmp_path, point) / "metrics.json").exists()  # killed mid-trial
 
     out, err = other.communicate(timeout=300)
     assert other.returncode == 0, out + err
@@ -391,4 +390,4 @@ def test_a_killed_worker_s_point_runs_again_after_the_grace_period(postgres, tin
     assert again.datetime_start is not None
     # Not before the grace period (the last heartbeat was at most 2 s before the kill).
     assert (again.datetime_start - killed_at).total_seconds() >= grace - 2.5, out
-    assert (sweep_module.trial_dir(tmp_path, point) / "metrics.json").is_file()
+    assert (trial_dir(tmp_path, point) / "metrics.json").is_file()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from peftqa import files
 from peftqa.errors import PeftqaError
 from peftqa.sweep.storage import STUDY_DB
-from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, SweepConfig, _point, search_space
+from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, SweepConfig, grid_point, search_space
 
 if TYPE_CHECKING:
     import optuna
@@ -42,7 +42,7 @@ def pick_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Highest F1 among complete trials, EM breaking ties, then the smaller parameters: with several
     workers trials finish in any order, and the choice must not depend on it."""
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["f1"] is not None]
-    ranked = sorted(complete, key=lambda r: _point(r["params"]))
+    ranked = sorted(complete, key=lambda r: grid_point(r["params"]))
     return max(ranked, key=lambda r: (r["f1"], r["exact_match"] or 0.0), default=None)
 
 

@@ -88,7 +88,8 @@ def search_space(config: SweepConfig) -> dict[str, list]:
     return space
 
 
-def _point(params: dict[str, Any]) -> tuple:
+def grid_point(params: dict[str, Any]) -> tuple:
+    """A trial's parameters as a hashable, ordered key: two trials of one grid point have the same one."""
     return tuple(sorted(params.items()))
 
 
