@@ -1,4 +1,4 @@
-"""Run settings: values that cannot work are refused when the RunConfig is made."""
+"""settings.run_config: values that cannot work are refused when the RunConfig is made."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The run directory and the export folder: reading scores, the git commit, and one loader for both."""
+"""inference.run_folder: the run directory and the export folder (reading scores, the git commit), and one
+loader for both."""
 
 from __future__ import annotations
 

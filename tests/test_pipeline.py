@@ -1,4 +1,5 @@
-"""A whole study on a tiny random BERT: sweeps -> final runs -> report, and a second run re-uses it all."""
+"""study.pipeline: a whole study on a tiny random BERT (sweeps -> final runs -> report), and a second run
+re-uses it all."""
 
 from __future__ import annotations
 

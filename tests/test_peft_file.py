@@ -1,4 +1,4 @@
-"""`--method peft --peft-config CONFIG.json` (methods/peft_config.py): a peft config file trains through
+"""`--method peft --peft-config CONFIG.json` (methods/peft_file.py): a peft config file trains through
 `peftqa train`, reloads exactly, is recorded and named in reports; bad files exit 2 with one line."""
 
 from __future__ import annotations

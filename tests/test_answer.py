@@ -1,5 +1,5 @@
-"""`peftqa predict RUN --file QUESTIONS --out PREDICTIONS.json [--nbest K]`: one answer per id, the
-same answers as `evaluate` gives on the same questions, for runs and exports alike."""
+"""inference.answer, `peftqa predict RUN --file QUESTIONS --out PREDICTIONS.json [--nbest K]`: one answer per
+id, the same answers as `evaluate` gives on the same questions, for runs and exports alike."""
 
 from __future__ import annotations
 
