@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -40,7 +39,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,14 +128,6 @@ class GpuBusy:
             with contextlib.suppress(ValueError):
                 self.samples.append((time.monotonic(), float(line.strip())))
 
-    @contextlib.contextmanager
-    def window(self) -> Iterator[None]:
-        began = time.monotonic()
-        try:
-            yield
-        finally:
-            self.add_window(began, time.monotonic())
-
     def add_window(self, began: float, ended: float) -> None:
         """A time span to sample; one that starts where the last ended extends it."""
         if self.windows and self.windows[-1][1] == began:
@@ -163,6 +154,23 @@ class GpuBusy:
             last_step[0] = None
 
         return TrainHooks(after_step=after_step, after_epoch=after_epoch)
+
+    def trainer_callback(self) -> Any:
+        """A transformers TrainerCallback that makes the Trainer's training, start to end, a window."""
+        from transformers import TrainerCallback
+
+        busy = self
+
+        class TrainingWindow(TrainerCallback):
+            began = 0.0
+
+            def on_train_begin(self, *_args: Any, **_kwargs: Any) -> None:
+                self.began = time.monotonic()
+
+            def on_train_end(self, *_args: Any, **_kwargs: Any) -> None:
+                busy.add_window(self.began, time.monotonic())
+
+        return TrainingWindow()
 
     def take(self) -> float | None:
         """Mean utilisation over the windows since the last call; None without samples."""
@@ -191,30 +199,14 @@ class Bench:
     """Runs the rows in one process (CUDA context and kernels warm), one run directory each."""
 
     def __init__(self, args: argparse.Namespace, scratch: Path) -> None:
-        import peftqa.training.loop as train_module
-
-        self.args, self.scratch, self.train_module = args, scratch, train_module
+        self.args, self.scratch = args, scratch
         self.busy = GpuBusy()
         self.rows: list[Row] = []
         self.began = time.monotonic()
-        self.patched: list[tuple[Any, str, Any]] = []  # (module, name, original), put back by close()
-        # Every row reads the same questions: tokenised once, by the warm-up, then read from the feature
-        # cache.
-        if importlib.util.find_spec("matplotlib") is None:  # the GPU machine may lack it; the loss plot is not needed
-            import peftqa.plots as plots
-
-            self.patch(plots, "plot_loss_curve", lambda *a, **k: None)
-
-    def patch(self, owner: Any, name: str, value: Any) -> None:
-        self.patched.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, value)
 
     def close(self) -> None:
-        """Stop sampling and put back what was patched (the bench may run inside another program)."""
+        """Stop sampling GPU use."""
         self.busy.close()
-        for owner, name, original in reversed(self.patched):
-            setattr(owner, name, original)
-        self.patched = []
 
     def config(self, name: str, batch: int, **settings: Any) -> Any:
         from peftqa.settings.run_config import RunConfig
@@ -245,11 +237,12 @@ class Bench:
             max_steps=steps,
             **extra,
         )
+        from peftqa.training.loop import train
+
         row = Row(label, batch, settings={**settings, **extra})
         began = time.monotonic()
-        metrics = self.train_module.train(
-            config, log=lambda line: print(f"  {line}", flush=True), hooks=self.busy.step_hooks()
-        )
+        # No loss curve: the run folder is thrown away, and the GPU machine's python may lack matplotlib.
+        metrics = train(config, log=_indented, hooks=self.busy.step_hooks(), loss_curve=False)
         row.wall_seconds = time.monotonic() - began
         row.steps = metrics["steps"]
         row.train_features_per_second = metrics["train_features_per_second"]
@@ -262,8 +255,6 @@ class Bench:
         return row
 
     def baseline_row(self, batch: int) -> Row:
-        import transformers
-
         from benchmarks.baseline_trainer import BaselineSettings, run_baseline
         from peftqa.data import load_squad, split_path
         from peftqa.model.backbone import resolve_model
@@ -279,18 +270,9 @@ class Bench:
         )
         train_examples = load_squad(split_path(self.args.data_dir, "train"), self.args.baseline_questions, 42)
         dev_examples = load_squad(split_path(self.args.data_dir, "dev"), 16)  # its F1 is not compared
-        real_train = transformers.Trainer.train
-
-        def timed_train(trainer: Any, *a: Any, **k: Any) -> Any:
-            with self.busy.window():
-                return real_train(trainer, *a, **k)
-
         began = time.monotonic()
-        transformers.Trainer.train = timed_train  # type: ignore[method-assign]
-        try:
-            result = run_baseline(resolve_model(self.args.model), train_examples, dev_examples, settings)
-        finally:
-            transformers.Trainer.train = real_train  # type: ignore[method-assign]
+        window = self.busy.trainer_callback()
+        result = run_baseline(resolve_model(self.args.model), train_examples, dev_examples, settings, [window])
         steps = math.ceil(result["train_features"] / batch)
         return Row(
             "Trainer + peft (LoRA q/v, padded to max_length)",
@@ -332,6 +314,10 @@ class Bench:
             "seconds": time.monotonic() - self.began,
             "rows": [asdict(row) for row in self.rows],
         }
+
+
+def _indented(line: str) -> None:
+    print(f"  {line}", flush=True)
 
 
 def speed_steps(args: argparse.Namespace, batch: int) -> int:

@@ -38,7 +38,8 @@ class TrainHooks:
     # With each epoch's history entry once it is scored, before its checkpoint; an exception it raises
     # stops the run there (the sweep prunes trials this way).
     after_epoch: Callable[[dict[str, Any]], None] | None = None
-    # With the run's metrics once metrics.json, the predictions and the loss curve are written.
+    # With the run's metrics once metrics.json, the predictions and the loss curve (unless train() was told
+    # to draw none) are written.
     after_finish: Callable[[dict[str, Any]], None] | None = None
 
 
