@@ -17,7 +17,7 @@ from peftqa import files
 from peftqa.data import Example
 from peftqa.features.windows import FeatureSet
 from peftqa.methods import get_method, method_names
-from peftqa.settings.run_config import ScoringSettings
+from peftqa.settings.run_config import RunConfig, ScoringSettings
 from peftqa.study.pipeline import StudyPreset
 from tests.squad_fixtures import write_v2
 
@@ -26,8 +26,6 @@ TOKENIZER_DIR = Path(__file__).parent / "fixtures" / "bert-uncased-tokenizer"
 
 def tiny_run_config(model_dir, squad_dir, out, method="lora", **overrides):
     """Settings for a run that trains in seconds on the tiny models and the tiny SQuAD fixture."""
-    from peftqa.settings.run_config import RunConfig
-
     values = dict(
         method=method,
         model=str(model_dir),
