@@ -28,15 +28,11 @@ Needs no network: --model must be a local folder there, --data-dir a folder with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import shutil
 import signal
-import subprocess
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -45,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine_description
+from benchmarks.gpu_busy import GpuBusy, cuda_available
 
 ALL_OFF = {"log_every_steps": 1, "device_batches": "off", "frozen_bf16": "off", "fused_lora": "off"}
 # Levers switched on one after the other: (row label, settings added).
@@ -100,98 +97,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.train_limit = args.train_limit or 24
         args.eval_limit = args.eval_limit or 12
     return args
-
-
-# ---------------------------------------------------------------------------- GPU busy
-class GpuBusy:
-    """`nvidia-smi` sampling GPU utilisation every 200 ms in the background; averaged over time windows."""
-
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = []
-        self.process: subprocess.Popen[str] | None = None
-        self.windows: list[tuple[float, float]] = []
-        if shutil.which("nvidia-smi") is None or not _cuda():
-            return
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
-        command = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"]
-        if visible.isdigit():
-            command += ["-i", visible]
-        try:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        except OSError:
-            return
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            with contextlib.suppress(ValueError):
-                self.samples.append((time.monotonic(), float(line.strip())))
-
-    def add_window(self, began: float, ended: float) -> None:
-        """A time span to sample; one that starts where the last ended extends it."""
-        if self.windows and self.windows[-1][1] == began:
-            began = self.windows.pop()[0]
-        self.windows.append((began, ended))
-
-    def step_hooks(self) -> Any:
-        """train() hooks that make each span from one training step's end to the next's a window.
-
-        An epoch's evaluation and checkpoint come after its last step and before the next epoch's first,
-        so they fall outside (as does the first step of each epoch).
-        """
-        from peftqa.training.loop import TrainHooks
-
-        last_step: list[float | None] = [None]
-
-        def after_step(_state: Any) -> None:
-            now = time.monotonic()
-            if last_step[0] is not None:
-                self.add_window(last_step[0], now)
-            last_step[0] = now
-
-        def after_epoch(_entry: dict[str, Any]) -> None:
-            last_step[0] = None
-
-        return TrainHooks(after_step=after_step, after_epoch=after_epoch)
-
-    def trainer_callback(self) -> Any:
-        """A transformers TrainerCallback that makes the Trainer's training, start to end, a window."""
-        from transformers import TrainerCallback
-
-        busy = self
-
-        class TrainingWindow(TrainerCallback):
-            began = 0.0
-
-            def on_train_begin(self, *_args: Any, **_kwargs: Any) -> None:
-                self.began = time.monotonic()
-
-            def on_train_end(self, *_args: Any, **_kwargs: Any) -> None:
-                busy.add_window(self.began, time.monotonic())
-
-        return TrainingWindow()
-
-    def take(self) -> float | None:
-        """Mean utilisation over the windows since the last call; None without samples."""
-        time.sleep(0.25)  # the last sample of the window
-        windows, self.windows = self.windows, []
-
-        def inside(t: float) -> bool:
-            return any(a <= t < b for a, b in windows)
-
-        values = [value for t, value in self.samples if inside(t)]
-        return sum(values) / len(values) if values else None
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 # ---------------------------------------------------------------------------- rows
@@ -259,7 +164,7 @@ class Bench:
         from peftqa.data import load_squad, split_path
         from peftqa.model.backbone import resolve_model
 
-        on_gpu = _cuda()
+        on_gpu = cuda_available()
         settings = BaselineSettings(
             max_length=self.args.max_length,
             doc_stride=self.args.doc_stride,
@@ -306,7 +211,7 @@ class Bench:
 
     def result(self) -> dict[str, Any]:
         return {
-            "machine": machine_description("cuda" if _cuda() else "cpu"),
+            "machine": machine_description("cuda" if cuda_available() else "cpu"),
             "model": self.args.model,
             "max_length": self.args.max_length,
             "train_limit": self.args.train_limit,
