@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from peftqa import files
 from peftqa.cli.commands import main
-from peftqa.data import Example
+from peftqa.data import Example, QuestionChoice, load_squad
+from peftqa.errors import PeftqaError
+from peftqa.inference import run_folder as runs
 from peftqa.report import (
+    NOT_SETTLED,
     answer_length,
     build_report,
+    comparison_rows,
+    disagreements,
+    findings,
     load_qualitative,
+    load_results,
     pareto_front,
     question_type,
+    results_rows,
     results_table,
 )
+from peftqa.scoring.metrics import question_scores_v2
 from peftqa.sweep import read_sweep, write_sweep
 from peftqa.training.loop import train
 from tests.helpers import DEVICE, SWEEP_QUESTIONS, fake_run, fake_sweep, tiny_run_config
+from tests.squad_fixtures import write_v2
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +139,6 @@ def _row(markdown, first_cell, section="## Results"):
 
 
 def test_the_public_tables_are_the_report_s_own(many_dir, tmp_path):
-    from peftqa.report import comparison_rows, disagreements, load_results, results_rows
-
     right = [k % 3 != 0 for k in range(30)]
     folders = [
         fake_run(tmp_path / "lora", many_dir, "lora", right),
@@ -153,9 +162,6 @@ def test_the_public_tables_are_the_report_s_own(many_dir, tmp_path):
 
 
 def test_scores_come_from_scores_jsonl_and_a_run_without_it_is_an_error(many_dir, tmp_path):
-    from peftqa.errors import PeftqaError
-    from peftqa.report import load_results
-
     right = [k % 3 == 0 for k in range(30)]
     (result,) = load_results([fake_run(tmp_path / "a", many_dir, "lora", right)])
     assert len(result.scores) == 30 and [e.id for e in result.examples] == list(result.scores)
@@ -179,8 +185,6 @@ def test_results_table_carries_intervals_that_contain_the_point(many_dir, tmp_pa
 
 
 def test_paired_comparison_settles_only_a_clear_difference(many_dir, tmp_path):
-    from peftqa.report import NOT_SETTLED
-
     assert NOT_SETTLED == "not settled (interval includes 0)"
     right = [k % 2 == 0 for k in range(30)]
     full = fake_run(tmp_path / "full", many_dir, "full", right)
@@ -208,8 +212,6 @@ def test_seeds_table_appears_with_two_seeds_of_one_method(many_dir, tmp_path):
 
 
 def test_findings_section_is_generated_changing_a_runs_metrics_changes_the_sentence(many_dir, tmp_path):
-    from peftqa.report import findings, load_results
-
     full = fake_run(tmp_path / "full", many_dir, "full", [k % 5 != 0 for k in range(30)], trainable=10**6)
     lora = fake_run(tmp_path / "lora", many_dir, "lora", [k % 2 == 0 for k in range(30)], trainable=1000)
     before = findings(load_results([full, lora]))
@@ -239,8 +241,6 @@ def test_findings_section_is_generated_changing_a_runs_metrics_changes_the_sente
 
 
 def test_findings_say_what_the_sweep_chose_and_on_which_questions(many_dir, tmp_path):
-    from peftqa.report import findings, load_results
-
     lora = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, lr=1e-3)
     trials = [
         {"number": i, "state": "COMPLETE", "params": {"lr": lr}, "f1": f1, "exact_match": f1}
@@ -265,8 +265,6 @@ def test_findings_say_what_the_sweep_chose_and_on_which_questions(many_dir, tmp_
 
 
 def test_many_sweeps_inside_their_grids_share_one_sentence_and_the_edge_ones_keep_theirs(many_dir, tmp_path):
-    from peftqa.report import findings, load_results
-
     lora = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, lr=1e-3)
 
     def sweep(method: str, best: float, grid=(1e-4, 1e-3, 1e-2)) -> dict:
@@ -294,8 +292,6 @@ def test_many_sweeps_inside_their_grids_share_one_sentence_and_the_edge_ones_kee
 
 
 def test_a_method_larger_on_disk_than_full_fine_tuning_reads_as_a_whole_percentage(many_dir, tmp_path):
-    from peftqa.report import findings, load_results
-
     full = fake_run(tmp_path / "full", many_dir, "full", [True] * 30, trainable=10**6, size=1000)
     big = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, trainable=1000, size=4000)
     cost = next(line for line in findings(load_results([full, big])) if line.startswith("Cost: "))
@@ -345,12 +341,6 @@ def test_sweep_tables_give_each_trial_s_interval_and_name_the_held_out_loss(two_
 def _fake_v2_run(folder, dev_file, method, answers_unanswerable: bool):
     """A finished run on a SQuAD 2.0 dev file: right on every answerable question; on the questions
     without an answer it answers "Paris" (answers_unanswerable) or nothing."""
-    import json
-
-    from peftqa.data import QuestionChoice, load_squad
-    from peftqa.inference import run_folder as runs
-    from peftqa.scoring.metrics import question_scores_v2
-
     examples = load_squad(dev_file)
     predictions = {e.id: e.answers[0] if e.answers else ("Paris" if answers_unanswerable else "") for e in examples}
     scores = question_scores_v2(predictions, {e.id: list(e.answers) for e in examples})
@@ -373,8 +363,6 @@ def _fake_v2_run(folder, dev_file, method, answers_unanswerable: bool):
 
 
 def test_squad2_runs_get_the_answerable_and_unanswerable_figures_and_their_errors(tmp_path):
-    from tests.squad_fixtures import write_v2
-
     dev = write_v2(tmp_path / "dev-v2.json")
     abstains = _fake_v2_run(tmp_path / "lora", dev, "lora", answers_unanswerable=False)
     answers = _fake_v2_run(tmp_path / "ia3", dev, "ia3", answers_unanswerable=True)
