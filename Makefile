@@ -60,7 +60,7 @@ docs-check: setup
 	@site=$$(mktemp -d); NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $$site; \
 	status=$$?; rm -rf $$site; exit $$status
 
-bench: setup  # BENCH_FLAGS=--quick (small sizes) or --gpu (CUDA)
+bench: setup  # BENCH_FLAGS=--quick (small sizes); training on a GPU: bench-gpu
 	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} $(BIN)/python -m benchmarks.run_all $(BENCH_FLAGS)
 bench-gpu:  # CUDA python3 (not .venv's CPU torch), ~6 min on an H100/H200: BENCH_GPU_FLAGS="--model DIR --out FILE"
 	PEFTQA_DATA_DIR=$${PEFTQA_DATA_DIR:-$(SQUAD_DIR)} PYTHONPATH=src $(PYTHON) -m benchmarks.bench_gpu $(BENCH_GPU_FLAGS)

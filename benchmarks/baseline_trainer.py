@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -138,8 +140,11 @@ def baseline_model(model_path: str, settings: BaselineSettings):
     return get_peft_model(model, lora)
 
 
-def run_baseline(model_path: str, train_examples, dev_examples, settings: BaselineSettings) -> dict:
-    """Train with the plain Trainer recipe, then predict and score the dev questions."""
+def run_baseline(
+    model_path: str, train_examples, dev_examples, settings: BaselineSettings, callbacks: Sequence[Any] = ()
+) -> dict:
+    """Train with the plain Trainer recipe, then predict and score the dev questions (`callbacks`: the
+    Trainer's, for a caller that watches its training)."""
     from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -166,7 +171,9 @@ def run_baseline(model_path: str, train_examples, dev_examples, settings: Baseli
             disable_tqdm=True,
         )
         collator = default_data_collator
-        trainer = Trainer(model=model, args=arguments, train_dataset=train_features, data_collator=collator)
+        trainer = Trainer(
+            model=model, args=arguments, train_dataset=train_features, data_collator=collator, callbacks=list(callbacks)
+        )
         cpu_began = time.process_time()
         train_output = trainer.train()
         train_cpu = time.process_time() - cpu_began

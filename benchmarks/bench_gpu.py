@@ -28,24 +28,20 @@ Needs no network: --model must be a local folder there, --data-dir a folder with
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import json
 import math
-import os
 import shutil
 import signal
-import subprocess
 import tempfile
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine_description
+from benchmarks.gpu_busy import GpuBusy, cuda_available
 
 ALL_OFF = {"log_every_steps": 1, "device_batches": "off", "frozen_bf16": "off", "fused_lora": "off"}
 # Levers switched on one after the other: (row label, settings added).
@@ -103,118 +99,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# ---------------------------------------------------------------------------- GPU busy
-class GpuBusy:
-    """`nvidia-smi` sampling GPU utilisation every 200 ms in the background; averaged over time windows."""
-
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = []
-        self.process: subprocess.Popen[str] | None = None
-        self.windows: list[tuple[float, float]] = []
-        if shutil.which("nvidia-smi") is None or not _cuda():
-            return
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
-        command = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"]
-        if visible.isdigit():
-            command += ["-i", visible]
-        try:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        except OSError:
-            return
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            with contextlib.suppress(ValueError):
-                self.samples.append((time.monotonic(), float(line.strip())))
-
-    @contextlib.contextmanager
-    def window(self) -> Iterator[None]:
-        began = time.monotonic()
-        try:
-            yield
-        finally:
-            self.add_window(began, time.monotonic())
-
-    def add_window(self, began: float, ended: float) -> None:
-        """A time span to sample; one that starts where the last ended extends it."""
-        if self.windows and self.windows[-1][1] == began:
-            began = self.windows.pop()[0]
-        self.windows.append((began, ended))
-
-    def step_hooks(self) -> Any:
-        """train() hooks that make each span from one training step's end to the next's a window.
-
-        An epoch's evaluation and checkpoint come after its last step and before the next epoch's first,
-        so they fall outside (as does the first step of each epoch).
-        """
-        from peftqa.training.loop import TrainHooks
-
-        last_step: list[float | None] = [None]
-
-        def after_step(_state: Any) -> None:
-            now = time.monotonic()
-            if last_step[0] is not None:
-                self.add_window(last_step[0], now)
-            last_step[0] = now
-
-        def after_epoch(_entry: dict[str, Any]) -> None:
-            last_step[0] = None
-
-        return TrainHooks(after_step=after_step, after_epoch=after_epoch)
-
-    def take(self) -> float | None:
-        """Mean utilisation over the windows since the last call; None without samples."""
-        time.sleep(0.25)  # the last sample of the window
-        windows, self.windows = self.windows, []
-
-        def inside(t: float) -> bool:
-            return any(a <= t < b for a, b in windows)
-
-        values = [value for t, value in self.samples if inside(t)]
-        return sum(values) / len(values) if values else None
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 # ---------------------------------------------------------------------------- rows
 class Bench:
     """Runs the rows in one process (CUDA context and kernels warm), one run directory each."""
 
     def __init__(self, args: argparse.Namespace, scratch: Path) -> None:
-        import peftqa.training.loop as train_module
-
-        self.args, self.scratch, self.train_module = args, scratch, train_module
+        self.args, self.scratch = args, scratch
         self.busy = GpuBusy()
         self.rows: list[Row] = []
         self.began = time.monotonic()
-        self.patched: list[tuple[Any, str, Any]] = []  # (module, name, original), put back by close()
-        # Every row reads the same questions: tokenised once, by the warm-up, then read from the feature
-        # cache.
-        if importlib.util.find_spec("matplotlib") is None:  # the GPU machine may lack it; the loss plot is not needed
-            import peftqa.plots as plots
-
-            self.patch(plots, "plot_loss_curve", lambda *a, **k: None)
-
-    def patch(self, owner: Any, name: str, value: Any) -> None:
-        self.patched.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, value)
 
     def close(self) -> None:
-        """Stop sampling and put back what was patched (the bench may run inside another program)."""
+        """Stop sampling GPU use."""
         self.busy.close()
-        for owner, name, original in reversed(self.patched):
-            setattr(owner, name, original)
-        self.patched = []
 
     def config(self, name: str, batch: int, **settings: Any) -> Any:
         from peftqa.settings.run_config import RunConfig
@@ -245,11 +142,12 @@ class Bench:
             max_steps=steps,
             **extra,
         )
+        from peftqa.training.loop import train
+
         row = Row(label, batch, settings={**settings, **extra})
         began = time.monotonic()
-        metrics = self.train_module.train(
-            config, log=lambda line: print(f"  {line}", flush=True), hooks=self.busy.step_hooks()
-        )
+        # No loss curve: the run folder is thrown away, and the GPU machine's python may lack matplotlib.
+        metrics = train(config, log=_indented, hooks=self.busy.step_hooks(), loss_curve=False)
         row.wall_seconds = time.monotonic() - began
         row.steps = metrics["steps"]
         row.train_features_per_second = metrics["train_features_per_second"]
@@ -262,13 +160,11 @@ class Bench:
         return row
 
     def baseline_row(self, batch: int) -> Row:
-        import transformers
-
         from benchmarks.baseline_trainer import BaselineSettings, run_baseline
         from peftqa.data import load_squad, split_path
         from peftqa.model.backbone import resolve_model
 
-        on_gpu = _cuda()
+        on_gpu = cuda_available()
         settings = BaselineSettings(
             max_length=self.args.max_length,
             doc_stride=self.args.doc_stride,
@@ -279,18 +175,9 @@ class Bench:
         )
         train_examples = load_squad(split_path(self.args.data_dir, "train"), self.args.baseline_questions, 42)
         dev_examples = load_squad(split_path(self.args.data_dir, "dev"), 16)  # its F1 is not compared
-        real_train = transformers.Trainer.train
-
-        def timed_train(trainer: Any, *a: Any, **k: Any) -> Any:
-            with self.busy.window():
-                return real_train(trainer, *a, **k)
-
         began = time.monotonic()
-        transformers.Trainer.train = timed_train  # type: ignore[method-assign]
-        try:
-            result = run_baseline(resolve_model(self.args.model), train_examples, dev_examples, settings)
-        finally:
-            transformers.Trainer.train = real_train  # type: ignore[method-assign]
+        window = self.busy.trainer_callback()
+        result = run_baseline(resolve_model(self.args.model), train_examples, dev_examples, settings, [window])
         steps = math.ceil(result["train_features"] / batch)
         return Row(
             "Trainer + peft (LoRA q/v, padded to max_length)",
@@ -324,7 +211,7 @@ class Bench:
 
     def result(self) -> dict[str, Any]:
         return {
-            "machine": machine_description("cuda" if _cuda() else "cpu"),
+            "machine": machine_description("cuda" if cuda_available() else "cpu"),
             "model": self.args.model,
             "max_length": self.args.max_length,
             "train_limit": self.args.train_limit,
@@ -332,6 +219,10 @@ class Bench:
             "seconds": time.monotonic() - self.began,
             "rows": [asdict(row) for row in self.rows],
         }
+
+
+def _indented(line: str) -> None:
+    print(f"  {line}", flush=True)
 
 
 def speed_steps(args: argparse.Namespace, batch: int) -> int:

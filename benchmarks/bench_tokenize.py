@@ -36,7 +36,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="minilm-l6", help="whose tokenizer (bert-base-uncased vocabulary)")
     parser.add_argument("--data-dir", default=None, help="SQuAD folder; default PEFTQA_DATA_DIR")
     parser.add_argument("--skip-baseline", action="store_true", help="peftqa only (the baseline takes minutes)")
-    parser.add_argument("--gpu", action="store_true", help="accepted for run_all; tokenising runs on the CPU")
     parser.add_argument("--arm", choices=("peftqa", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

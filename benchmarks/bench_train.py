@@ -4,11 +4,11 @@ fp32 and in bf16 side by side.
     python -m benchmarks.bench_train                      # CPU: minilm-l6, 2,000 questions, 1 epoch
     python -m benchmarks.bench_train --train-questions 500 --dev-questions 200
     python -m benchmarks.bench_train --precisions fp32    # one precision only
-    python -m benchmarks.bench_train --gpu                # CUDA: random DistilBERT-sized model, batch 64
 
 Each precision trains both recipes: peftqa with `--precision fp32|bf16` (bf16 autocast around the
 training steps, fp32 weights and evaluation), the baseline with Trainer's `bf16` flag (autocast in
-training and prediction). On a CPU without bf16 units bf16 is emulated: the table says so.
+training and prediction). On a CPU without bf16 units bf16 is emulated: the table says so. Training
+on a GPU, lever by lever: benchmarks/bench_gpu.py.
 
 Both arms train one epoch over the same seeded sample of train questions with the same batch
 size, peak learning rate, warm-up and weight decay, then score the same dev questions with the
@@ -46,16 +46,15 @@ FIGURES = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpu", action="store_true", help="CUDA: random DistilBERT-sized model, bf16, batch 64")
-    parser.add_argument("--train-questions", type=int, default=None, help="default 2000 (CPU) or all (GPU)")
-    parser.add_argument("--dev-questions", type=int, default=None, help="default 500 (CPU) or 2000 (GPU)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default 16 (CPU) or 64 (GPU)")
+    parser.add_argument("--train-questions", type=int, default=2000, help="0: every train question")
+    parser.add_argument("--dev-questions", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128)
     parser.add_argument("--lr", type=float, default=None, help="both arms' peak lr (default: peftqa's LoRA lr)")
     parser.add_argument("--rounds", type=int, default=1, help="2: peftqa, baseline, baseline, peftqa (fairer)")
     parser.add_argument("--data-dir", default=None, help="SQuAD folder; default PEFTQA_DATA_DIR")
-    parser.add_argument("--model", default=None, help="default minilm-l6 (CPU); GPU: random DistilBERT-sized")
+    parser.add_argument("--model", default="minilm-l6")
     parser.add_argument(
         "--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (default both, side by side)"
     )
@@ -66,31 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if not args.precisions or any(p not in PRECISIONS for p in args.precisions):
         parser.error(f"--precisions takes {', '.join(PRECISIONS)}, got {args.precisions}")
-    if args.train_questions is None:
-        args.train_questions = 0 if args.gpu else 2000  # 0: every question
-    if args.dev_questions is None:
-        args.dev_questions = 2000 if args.gpu else 500
-    if args.batch_size is None:
-        args.batch_size = 64 if args.gpu else 16
     if args.lr is None:
         from peftqa.methods import get_method
 
         args.lr = get_method("lora").default_lr
     return args
-
-
-def random_distilbert(folder: Path) -> str:
-    """A DistilBERT-base-sized model with random weights (speed only) and the bert-uncased vocabulary."""
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
-
-    from peftqa.model.backbone import resolve_model
-
-    DistilBertModel(DistilBertConfig()).save_pretrained(folder)
-    # DistilBERT takes no token_type_ids: the saved tokenizer must not produce them.
-    inputs = ["input_ids", "attention_mask"]
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"), model_input_names=inputs)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def _peftqa_arm(args: argparse.Namespace) -> dict:
@@ -163,7 +142,7 @@ def _baseline_arm(args: argparse.Namespace) -> dict:
         batch_size=args.batch_size,
         learning_rate=args.lr,
         bf16=args.precision == "bf16",
-        use_cpu=not args.gpu,
+        use_cpu=True,
     )
     choice = QuestionChoice(
         train_limit=args.train_questions or None, train_seed=settings.seed, eval_limit=args.dev_questions
@@ -178,28 +157,24 @@ def main(argv: list[str] | None = None) -> None:
     if args.arm:  # a child process: one arm, figures to --out
         write_result(args.out, _peftqa_arm(args) if args.arm == "peftqa" else _baseline_arm(args))
         return
-    with tempfile.TemporaryDirectory() as scratch:
-        if args.model is None:
-            args.model = random_distilbert(Path(scratch) / "distilbert-random") if args.gpu else "minilm-l6"
-        forwarded = [
-            *("--train-questions", str(args.train_questions), "--dev-questions", str(args.dev_questions)),
-            *("--batch-size", str(args.batch_size), "--max-length", str(args.max_length)),
-            *("--doc-stride", str(args.doc_stride), "--lr", str(args.lr), "--model", args.model),
-            *(["--gpu"] if args.gpu else []),
-            *(["--data-dir", args.data_dir] if args.data_dir else []),
-        ]
-        # Alternating order (ABBA...), so a load that changes during the run weighs on both recipes alike.
-        pairs = [("peftqa", "baseline"), ("baseline", "peftqa")]
-        order = [
-            (arm, precision)
-            for r in range(args.rounds)
-            for precision in args.precisions
-            for arm in pairs[(r + args.precisions.index(precision)) % 2]
-        ]
-        results: dict[tuple[str, str], list[dict]] = {key: [] for key in order}
-        for arm, precision in order:
-            print(f"--- {arm} arm, {precision}", flush=True)
-            results[(arm, precision)].append(run_arm(MODULE, arm, [*forwarded, "--precision", precision]))
+    forwarded = [
+        *("--train-questions", str(args.train_questions), "--dev-questions", str(args.dev_questions)),
+        *("--batch-size", str(args.batch_size), "--max-length", str(args.max_length)),
+        *("--doc-stride", str(args.doc_stride), "--lr", str(args.lr), "--model", args.model),
+        *(["--data-dir", args.data_dir] if args.data_dir else []),
+    ]
+    # Alternating order (ABBA...), so a load that changes during the run weighs on both recipes alike.
+    pairs = [("peftqa", "baseline"), ("baseline", "peftqa")]
+    order = [
+        (arm, precision)
+        for r in range(args.rounds)
+        for precision in args.precisions
+        for arm in pairs[(r + args.precisions.index(precision)) % 2]
+    ]
+    results: dict[tuple[str, str], list[dict]] = {key: [] for key in order}
+    for arm, precision in order:
+        print(f"--- {arm} arm, {precision}", flush=True)
+        results[(arm, precision)].append(run_arm(MODULE, arm, [*forwarded, "--precision", precision]))
     _report(args, results)
 
 
@@ -211,16 +186,15 @@ def _mean(results: list[dict], key: str) -> float | None:
 def _report(args: argparse.Namespace, results: dict[tuple[str, str], list[dict]]) -> None:
     from peftqa.hardware import cpu_bf16_units
 
-    device = "cuda" if args.gpu else "cpu"
     questions = args.train_questions or "all"
     loads = [
         value for rs in results.values() for r in rs for value in (r["load_average_before"], r["load_average_after"])
     ]
-    units = "GPU" if args.gpu else (", ".join(cpu_bf16_units() or []) or "none: bf16 is emulated")
+    units = ", ".join(cpu_bf16_units() or []) or "none: bf16 is emulated"
     print(
         f"\nbench_train: LoRA on {args.model}, {questions} train questions x 1 epoch, {args.dev_questions} dev "
         f"questions, batch {args.batch_size}, max_length {args.max_length}, lr {args.lr:g}\n"
-        f"machine: {machine_description(device)}; bf16 units: {units} (load average {min(loads):.1f}-{max(loads):.1f})"
+        f"machine: {machine_description('cpu')}; bf16 units: {units} (load average {min(loads):.1f}-{max(loads):.1f})"
     )
     columns = [(arm, precision) for precision in args.precisions for arm in ("peftqa", "baseline")]
     header = "".join(f"{arm + ' ' + precision:>18}" for arm, precision in columns)

@@ -2,17 +2,14 @@
 
     python -m benchmarks.run_all            # CPU, the sizes the issue names (tens of minutes on 2 cores)
     python -m benchmarks.run_all --quick    # small sizes, a few minutes: a smoke test of the benchmarks
-    python -m benchmarks.run_all --gpu      # CUDA: tokenising, then training a DistilBERT-sized model
 
 Each benchmark runs in its own process (one failing does not stop the others); the exit status is
-non-zero when any failed. bench_steps (interleaved training steps) and the bench_serve_* benchmarks run in
-CPU mode only.
+non-zero when any failed. Training on a GPU is bench_gpu's (`make bench-gpu`), run on its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
 import sys
 import time
@@ -29,23 +26,18 @@ QUICK = {
 SERVE = ("benchmarks.bench_serve_floor", "benchmarks.bench_serve_latency", "benchmarks.bench_serve_memory")
 
 
-def plan(gpu: bool, quick: bool) -> list[tuple[str, list[str]]]:
+def plan(quick: bool) -> list[tuple[str, list[str]]]:
     """(module, arguments) of each benchmark to run, in order."""
-    if gpu:  # the CPU-only benchmarks would only spend device time
-        modules = ["benchmarks.bench_tokenize", "benchmarks.bench_train"]
-    else:
-        modules = ["benchmarks.bench_tokenize", "benchmarks.bench_steps", "benchmarks.bench_train"]
-        modules += [module for module in SERVE if importlib.util.find_spec(module) is not None]
-    return [(module, (list(QUICK[module]) if quick else []) + (["--gpu"] if gpu else [])) for module in modules]
+    modules = ["benchmarks.bench_tokenize", "benchmarks.bench_steps", "benchmarks.bench_train", *SERVE]
+    return [(module, list(QUICK[module]) if quick else []) for module in modules]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpu", action="store_true", help="train on CUDA (bf16, batch 64)")
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the benchmarks run")
     args = parser.parse_args(argv)
     failed = []
-    for module, arguments in plan(args.gpu, args.quick):
+    for module, arguments in plan(args.quick):
         print(f"\n=== {module} {' '.join(arguments)}", flush=True)
         began = time.perf_counter()
         if subprocess.run([sys.executable, "-m", module, *arguments]).returncode != 0:

@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny random encoders with the real bert-base-uncased vocabulary, tiny SQuAD."""
+"""Shared fixtures: tiny random encoders with the real bert-base-uncased vocabulary, tiny SQuAD.
+
+Plain builders the tests share (run settings, hand-made runs, ...) are in helpers.py."""
 
 from __future__ import annotations
 
@@ -6,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.squad_fixtures import write_squad
-
-TOKENIZER_DIR = Path(__file__).parent / "fixtures" / "bert-uncased-tokenizer"
+from tests.helpers import TOKENIZER_DIR
+from tests.squad_fixtures import many_articles, write_squad
 
 
 @pytest.fixture(autouse=True)
@@ -73,31 +74,6 @@ def tiny_model_dir(request, tmp_path_factory) -> Path:
     return _save_tiny(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))
 
 
-def tiny_run_config(model_dir, squad_dir, out, method="lora", **overrides):
-    """Settings for a run that trains in seconds on the tiny models and the tiny SQuAD fixture."""
-    from peftqa.settings.run_config import RunConfig
-
-    values = dict(
-        method=method,
-        model=str(model_dir),
-        data_dir=str(squad_dir) if squad_dir is not None else None,
-        max_length=128,
-        doc_stride=32,
-        batch_size=2,
-        eval_batch_size=4,
-        epochs=2,
-        lr=1e-2,
-        checkpoint_every_steps=2,
-        validation_questions=3,  # one of the fixture's two articles, when a run is scored on held-out train
-        output_dir=str(out),
-        precision="fp32",  # the same numbers on every CI machine, with or without bf16 units
-    )
-    values.update(overrides)
-    return RunConfig(**values)
-
-
 @pytest.fixture
 def many_dir(tmp_path):
-    from tests.squad_fixtures import many_articles, write_squad
-
     return write_squad(tmp_path / "squad", dev=many_articles(12))  # 30 dev questions in 12 articles

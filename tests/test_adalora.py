@@ -14,7 +14,7 @@ from peftqa.errors import PeftqaError
 from peftqa.methods import METHODS, adalora, get_method
 from peftqa.model.backbone import load_qa_model
 from peftqa.training.loop import TrainHooks, train
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 # 3 steps an epoch on the tiny SQuAD fixture (batch 2): 9 steps, reallocating at every step up to the
 # final allocation in step 8 (index 7), then one step at it (tfinal 2).

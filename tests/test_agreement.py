@@ -3,27 +3,30 @@ reference for many."""
 
 from __future__ import annotations
 
-from peftqa.data import Example
 from peftqa.report import load_results, render_markdown
-from peftqa.report.agreement import EVERY_PAIR_UP_TO, _distinct_questions, agreement_blocks, compared_pairs
+from peftqa.report.agreement import EVERY_PAIR_UP_TO, agreement_blocks, compared_pairs, disagreements
 from peftqa.report.results import per_question_scores
-from tests.test_report import _fake_run
+from tests.helpers import fake_run
+from tests.squad_fixtures import many_articles, write_squad
 
 
-def test_disagreement_examples_show_a_question_asked_twice_once():
-    by_id = {
-        "a": Example("a", "Where?", "ctx", ("x",), (0,)),
-        "b": Example("b", "Where?", "ctx", ("x",), (0,)),
-        "c": Example("c", "Who?", "ctx", ("x",), (0,)),
-    }
-    assert _distinct_questions(["a", "b", "c"], by_id) == ["a", "c"]
+def test_disagreement_examples_show_a_question_asked_twice_once(tmp_path):
+    articles = many_articles(3)  # 1, 2 and 3 questions: 6 in all
+    twice = articles[1]["paragraphs"][0]["qas"]
+    twice[1]["question"] = twice[0]["question"]  # SQuAD dev asks some questions twice, under two ids
+    data_dir = write_squad(tmp_path / "squad", dev=articles)
+    right = fake_run(tmp_path / "right", data_dir, "full", [True] * 6)
+    wrong = fake_run(tmp_path / "wrong", data_dir, "lora", [False] * 6)
+    rows = disagreements(*load_results([right, wrong]), limit=10)
+    questions = [row[0] for row in rows]
+    assert len(questions) == 5 and len(set(questions)) == 5 and twice[0]["question"] in questions
 
 
 def _runs(count, many_dir, tmp_path):
     """`count` runs, one of them full fine-tuning; run k is right on the questions k..k+19."""
     methods = ["full", "lora", "ia3", "bitfit", "dora", "vera", "loha", "lokr", "oft"][:count]
     folders = [
-        _fake_run(tmp_path / name, many_dir, name, [k <= q < k + 20 for q in range(30)])
+        fake_run(tmp_path / name, many_dir, name, [k <= q < k + 20 for q in range(30)])
         for k, name in enumerate(methods)
     ]
     return load_results(folders)

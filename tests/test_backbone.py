@@ -20,10 +20,10 @@ def test_dropout_setting_reaches_every_dropout_of_both_architectures(tiny_model_
     assert _dropouts(load_qa_model(str(tiny_model_dir), dropout=0.25)) == {0.25}
 
 
-def test_dropout_on_an_unknown_config_is_a_clear_error():
-    from types import SimpleNamespace
+def test_dropout_on_an_unknown_config_is_a_clear_error(tmp_path):
+    from peftqa.model.backbone import load_qa_model
 
-    from peftqa.model.backbone import _set_dropout
-
+    # GPT-2 names its dropouts attn_pdrop, resid_pdrop and embd_pdrop: none that peftqa knows.
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "attn_pdrop": 0.1}')
     with pytest.raises(PeftqaError, match="cannot set the dropout of a 'gpt2' model"):
-        _set_dropout(SimpleNamespace(model_type="gpt2", attn_pdrop=0.1), 0.0)
+        load_qa_model(str(tmp_path), dropout=0.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_serve import train_tiny_runs
+from tests.helpers import train_tiny_runs
 
 
 def test_floor_counts_the_linear_layers_of_one_window_and_divides_by_the_best_rate(tiny_bert_dir, squad_dir, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from peftqa.cli.commands import main
+from tests.helpers import official_v2
 from tests.squad_fixtures import squad_document
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,11 +195,10 @@ def test_score_detects_squad2_files_and_prints_the_official_dict(capsys, tmp_pat
     assert code == 0 and list(scores)[:3] == ["exact", "f1", "total"] and scores["total"] == 10
     # Missing answers are "no answer": q-austen-none2 and q-cafe-none2 are right, the 4 unanswered answerable wrong.
     assert scores["NoAns_exact"] == pytest.approx(75.0) and scores["HasAns_exact"] == pytest.approx(100 * 2 / 6)
-    from tests.test_metrics import _official_v2
 
     document = json.loads(dev.read_text())["data"]
     every = {qa["id"]: answers.get(qa["id"], "") for a in document for p in a["paragraphs"] for qa in p["qas"]}
-    assert scores == _official_v2(document, every)  # the official script, given "" for the missing answers
+    assert scores == official_v2(document, every)  # the official script, given "" for the missing answers
     na_probs = tmp_path / "na.json"
     na_probs.write_text(json.dumps({key: 0.5 for key in answers}))
     code, out, _ = _run(capsys, "score", str(dev), str(predictions), "--na-probs", str(na_probs), "--ci")

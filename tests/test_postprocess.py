@@ -4,7 +4,7 @@ from peftqa.data import Example
 from peftqa.features.windows import build_features
 from peftqa.inference.postprocess import best_answers, postprocess, rank_candidates, window_spans
 from peftqa.model.backbone import load_tokenizer
-from tests.conftest import TOKENIZER_DIR
+from tests.helpers import TOKENIZER_DIR
 
 
 def test_spans_never_come_from_outside_the_context():

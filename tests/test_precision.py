@@ -13,7 +13,7 @@ from peftqa.inference.rescore import evaluate_run
 from peftqa.settings.run_config import RunConfig
 from peftqa.training.levers.precision import resolve_precision
 from peftqa.training.loop import train
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 ZEN4 = "processor : 0\nflags : fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
 XEON = "flags : fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n"

@@ -14,7 +14,7 @@ from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 from peftqa.methods.prefix import CONFIG_FILE, PREFIX_TENSOR, WEIGHTS_FILE
 from peftqa.model.backbone import load_qa_model
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 SPEC = get_method("prefix")
 

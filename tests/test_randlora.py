@@ -8,14 +8,14 @@ from safetensors import safe_open
 
 from peftqa.methods import get_method
 from peftqa.model.backbone import load_qa_model
-from tests.test_methods import _batch, _trained_two_steps
+from tests.helpers import random_batch, trained_two_steps
 
 
 def _trained_and_saved(model_dir, folder, **options):
     spec = get_method("randlora")
-    model = _trained_two_steps(spec, model_dir, spec.make_options(options))
+    model = trained_two_steps(spec, model_dir, spec.make_options(options))
     with torch.no_grad():
-        logits = model(**_batch(1)).start_logits
+        logits = model(**random_batch(1)).start_logits
     spec.save(model, folder)
     (weights,) = (folder / spec.artifact).glob("*.safetensors")
     with safe_open(str(weights), "pt") as saved:
@@ -35,4 +35,4 @@ def test_without_the_bases_the_adapter_is_smaller_and_reloads_to_the_same_logits
     torch.manual_seed(123)  # another generator state at load: the bases come from the config's seed
     reloaded = spec.load(load_qa_model(str(tiny_bert_dir)), tmp_path / "without")
     with torch.no_grad():
-        torch.testing.assert_close(reloaded(**_batch(1)).start_logits, before)
+        torch.testing.assert_close(reloaded(**random_batch(1)).start_logits, before)

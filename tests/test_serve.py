@@ -1,74 +1,22 @@
 """The app (`create_app`) and its compare blueprint, through Flask's test client: every route, every
-refusal, the page, threads, fuzzing. Also the tiny runs every serve test file shares."""
+refusal, the page, threads, fuzzing."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peftqa.data import load_examples
 from peftqa.inference import run_folder as runs
-from peftqa.methods import get_method, method_names
 from peftqa.serve import create_app
 from peftqa.serve.loading import load_models
 from peftqa.serve.served import ServedModel
-from peftqa.settings.run_config import ScoringSettings
-from peftqa.training.loop import train
-from tests.conftest import TOKENIZER_DIR, tiny_run_config
-
-WINDOWS = ScoringSettings(max_length=128, doc_stride=32)  # the windows tiny_run_config trains with
-
-CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
-QUESTION = "Who wrote Pride and Prejudice?"
-METHODS = tuple(method_names())  # every registered method, so a new one is checked for sharing too
-
-
-def train_tiny_runs(methods, model_dir: Path, squad_dir: Path, root: Path) -> dict[str, Path]:
-    """One finished tiny run (two optimiser steps) per method, in root/<method>."""
-    with pytest.MonkeyPatch.context() as patch:
-        # Module-scoped fixtures start before the autouse cache fixture: keep caches out of $HOME here too.
-        patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
-        for method in methods:
-            # A method with no usable defaults (peft: its config file) runs with its example options.
-            options = dict(get_method(method).example_options or {})
-            config = tiny_run_config(model_dir, squad_dir, root / method, method, max_steps=2, method_options=options)
-            train(config, log=lambda line: None)
-    return {method: root / method for method in methods}
-
-
-def train_abstaining_run(model_dir: Path, root: Path) -> Path:
-    """A tiny run on SQuAD 2.0-format data whose null threshold makes it answer nothing, in root/abstains."""
-    from tests.squad_fixtures import write_v2
-
-    dev = write_v2(root / "dev-v2.json")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
-        config = tiny_run_config(
-            model_dir, None, root / "abstains", train_file=str(dev), dev_file=str(dev), null_threshold=-1e9,
-            max_steps=1,
-        )  # fmt: skip
-        train(config, log=lambda line: None)
-    return root / "abstains"
-
-
-def runs_of_every_method(model_dir: Path, squad_dir: Path, tmp_path_factory) -> dict[str, Path]:
-    """A tiny run of every method, trained once per test session for all the serve test files (which
-    only read them, or copy them first)."""
-    root = tmp_path_factory.getbasetemp() / "serve-runs"
-    trained = root / "trained"  # written last: a session that stopped halfway trains them again
-    if not trained.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        train_tiny_runs(METHODS, model_dir, squad_dir, root)
-        trained.touch()
-    return {method: root / method for method in METHODS}
+from tests.helpers import CONTEXT, QUESTION, TOKENIZER_DIR, PointAtWord, runs_of_every_method, train_abstaining_run
 
 
 @pytest.fixture(scope="module")
@@ -194,19 +142,6 @@ def test_wrong_method_and_unknown_url_are_json_errors(client):
     assert client.get("/api/predict").status_code == 405
     assert "error" in client.get("/api/predict").get_json()
     assert client.get("/api/nothing").status_code == 404
-
-
-class PointAtWord(torch.nn.Module):
-    """A stand-in QA model whose start and end logits pick out one token id wherever it is."""
-
-    def __init__(self, token_id: int) -> None:
-        super().__init__()
-        self.token_id = token_id
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, input_ids, attention_mask, start_positions=None, end_positions=None, **_):
-        logits = (input_ids == self.token_id).float() * 10.0
-        return SimpleNamespace(start_logits=logits, end_logits=logits, loss=torch.zeros(()))
 
 
 def test_answer_far_beyond_the_first_window_is_found():

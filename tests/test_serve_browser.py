@@ -21,7 +21,7 @@ from peftqa.data import load_examples
 from peftqa.report.pdf import CHROMIUM, CHROMIUM_ARGS
 from peftqa.serve import create_app
 from peftqa.serve.loading import load_models, threads_per_model
-from tests.test_serve import train_abstaining_run, train_tiny_runs
+from tests.helpers import TOKENIZER_DIR, PointAtWord, train_abstaining_run, train_tiny_runs
 
 pytestmark = [
     pytest.mark.browser,
@@ -132,8 +132,6 @@ def far_answer_url():
 
     from peftqa.inference import run_folder as runs
     from peftqa.serve.served import ServedModel
-    from tests.conftest import TOKENIZER_DIR
-    from tests.test_serve import PointAtWord
 
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
     settings = {"config": {"method": "lora", "model": "stub", "max_length": 128, "doc_stride": 32}}

@@ -12,7 +12,7 @@ import torch
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import ask
 from peftqa.serve.loading import load_models, merged_copies_fit, share_weights, threads_per_model
-from tests.test_serve import CONTEXT, METHODS, QUESTION, WINDOWS, runs_of_every_method
+from tests.helpers import CONTEXT, METHODS, QUESTION, WINDOWS, runs_of_every_method
 
 
 @pytest.fixture(scope="module")
@@ -176,13 +176,17 @@ def test_each_model_gets_its_share_of_the_cores():
 def test_loaded_models_have_answered_once_before_the_first_request(run_dirs, monkeypatch):
     import peftqa.inference.evaluate as predict_module
 
-    forward_passes = []
-    real = predict_module.predict_logits
+    forward_passes, tokenizers = [], []
+    real, build = predict_module.predict_logits, predict_module.build_features
     monkeypatch.setattr(predict_module, "predict_logits", lambda *a, **k: forward_passes.append(1) or real(*a, **k))
+    monkeypatch.setattr(predict_module, "build_features", lambda *a, **k: tokenizers.append(a[1]) or build(*a, **k))
     loaded = load_models([run_dirs["lora"], run_dirs["ia3"]])
     assert len(forward_passes) == 2
     # The warm-up left a tokenizer copy for the first request: it borrows that one, no new copy.
-    assert all(model._tokenizers.qsize() == 1 for model in loaded)
+    for model, warmed_up_with in zip(loaded, tokenizers, strict=True):
+        assert warmed_up_with is not model.run.tokenizer
+        with model.borrowed_tokenizer() as first_request:
+            assert first_request is warmed_up_with
 
 
 def test_a_run_that_cannot_answer_is_skipped_at_load_not_at_the_first_request(run_dirs, monkeypatch):

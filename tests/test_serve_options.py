@@ -12,7 +12,7 @@ import torch
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.serve.options import ServeOptions, load_for_serving
-from tests.test_serve import runs_of_every_method
+from tests.helpers import runs_of_every_method
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import torch
 
 from peftqa.serve.loading import load_models
 from peftqa.serve.served import ServedModel
-from tests.test_serve import CONTEXT, QUESTION, runs_of_every_method
+from tests.helpers import CONTEXT, QUESTION, runs_of_every_method
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +31,27 @@ def test_concurrent_requests_tokenise_with_copies_of_their_own_which_are_reused(
         assert later is mine or later is theirs  # given back, not copied again
 
 
+class _LockThatSaysWhenWaitedFor:
+    """`lock` as a context manager that sets `waited_for` as a thread starts to acquire it."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock, self.waited_for = lock, threading.Event()
+
+    def __enter__(self) -> None:
+        self.waited_for.set()
+        self.lock.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.lock.release()
+
+
 def test_only_the_forward_pass_waits_for_the_model_lock(lora):
     """While one request holds a model's lock, another can tokenise and post-process; it waits only
     for the forward pass."""
     served = lora
     entered = threading.Event()
-    real_borrow = served.borrowed_tokenizer
+    real_borrow, real_lock = served.borrowed_tokenizer, served.lock
+    watched = _LockThatSaysWhenWaitedFor(real_lock)
 
     @contextlib.contextmanager
     def borrow_then_signal():
@@ -45,20 +59,22 @@ def test_only_the_forward_pass_waits_for_the_model_lock(lora):
         with real_borrow() as tokenizer:
             yield tokenizer
 
-    served.lock.acquire()
+    real_lock.acquire()
     try:
         served.borrowed_tokenizer = borrow_then_signal  # type: ignore[method-assign]
+        served.lock = watched  # type: ignore[assignment]
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(served.answer, QUESTION, CONTEXT, 1)
             assert entered.wait(10)  # got past tokenisation with the lock held elsewhere
-            time.sleep(0.05)
-            assert not pending.done()  # but not past the forward pass
-            served.lock.release()
+            assert watched.waited_for.wait(10)  # and on to the forward pass, which waits for the lock
+            assert not pending.done()  # held here: it cannot have answered
+            real_lock.release()
             assert pending.result(timeout=30)["answer"]
     finally:
         del served.borrowed_tokenizer
-        if served.lock.locked():
-            served.lock.release()
+        served.lock = real_lock
+        if real_lock.locked():
+            real_lock.release()
 
 
 def test_bf16_autocast_reaches_the_forward_pass(lora, monkeypatch):

@@ -1,17 +1,17 @@
-"""benchmarks/study_table: a study's method table from a tiny study's folders, its compute-seconds line
+"""tools/study_table: a study's method table from a tiny study's folders, its compute-seconds line
 summing what the sweep trials and final runs recorded."""
 
 from __future__ import annotations
 
-from benchmarks.study_table import table
 from peftqa import files
 from peftqa.inference import run_folder as runs
 from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, run_study
-from tests.test_study import TINY
+from tests.helpers import TINY_STUDY
+from tools.study_table import table
 
 
 def test_table_has_a_row_per_final_run_and_sums_the_study_seconds(tiny_bert_dir, squad_dir, tmp_path, monkeypatch):
-    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY_STUDY)
     study = tmp_path / "study"
     run_study(StudyConfig("tiny", "lora", str(study), str(squad_dir), str(tiny_bert_dir)), lambda _: None)
 

@@ -20,7 +20,7 @@ from peftqa.sweep import search as sweep_search
 from peftqa.sweep.rungs import halving_hooks, read_evaluations, separation, separation_text
 from peftqa.sweep.storage import open_study
 from peftqa.sweep.sweep_config import Rungs, grid_points
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 
 
@@ -167,9 +167,9 @@ def test_bad_sweep_input_is_a_peftqa_error(tmp_path):
 
 
 def test_edge_best_extends_the_grid_outward():
-    assert sweep_search._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-3}}) == [1e-4, 3e-4, 1e-3, 3.33e-3]
-    assert sweep_search._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-4}})[0] == 3.33e-5
-    assert sweep_search._extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 3e-4}}) is None
+    assert sweep_search.extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-3}}) == [1e-4, 3e-4, 1e-3, 3.33e-3]
+    assert sweep_search.extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 1e-4}})[0] == 3.33e-5
+    assert sweep_search.extended_lrs([1e-4, 3e-4, 1e-3], {"params": {"lr": 3e-4}}) is None
     # Trials run from the grid's centre outward, the lower side first.
     order = [(p["lr"], p["lora_r"]) for p in grid_points({"lr": [1e-4, 1e-3, 1e-2, 1e-1], "lora_r": [4, 8]})]
     assert order == [(1e-3, 4), (1e-3, 8), (1e-2, 4), (1e-2, 8), (1e-4, 4), (1e-4, 8), (1e-1, 4), (1e-1, 8)]

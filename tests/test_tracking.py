@@ -13,8 +13,7 @@ from peftqa.inference import run_folder as runs
 from peftqa.sweep import SweepConfig, run_sweep
 from peftqa.training.loop import TrainHooks, train
 from peftqa.training.tracking import TRACKING_JSON
-from tests.conftest import tiny_run_config
-from tests.test_train import _Killed
+from tests.helpers import Killed, tiny_run_config
 
 
 def _quiet(_line: str) -> None:
@@ -76,9 +75,9 @@ def test_tensorboard_of_a_resumed_run_shows_each_step_once(tiny_bert_dir, squad_
         # 3 steps an epoch, checkpoints every 2 steps and at epoch ends: the process dies having sent
         # step 5's loss, and the run resumes from step 4's checkpoint, so step 5 is trained (and sent) again.
         if state.progress.step == 6:
-            raise _Killed
+            raise Killed
 
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         train(config, log=_quiet, hooks=TrainHooks(after_step=die_in_step_6))
     metrics = train(config, resume=True, log=_quiet)
 

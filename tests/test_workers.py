@@ -22,11 +22,11 @@ from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.sweep import SweepConfig, pick_best, run_sweep
 from peftqa.sweep import storage as sweep_storage
-from peftqa.sweep.storage import _folder_lock
-from peftqa.sweep.sweep_config import _point, trial_dir
-from peftqa.sweep.trials import _earlier_claim, _plan, _prepare_resume
+from peftqa.sweep.storage import folder_lock
+from peftqa.sweep.sweep_config import grid_point, trial_dir
+from peftqa.sweep.trials import earlier_claim, plan_trials, prepare_resume
 from peftqa.workers import Job, plan_slots, run_jobs
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 LRS = [1e-3, 3e-3, 1e-2, 3e-2]  # a 4-point grid
 
@@ -160,14 +160,14 @@ def test_a_running_trial_is_failed_at_once_only_when_no_other_command_uses_the_f
     study = sweep_storage.open_study(config)
     trial = study.ask()
     trial.suggest_float("lr", 1e-3, 1e-3, log=True)
-    with _folder_lock(config) as first:  # e.g. a live `peftqa sweep` on this folder
-        with _folder_lock(config) as second:
+    with folder_lock(config) as first:  # e.g. a live `peftqa sweep` on this folder
+        with folder_lock(config) as second:
             assert first and not second
-            assert _prepare_resume(study, config, second) == 1
+            assert prepare_resume(study, config, second) == 1
             assert study.get_trials()[0].state == TrialState.RUNNING  # may be alive: heartbeats decide
-    with _folder_lock(config) as alone:
+    with folder_lock(config) as alone:
         assert alone
-        _prepare_resume(study, config, alone)
+        prepare_resume(study, config, alone)
     assert study.get_trials()[0].state == TrialState.FAIL
     assert study.get_trials()[1].state == TrialState.WAITING  # its point queued again
 
@@ -181,16 +181,16 @@ def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
     first, second = study.ask(), study.ask()
     study.enqueue_trial({"lr": 1e-2})
     first.suggest_float("lr", 1e-3, 1e-2, log=True)  # grid point 0: trial numbers map to grid ids
-    point = _point(first.params)
-    assert _earlier_claim(study, first.number, point) is None
-    assert _earlier_claim(study, 5, point) == first.number
+    point = grid_point(first.params)
+    assert earlier_claim(study, first.number, point) is None
+    assert earlier_claim(study, 5, point) == first.number
     # `second` has no parameters yet: a later trial waits for them, then goes ahead after `patience_s`.
     began = time.monotonic()
-    assert _earlier_claim(study, 5, (("lr", 5e-3),), patience_s=0.5) is None
+    assert earlier_claim(study, 5, (("lr", 5e-3),), patience_s=0.5) is None
     assert time.monotonic() - began >= 0.5
     second.suggest_float("lr", 1e-3, 1e-2, log=True)  # the other grid point (1e-2 is also queued, as trial 2)
-    assert _earlier_claim(study, 9, _point(second.params)) == second.number
-    assert _earlier_claim(study, second.number, _point(second.params)) is None
+    assert earlier_claim(study, 9, grid_point(second.params)) == second.number
+    assert earlier_claim(study, second.number, grid_point(second.params)) is None
     assert pick_best(
         [
             {"state": "COMPLETE", "f1": 1.0, "exact_match": 0.0, "params": {"lr": 3e-3}},
@@ -210,14 +210,14 @@ def test_a_worker_waits_while_another_s_new_trial_has_not_named_its_point_yet(tm
     done = study.ask()
     done.suggest_float("lr", 1e-3, 1e-2, log=True)
     study.tell(done, 1.0)
-    assert _plan(study, config).runnable  # one point left, nobody on it
+    assert plan_trials(study, config).runnable  # one point left, nobody on it
     starting = study.ask()  # another worker's trial, before its objective suggests the parameters
     assert starting.params == {} and study.get_trials()[1].state == TrialState.RUNNING
-    plan = _plan(study, config)
+    plan = plan_trials(study, config)
     # Asking now would draw the same last point (and give way): wait for that trial instead.
     assert plan.todo == 1 and not plan.runnable and plan.waiting_on == [starting.number]
     starting.suggest_float("lr", 1e-3, 1e-2, log=True)
-    assert not _plan(study, config).runnable
+    assert not plan_trials(study, config).runnable
 
 
 def test_postgres_storage_needs_its_extra(tmp_path, monkeypatch):

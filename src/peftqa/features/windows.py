@@ -62,7 +62,14 @@ class FeatureSet:
         )
 
 
-def build_features(examples: list[Example], tokenizer, max_length: int, doc_stride: int) -> FeatureSet:
+def build_features(
+    examples: list[Example],
+    tokenizer,
+    max_length: int,
+    doc_stride: int,
+    chunk_size: int = _TOKENIZE_CHUNK,
+    pairwise: bool = False,
+) -> FeatureSet:
     """Tokenise question + context into overlapping windows and label the first gold answer.
 
     Args:
@@ -70,18 +77,22 @@ def build_features(examples: list[Example], tokenizer, max_length: int, doc_stri
         tokenizer: a fast tokenizer (offset mappings are needed).
         max_length: tokens per window, question and special tokens included.
         doc_stride: tokens shared by consecutive windows of one context.
+        chunk_size: examples per tokenizer call; bounds peak memory, never changes the features.
+        pairwise: let the tokenizer window every (question, context) pair with its own truncation, as it
+            does for a tokenizer whose pair layout cannot be reproduced: slower, and the reference the
+            default path (each distinct context tokenised once) must equal exactly.
     """
     if doc_stride >= max_length - MAX_QUESTION_TOKENS - 3:
         raise ValueError(f"doc_stride {doc_stride} too large for max_length {max_length}")
-    template = pair_template(tokenizer)
+    template = None if pairwise else pair_template(tokenizer)
     if template is None:  # a tokenizer whose pair layout we cannot reproduce: let it window every pair
         build_chunk = _build_chunk
     else:
-        contexts = _ContextTokens(examples, tokenizer)
+        contexts = _ContextTokens(examples, tokenizer, chunk_size)
         build_chunk = partial(_build_chunk_windows, template=template, contexts=contexts)
     parts: list[FeatureSet] = []
-    for first in range(0, len(examples), _TOKENIZE_CHUNK):
-        chunk = examples[first : first + _TOKENIZE_CHUNK]
+    for first in range(0, len(examples), chunk_size):
+        chunk = examples[first : first + chunk_size]
         parts.append(build_chunk(chunk, first, tokenizer, max_length, doc_stride))
     return concatenate(parts)
 
@@ -153,15 +164,15 @@ def _encode_plain(tokenizer, texts: list[str], with_offsets: bool = True) -> lis
 class _ContextTokens:
     """Ids and character offsets of every distinct context of an example list, tokenised once."""
 
-    def __init__(self, examples: list[Example], tokenizer) -> None:
+    def __init__(self, examples: list[Example], tokenizer, chunk_size: int) -> None:
         self.index: dict[str, int] = {}
         for example in examples:
             self.index.setdefault(example.context, len(self.index))
         texts = list(self.index)
         self.ids: list[np.ndarray] = []
         self.offsets: list[np.ndarray] = []
-        for first in range(0, len(texts), _TOKENIZE_CHUNK):
-            for encoding in _encode_plain(tokenizer, texts[first : first + _TOKENIZE_CHUNK]):
+        for first in range(0, len(texts), chunk_size):
+            for encoding in _encode_plain(tokenizer, texts[first : first + chunk_size]):
                 self.ids.append(np.asarray(encoding.ids, dtype=np.int32))
                 self.offsets.append(np.asarray(encoding.offsets, dtype=np.int32).reshape(-1, 2))
 

@@ -43,18 +43,18 @@ from typing import Any
 
 from peftqa.errors import PeftqaError
 from peftqa.sweep.rungs import plan_rungs
-from peftqa.sweep.storage import GRACE_ENV, _folder_lock, grace_seconds, open_study, storage_url
+from peftqa.sweep.storage import GRACE_ENV, folder_lock, grace_seconds, open_study, storage_url
 from peftqa.sweep.summary import edge_warnings, pick_best, read_sweep, resolve_lr, summarize, write_sweep
 from peftqa.sweep.sweep_config import (
     Rungs,
     SweepConfig,
-    _point,
+    grid_point,
     grid_points,
     questions_per_trial,
     search_space,
     trial_dir,
 )
-from peftqa.sweep.trials import _plan, _prepare_resume, _trial_point, _work_in_process, work
+from peftqa.sweep.trials import _trial_point, _work_in_process, plan_trials, prepare_resume, work
 from peftqa.training.tracking import require_tracker, sweep_run
 
 # What `from peftqa.sweep import ...` offers (the cli, the study, the report and the tests import these).
@@ -93,7 +93,7 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
         config = dataclasses.replace(config, base=dataclasses.replace(config.base, tracking_parent=tracked.run_id))
         summary = _run_grid(config, questions, log)
         for _ in range(config.extend_edges if config.sampler == "grid" else 0):
-            lrs = _extended_lrs(config.learning_rates, summary["best"])
+            lrs = extended_lrs(config.learning_rates, summary["best"])
             if lrs is None:
                 break
             log(f"sweep {config.base.method}: the best lr is on the grid's edge; extending the grid to {lrs}")
@@ -105,7 +105,7 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
     return summary
 
 
-def _extended_lrs(lrs: list[float], best: dict[str, Any] | None) -> list[float] | None:
+def extended_lrs(lrs: list[float], best: dict[str, Any] | None) -> list[float] | None:
     """The grid plus one point past the edge the best lr sits on; None when it is inside."""
     if best is None or len(lrs) < 2:
         return None
@@ -123,9 +123,9 @@ def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -
 
     rungs = plan_rungs(config, questions, log)
     study = open_study(config, rungs=rungs)
-    with _folder_lock(config) as alone:
+    with folder_lock(config) as alone:
         _queue_untried_points(study, config)
-        todo = _prepare_resume(study, config, alone)
+        todo = prepare_resume(study, config, alone)
         # No more workers than trials left (each then gets more threads); a single one runs in this process.
         workers = min(worker_count(config.workers, config.workers_per_gpu, len(visible_gpus())), max(1, todo))
         slots = plan_slots(workers, config.workers_per_gpu) if workers > 1 else []
@@ -144,7 +144,7 @@ def _run_grid(config: SweepConfig, questions: int, log: Callable[[str], None]) -
             work(config, questions, rungs, log)
     summary = summarize(study, config, questions, rungs)
     write_sweep(config.folder, summary)
-    left = _plan(study, config).todo
+    left = plan_trials(study, config).todo
     if left:
         raise PeftqaError(
             f"sweep {config.folder}: {left} trial(s) not finished ({'; '.join(failures) or 'workers stopped'}); "
@@ -180,5 +180,5 @@ def _queue_untried_points(study: Any, config: SweepConfig) -> None:
         return
     taken = {_trial_point(trial) for trial in trials}
     for params in grid_points(search_space(config)):
-        if _point(params) not in taken:
+        if grid_point(params) not in taken:
             study.enqueue_trial(params)

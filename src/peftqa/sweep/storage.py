@@ -178,7 +178,7 @@ def open_study(config: SweepConfig, worker: int = 0, rungs: Rungs | None = None)
 
 
 @contextmanager
-def _folder_lock(config: SweepConfig) -> Iterator[bool]:
+def folder_lock(config: SweepConfig) -> Iterator[bool]:
     """Held (shared) by every process of every command working on this sweep folder. Yields whether
     this command is the only one: then, with the local default database, a RUNNING trial is a
     killed process's and can be failed at once instead of after the heartbeat's grace period."""

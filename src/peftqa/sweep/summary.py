@@ -12,7 +12,7 @@ from peftqa import files
 from peftqa.errors import PeftqaError
 from peftqa.sweep.rungs import read_evaluations, separation
 from peftqa.sweep.storage import STUDY_DB
-from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, Rungs, SweepConfig, _point, search_space
+from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, Rungs, SweepConfig, grid_point, search_space
 
 if TYPE_CHECKING:
     import optuna
@@ -55,7 +55,7 @@ def pick_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Highest F1 among complete trials, EM breaking ties, then the smaller parameters: with several
     workers trials finish in any order, and the choice must not depend on it."""
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["f1"] is not None]
-    ranked = sorted(complete, key=lambda r: _point(r["params"]))
+    ranked = sorted(complete, key=lambda r: grid_point(r["params"]))
     return max(ranked, key=lambda r: (r["f1"], r["exact_match"] or 0.0), default=None)
 
 
@@ -77,11 +77,11 @@ def edge_warnings(best: dict[str, Any] | None, space: dict[str, list]) -> list[s
 
 def summarize(study: optuna.Study, config: SweepConfig, questions: int, rungs: Rungs) -> dict[str, Any]:
     space = search_space(config)
-    grid = {_point(dict(zip(space, values, strict=True))) for values in itertools.product(*space.values())}
+    grid = {grid_point(dict(zip(space, values, strict=True))) for values in itertools.product(*space.values())}
     trials = study.get_trials(deepcopy=False)
     # The study outlives a changed grid (storage._study_name); the summary is the grid's.
     rows = sorted(
-        (_trial_row(t) for t in trials if config.sampler != "grid" or not t.params or _point(t.params) in grid),
+        (_trial_row(t) for t in trials if config.sampler != "grid" or not t.params or grid_point(t.params) in grid),
         key=lambda r: r["number"],
     )
     best = pick_best(rows)

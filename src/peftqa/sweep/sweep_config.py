@@ -109,7 +109,8 @@ def search_space(config: SweepConfig) -> dict[str, list]:
     return space
 
 
-def _point(params: dict[str, Any]) -> tuple:
+def grid_point(params: dict[str, Any]) -> tuple:
+    """A trial's parameters as a hashable, ordered key: two trials of one grid point have the same one."""
     return tuple(sorted(params.items()))
 
 
@@ -120,7 +121,7 @@ def grid_points(space: dict[str, list]) -> list[dict[str, Any]]:
     lrs = sorted(space["lr"])
     centre = (len(lrs) - 1) / 2
     points = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
-    return sorted(points, key=lambda p: (abs(lrs.index(p["lr"]) - centre), lrs.index(p["lr"]), _point(p)))
+    return sorted(points, key=lambda p: (abs(lrs.index(p["lr"]) - centre), lrs.index(p["lr"]), grid_point(p)))
 
 
 def questions_per_trial(config: SweepConfig) -> int:

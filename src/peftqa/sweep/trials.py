@@ -15,24 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from peftqa.sweep.rungs import halving_hooks, held_out_score, read_evaluations
-from peftqa.sweep.storage import _folder_lock, grace_seconds, open_study
-from peftqa.sweep.sweep_config import Rungs, SweepConfig, _point, search_space, trial_config
+from peftqa.sweep.storage import folder_lock, grace_seconds, open_study
+from peftqa.sweep.sweep_config import Rungs, SweepConfig, grid_point, search_space, trial_config
 
 
 def _trial_point(trial) -> tuple | None:
     """A trial's grid point: its parameters, or for a queued trial the ones it was queued with."""
     params = trial.params or trial.system_attrs.get("fixed_params")
-    return _point(params) if params else None
+    return grid_point(params) if params else None
 
 
 @dataclass
-class _Plan:
+class TrialPlan:
     todo: int  # trials still to finish
     runnable: bool  # whether asking for a trial now gets a point nobody is running
     waiting_on: list[int]  # RUNNING trials of other workers this one would wait for
 
 
-def _plan(study, config: SweepConfig) -> _Plan:
+def plan_trials(study, config: SweepConfig) -> TrialPlan:
     """What is left. Grid points whose only trials failed are queued again (the grid sampler counts a
     failed point as visited); a point with a RUNNING or queued trial is someone else's."""
     from optuna.trial import TrialState
@@ -45,35 +45,35 @@ def _plan(study, config: SweepConfig) -> _Plan:
         finished = sum(t.state in done for t in trials)
         pending = sum(t.state in pending_states for t in trials)
         todo = max(0, (config.n_trials or 0) - finished)
-        return _Plan(todo, finished + pending < (config.n_trials or 0), running)
+        return TrialPlan(todo, finished + pending < (config.n_trials or 0), running)
     space = search_space(config)
     grid = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
     finished_points = {_trial_point(t) for t in trials if t.state in done}
     pending_points = {_trial_point(t) for t in trials if t.state in pending_states}
     failed_points = {_trial_point(t) for t in trials if t.state == TrialState.FAIL}
-    missing = [p for p in grid if _point(p) not in finished_points]
+    missing = [p for p in grid if grid_point(p) not in finished_points]
     for params in missing:
-        if _point(params) in failed_points and _point(params) not in pending_points:
+        if grid_point(params) in failed_points and grid_point(params) not in pending_points:
             study.enqueue_trial(params)
-            pending_points.add(_point(params))
+            pending_points.add(grid_point(params))
     queued = any(t.state == TrialState.WAITING for t in trials)
-    unclaimed = [p for p in missing if _point(p) not in pending_points]
+    unclaimed = [p for p in missing if grid_point(p) not in pending_points]
     # A trial another worker has just asked for runs before its objective suggests the parameters:
     # RUNNING with no point yet, it will take one of the unclaimed points (the grid sampler chose it
     # at ask time), so it counts against them, or this worker would ask too and draw the same point.
     starting = sum(1 for t in trials if t.state == TrialState.RUNNING and _trial_point(t) is None)
-    return _Plan(len(missing), len(unclaimed) > starting or queued, running)
+    return TrialPlan(len(missing), len(unclaimed) > starting or queued, running)
 
 
-def _prepare_resume(study, config: SweepConfig, alone: bool = True) -> int:
+def prepare_resume(study, config: SweepConfig, alone: bool = True) -> int:
     """Trials still to run. With the default local database and no other command on this folder
-    (`alone`), a RUNNING trial was killed, so it is marked failed now (and queued again by _plan)."""
+    (`alone`), a RUNNING trial was killed, so it is marked failed now (and queued again by plan_trials)."""
     from optuna.trial import TrialState
 
     if config.storage is None and alone:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(trial.number, state=TrialState.FAIL)
-    return _plan(study, config).todo
+    return plan_trials(study, config).todo
 
 
 class _Duplicate(Exception):
@@ -98,7 +98,7 @@ def _quiet_giving_way() -> None:
         logger.addFilter(_QuietGivingWay())
 
 
-def _earlier_claim(study, number: int, point: tuple, patience_s: float = 30.0) -> int | None:
+def earlier_claim(study, number: int, point: tuple, patience_s: float = 30.0) -> int | None:
     """The number of an earlier trial (not failed) of the same point, or None. An earlier RUNNING
     trial whose parameters are not written yet may be about to take this point: wait for them (a
     few milliseconds normally; a worker that died in between is ignored after `patience_s`)."""
@@ -141,7 +141,7 @@ def _objective(
                 params[name] = trial.suggest_int(name, min(values), max(values))
         shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
         if config.sampler == "grid":
-            earlier = _earlier_claim(trial.study, trial.number, _point(params))
+            earlier = earlier_claim(trial.study, trial.number, grid_point(params))
             if earlier is not None:
                 trial.set_user_attr("duplicate_of", earlier)
                 _GAVE_WAY.add(trial.number)
@@ -208,7 +208,7 @@ def work(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        plan = _plan(study, config)
+        plan = plan_trials(study, config)
         if not plan.todo:
             return len(mine)
         if not plan.runnable:
@@ -235,5 +235,5 @@ def _count_finished(numbers: list[int]) -> Callable[[Any, Any], None]:
 
 def _work_in_process(config: SweepConfig, questions: int, rungs: Rungs, worker: int, log, say) -> int:
     """What `peftqa.workers` runs in worker `worker` (1-based) of this command."""
-    with _folder_lock(config):
+    with folder_lock(config):
         return work(config, questions, rungs, log, say, worker)

@@ -42,7 +42,8 @@ class TrainHooks:
     # progress.validation[-1] is its entry, progress.last_eval its per-question scores. An exception it
     # raises stops the run there (a sweep's successive halving prunes trials this way).
     after_validation: Callable[[TrainingState], None] | None = None
-    # With the run's metrics once metrics.json, the predictions and the loss curve are written.
+    # With the run's metrics once metrics.json, the predictions and the loss curve (unless train() was told
+    # to draw none) are written.
     after_finish: Callable[[dict[str, Any]], None] | None = None
 
 

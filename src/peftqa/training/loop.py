@@ -56,7 +56,11 @@ __all__ = ["TrainHooks", "TrainingState", "train"]  # callers import the hooks f
 
 
 def train(
-    config: RunConfig, resume: bool = False, log: Callable[[str], None] = print, hooks: TrainHooks | None = None
+    config: RunConfig,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    hooks: TrainHooks | None = None,
+    loss_curve: bool = True,
 ) -> dict[str, Any]:
     """Train, evaluate and export one run; returns its metrics (also written to metrics.json).
 
@@ -65,6 +69,8 @@ def train(
         resume: continue from the run directory's checkpoint when there is one.
         log: where progress lines go.
         hooks: callbacks told of the run's data, steps and epochs (see TrainHooks).
+        loss_curve: draw loss_curve.png in the run directory (matplotlib); a caller that only wants the
+            metrics (a benchmark, on a machine without matplotlib) may leave it out.
     """
     hooks = hooks or TrainHooks()
     require_tracker(config.report_to)  # a missing extra is one line now, before any data loads
@@ -129,7 +135,7 @@ def train(
         final = validation.final_scores() if validation else state.progress.history[-1]
         if not parallel.main:
             return final  # the same scores as the main process: every rank evaluates them all
-        return _finish(state, tokenizer, parameters, final, validation.outcome() if validation else {})
+        return _finish(state, tokenizer, parameters, final, validation.outcome() if validation else {}, loss_curve)
 
 
 def _fit(state: TrainingState, validation: Validation | None) -> None:
@@ -243,7 +249,12 @@ def _end_epoch(state: TrainingState, epoch: int) -> None:
 
 
 def _finish(
-    state: TrainingState, tokenizer: Any, parameters: dict[str, Any], last: dict[str, Any], validation: dict[str, Any]
+    state: TrainingState,
+    tokenizer: Any,
+    parameters: dict[str, Any],
+    last: dict[str, Any],
+    validation: dict[str, Any],
+    loss_curve: bool,
 ) -> dict[str, Any]:
     """Export the weights and tokenizer, then the metrics and predictions of the last evaluation (`last`:
     its history entry, or with --eval-every-steps dev's once training ended; `validation`: early stopping's)."""
@@ -280,8 +291,9 @@ def _finish(
     }
     files.write_json_atomic(run_dir / runs.PREDICTIONS_JSON, last_eval.predictions)
     runs.write_scores(run_dir / runs.SCORES_JSONL, last_eval.score_rows(data.eval_examples))
-    curve_split = scored_while_training(state)[0]
-    plot_loss_curve(progress.history, progress.step_losses, run_dir / runs.LOSS_CURVE, run_dir.name, curve_split)
+    if loss_curve:
+        curve_split = scored_while_training(state)[0]
+        plot_loss_curve(progress.history, progress.step_losses, run_dir / runs.LOSS_CURVE, run_dir.name, curve_split)
     # metrics.json last: its presence means the run is complete.
     files.write_json_atomic(run_dir / runs.METRICS_JSON, metrics)
     remove_checkpoint(run_dir)

@@ -1,11 +1,11 @@
-"""Run settings: values that cannot work are refused when the RunConfig is made."""
+"""settings.run_config: values that cannot work are refused when the RunConfig is made."""
 
 from __future__ import annotations
 
 import pytest
 
 from peftqa.errors import PeftqaError
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 
 def test_dropout_outside_its_range_is_refused():

@@ -1,4 +1,4 @@
-"""Scoring a model on features: results do not depend on how the rows are batched."""
+"""inference.evaluate: scoring a model on features; results do not depend on how the rows are batched."""
 
 from __future__ import annotations
 

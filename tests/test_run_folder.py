@@ -1,4 +1,5 @@
-"""The run directory and the export folder: reading scores, the git commit, and one loader for both."""
+"""inference.run_folder: the run directory and the export folder (reading scores, the git commit), and one
+loader for both."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from peftqa.export.verify import largest_difference, logits, probe_batch
 from peftqa.inference import run_folder as runs
 from peftqa.inference.run_folder import git_commit
 from peftqa.model.onnx_runtime import OnnxQAModel
-from tests.test_serve import train_tiny_runs
+from tests.helpers import train_tiny_runs
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

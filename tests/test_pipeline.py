@@ -1,4 +1,5 @@
-"""A whole study on a tiny random BERT: sweeps -> final runs -> report, and a second run re-uses it all."""
+"""study.pipeline: a whole study on a tiny random BERT (sweeps -> final runs -> report), and a second run
+re-uses it all."""
 
 from __future__ import annotations
 
@@ -12,23 +13,12 @@ from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.study import pipeline as study_module
-from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, StudyPreset, parse_methods, run_study
-
-TINY = StudyPreset(
-    description="tiny test study",
-    methods=("lora",),
-    run={"max_length": 128, "doc_stride": 32, "batch_size": 4, "eval_batch_size": 8, "validation_questions": 3},
-    final_train_limit=None,
-    final_epochs=1.0,
-    final_eval_limit=None,
-    held_out_limit=None,
-    sweep_lrs={"lora": [1e-2]},
-    compare_grids={"original": {"lora": [1e-5]}},
-)
+from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, parse_methods, run_study
+from tests.helpers import TINY_STUDY
 
 
 def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path, monkeypatch):
-    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY_STUDY)
     lines: list[str] = []
     summary = run_study(
         StudyConfig("tiny", None, str(tmp_path / "study"), str(squad_dir), str(tiny_bert_dir)), lines.append
@@ -64,7 +54,7 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
     assert any(line.endswith("already holds the best trial's run") for line in again_lines)
 
     # A changed best learning rate must not silently re-use the run trained at the old one.
-    monkeypatch.setitem(STUDY_PRESETS, "tiny", dataclasses.replace(TINY, sweep_lrs={"lora": [3e-2]}))
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", dataclasses.replace(TINY_STUDY, sweep_lrs={"lora": [3e-2]}))
     with pytest.raises(PeftqaError, match=r"other settings \(lr: "):
         run_study(StudyConfig("tiny", "lora", str(tmp_path / "study"), str(squad_dir), str(tiny_bert_dir)), lambda _: 0)
 
@@ -72,7 +62,7 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
 def test_a_second_call_with_other_methods_adds_them_to_the_folder_s_study(
     tiny_bert_dir, squad_dir, tmp_path, monkeypatch
 ):
-    two = dataclasses.replace(TINY, compare_grids={}, sweep_lrs={"lora": [1e-2], "ia3": [3e-2]})
+    two = dataclasses.replace(TINY_STUDY, compare_grids={}, sweep_lrs={"lora": [1e-2], "ia3": [3e-2]})
     monkeypatch.setitem(STUDY_PRESETS, "tiny", two)
     folder = tmp_path / "study"
 
@@ -144,7 +134,7 @@ def test_study_folders_are_found_under_the_study_wherever_it_ran(tmp_path):
 def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squad_dir, tmp_path, monkeypatch, capfd):
     import peftqa.report as report_module
 
-    tiny = dataclasses.replace(TINY, compare_grids={}, final_train_limit=4)
+    tiny = dataclasses.replace(TINY_STUDY, compare_grids={}, final_train_limit=4)
     monkeypatch.setitem(STUDY_PRESETS, "tiny", tiny)
     # The report is the test above's business; here only which runs reach it matters.
     reported: list[list[Path]] = []
@@ -182,7 +172,7 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
 def test_study_on_your_own_files_without_titles(tiny_bert_dir, tmp_path, monkeypatch):
     from tests.squad_fixtures import jsonl_rows, many_articles, write_jsonl, write_v2
 
-    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY_STUDY)
     rows = [{k: v for k, v in row.items() if k != "title"} for row in jsonl_rows(many_articles(12))]
     train_file = write_jsonl(tmp_path / "train.jsonl", rows)  # no titles: held out by context
     dev_file = write_v2(tmp_path / "dev-v2.json")
@@ -205,7 +195,7 @@ def test_study_on_your_own_files_without_titles(tiny_bert_dir, tmp_path, monkeyp
 def test_a_file_too_small_for_the_held_out_split_says_so_in_one_line(tiny_bert_dir, tmp_path, monkeypatch):
     from tests.squad_fixtures import jsonl_rows, write_jsonl
 
-    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY)
+    monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY_STUDY)
     small = write_jsonl(tmp_path / "small.jsonl", jsonl_rows())
     config = StudyConfig(
         "tiny", "lora", str(tmp_path / "study"), None, str(tiny_bert_dir), train_file=str(small),
@@ -222,7 +212,7 @@ def test_a_study_across_budgets_on_your_file_plots_f1_and_says_where_the_order_c
     from tests.squad_fixtures import jsonl_rows, many_articles, write_jsonl
 
     two = dataclasses.replace(
-        TINY, methods=("lora", "ia3"), compare_grids={}, sweep_lrs={"lora": [1e-2], "ia3": [3e-2]}
+        TINY_STUDY, methods=("lora", "ia3"), compare_grids={}, sweep_lrs={"lora": [1e-2], "ia3": [3e-2]}
     )
     monkeypatch.setitem(STUDY_PRESETS, "tiny", two)
     train_file = write_jsonl(tmp_path / "train.jsonl", jsonl_rows(many_articles(12)))  # 30 questions, 4 held out

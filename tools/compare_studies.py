@@ -1,7 +1,7 @@
 """Two studies of the same preset side by side, method by method: the learning rate each sweep chose,
 each final run's F1 with its interval, and the paired difference on the questions both scored.
 
-    python -m benchmarks.compare_studies studies/quick-fp32 studies/quick        # A = fp32, B = bf16
+    python -m tools.compare_studies studies/quick-fp32 studies/quick        # A = fp32, B = bf16
 
 Made to check that a change of arithmetic (`--precision`) or of code leaves the answer unchanged:
 the same learning rates and F1s within each other's paired 95% interval.

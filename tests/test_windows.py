@@ -1,25 +1,19 @@
-import dataclasses
+"""features.windows: windows over long contexts, their labels and offsets, and the fast path (each context
+tokenised once) equal to tokenising every pair."""
 
 import numpy as np
 import pytest
 
 from peftqa.data import Example
-from peftqa.features import windows as features_module
-from peftqa.features.windows import FeatureSet, build_features, pair_template, window_starts
+from peftqa.features import windows
+from peftqa.features.windows import build_features, pair_template, window_starts
 from peftqa.model.backbone import load_tokenizer
-from tests.conftest import TOKENIZER_DIR
+from tests.helpers import TOKENIZER_DIR, assert_same_features, example_of, window_examples
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     return load_tokenizer(str(TOKENIZER_DIR))
-
-
-def _example(context: str, answer: str, occurrence: int = 0, question: str = "What is it?") -> Example:
-    start = -1
-    for _ in range(occurrence + 1):
-        start = context.index(answer, start + 1)
-    return Example("x", question, context, (answer,), (start,))
 
 
 def _labelled_texts(features, example) -> list[str]:
@@ -35,7 +29,7 @@ def _labelled_texts(features, example) -> list[str]:
 def test_answer_in_a_later_window_is_labelled_only_where_it_fits(tokenizer):
     filler = " ".join(f"word{i}" for i in range(150))
     context = f"{filler} The treasure is buried under the old oak tree. {filler}"
-    example = _example(context, "the old oak tree")
+    example = example_of(context, "the old oak tree")
     features = build_features([example], tokenizer, max_length=128, doc_stride=32)
     assert len(features) > 3
     texts = _labelled_texts(features, example)
@@ -49,7 +43,7 @@ def test_answer_cut_by_a_window_edge_gets_the_cls_label(tokenizer):
     for answer_words in range(1, 4):
         for first in range(40, 80):
             answer = " ".join(f"w{i}" for i in range(first, first + answer_words))
-            example = _example(context, " " + answer + " ")
+            example = example_of(context, " " + answer + " ")
             example = Example("x", "q?", context, (answer,), (example.answer_starts[0] + 1,))
             features = build_features([example], tokenizer, max_length=128, doc_stride=32)
             for row, text in enumerate(_labelled_texts(features, example)):
@@ -64,13 +58,13 @@ def test_answer_cut_by_a_window_edge_gets_the_cls_label(tokenizer):
 def test_accents_and_non_ascii_keep_exact_character_offsets(tokenizer):
     context = "Le café de Flore à Paris accueillit Jean-Paul Sartre et Simone de Beauvoir — souvent."
     for answer in ("café de Flore", "Paris", "Simone de Beauvoir", "Jean-Paul Sartre"):
-        example = _example(context, answer)
+        example = example_of(context, answer)
         features = build_features([example], tokenizer, max_length=128, doc_stride=32)
         assert _labelled_texts(features, example) == [answer]
 
 
 def test_offsets_outside_the_context_are_masked(tokenizer):
-    example = _example("Paris is the capital of France.", "Paris", question="What is the capital?")
+    example = example_of("Paris is the capital of France.", "Paris", question="What is the capital?")
     features = build_features([example], tokenizer, max_length=128, doc_stride=32)
     offsets = features.row_offsets(0)
     ids = features.input_ids[features.row(0)]
@@ -82,65 +76,28 @@ def test_offsets_outside_the_context_are_masked(tokenizer):
 
 def test_very_long_questions_are_shortened_not_fatal(tokenizer):
     question = "why " * 500
-    example = _example("Because it rains a lot in the autumn.", "it rains", question=question)
+    example = example_of("Because it rains a lot in the autumn.", "it rains", question=question)
     features = build_features([example], tokenizer, max_length=128, doc_stride=32)
     assert _labelled_texts(features, example) == ["it rains"]
 
 
-def _examples() -> list[Example]:
-    """Short and long contexts, shared contexts, a very long question, no answer, accents."""
-    filler = " ".join(
-        f"Sentence number {i} talks about the château of Émile, (built in {1700 + i})." for i in range(40)
-    )
-    long_context = f"{filler} The treasure lies under the old oak tree. {filler}"
-    short_context = "Pride and Prejudice was written by Jane Austen and published in 1813."
-    long_question = "Which " + " ".join(f"very{i}" for i in range(80)) + " tree?"
-
-    def example(qid: str, question: str, context: str, answer: str | None) -> Example:
-        if answer is None:
-            return Example(qid, question, context, (), ())
-        return Example(qid, question, context, (answer,), (context.index(answer),))
-
-    return [
-        example("a", "Where is the treasure?", long_context, "the old oak tree"),
-        example("b", "   Who built the château?", long_context, "Émile"),
-        example("c", long_question, long_context, "oak"),
-        example("d", "Who wrote it?", short_context, "Jane Austen"),
-        example("e", "When?", short_context, "1813"),
-        example("f", "What is asked at prediction time?", long_context, None),
-        example("g", "When was number 39 built?", long_context, "1739"),
-    ]
-
-
-def _pairs_path(examples: list[Example], tokenizer, max_length: int, stride: int) -> FeatureSet:
-    return features_module._build_chunk(examples, 0, tokenizer, max_length, stride)
-
-
-def _assert_same(left: FeatureSet, right: FeatureSet) -> None:
-    for field in dataclasses.fields(FeatureSet):
-        a, b = getattr(left, field.name), getattr(right, field.name)
-        assert (a is None) == (b is None), field.name
-        if a is not None:
-            assert a.dtype == b.dtype and np.array_equal(a, b), field.name
-
-
 @pytest.mark.parametrize(("max_length", "stride"), [(128, 32), (160, 64), (384, 128)])
 def test_windowed_fast_path_equals_tokenising_every_pair(tokenizer, max_length, stride):
-    examples = _examples()
+    examples = window_examples()
     assert pair_template(tokenizer) is not None  # the fast path is the one under test
     fast = build_features(examples, tokenizer, max_length, stride)
-    _assert_same(fast, _pairs_path(examples, tokenizer, max_length, stride))
+    assert_same_features(fast, build_features(examples, tokenizer, max_length, stride, pairwise=True))
     assert len(fast) > len(examples)  # several windows per long context
 
 
 def test_chunks_and_fallback_give_the_same_features(tokenizer, monkeypatch):
-    examples = _examples()
-    expected = _pairs_path(examples, tokenizer, 128, 32)
-    monkeypatch.setattr(features_module, "_TOKENIZE_CHUNK", 3)
-    _assert_same(build_features(examples, tokenizer, 128, 32), expected)
+    examples = window_examples()
+    expected = build_features(examples, tokenizer, 128, 32, pairwise=True)
+    assert_same_features(build_features(examples, tokenizer, 128, 32, chunk_size=3), expected)
+    assert_same_features(build_features(examples, tokenizer, 128, 32, chunk_size=3, pairwise=True), expected)
     # A tokenizer whose pair layout cannot be reproduced falls back to the pair path.
-    monkeypatch.setattr(features_module, "pair_template", lambda tokenizer: None)
-    _assert_same(build_features(examples, tokenizer, 128, 32), expected)
+    monkeypatch.setattr(windows, "pair_template", lambda tokenizer: None)
+    assert_same_features(build_features(examples, tokenizer, 128, 32, chunk_size=3), expected)
 
 
 def test_window_starts_cover_the_context_like_the_tokenizer():

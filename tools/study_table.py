@@ -4,7 +4,7 @@ questions (settled or not), trainable share, adapter size, training seconds and 
 seconds the sweeps and the final runs spent training and scoring (the study's compute, model loading left
 out), also when it ran in parts.
 
-    python -m benchmarks.study_table studies/all-quick
+    python -m tools.study_table studies/all-quick
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`--method peft --peft-config CONFIG.json` (methods/peft_config.py): a peft config file trains through
+"""`--method peft --peft-config CONFIG.json` (methods/peft_file.py): a peft config file trains through
 `peftqa train`, reloads exactly, is recorded and named in reports; bad files exit 2 with one line."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from peftqa.study.pipeline import parse_methods
 
 
 def _train_flags(model_dir, squad_dir, out) -> list[str]:
-    """`peftqa train` flags for a run of seconds on the tiny models and data (tests.conftest.tiny_run_config's)."""
+    """`peftqa train` flags for a run of seconds on the tiny models and data (tests.helpers.tiny_run_config's)."""
     values = {
         "model": model_dir,
         "data-dir": squad_dir,

@@ -1,5 +1,5 @@
-"""`peftqa predict RUN --file QUESTIONS --out PREDICTIONS.json [--nbest K]`: one answer per id, the
-same answers as `evaluate` gives on the same questions, for runs and exports alike."""
+"""inference.answer, `peftqa predict RUN --file QUESTIONS --out PREDICTIONS.json [--nbest K]`: one answer per
+id, the same answers as `evaluate` gives on the same questions, for runs and exports alike."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.inference.answer import NBEST_JSON, predict_file
 from peftqa.training.loop import train
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 from tests.squad_fixtures import jsonl_rows, v2_articles, write_jsonl, write_v2
 
 

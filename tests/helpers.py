@@ -1,0 +1,370 @@
+"""Builders that several test modules share: plain functions, classes and constants (the pytest fixtures
+are in conftest.py, the hand-made SQuAD data in squad_fixtures.py). No test module imports another."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from peftqa import files
+from peftqa.data import Example
+from peftqa.features.windows import FeatureSet
+from peftqa.methods import get_method, method_names
+from peftqa.settings.run_config import RunConfig, ScoringSettings
+from peftqa.study.pipeline import StudyPreset
+from tests.squad_fixtures import write_v2
+
+TOKENIZER_DIR = Path(__file__).parent / "fixtures" / "bert-uncased-tokenizer"
+
+
+def tiny_run_config(model_dir, squad_dir, out, method="lora", **overrides):
+    """Settings for a run that trains in seconds on the tiny models and the tiny SQuAD fixture."""
+    values = dict(
+        method=method,
+        model=str(model_dir),
+        data_dir=str(squad_dir) if squad_dir is not None else None,
+        max_length=128,
+        doc_stride=32,
+        batch_size=2,
+        eval_batch_size=4,
+        epochs=2,
+        lr=1e-2,
+        checkpoint_every_steps=2,
+        validation_questions=3,  # one of the fixture's two articles, when a run is scored on held-out train
+        output_dir=str(out),
+        precision="fp32",  # the same numbers on every CI machine, with or without bf16 units
+    )
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+class Killed(BaseException):
+    """Stands for kill -9 in the middle of a step: nothing after it runs, nothing more is saved."""
+
+
+# ---------------------------------------------------------------------------- features
+
+
+def example_of(context: str, answer: str, occurrence: int = 0, question: str = "What is it?") -> Example:
+    """A question on `context` whose answer is the `occurrence`-th appearance of `answer` in it."""
+    start = -1
+    for _ in range(occurrence + 1):
+        start = context.index(answer, start + 1)
+    return Example("x", question, context, (answer,), (start,))
+
+
+def window_examples() -> list[Example]:
+    """Short and long contexts, shared contexts, a very long question, no answer, accents."""
+    filler = " ".join(
+        f"Sentence number {i} talks about the château of Émile, (built in {1700 + i})." for i in range(40)
+    )
+    long_context = f"{filler} The treasure lies under the old oak tree. {filler}"
+    short_context = "Pride and Prejudice was written by Jane Austen and published in 1813."
+    long_question = "Which " + " ".join(f"very{i}" for i in range(80)) + " tree?"
+
+    def example(qid: str, question: str, context: str, answer: str | None) -> Example:
+        if answer is None:
+            return Example(qid, question, context, (), ())
+        return Example(qid, question, context, (answer,), (context.index(answer),))
+
+    return [
+        example("a", "Where is the treasure?", long_context, "the old oak tree"),
+        example("b", "   Who built the château?", long_context, "Émile"),
+        example("c", long_question, long_context, "oak"),
+        example("d", "Who wrote it?", short_context, "Jane Austen"),
+        example("e", "When?", short_context, "1813"),
+        example("f", "What is asked at prediction time?", long_context, None),
+        example("g", "When was number 39 built?", long_context, "1739"),
+    ]
+
+
+def assert_same_features(left: FeatureSet, right: FeatureSet) -> None:
+    for field in dataclasses.fields(FeatureSet):
+        a, b = getattr(left, field.name), getattr(right, field.name)
+        assert (a is None) == (b is None), field.name
+        if a is not None:
+            assert a.dtype == b.dtype and np.array_equal(a, b), field.name
+
+
+# ---------------------------------------------------------------------------- methods
+
+
+def method_options(spec):
+    """The method's default options, or its example ones where it has no usable defaults (peft)."""
+    return spec.make_options(dict(spec.example_options or {}))
+
+
+def random_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Two rows of 24 random token ids with answer labels, the same for the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(1000, 2000, (2, 24), generator=generator),
+        "attention_mask": torch.ones(2, 24, dtype=torch.long),
+        "start_positions": torch.tensor([3, 5]),
+        "end_positions": torch.tensor([4, 9]),
+    }
+
+
+def trained_two_steps(spec, model_dir, options=None):
+    """The method applied to the model in `model_dir` and trained two AdamW steps on random batches."""
+    from peftqa.model.backbone import load_qa_model
+
+    torch.manual_seed(0)
+    model = spec.apply(load_qa_model(str(model_dir)), options or method_options(spec))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    model.train()
+    for step in range(2):
+        model(**random_batch(step)).loss.backward()
+        optimizer.step()
+        if spec.after_optimizer_step is not None:
+            spec.after_optimizer_step(model, step, 2)
+        optimizer.zero_grad()
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------- report inputs, written by hand
+# Every per-question score is chosen, so every verdict is known.
+
+DEVICE = "cpu: x86_64, 2 threads"
+# What sweep.json says about the questions its trials were scored on.
+SWEEP_QUESTIONS = {
+    "eval_split": "validation",
+    "eval_limit": 200,
+    "validation_questions": 300,
+    "base_config": {"eval_sample": "random", "eval_seed": 0},
+}
+
+
+def fake_sweep(folder):
+    """A finished three-point lr sweep of lora whose best trial is its middle one."""
+    from peftqa.sweep import write_sweep
+
+    trials = [
+        {"number": i, "state": "COMPLETE", "params": {"lr": lr}, "f1": f1, "exact_match": f1 / 2}
+        for i, (lr, f1) in enumerate([(1e-4, 10.0), (3e-4, 30.0), (1e-3, 20.0)])
+    ]
+    write_sweep(
+        folder,
+        {
+            "method": "lora",
+            "train_questions": 300,
+            "epochs": 1,
+            "trials": trials,
+            "best": trials[1],
+            "edge_warnings": [],
+            **SWEEP_QUESTIONS,
+        },
+    )
+    return folder
+
+
+def fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=True, trainable=1000, size=4096):
+    """A finished run whose answer to dev question k is right (the gold town) when right[k], else wrong."""
+    from peftqa.data import QuestionChoice, load_squad
+    from peftqa.inference import run_folder as runs
+
+    examples = load_squad(Path(data_dir) / "dev-v1.1.json")
+    assert len(right) == len(examples)
+    predictions = {e.id: e.answers[0] if ok else "founded" for e, ok in zip(examples, right, strict=True)}
+    rows = [
+        {"id": e.id, "title": e.title, "exact_match": 100.0 * ok, "f1": 100.0 * ok, "prediction": predictions[e.id]}
+        for e, ok in zip(examples, right, strict=True)
+    ]
+    f1 = 100.0 * sum(right) / len(right)
+    for needed in ("model" if method == "full" else "adapter", "tokenizer"):
+        (folder / needed).mkdir(parents=True, exist_ok=True)
+    config = {"method": method, "model": "m", "data_dir": str(data_dir), "seed": seed, "lr": lr, "epochs": 1.0}
+    config |= {"max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_split": "dev", "eval_limit": None}
+    settings = {"config": config, "base_model_path": "m", "learning_rate": lr, "train_questions": 300, "device": DEVICE}
+    settings["eval_description"] = QuestionChoice().describe(len(examples))
+    files.write_json_atomic(folder / runs.RUN_JSON, settings)
+    files.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
+    (folder / runs.SCORES_JSONL).unlink(missing_ok=True)
+    if scores_file:
+        (folder / runs.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    metrics = {"method": method, "model": "m", "exact_match": f1, "f1": f1, "trainable_params": trainable}
+    metrics |= {"trainable_percent": 1.0, "artifact_bytes": size, "train_seconds": 1.0}
+    files.write_json_atomic(folder / runs.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []})
+    return folder
+
+
+# ---------------------------------------------------------------------------- tiny trained runs for serving
+
+WINDOWS = ScoringSettings(max_length=128, doc_stride=32)  # the windows tiny_run_config trains with
+CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
+QUESTION = "Who wrote Pride and Prejudice?"
+METHODS = tuple(method_names())  # every registered method, so a new one is checked for sharing too
+
+
+def train_tiny_runs(methods, model_dir: Path, squad_dir: Path, root: Path) -> dict[str, Path]:
+    """One finished tiny run (two optimiser steps) per method, in root/<method>."""
+    from peftqa.training.loop import train
+
+    with pytest.MonkeyPatch.context() as patch:
+        # Module-scoped fixtures start before the autouse cache fixture: keep caches out of $HOME here too.
+        patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
+        for method in methods:
+            # A method with no usable defaults (peft: its config file) runs with its example options.
+            options = dict(get_method(method).example_options or {})
+            config = tiny_run_config(model_dir, squad_dir, root / method, method, max_steps=2, method_options=options)
+            train(config, log=lambda line: None)
+    return {method: root / method for method in methods}
+
+
+def train_abstaining_run(model_dir: Path, root: Path) -> Path:
+    """A tiny run on SQuAD 2.0-format data whose null threshold makes it answer nothing, in root/abstains."""
+    from peftqa.training.loop import train
+
+    dev = write_v2(root / "dev-v2.json")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
+        config = tiny_run_config(
+            model_dir, None, root / "abstains", train_file=str(dev), dev_file=str(dev), null_threshold=-1e9,
+            max_steps=1,
+        )  # fmt: skip
+        train(config, log=lambda line: None)
+    return root / "abstains"
+
+
+def runs_of_every_method(model_dir: Path, squad_dir: Path, tmp_path_factory) -> dict[str, Path]:
+    """A tiny run of every method, trained once per test session for all the serve test files (which
+    only read them, or copy them first)."""
+    root = tmp_path_factory.getbasetemp() / "serve-runs"
+    trained = root / "trained"  # written last: a session that stopped halfway trains them again
+    if not trained.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        train_tiny_runs(METHODS, model_dir, squad_dir, root)
+        trained.touch()
+    return {method: root / method for method in METHODS}
+
+
+class PointAtWord(torch.nn.Module):
+    """A stand-in QA model whose start and end logits pick out one token id wherever it is."""
+
+    def __init__(self, token_id: int) -> None:
+        super().__init__()
+        self.token_id = token_id
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask, start_positions=None, end_positions=None, **_):
+        logits = (input_ids == self.token_id).float() * 10.0
+        return SimpleNamespace(start_logits=logits, end_logits=logits, loss=torch.zeros(()))
+
+
+# ---------------------------------------------------------------------------- a tiny study
+
+# A study that sweeps and trains lora for seconds on the tiny models and data (register it in STUDY_PRESETS).
+TINY_STUDY = StudyPreset(
+    description="tiny test study",
+    methods=("lora",),
+    run={"max_length": 128, "doc_stride": 32, "batch_size": 4, "eval_batch_size": 8, "validation_questions": 3},
+    final_train_limit=None,
+    final_epochs=1.0,
+    final_eval_limit=None,
+    held_out_limit=None,
+    sweep_lrs={"lora": [1e-2]},
+    compare_grids={"original": {"lora": [1e-5]}},
+)
+
+
+# ---------------------------------------------------------------------------- the official SQuAD 2.0 scores
+# The reference: evaluate-v2.0.py as published with SQuAD 2.0 (the functions it runs, written out here
+# from that definition), to compare peftqa's numbers with bit for bit.
+def _official_normalize(s):
+    import re
+    import string
+
+    def remove_articles(text):
+        return re.sub(re.compile(r"\b(a|an|the)\b", re.UNICODE), " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def _official_tokens(s):
+    return _official_normalize(s).split() if s else []
+
+
+def _official_f1(a_gold, a_pred):
+    import collections
+
+    gold_toks, pred_toks = _official_tokens(a_gold), _official_tokens(a_pred)
+    common = collections.Counter(gold_toks) & collections.Counter(pred_toks)
+    num_same = sum(common.values())
+    if len(gold_toks) == 0 or len(pred_toks) == 0:
+        return int(gold_toks == pred_toks)
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(pred_toks)
+    recall = 1.0 * num_same / len(gold_toks)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def official_v2(dataset, preds, na_probs=None, na_prob_thresh=1.0):
+    """What evaluate-v2.0.py prints for `preds` on the articles `dataset` (with `na_probs`: its best thresholds)."""
+    qid_to_has_ans = {qa["id"]: bool(qa["answers"]) for a in dataset for p in a["paragraphs"] for qa in p["qas"]}
+    exact_raw, f1_raw = {}, {}
+    for article in dataset:
+        for p in article["paragraphs"]:
+            for qa in p["qas"]:
+                gold = [a["text"] for a in qa["answers"] if _official_normalize(a["text"])] or [""]
+                a_pred = preds[qa["id"]]
+                exact_raw[qa["id"]] = max(int(_official_normalize(a) == _official_normalize(a_pred)) for a in gold)
+                f1_raw[qa["id"]] = max(_official_f1(a, a_pred) for a in gold)
+    probs = na_probs if na_probs is not None else {k: 0.0 for k in preds}
+
+    def apply(scores):
+        return {q: (float(not qid_to_has_ans[q]) if probs[q] > na_prob_thresh else s) for q, s in scores.items()}
+
+    def make(exact, f1_scores, qid_list=None):
+        if not qid_list:
+            total = len(exact)
+            return {"exact": 100.0 * sum(exact.values()) / total, "f1": 100.0 * sum(f1_scores.values()) / total,
+                    "total": total}  # fmt: skip
+        total = len(qid_list)
+        return {"exact": 100.0 * sum(exact[k] for k in qid_list) / total,
+                "f1": 100.0 * sum(f1_scores[k] for k in qid_list) / total, "total": total}  # fmt: skip
+
+    exact_thresh, f1_thresh = apply(exact_raw), apply(f1_raw)
+    out = make(exact_thresh, f1_thresh)
+    for prefix, wanted in (("HasAns", True), ("NoAns", False)):
+        ids = [k for k, v in qid_to_has_ans.items() if v is wanted]
+        if ids:
+            out.update({f"{prefix}_{k}": v for k, v in make(exact_thresh, f1_thresh, ids).items()})
+    if na_probs is not None:
+
+        def find_best(scores):
+            num_no_ans = sum(1 for k in qid_to_has_ans if not qid_to_has_ans[k])
+            cur_score = num_no_ans
+            best_score = cur_score
+            best_thresh = 0.0
+            for qid in sorted(probs, key=lambda k: probs[k]):
+                if qid not in scores:
+                    continue
+                if qid_to_has_ans[qid]:
+                    diff = scores[qid]
+                else:
+                    diff = -1 if preds[qid] else 0
+                cur_score += diff
+                if cur_score > best_score:
+                    best_score = cur_score
+                    best_thresh = probs[qid]
+            return 100.0 * best_score / len(scores), best_thresh
+
+        out["best_exact"], out["best_exact_thresh"] = find_best(exact_raw)
+        out["best_f1"], out["best_f1_thresh"] = find_best(f1_raw)
+    return out
