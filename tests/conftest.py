@@ -93,7 +93,7 @@ def tiny_run_config(model_dir, squad_dir, out, method="lora", **overrides):
         precision="fp32",  # the same numbers on every CI machine, with or without bf16 units
     )
     values.update(overrides)
-    return RunConfig(**values)
+    return RunConfig.flat(**values)
 
 
 @pytest.fixture

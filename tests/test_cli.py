@@ -168,14 +168,14 @@ def test_sweep_flags_are_made_from_sweep_config_and_its_defaults_apply(monkeypat
     assert config.lrs == [3e-3, 1e-3] and config.learning_rates == [1e-3, 3e-3]
     for name in ("train_fraction", "epochs", "eval_limit", "sampler", "prune", "extend_edges", "workers"):
         assert getattr(config, name) == getattr(defaults, name), name
-    assert config.base.epochs == config.epochs
+    assert config.base.optimisation.epochs == config.epochs
 
     seen.clear()
     flags = ["--no-prune", "--sampler", "tpe", "--n-trials", "3", "--epochs", "2", "--eval-limit", "50"]
     assert main(["sweep", "--method", "lora", "--data-dir", str(squad_dir), "--ranks", "4,8", *flags]) == 0
     (config,) = seen
     assert (config.prune, config.sampler, config.n_trials, config.ranks) == (False, "tpe", 3, [4, 8])
-    assert (config.epochs, config.base.epochs, config.eval_limit) == (2.0, 2.0, 50)
+    assert (config.epochs, config.base.optimisation.epochs, config.eval_limit) == (2.0, 2.0, 50)
 
     # Every SweepConfig field with help has its flag (the run flags cover the trial size and folder).
     parsed = build_parser().parse_args(["sweep", "--method", "lora"])

@@ -201,7 +201,7 @@ def test_a_prefix_run_exports_to_onnx_with_the_runs_logits(tiny_model_dir, squad
     from peftqa.export import export_run
     from peftqa.export.verify import largest_difference, logits, probe_batch
     from peftqa.inference import run_folder as runs
-    from peftqa.settings.run_config import ScoringSettings
+    from peftqa.settings.groups import ScoringSettings
     from peftqa.training.loop import train
 
     run_dir = tmp_path / "run"

@@ -20,7 +20,7 @@ from peftqa.methods import get_method, method_names
 from peftqa.serve import create_app
 from peftqa.serve.loading import load_models
 from peftqa.serve.served import ServedModel
-from peftqa.settings.run_config import ScoringSettings
+from peftqa.settings.groups import ScoringSettings
 from peftqa.training.loop import train
 from tests.conftest import TOKENIZER_DIR, tiny_run_config
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -92,7 +91,7 @@ def test_epoch_scores_report_to_optuna_and_prune():
 
 def test_bad_sweep_input_is_a_peftqa_error(tmp_path):
     with pytest.raises(PeftqaError, match="no rank option"):
-        SweepConfig(base=RunConfig(method="ia3"), ranks=[4])
+        SweepConfig(base=RunConfig.flat(method="ia3"), ranks=[4])
     with pytest.raises(PeftqaError, match="n-trials"):
         SweepConfig(base=RunConfig(), sampler="tpe")
     with pytest.raises(PeftqaError, match="no sweep.json"):
@@ -110,7 +109,7 @@ def test_edge_best_extends_the_grid_outward():
 def test_trials_are_scored_on_held_out_training_articles_never_dev(tiny_bert_dir, tmp_path):
     squad = write_squad(tmp_path / "squad", train=many_articles())  # dev: the two hand-made articles
     config = _sweep_config(tiny_bert_dir, squad, tmp_path / "sweep", lrs=[1e-2], train_fraction=1.0)
-    config.base = dataclasses.replace(config.base, validation_questions=5)
+    config.base = config.base.replace(validation_questions=5)
     summary = run_sweep(config, log=lambda _: None)
 
     assert summary["eval_split"] == "validation"

@@ -102,11 +102,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     base = config_from_args(args)
     values = given_fields(args, SweepConfig, _SWEEP_FROM_RUN_FLAGS)
     # The trial size from the run flags: --train-limit and --eval-limit (or the preset's), --epochs when given.
-    for name, value in (("train_limit", base.train_limit), ("eval_limit", base.eval_limit), ("epochs", args.epochs)):
+    for name, value in (
+        ("train_limit", base.data.train_limit),
+        ("eval_limit", base.data.eval_limit),
+        ("epochs", args.epochs),
+    ):
         if value is not None:
             values[name] = value
     config = SweepConfig(base=base, output_dir=args.output_dir, **values)
-    run_sweep(dataclasses.replace(config, base=dataclasses.replace(base, epochs=config.epochs)))
+    run_sweep(dataclasses.replace(config, base=base.replace(epochs=config.epochs)))
     return 0
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from peftqa.methods import METHODS, method_names
-from peftqa.settings.run_config import PRESETS, RunConfig, preset
+from peftqa.settings.run_config import PRESETS, RunConfig, preset, setting_fields, setting_types
 
 # RunConfig fields that have no flag of their own (method_options gets one flag per option; a sweep sets
 # tracking_parent).
@@ -74,8 +74,8 @@ def _option_help() -> dict[str, tuple[type, str]]:
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field and per method option, with the field's help; all default to None
     (= not given), so presets and RunConfig's own defaults apply."""
-    hints = typing.get_type_hints(RunConfig)
-    for field in dataclasses.fields(RunConfig):
+    hints = setting_types()
+    for _, field in setting_fields():
         if field.name in _NO_FLAG:
             continue
         flag = "--" + field.name.replace("_", "-")
@@ -101,7 +101,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, **fixed: Any) -> RunConfig:
     """Preset, then the flags given, then `fixed`; only the options that were given are passed."""
     values = preset(args.preset)
-    for field in dataclasses.fields(RunConfig):
+    for _, field in setting_fields():
         given = getattr(args, field.name, None)
         if given is not None:
             values[field.name] = given

@@ -27,7 +27,9 @@ from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.methods import get_method, methods_in_all
 from peftqa.model.backbone import DEFAULT_MODEL
-from peftqa.settings.run_config import PRECISIONS, PRESETS, REPORT_TO, RunConfig, setting
+from peftqa.settings.fields import setting
+from peftqa.settings.groups import PRECISIONS, REPORT_TO
+from peftqa.settings.run_config import PRESETS, RunConfig
 from peftqa.study.record import STUDY_JSON, earlier_calls, study_folders
 from peftqa.sweep import SweepConfig, run_sweep
 
@@ -260,12 +262,12 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
         base = _base_config(preset, method, data_dir, overrides)
         for extra_seed in range(seeds):
             # Every seed is scored on the same dev questions (eval_seed is not the run's seed): paired.
-            run_dir = folder / "runs" / (f"{name}-seed{base.seed + extra_seed}" if extra_seed else name)
+            run_dir = folder / "runs" / (f"{name}-seed{base.optimisation.seed + extra_seed}" if extra_seed else name)
             final = RunConfig.from_dict(
                 {
                     **base.to_dict(),
                     "lr": summary["best"]["params"]["lr"],
-                    "seed": base.seed + extra_seed,
+                    "seed": base.optimisation.seed + extra_seed,
                     "train_limit": preset.final_train_limit,
                     "epochs": preset.final_epochs,
                     "eval_limit": preset.final_eval_limit,
@@ -274,7 +276,9 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
             )
             # train(resume=True) refuses a run folder trained with other settings (check_same_settings), so
             # a changed best learning rate never silently returns the run trained at the old one.
-            label = f"train {name} at lr {final.lr:g}" + (f", seed {final.seed}" if seeds > 1 else "")
+            label = f"train {name} at lr {final.optimisation.lr:g}" + (
+                f", seed {final.optimisation.seed}" if seeds > 1 else ""
+            )
             if parallel:
                 queued.append(final)
             else:

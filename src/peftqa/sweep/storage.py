@@ -140,11 +140,11 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
     if config.sampler == "grid":
         # The seed shuffles the grid, and a grid id means the same point to every worker only if
         # all shuffle alike: one seed for all, then each worker's own random state for its draws.
-        sampler = _grid_sampler(space, config.base.seed)
+        sampler = _grid_sampler(space, config.base.optimisation.seed)
         if worker:
             sampler.reseed_rng()
     else:
-        sampler = optuna.samplers.TPESampler(seed=config.base.seed + worker)
+        sampler = optuna.samplers.TPESampler(seed=config.base.optimisation.seed + worker)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if config.prune else optuna.pruners.NopPruner()
     return optuna.create_study(
         study_name=_study_name(config),

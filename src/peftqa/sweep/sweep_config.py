@@ -3,7 +3,6 @@ becomes (`trial_config`, in a folder named by the point's parameters)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ from typing import Any
 from peftqa.data import load_squad, question_source
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
-from peftqa.settings.run_config import RunConfig, setting
+from peftqa.settings.fields import setting
+from peftqa.settings.run_config import RunConfig
 
 SAMPLERS = ("grid", "tpe")
 
@@ -96,7 +96,7 @@ def questions_per_trial(config: SweepConfig) -> int:
     """Training questions per trial: the exact limit, or the fraction of the training file's questions."""
     if config.train_limit:
         return config.train_limit
-    train = question_source(config.base.data_dir, config.base.questions, "train")
+    train = question_source(config.base.data.data_dir, config.base.questions, "train")
     total = len(load_squad(train, role="train"))
     return max(1, round(config.train_fraction * total))
 
@@ -109,8 +109,7 @@ def trial_dir(folder: Path, params: dict[str, Any]) -> Path:
 def trial_config(config: SweepConfig, params: dict[str, Any], questions: int) -> RunConfig:
     options = dict(config.base.method_options)
     options.update({k: v for k, v in params.items() if k != "lr"})
-    return dataclasses.replace(
-        config.base,
+    return config.base.replace(
         lr=params["lr"],
         method_options=options,
         train_limit=questions,
@@ -129,6 +128,6 @@ def _trial_tracking_dir(config: SweepConfig) -> str | None:
     """TensorBoard with --tracking-dir: the trials' event folders grouped under their sweep's name (an
     MLflow --tracking-dir is the one store the sweep's run and its trials share)."""
     base = config.base
-    if base.report_to == "tensorboard" and base.tracking_dir:
-        return str(Path(base.tracking_dir) / f"sweep-{config.folder.name}")
-    return base.tracking_dir
+    if base.tracking.report_to == "tensorboard" and base.tracking.tracking_dir:
+        return str(Path(base.tracking.tracking_dir) / f"sweep-{config.folder.name}")
+    return base.tracking.tracking_dir

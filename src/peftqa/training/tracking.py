@@ -59,7 +59,9 @@ def require_tracker(report_to: str) -> None:
 
 
 def tensorboard_folder(config: RunConfig, run_dir: Path) -> Path:
-    return Path(config.tracking_dir) / run_dir.name if config.tracking_dir else run_dir / TENSORBOARD_DIR
+    return (
+        Path(config.tracking.tracking_dir) / run_dir.name if config.tracking.tracking_dir else run_dir / TENSORBOARD_DIR
+    )
 
 
 def hyperparameters(config: RunConfig) -> dict[str, Any]:
@@ -120,7 +122,7 @@ def mlflow_uri(config: RunConfig) -> str:
     """MLFLOW_TRACKING_URI, else the local SQLite store (./mlruns, or --tracking-dir)."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    folder = Path(config.tracking_dir or "mlruns").resolve()
+    folder = Path(config.tracking.tracking_dir or "mlruns").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}"
 
@@ -151,8 +153,8 @@ class _MLflow:
     def __init__(self, config: RunConfig, name: str, run_id: str | None, tags: dict[str, str]) -> None:
         self.client, experiment = _mlflow_client(config)
         if run_id is None:
-            if config.tracking_parent:
-                tags = {**tags, "mlflow.parentRunId": config.tracking_parent}
+            if config.tracking.tracking_parent:
+                tags = {**tags, "mlflow.parentRunId": config.tracking.tracking_parent}
             run_id = self.client.create_run(experiment, run_name=name, tags=tags).info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")
@@ -202,7 +204,7 @@ class RunTracking:
         self.split = scored_while_training(state)[0]
         self.learning_rates = {progress.step + 1: state.scheduler.get_last_lr()[0]}  # step -> the rate it used
         self.sink: _TensorBoard | _MLflow
-        if config.report_to == "tensorboard":
+        if config.tracking.report_to == "tensorboard":
             folder = tensorboard_folder(config, run_dir)
             self.sink = _TensorBoard(folder, purge_step=progress.step + 1 if resume else None)
             self.record = {"report_to": "tensorboard", "folder": str(folder)}
@@ -297,7 +299,7 @@ class RunTracking:
 def tracked(state: TrainingState, resume: bool) -> Iterator[TrainHooks | None]:
     """The tracking hooks of a run (None without --report-to, and in every process but the main one);
     the tracker is closed as the run ends: finished, failed, or killed (Ctrl-C)."""
-    if state.config.report_to == "none" or not state.parallel.main:
+    if state.config.tracking.report_to == "none" or not state.parallel.main:
         yield None
         return
     tracking = RunTracking(state, resume)
@@ -336,10 +338,10 @@ class SweepRun:
 def sweep_run(base: RunConfig, folder: Path, params: dict[str, Any]) -> Iterator[SweepRun]:
     """With --report-to mlflow, the sweep's own MLflow run (its id kept in FOLDER/tracking.json, so a
     resumed sweep goes on in it), closed as the sweep ends; a SweepRun of nothing otherwise."""
-    if base.report_to != "mlflow":
+    if base.tracking.report_to != "mlflow":
         yield SweepRun()
         return
-    require_tracker(base.report_to)
+    require_tracker(base.tracking.report_to)
     record_path = folder / TRACKING_JSON
     before = files.read_json(record_path) if record_path.is_file() else {}
     previous = before.get("mlflow_run_id") if before.get("tracking_uri") == mlflow_uri(base) else None

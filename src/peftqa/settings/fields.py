@@ -1,0 +1,28 @@
+"""How a setting is declared: a dataclass field with the help text `--help` shows and what `--resume`
+may do with it. Every config dataclass (RunConfig's groups, SweepConfig, StudyConfig, ServeOptions)
+declares its settings this way, so flags, help and run.json are made from the fields."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Any
+
+# metadata["resume"] of a setting that may differ between an interrupted run and its resumption.
+MAY_CHANGE = "may change"
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, resume: str | None = None) -> Any:
+    """A dataclass field whose help text `peftqa --help` shows (the CLI makes a flag of it and reads
+    `metadata["help"]`).
+
+    Args:
+        choices: the values the flag takes.
+        resume: MAY_CHANGE when `--resume` may continue a run with another value: the result is the same
+            (how often losses are read) or the value only says where things are (files, tracking).
+    """
+    metadata: dict[str, Any] = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
+    if resume is not None:
+        metadata["resume"] = resume
+    return field(default=default, metadata=metadata)

@@ -1,0 +1,241 @@
+"""A run's settings in typed groups, one dataclass each: which questions (DataSettings), how the
+weights are optimised (OptimisationSettings), how answers are cut and searched (ScoringSettings), the
+speed levers of the training step (SpeedSettings) and what watches the run (TrackingSettings).
+RunConfig (run_config.py) composes them; every field with help is a flag of `peftqa train`, and
+`--help` lists the flags by group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peftqa.data import QuestionChoice
+from peftqa.errors import PeftqaError
+from peftqa.settings.fields import MAY_CHANGE, setting
+
+LEVER_CHOICES = ("auto", "on", "off")  # a GPU lever's setting: auto is on for CUDA only
+PRECISIONS = ("auto", "fp32", "bf16")  # the training step's arithmetic (levers.precision)
+REPORT_TO = (
+    "none",
+    "tensorboard",
+    "mlflow",
+)  # where a run's curves and figures are tracked live (peftqa.training.tracking)
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise PeftqaError("; ".join(problems))
+
+
+def _not_positive(settings: object, names: tuple[str, ...]) -> list[str]:
+    """'NAME must be positive, got V' for each of `names` that is set (not None) and not above 0."""
+    values = {name: getattr(settings, name) for name in names}
+    return [
+        f"{name} must be positive, got {value}" for name, value in values.items() if value is not None and value <= 0
+    ]
+
+
+def _not_one_of(settings: object, allowed: dict[str, tuple[str, ...]]) -> list[str]:
+    """'NAME must be one of A, B, got V' for each field whose value is not in its `allowed` tuple."""
+    problems = []
+    for name, values in allowed.items():
+        if getattr(settings, name) not in values:
+            problems.append(f"{name} must be one of {', '.join(values)}, got {getattr(settings, name)!r}")
+    return problems
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Which questions a run trains on and is scored on (RunConfig.questions turns them into a QuestionChoice)."""
+
+    data_dir: str | None = setting(
+        None, "folder with the SQuAD files (default: PEFTQA_DATA_DIR or user cache)", resume=MAY_CHANGE
+    )
+    train_file: str | None = setting(
+        None,
+        "training questions: SQuAD JSON (v1.1 or v2.0) or JSON Lines, plain or gzipped, or a `datasets` folder or "
+        "name[:split] (default: train-v1.1.json in the data directory)",
+        # A moved file may resume: its fingerprint is compared instead (checkpoint.check_same_data).
+        resume=MAY_CHANGE,
+    )
+    dev_file: str | None = setting(
+        None, "dev questions, in any --train-file format (default: dev-v1.1.json there)", resume=MAY_CHANGE
+    )
+    train_limit: int | None = setting(None, "train on a seeded random sample of this many questions (default: all)")
+    eval_limit: int | None = setting(None, "score on a sample of this many questions (default: all)")
+    eval_split: str = setting(
+        QuestionChoice.eval_split,
+        "score on dev, or on validation: whole training articles held out from training (what sweeps use)",
+    )
+    eval_sample: str = setting(
+        QuestionChoice.eval_sample, "random: seeded sample over every article; first: the first N in file order"
+    )
+    eval_seed: int = setting(
+        QuestionChoice.eval_seed, "seed of the scored sample and the held-out articles: same for every run, so paired"
+    )
+    validation_questions: int = setting(
+        QuestionChoice.validation_questions, "held-out training questions (whole articles) for eval-split validation"
+    )
+
+    def __post_init__(self) -> None:
+        _refuse(_not_positive(self, ("train_limit", "eval_limit", "validation_questions")))
+        self.questions(seed=0)  # checks the split and sample names now, not when data loads
+
+    def questions(self, seed: int) -> QuestionChoice:
+        """Which questions these settings train and score on; `seed` draws the training sample."""
+        return QuestionChoice(
+            train_file=self.train_file,
+            dev_file=self.dev_file,
+            train_limit=self.train_limit,
+            train_seed=seed,
+            eval_split=self.eval_split,
+            eval_limit=self.eval_limit,
+            eval_sample=self.eval_sample,
+            eval_seed=self.eval_seed,
+            validation_questions=self.validation_questions,
+        )
+
+
+@dataclass(frozen=True)
+class OptimisationSettings:
+    """How the trainable weights are optimised: how long, how fast, and from which random start."""
+
+    epochs: float = setting(3.0, "passes over the training features (fractions allowed)")
+    max_steps: int | None = setting(None, "stop after this many optimiser steps (overrides --epochs)")
+    lr: float | None = setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)")
+    batch_size: int = setting(32, "training features per optimiser step")
+    warmup_fraction: float = setting(0.1, "share of the steps with a linear learning-rate warm-up")
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)")
+    max_grad_norm: float = setting(1.0, "gradient clipping")
+    # Off by default: in short runs dropout only slows learning, and attention dropout takes PyTorch off
+    # its fused attention kernel while the dropout masks cost a share of every step (README, *Results*).
+    dropout: float | None = setting(
+        0.0,
+        "every dropout in the model (hidden states, attention), replacing the checkpoint's; the seed preset "
+        "keeps the checkpoint's",
+    )
+    seed: int = setting(42, "seeds the sample, the head's initialisation, the adapter and the batch order")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.lr is not None and not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if not self.epochs > 0:
+            problems.append(f"epochs must be positive, got {self.epochs}")
+        problems += _not_positive(self, ("batch_size", "max_steps"))
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.warmup_fraction < 1:
+            problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        _refuse(problems)
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How a trained model is asked and scored: windows, answer search, batch size and the null threshold.
+    One object, so train's per-epoch evaluation, `peftqa evaluate`, `peftqa predict`, the report and the
+    web page cut and search the same way; a run's own settings are `RunConfig.scoring`."""
+
+    max_length: int = setting(384, "tokens per window")
+    doc_stride: int = setting(128, "tokens shared by consecutive windows")
+    n_best: int = setting(20, "candidate starts and ends per window in post-processing")
+    max_answer_tokens: int = setting(30, "longest answer considered, in tokens")
+    # None: inference.evaluate picks by device.
+    eval_batch_size: int | None = setting(
+        None, "features per forward pass when scoring (default: 64 on a GPU, 16 on a CPU)"
+    )
+    # The setting a run is trained with; the threshold in force is the run's metrics.json's (LoadedRun).
+    null_threshold: float | None = setting(
+        None,
+        "data with unanswerable questions (SQuAD 2.0): answer nothing when the null score beats the best span's by "
+        "more than this (default: chosen on held-out training articles, never on dev)",
+    )
+
+    def __post_init__(self) -> None:
+        problems = _not_positive(self, ("max_length", "n_best", "max_answer_tokens", "eval_batch_size"))
+        if not 0 <= self.doc_stride < self.max_length // 2:
+            problems.append(f"doc_stride must be in [0, max_length/2), got {self.doc_stride}")
+        if self.max_length < 128 or self.max_length > 512:
+            problems.append(f"max_length must be between 128 and 512, got {self.max_length}")
+        _refuse(problems)
+
+
+DEFAULT_SCORING = ScoringSettings()
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """Speed levers of the training step (peftqa.training.levers). No default changes a CPU run's numbers;
+    "auto" switches a lever on for CUDA. frozen_bf16 is off unless asked for: it changes the numerics
+    (bf16 matmuls) and was slower where it was measured (README)."""
+
+    log_every_steps: int = setting(
+        50,
+        "read the loss and counts from the device every this many steps (progress bar, log); 1: every step",
+        resume=MAY_CHANGE,
+    )
+    device_batches: str = setting(
+        "on",
+        "on: every feature is copied to the device once and batches are gathered there; off: built in NumPy",
+        resume=MAY_CHANGE,  # the same batches, bit for bit
+    )
+    precision: str = setting(
+        "auto",
+        "the training step's arithmetic: auto (bf16 autocast on CUDA and on CPUs with bf16 units, fp32 elsewhere), "
+        "fp32 or bf16; weights, optimizer state, saved adapters and evaluation stay fp32",
+        choices=PRECISIONS,
+    )
+    frozen_bf16: str = setting(
+        "off",
+        "adapter methods: frozen linear weights stored in bf16 while training, which changes the numerics (off; on; "
+        "auto: on CUDA)",
+    )
+    fused_lora: str = setting(
+        "auto", "LoRA layers compute base(x) + s*B(A(x)) as one addmm while training (auto: on CUDA; on; off)"
+    )
+
+    def __post_init__(self) -> None:
+        problems = _not_positive(self, ("log_every_steps",))
+        allowed = {
+            "device_batches": ("on", "off"),
+            "precision": PRECISIONS,
+            "frozen_bf16": LEVER_CHOICES,
+            "fused_lora": LEVER_CHOICES,
+        }
+        _refuse(problems + _not_one_of(self, allowed))
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """What watches a run while it trains: checkpoints, held-out evaluations, early stopping, live tracking."""
+
+    checkpoint_every_steps: int = setting(200, "also checkpoint inside an epoch, so --resume loses little")
+    eval_every_steps: int | None = setting(
+        None,
+        "score the held-out training articles (--validation-questions, never dev) every this many steps and at "
+        "each epoch's end; dev is scored once, after training",
+    )
+    early_stopping_patience: int | None = setting(
+        None,
+        "with --eval-every-steps: stop after this many evaluations without a better held-out F1, and keep the "
+        "best evaluation's weights",
+    )
+    report_to: str = setting(
+        "none",
+        "track the run live: tensorboard (event files in RUN_DIR/tensorboard) or mlflow (MLFLOW_TRACKING_URI, "
+        "default a SQLite store in ./mlruns); the losses are sent every --log-every-steps steps",
+        choices=REPORT_TO,
+        resume=MAY_CHANGE,  # where the run is tracked only watches it
+    )
+    tracking_dir: str | None = setting(
+        None,
+        "tensorboard: event files in DIR/<run name>; mlflow: the local store DIR/mlflow.db when no URI is set",
+        resume=MAY_CHANGE,
+    )
+    # The MLflow run a sweep opened: its trials' runs are nested under it (set by the sweep, no flag).
+    tracking_parent: str | None = field(default=None, metadata={"resume": MAY_CHANGE})
+
+    def __post_init__(self) -> None:
+        problems = _not_positive(self, ("eval_every_steps", "early_stopping_patience"))
+        if self.early_stopping_patience is not None and self.eval_every_steps is None:
+            problems.append("--early-stopping-patience needs --eval-every-steps (how often the held-out F1 is scored)")
+        _refuse(problems + _not_one_of(self, {"report_to": REPORT_TO}))
