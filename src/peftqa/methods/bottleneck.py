@@ -73,8 +73,8 @@ PLACES = {
 
 
 def non_linearity_field(default: str) -> Any:
-    """The `adapter_non_linearity` option with a variant's default (the help text is the same for all)."""
-    help_text = f"bottleneck adapters' non-linearity: {NON_LINEARITY_NAMES} (default swish for houlsby, else relu)"
+    """The `adapter_non_linearity` option with a variant's default (`peftqa methods NAME` shows each one's)."""
+    help_text = f"bottleneck adapters' non-linearity: {NON_LINEARITY_NAMES}"
     return field(default=default, metadata={"help": help_text})
 
 

@@ -17,7 +17,7 @@ class ParallelOptions(BottleneckOptions):
     adapter_scaling: float = field(
         default=4.0,
         metadata={
-            "help": "the parallel adapter's output is multiplied by this (default 4, as He et al.)",
+            "help": "the parallel adapter's output is multiplied by this (4 in He et al.)",
             "positive": True,
         },
     )

@@ -38,7 +38,7 @@ class PeftConfigOptions:
         default=None,
         metadata={
             "help": "a peft config as JSON (adapter_config.json, as PeftConfig.save_pretrained writes it, or its "
-            "folder): trains that adapter"
+            "folder): trains that adapter (required, no default)"
         },
     )
 

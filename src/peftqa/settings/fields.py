@@ -11,18 +11,29 @@ from typing import Any
 MAY_CHANGE = "may change"
 
 
-def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, resume: str | None = None) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    resume: str | None = None,
+    positional: bool = False,
+) -> Any:
     """A dataclass field whose help text `peftqa --help` shows (the CLI makes a flag of it and reads
-    `metadata["help"]`).
+    `metadata["help"]`; a default other than None is added to the help, so the text says a None
+    default in words: "default: all").
 
     Args:
         choices: the values the flag takes.
         resume: MAY_CHANGE when `--resume` may continue a run with another value: the result is the same
             (how often losses are read) or the value only says where things are (files, tracking).
+        positional: the command's remaining arguments, rather than a flag.
     """
     metadata: dict[str, Any] = {"help": help}
     if choices is not None:
         metadata["choices"] = choices
     if resume is not None:
         metadata["resume"] = resume
+    if positional:
+        metadata["positional"] = True
     return field(default=default, metadata=metadata)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peftqa.data import QuestionChoice
+from peftqa.data import EVAL_SAMPLES, EVAL_SPLITS, QuestionChoice
 from peftqa.errors import PeftqaError
 from peftqa.settings.fields import MAY_CHANGE, setting
 
 LEVER_CHOICES = ("auto", "on", "off")  # a GPU lever's setting: auto is on for CUDA only
+ON_OFF = ("on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")  # the training step's arithmetic (levers.precision)
 REPORT_TO = (
     "none",
@@ -45,7 +46,7 @@ def _not_one_of(settings: object, allowed: dict[str, tuple[str, ...]]) -> list[s
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Which questions a run trains on and is scored on (RunConfig.questions turns them into a QuestionChoice)."""
+    """Which questions a run trains on and is scored on. RunConfig.questions makes the QuestionChoice of them."""
 
     data_dir: str | None = setting(
         None, "folder with the SQuAD files (default: PEFTQA_DATA_DIR or user cache)", resume=MAY_CHANGE
@@ -65,9 +66,12 @@ class DataSettings:
     eval_split: str = setting(
         QuestionChoice.eval_split,
         "score on dev, or on validation: whole training articles held out from training (what sweeps use)",
+        choices=EVAL_SPLITS,
     )
     eval_sample: str = setting(
-        QuestionChoice.eval_sample, "random: seeded sample over every article; first: the first N in file order"
+        QuestionChoice.eval_sample,
+        "random: seeded sample over every article; first: the first N in file order",
+        choices=EVAL_SAMPLES,
     )
     eval_seed: int = setting(
         QuestionChoice.eval_seed, "seed of the scored sample and the held-out articles: same for every run, so paired"
@@ -100,7 +104,9 @@ class OptimisationSettings:
     """How the trainable weights are optimised: how long, how fast, and from which random start."""
 
     epochs: float = setting(3.0, "passes over the training features (fractions allowed)")
-    max_steps: int | None = setting(None, "stop after this many optimiser steps (overrides --epochs)")
+    max_steps: int | None = setting(
+        None, "stop after this many optimiser steps (overrides --epochs; default: as many as --epochs makes)"
+    )
     lr: float | None = setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)")
     batch_size: int = setting(32, "training features per optimiser step")
     warmup_fraction: float = setting(0.1, "share of the steps with a linear learning-rate warm-up")
@@ -164,9 +170,9 @@ DEFAULT_SCORING = ScoringSettings()
 
 @dataclass(frozen=True)
 class SpeedSettings:
-    """Speed levers of the training step (peftqa.training.levers). No default changes a CPU run's numbers;
-    "auto" switches a lever on for CUDA. frozen_bf16 is off unless asked for: it changes the numerics
-    (bf16 matmuls) and was slower where it was measured (README)."""
+    """How fast the training step runs; no default changes a CPU run's numbers. The levers are applied by
+    peftqa.training.levers; "auto" switches a lever on for CUDA. frozen_bf16 is off unless asked for: it
+    changes the numerics (bf16 matmuls) and was slower where it was measured (README)."""
 
     log_every_steps: int = setting(
         50,
@@ -176,6 +182,7 @@ class SpeedSettings:
     device_batches: str = setting(
         "on",
         "on: every feature is copied to the device once and batches are gathered there; off: built in NumPy",
+        choices=ON_OFF,
         resume=MAY_CHANGE,  # the same batches, bit for bit
     )
     precision: str = setting(
@@ -188,15 +195,18 @@ class SpeedSettings:
         "off",
         "adapter methods: frozen linear weights stored in bf16 while training, which changes the numerics (off; on; "
         "auto: on CUDA)",
+        choices=LEVER_CHOICES,
     )
     fused_lora: str = setting(
-        "auto", "LoRA layers compute base(x) + s*B(A(x)) as one addmm while training (auto: on CUDA; on; off)"
+        "auto",
+        "LoRA layers compute base(x) + s*B(A(x)) as one addmm while training (auto: on CUDA; on; off)",
+        choices=LEVER_CHOICES,
     )
 
     def __post_init__(self) -> None:
         problems = _not_positive(self, ("log_every_steps",))
         allowed = {
-            "device_batches": ("on", "off"),
+            "device_batches": ON_OFF,
             "precision": PRECISIONS,
             "frozen_bf16": LEVER_CHOICES,
             "fused_lora": LEVER_CHOICES,
@@ -212,23 +222,24 @@ class TrackingSettings:
     eval_every_steps: int | None = setting(
         None,
         "score the held-out training articles (--validation-questions, never dev) every this many steps and at "
-        "each epoch's end; dev is scored once, after training",
+        "each epoch's end; dev is scored once, after training (default: never)",
     )
     early_stopping_patience: int | None = setting(
         None,
         "with --eval-every-steps: stop after this many evaluations without a better held-out F1, and keep the "
-        "best evaluation's weights",
+        "best evaluation's weights (default: never stop early)",
     )
     report_to: str = setting(
         "none",
         "track the run live: tensorboard (event files in RUN_DIR/tensorboard) or mlflow (MLFLOW_TRACKING_URI, "
-        "default a SQLite store in ./mlruns); the losses are sent every --log-every-steps steps",
+        "else a SQLite store in ./mlruns); the losses are sent every --log-every-steps steps",
         choices=REPORT_TO,
         resume=MAY_CHANGE,  # where the run is tracked only watches it
     )
     tracking_dir: str | None = setting(
         None,
-        "tensorboard: event files in DIR/<run name>; mlflow: the local store DIR/mlflow.db when no URI is set",
+        "tensorboard: event files in DIR/<run name>; mlflow: the local store DIR/mlflow.db when no URI is set "
+        "(default: RUN_DIR/tensorboard, ./mlruns)",
         resume=MAY_CHANGE,
     )
     # The MLflow run a sweep opened: its trials' runs are nested under it (set by the sweep, no flag).

@@ -25,9 +25,10 @@ from peftqa.settings.groups import (
 )
 
 
-def _group(cls: type) -> Any:
-    """A RunConfig field holding one group of settings (its own defaults when not given)."""
-    return field(default_factory=cls, metadata={"group": cls})
+def _group(cls: type, title: str) -> Any:
+    """A RunConfig field holding one group of settings (its own defaults when not given); `title` heads
+    its flags in `--help`."""
+    return field(default_factory=cls, metadata={"group": cls, "title": title})
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,11 @@ class RunConfig:
     output_dir: str | None = setting(
         None, "the run directory (default: runs/<method>-<model>-<time>)", resume=MAY_CHANGE
     )
-    data: DataSettings = _group(DataSettings)
-    optimisation: OptimisationSettings = _group(OptimisationSettings)
-    scoring: ScoringSettings = _group(ScoringSettings)
-    speed: SpeedSettings = _group(SpeedSettings)
-    tracking: TrackingSettings = _group(TrackingSettings)
+    data: DataSettings = _group(DataSettings, "data")
+    optimisation: OptimisationSettings = _group(OptimisationSettings, "optimisation")
+    scoring: ScoringSettings = _group(ScoringSettings, "windows and scoring")
+    speed: SpeedSettings = _group(SpeedSettings, "speed levers")
+    tracking: TrackingSettings = _group(TrackingSettings, "tracking")
 
     def __post_init__(self) -> None:
         # Fails early, with the list of known methods, and checks the method's options.
@@ -84,11 +85,11 @@ class RunConfig:
         if unknown:
             raise PeftqaError(f"unknown settings: {', '.join(unknown)}")
         top: dict[str, Any] = {}
-        grouped: dict[str, dict[str, Any]] = {name: {} for name in _group_types()}
+        grouped: dict[str, dict[str, Any]] = {name: {} for name in group_types()}
         for name, value in values.items():
             group = owners[name]
             (top if group is None else grouped[group])[name] = value
-        groups = {name: kind(**grouped[name]) for name, kind in _group_types().items()}
+        groups = {name: kind(**grouped[name]) for name, kind in group_types().items()}
         return cls(**top, **groups)
 
     @classmethod
@@ -105,9 +106,14 @@ def _copied(value: Any) -> Any:
     return dict(value) if isinstance(value, dict) else value
 
 
-def _group_types() -> dict[str, type]:
+def group_types() -> dict[str, type]:
     """RunConfig's groups: {field name: its dataclass}, in field order."""
     return {f.name: f.metadata["group"] for f in dataclasses.fields(RunConfig) if "group" in f.metadata}
+
+
+def group_titles() -> dict[str, str]:
+    """RunConfig's groups: {field name: the title of its flags in `--help`}."""
+    return {f.name: f.metadata["title"] for f in dataclasses.fields(RunConfig) if "group" in f.metadata}
 
 
 def setting_fields() -> Iterator[tuple[str | None, dataclasses.Field]]:
@@ -122,7 +128,7 @@ def setting_fields() -> Iterator[tuple[str | None, dataclasses.Field]]:
 
 def setting_types() -> dict[str, Any]:
     """Every setting's resolved annotation (`int | None`, ...) by its name."""
-    owners = [RunConfig, *_group_types().values()]
+    owners = [RunConfig, *group_types().values()]
     hints = {name: hint for owner in owners for name, hint in typing.get_type_hints(owner).items()}
     return {settings_field.name: hints[settings_field.name] for _, settings_field in setting_fields()}
 

@@ -171,7 +171,7 @@ class StudyConfig:
     data_dir: str | None = setting(
         None, "SQuAD folder (default: PEFTQA_DATA_DIR or the user cache, fetched if missing)"
     )
-    model: str | None = setting(None, "replace the preset's model")
+    model: str | None = setting(None, "replace the preset's model (default: the preset's)")
     precision: str | None = setting(
         None, "every run's training arithmetic: auto, fp32 or bf16 (default: the preset's, auto)", choices=PRECISIONS
     )
@@ -181,21 +181,25 @@ class StudyConfig:
         "worker processes running sweep trials and final runs side by side (default 1): one GPU each while "
         "there are GPUs enough, else sharing; on a CPU the cores are split between them",
     )
-    workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    workers_per_gpu: int | None = setting(
+        None,
+        "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
+    )
     train_file: str | None = setting(
         None, "your training questions (SQuAD JSON v1.1/v2.0 or JSON Lines; default: SQuAD v1.1 train)"
     )
     dev_file: str | None = setting(None, "your dev questions, in the same formats (default: SQuAD v1.1 dev)")
     validation_questions: int | None = setting(
-        None, "held-out training questions (whole articles) the sweeps and the null threshold are chosen on"
+        None,
+        "held-out training questions (whole articles) the sweeps and the null threshold are chosen on (default: 2000)",
     )
     pdf: bool = setting(False, "also print the report to report/report.pdf (needs Debian chromium and playwright)")
     report_to: str | None = setting(
         None,
-        "track every sweep trial and final run live: tensorboard or mlflow (see `peftqa train --help`)",
+        "track every sweep trial and final run live: tensorboard or mlflow (see `peftqa train --help`; default: none)",
         choices=REPORT_TO,
     )
-    tracking_dir: str | None = setting(None, "where the tracker writes (see `peftqa train --help`)")
+    tracking_dir: str | None = setting(None, "where the tracker writes (default: as `peftqa train --help` says)")
     overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
 
     def run_overrides(self) -> dict[str, Any]:

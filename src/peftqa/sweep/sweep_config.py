@@ -18,6 +18,10 @@ SAMPLERS = ("grid", "tpe")
 
 # What every trial is scored on: training articles held out from the trials' training (data.QuestionChoice).
 _TRIAL_EVAL_SPLIT = "validation"
+# The run settings every trial gets from the sweep (trial_config), so `peftqa sweep` offers no run flag for
+# them: the learning rate is searched, the scored split is fixed, and SweepConfig has its own trial size
+# (train_limit, epochs, eval_limit) and folder.
+SET_BY_THE_SWEEP = frozenset({"lr", "train_limit", "epochs", "eval_split", "eval_limit", "max_steps", "output_dir"})
 
 
 @dataclass
@@ -28,11 +32,13 @@ class SweepConfig:
     lrs: list[float] | None = setting(None, "learning rates to try, e.g. 1e-4,3e-4,1e-3 (default: the method's grid)")
     ranks: list[int] | None = setting(None, "values of the method's rank option to try, e.g. 4,8,16 (default: fixed)")
     train_fraction: float = setting(0.1, "share of the training questions each trial trains on (a seeded sample)")
-    train_limit: int | None = setting(None, "or an exact number of training questions (overrides train_fraction)")
+    train_limit: int | None = setting(
+        None, "or an exact number of training questions per trial (overrides --train-fraction; default: none)"
+    )
     epochs: float = setting(1.0, "epochs per trial")
     eval_limit: int | None = setting(1000, "held-out training questions each trial is scored on")
     sampler: str = setting("grid", "grid: every combination; tpe: --n-trials draws from the ranges", choices=SAMPLERS)
-    n_trials: int | None = setting(None, "TPE: number of trials")
+    n_trials: int | None = setting(None, "TPE: number of trials (default: none; --sampler tpe needs it)")
     storage: str | None = setting(
         None,
         "Optuna storage URL, e.g. postgresql://user@host/db to share the study between machines "
@@ -43,10 +49,13 @@ class SweepConfig:
         "worker processes running trials side by side (default 1): one GPU each while there are GPUs "
         "enough, else sharing; on a CPU the cores are split between them",
     )
-    workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    workers_per_gpu: int | None = setting(
+        None,
+        "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
+    )
     prune: bool = setting(True, "stop a trial early when it falls below the median (MedianPruner, epochs >= 2)")
     extend_edges: int = setting(0, "grid: times a best lr on the grid's edge adds a point beyond it")
-    output_dir: str | None = None  # None: sweeps/<method>-<model>
+    output_dir: str | None = setting(None, "the sweep's folder (default: sweeps/<method>-<model>)")
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored in sweep.json
 
     def __post_init__(self) -> None:
