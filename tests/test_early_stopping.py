@@ -174,9 +174,12 @@ def test_held_out_evaluations_without_a_patience_keep_the_last_weights(tiny_bert
     ("flags", "fragment"),
     [
         (["--early-stopping-patience", "2"], "--early-stopping-patience needs --eval-every-steps"),
-        (["--eval-every-steps", "2", "--early-stopping-patience", "0"], "early_stopping_patience must be positive"),
-        (["--eval-every-steps", "0"], "eval_every_steps must be positive"),
-        (["--eval-every-steps=-1"], "eval_every_steps must be positive"),
+        (
+            ["--eval-every-steps", "2", "--early-stopping-patience", "0"],
+            "--early-stopping-patience: must be a whole number >= 1",
+        ),
+        (["--eval-every-steps", "0"], "--eval-every-steps: must be a whole number >= 1"),
+        (["--eval-every-steps=-1"], "--eval-every-steps: must be a whole number >= 1"),
         (["--eval-every-steps", "1000"], "--eval-every-steps 1000 is more than the run's 4 steps"),
     ],
 )

@@ -117,9 +117,9 @@ def test_fused_lora_training_run_matches_eager(tiny_bert_dir, squad_dir, tmp_pat
 
 
 def test_lever_settings_are_checked():
-    with pytest.raises(PeftqaError, match="fused_lora must be one of auto, on, off"):
+    with pytest.raises(PeftqaError, match="--fused-lora: must be one of auto, on, off"):
         RunConfig.flat(fused_lora="yes")
-    with pytest.raises(PeftqaError, match="log_every_steps must be positive"):
+    with pytest.raises(PeftqaError, match="--log-every-steps: must be a whole number >= 1"):
         RunConfig.flat(log_every_steps=0)
 
 

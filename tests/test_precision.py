@@ -44,7 +44,7 @@ def test_an_explicit_setting_wins_and_says_when_bf16_is_emulated():
 
 def test_precision_is_checked_and_auto_by_default():
     assert RunConfig().speed.precision == "auto"
-    with pytest.raises(PeftqaError, match="precision must be one of auto, fp32, bf16"):
+    with pytest.raises(PeftqaError, match="--precision: must be one of auto, fp32, bf16"):
         RunConfig.flat(precision="fp16")
 
 

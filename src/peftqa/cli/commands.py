@@ -11,7 +11,7 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from peftqa.cli.flags import HelpFormatter, add_config_flags, add_run_flags, config_from_args, given_fields, method_help
 from peftqa.cli.usage import DESCRIPTION, EPILOG
@@ -127,17 +127,30 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own refusals (an unknown flag, a value of the wrong type, a missing argument) as one line
+    and exit status 2, as every other bad input is, rather than a usage block and the error."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog if " " in self.prog else f"{self.prog} COMMAND"
+        self.exit(2, f"peftqa: error: {message} (see `{command} --help`)\n")
+
+
 # The usage line of a command with a flag per setting: the flags follow, by group.
 _SETTINGS_USAGE = "%(prog)s [--method NAME] [--preset NAME] [--FLAG VALUE ...]"
 
 
-def _command(commands: Any, name: str, help_text: str, usage: str | None = None) -> argparse.ArgumentParser:
+def _command(
+    commands: Any, name: str, help_text: str, usage: str | None = None, abbreviations: bool = True
+) -> argparse.ArgumentParser:
     """A sub-command whose help shows each flag's default (HelpFormatter)."""
-    return commands.add_parser(name, help=help_text, formatter_class=HelpFormatter, usage=usage)
+    return commands.add_parser(
+        name, help=help_text, formatter_class=HelpFormatter, usage=usage, allow_abbrev=abbreviations
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="peftqa", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         "choose a method's learning rate (and rank) with Optuna, by F1 on held-out training questions",
         _SETTINGS_USAGE,
+        # No abbreviations: a run's --lr, which a sweep does not take, would be read as --lrs.
+        abbreviations=False,
     )
     add_run_flags(sweep, skip=SET_BY_THE_SWEEP)
     searched = sweep.add_argument_group(

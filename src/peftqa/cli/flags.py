@@ -144,12 +144,19 @@ def _add_field_flag(
         container.add_argument(
             _flag(field.name),
             dest=dest,
-            metavar=None if "choices" in field.metadata else _METAVARS.get(kind, "LIST" if listed else "TEXT"),
+            metavar=_metavar(field, kind),
             type=parse,
-            choices=field.metadata.get("choices"),
             default=None,
             help=help_text if hidden else _with_default(help_text, field.default),
         )
+
+
+def _metavar(field: dataclasses.Field, kind: Any) -> str:
+    """What a flag takes: {a,b} for a field with choices (the dataclass refuses others, in one line), N for
+    a whole number, X for a number, LIST, true|false or TEXT."""
+    if "choices" in field.metadata:
+        return "{" + ",".join(field.metadata["choices"]) + "}"
+    return _METAVARS.get(kind, "LIST" if typing.get_origin(kind) is list else "TEXT")
 
 
 def add_config_flags(parser: Any, cls: type, skip: Collection[str] = ()) -> None:

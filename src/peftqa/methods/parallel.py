@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from peftqa.checks import POSITIVE
 from peftqa.methods.bottleneck import BottleneckOptions, register_bottleneck
 
 
@@ -18,7 +19,7 @@ class ParallelOptions(BottleneckOptions):
         default=4.0,
         metadata={
             "help": "the parallel adapter's output is multiplied by this (4 in He et al.)",
-            "positive": True,
+            "range": POSITIVE,
         },
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from peftqa import hardware
+from peftqa.checks import COUNT, Range, check_fields
 from peftqa.errors import PeftqaError
 from peftqa.serve.discovery import DEFAULT_SEARCH_DIRS, newest_runs
 from peftqa.serve.loading import SERVER_THREADS, load_models, threads_per_model
@@ -43,11 +44,14 @@ class ServeOptions:
         "`peftqa evaluate`",
     )
     host: str = setting("127.0.0.1", "the address to listen on")
-    port: int = setting(5000, "the port to listen on")
-    threads: int = setting(SERVER_THREADS, "requests the server handles at once (waitress worker threads)")
+    port: int = setting(5000, "the port to listen on", within=Range(at_least=1, at_most=65535))
+    threads: int = setting(
+        SERVER_THREADS, "requests the server handles at once (waitress worker threads)", within=COUNT
+    )
     debug: bool = setting(False, "Flask's development server instead of waitress")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.backend == "onnx" and (self.fast or self.shared_base):
             raise PeftqaError("--fast and --shared-base apply to the torch backend, not --backend onnx")
         if self.fast and self.shared_base:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any
 
+from peftqa.checks import Range
+
 # metadata["resume"] of a setting that may differ between an interrupted run and its resumption.
 MAY_CHANGE = "may change"
 
@@ -15,7 +17,9 @@ def setting(
     default: Any,
     help: str,
     *,
+    within: Range | None = None,
     choices: tuple[str, ...] | None = None,
+    regex: bool = False,
     resume: str | None = None,
     positional: bool = False,
 ) -> Any:
@@ -24,14 +28,21 @@ def setting(
     default in words: "default: all").
 
     Args:
+        within: the numbers it takes (peftqa.checks: finite, and in this range); every number a config
+            holds declares one, checked by checks.check_fields when the config is made.
         choices: the values the flag takes.
+        regex: a regular expression, compiled when the config is made.
         resume: MAY_CHANGE when `--resume` may continue a run with another value: the result is the same
             (how often losses are read) or the value only says where things are (files, tracking).
         positional: the command's remaining arguments, rather than a flag.
     """
     metadata: dict[str, Any] = {"help": help}
+    if within is not None:
+        metadata["range"] = within
     if choices is not None:
         metadata["choices"] = choices
+    if regex:
+        metadata["regex"] = True
     if resume is not None:
         metadata["resume"] = resume
     if positional:

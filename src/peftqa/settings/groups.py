@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from peftqa.checks import COUNT, FINITE, FRACTION, NOT_NEGATIVE, POSITIVE, SEED, Range, check_fields
 from peftqa.data import EVAL_SAMPLES, EVAL_SPLITS, QuestionChoice
 from peftqa.errors import PeftqaError
 from peftqa.settings.fields import MAY_CHANGE, setting
@@ -20,28 +21,6 @@ REPORT_TO = (
     "tensorboard",
     "mlflow",
 )  # where a run's curves and figures are tracked live (peftqa.training.tracking)
-
-
-def _refuse(problems: list[str]) -> None:
-    if problems:
-        raise PeftqaError("; ".join(problems))
-
-
-def _not_positive(settings: object, names: tuple[str, ...]) -> list[str]:
-    """'NAME must be positive, got V' for each of `names` that is set (not None) and not above 0."""
-    values = {name: getattr(settings, name) for name in names}
-    return [
-        f"{name} must be positive, got {value}" for name, value in values.items() if value is not None and value <= 0
-    ]
-
-
-def _not_one_of(settings: object, allowed: dict[str, tuple[str, ...]]) -> list[str]:
-    """'NAME must be one of A, B, got V' for each field whose value is not in its `allowed` tuple."""
-    problems = []
-    for name, values in allowed.items():
-        if getattr(settings, name) not in values:
-            problems.append(f"{name} must be one of {', '.join(values)}, got {getattr(settings, name)!r}")
-    return problems
 
 
 @dataclass(frozen=True)
@@ -61,8 +40,10 @@ class DataSettings:
     dev_file: str | None = setting(
         None, "dev questions, in any --train-file format (default: dev-v1.1.json there)", resume=MAY_CHANGE
     )
-    train_limit: int | None = setting(None, "train on a seeded random sample of this many questions (default: all)")
-    eval_limit: int | None = setting(None, "score on a sample of this many questions (default: all)")
+    train_limit: int | None = setting(
+        None, "train on a seeded random sample of this many questions (default: all)", within=COUNT
+    )
+    eval_limit: int | None = setting(None, "score on a sample of this many questions (default: all)", within=COUNT)
     eval_split: str = setting(
         QuestionChoice.eval_split,
         "score on dev, or on validation: whole training articles held out from training (what sweeps use)",
@@ -74,15 +55,18 @@ class DataSettings:
         choices=EVAL_SAMPLES,
     )
     eval_seed: int = setting(
-        QuestionChoice.eval_seed, "seed of the scored sample and the held-out articles: same for every run, so paired"
+        QuestionChoice.eval_seed,
+        "seed of the scored sample and the held-out articles: same for every run, so paired",
+        within=SEED,
     )
     validation_questions: int = setting(
-        QuestionChoice.validation_questions, "held-out training questions (whole articles) for eval-split validation"
+        QuestionChoice.validation_questions,
+        "held-out training questions (whole articles) for eval-split validation",
+        within=COUNT,
     )
 
     def __post_init__(self) -> None:
-        _refuse(_not_positive(self, ("train_limit", "eval_limit", "validation_questions")))
-        self.questions(seed=0)  # checks the split and sample names now, not when data loads
+        check_fields(self)
 
     def questions(self, seed: int) -> QuestionChoice:
         """Which questions these settings train and score on; `seed` draws the training sample."""
@@ -103,36 +87,31 @@ class DataSettings:
 class OptimisationSettings:
     """How the trainable weights are optimised: how long, how fast, and from which random start."""
 
-    epochs: float = setting(3.0, "passes over the training features (fractions allowed)")
+    epochs: float = setting(3.0, "passes over the training features (fractions allowed)", within=POSITIVE)
     max_steps: int | None = setting(
-        None, "stop after this many optimiser steps (overrides --epochs; default: as many as --epochs makes)"
+        None,
+        "stop after this many optimiser steps (overrides --epochs; default: as many as --epochs makes)",
+        within=COUNT,
     )
-    lr: float | None = setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)")
-    batch_size: int = setting(32, "training features per optimiser step")
-    warmup_fraction: float = setting(0.1, "share of the steps with a linear learning-rate warm-up")
-    weight_decay: float = setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)")
-    max_grad_norm: float = setting(1.0, "gradient clipping")
+    lr: float | None = setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)", within=POSITIVE)
+    batch_size: int = setting(32, "training features per optimiser step", within=COUNT)
+    warmup_fraction: float = setting(0.1, "share of the steps with a linear learning-rate warm-up", within=FRACTION)
+    weight_decay: float = setting(
+        0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)", within=NOT_NEGATIVE
+    )
+    max_grad_norm: float = setting(1.0, "gradient clipping: the largest norm of the gradients", within=POSITIVE)
     # Off by default: in short runs dropout only slows learning, and attention dropout takes PyTorch off
     # its fused attention kernel while the dropout masks cost a share of every step (README, *Results*).
     dropout: float | None = setting(
         0.0,
         "every dropout in the model (hidden states, attention), replacing the checkpoint's; the seed preset "
         "keeps the checkpoint's",
+        within=FRACTION,
     )
-    seed: int = setting(42, "seeds the sample, the head's initialisation, the adapter and the batch order")
+    seed: int = setting(42, "seeds the sample, the head's initialisation, the adapter and the batch order", within=SEED)
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.lr is not None and not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
-        if not self.epochs > 0:
-            problems.append(f"epochs must be positive, got {self.epochs}")
-        problems += _not_positive(self, ("batch_size", "max_steps"))
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.warmup_fraction < 1:
-            problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        _refuse(problems)
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -141,28 +120,30 @@ class ScoringSettings:
     One object, so train's per-epoch evaluation, `peftqa evaluate`, `peftqa predict`, the report and the
     web page cut and search the same way; a run's own settings are `RunConfig.scoring`."""
 
-    max_length: int = setting(384, "tokens per window")
-    doc_stride: int = setting(128, "tokens shared by consecutive windows")
-    n_best: int = setting(20, "candidate starts and ends per window in post-processing")
-    max_answer_tokens: int = setting(30, "longest answer considered, in tokens")
+    max_length: int = setting(384, "tokens per window", within=Range(at_least=128, at_most=512))
+    doc_stride: int = setting(
+        128, "tokens shared by consecutive windows, fewer than half --max-length", within=NOT_NEGATIVE
+    )
+    n_best: int = setting(20, "candidate starts and ends per window in post-processing", within=COUNT)
+    max_answer_tokens: int = setting(30, "longest answer considered, in tokens", within=COUNT)
     # None: inference.evaluate picks by device.
     eval_batch_size: int | None = setting(
-        None, "features per forward pass when scoring (default: 64 on a GPU, 16 on a CPU)"
+        None, "features per forward pass when scoring (default: 64 on a GPU, 16 on a CPU)", within=COUNT
     )
     # The setting a run is trained with; the threshold in force is the run's metrics.json's (LoadedRun).
     null_threshold: float | None = setting(
         None,
         "data with unanswerable questions (SQuAD 2.0): answer nothing when the null score beats the best span's by "
         "more than this (default: chosen on held-out training articles, never on dev)",
+        within=FINITE,
     )
 
     def __post_init__(self) -> None:
-        problems = _not_positive(self, ("max_length", "n_best", "max_answer_tokens", "eval_batch_size"))
-        if not 0 <= self.doc_stride < self.max_length // 2:
-            problems.append(f"doc_stride must be in [0, max_length/2), got {self.doc_stride}")
-        if self.max_length < 128 or self.max_length > 512:
-            problems.append(f"max_length must be between 128 and 512, got {self.max_length}")
-        _refuse(problems)
+        check_fields(self)
+        if self.doc_stride >= self.max_length // 2:
+            raise PeftqaError(
+                f"--doc-stride: must be less than half --max-length ({self.max_length}), got {self.doc_stride}"
+            )
 
 
 DEFAULT_SCORING = ScoringSettings()
@@ -177,6 +158,7 @@ class SpeedSettings:
     log_every_steps: int = setting(
         50,
         "read the loss and counts from the device every this many steps (progress bar, log); 1: every step",
+        within=COUNT,
         resume=MAY_CHANGE,
     )
     device_batches: str = setting(
@@ -204,30 +186,27 @@ class SpeedSettings:
     )
 
     def __post_init__(self) -> None:
-        problems = _not_positive(self, ("log_every_steps",))
-        allowed = {
-            "device_batches": ON_OFF,
-            "precision": PRECISIONS,
-            "frozen_bf16": LEVER_CHOICES,
-            "fused_lora": LEVER_CHOICES,
-        }
-        _refuse(problems + _not_one_of(self, allowed))
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class TrackingSettings:
     """What watches a run while it trains: checkpoints, held-out evaluations, early stopping, live tracking."""
 
-    checkpoint_every_steps: int = setting(200, "also checkpoint inside an epoch, so --resume loses little")
+    checkpoint_every_steps: int = setting(
+        200, "also checkpoint inside an epoch, so --resume loses little", within=COUNT
+    )
     eval_every_steps: int | None = setting(
         None,
         "score the held-out training articles (--validation-questions, never dev) every this many steps and at "
         "each epoch's end; dev is scored once, after training (default: never)",
+        within=COUNT,
     )
     early_stopping_patience: int | None = setting(
         None,
         "with --eval-every-steps: stop after this many evaluations without a better held-out F1, and keep the "
         "best evaluation's weights (default: never stop early)",
+        within=COUNT,
     )
     report_to: str = setting(
         "none",
@@ -246,7 +225,8 @@ class TrackingSettings:
     tracking_parent: str | None = field(default=None, metadata={"resume": MAY_CHANGE})
 
     def __post_init__(self) -> None:
-        problems = _not_positive(self, ("eval_every_steps", "early_stopping_patience"))
+        check_fields(self)
         if self.early_stopping_patience is not None and self.eval_every_steps is None:
-            problems.append("--early-stopping-patience needs --eval-every-steps (how often the held-out F1 is scored)")
-        _refuse(problems + _not_one_of(self, {"report_to": REPORT_TO}))
+            raise PeftqaError(
+                "--early-stopping-patience needs --eval-every-steps (how often the held-out F1 is scored)"
+            )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from peftqa import files
+from peftqa.checks import COUNT, check_fields
 from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.methods import get_method, methods_in_all
@@ -165,7 +166,8 @@ def _base_config(preset: StudyPreset, method: str, data_dir: str, overrides: dic
 class StudyConfig:
     """What `peftqa study` runs: the preset and what replaces its choices (each field with help is a flag)."""
 
-    preset: str = setting("quick", "the study to run (see the README)", choices=tuple(sorted(STUDY_PRESETS)))
+    # No `choices`: the preset is looked up when the study runs (get_preset), so one registered later counts.
+    preset: str = setting("quick", f"the study to run: {', '.join(sorted(STUDY_PRESETS))} (see the README)")
     methods: str | None = setting(None, "comma-separated, e.g. lora,ia3,bitfit, or all (default per preset)")
     output_dir: str | None = setting(None, "study folder (default: studies/<preset>)")
     data_dir: str | None = setting(
@@ -175,15 +177,17 @@ class StudyConfig:
     precision: str | None = setting(
         None, "every run's training arithmetic: auto, fp32 or bf16 (default: the preset's, auto)", choices=PRECISIONS
     )
-    seeds: int = setting(1, "final runs per method with different seeds (report: mean and std)")
+    seeds: int = setting(1, "final runs per method with different seeds (report: mean and std)", within=COUNT)
     workers: int | None = setting(
         None,
         "worker processes running sweep trials and final runs side by side (default 1): one GPU each while "
         "there are GPUs enough, else sharing; on a CPU the cores are split between them",
+        within=COUNT,
     )
     workers_per_gpu: int | None = setting(
         None,
         "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
+        within=COUNT,
     )
     train_file: str | None = setting(
         None, "your training questions (SQuAD JSON v1.1/v2.0 or JSON Lines; default: SQuAD v1.1 train)"
@@ -192,6 +196,7 @@ class StudyConfig:
     validation_questions: int | None = setting(
         None,
         "held-out training questions (whole articles) the sweeps and the null threshold are chosen on (default: 2000)",
+        within=COUNT,
     )
     pdf: bool = setting(False, "also print the report to report/report.pdf (needs Debian chromium and playwright)")
     report_to: str | None = setting(
@@ -201,6 +206,9 @@ class StudyConfig:
     )
     tracking_dir: str | None = setting(None, "where the tracker writes (default: as `peftqa train --help` says)")
     overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def run_overrides(self) -> dict[str, Any]:
         """The RunConfig settings that replace the preset's: `overrides`, then the model, precision, files,
@@ -229,8 +237,6 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
     folder = Path(config.output_dir or Path("studies") / preset_name)
     overrides = config.run_overrides()
     plan = [(method, grid, lrs) for method in names for grid, lrs in _grids(preset, method).items()]
-    if seeds < 1:
-        raise PeftqaError(f"--seeds must be at least 1, got {seeds}")
     if config.pdf:
         check_pdf_printer()  # now, not after hours of training
     processes = worker_count(workers, workers_per_gpu, len(visible_gpus()))

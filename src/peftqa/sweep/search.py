@@ -70,7 +70,7 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
         config: what to search; `config.base` is the run template.
         log: where progress lines go.
     """
-    require_tracker(config.base.tracking.report_to)  # so is a missing tracking extra
+    require_tracker(config.base)  # so is a missing tracking extra or an unreachable store
     storage_url(config)  # a storage that cannot work is one line now, not after loading the data
     questions = questions_per_trial(config)
     # With --report-to mlflow the trials' runs are nested under the sweep's own run.

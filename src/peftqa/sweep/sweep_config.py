@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peftqa.checks import COUNT, NOT_NEGATIVE, POSITIVE, Range, check_fields, flag
 from peftqa.data import load_squad, question_source
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
@@ -29,16 +30,24 @@ class SweepConfig:
     """What a sweep searches and how; `base` holds every other run setting."""
 
     base: RunConfig  # model, data, lengths, batch size, seed, method and its fixed options
-    lrs: list[float] | None = setting(None, "learning rates to try, e.g. 1e-4,3e-4,1e-3 (default: the method's grid)")
-    ranks: list[int] | None = setting(None, "values of the method's rank option to try, e.g. 4,8,16 (default: fixed)")
-    train_fraction: float = setting(0.1, "share of the training questions each trial trains on (a seeded sample)")
-    train_limit: int | None = setting(
-        None, "or an exact number of training questions per trial (overrides --train-fraction; default: none)"
+    lrs: list[float] | None = setting(
+        None, "learning rates to try, e.g. 1e-4,3e-4,1e-3 (default: the method's grid)", within=POSITIVE
     )
-    epochs: float = setting(1.0, "epochs per trial")
-    eval_limit: int | None = setting(1000, "held-out training questions each trial is scored on")
+    ranks: list[int] | None = setting(
+        None, "values of the method's rank option to try, e.g. 4,8,16 (default: fixed)", within=COUNT
+    )
+    train_fraction: float = setting(
+        0.1, "share of the training questions each trial trains on (a seeded sample)", within=Range(above=0, at_most=1)
+    )
+    train_limit: int | None = setting(
+        None,
+        "or an exact number of training questions per trial (overrides --train-fraction; default: none)",
+        within=COUNT,
+    )
+    epochs: float = setting(1.0, "epochs per trial", within=POSITIVE)
+    eval_limit: int | None = setting(1000, "held-out training questions each trial is scored on", within=COUNT)
     sampler: str = setting("grid", "grid: every combination; tpe: --n-trials draws from the ranges", choices=SAMPLERS)
-    n_trials: int | None = setting(None, "TPE: number of trials (default: none; --sampler tpe needs it)")
+    n_trials: int | None = setting(None, "TPE: number of trials (default: none; --sampler tpe needs it)", within=COUNT)
     storage: str | None = setting(
         None,
         "Optuna storage URL, e.g. postgresql://user@host/db to share the study between machines "
@@ -48,33 +57,27 @@ class SweepConfig:
         None,
         "worker processes running trials side by side (default 1): one GPU each while there are GPUs "
         "enough, else sharing; on a CPU the cores are split between them",
+        within=COUNT,
     )
     workers_per_gpu: int | None = setting(
         None,
         "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
+        within=COUNT,
     )
     prune: bool = setting(True, "stop a trial early when it falls below the median (MedianPruner, epochs >= 2)")
-    extend_edges: int = setting(0, "grid: times a best lr on the grid's edge adds a point beyond it")
+    extend_edges: int = setting(
+        0, "grid: times a best lr on the grid's edge adds a point beyond it", within=NOT_NEGATIVE
+    )
     output_dir: str | None = setting(None, "the sweep's folder (default: sweeps/<method>-<model>)")
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored in sweep.json
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.lrs is not None and (not self.lrs or min(self.lrs) <= 0):
-            problems.append("learning rates must be positive numbers")
-        if self.ranks is not None and (not self.ranks or min(self.ranks) <= 0):
-            problems.append("ranks must be positive integers")
+        check_fields(self)
+        problems = [f"{flag(name)}: names no value" for name in ("lrs", "ranks") if getattr(self, name) == []]
         if self.ranks is not None and get_method(self.base.method).rank_option is None:
             problems.append(f"method '{self.base.method}' has no rank option; drop --ranks")
-        if not 0 < self.train_fraction <= 1:
-            problems.append(f"train_fraction must be in (0, 1], got {self.train_fraction}")
-        if self.sampler not in SAMPLERS:
-            problems.append(f"sampler must be 'grid' or 'tpe', got {self.sampler!r}")
         if self.sampler == "tpe" and not self.n_trials:
             problems.append("--sampler tpe needs --n-trials")
-        for name, value in (("--workers", self.workers), ("--workers-per-gpu", self.workers_per_gpu)):
-            if value is not None and value < 1:
-                problems.append(f"{name} must be at least 1, got {value}")
         if problems:
             raise PeftqaError("; ".join(problems))
 

@@ -67,7 +67,7 @@ def train(
         hooks: callbacks told of the run's data, steps and epochs (see TrainHooks).
     """
     hooks = hooks or TrainHooks()
-    require_tracker(config.tracking.report_to)  # a missing extra is one line now, before any data loads
+    require_tracker(config)  # a missing extra or an unreachable store is one line now, before any data loads
     spec = get_method(config.method)
     run_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config)
     if resume:

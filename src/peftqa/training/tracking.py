@@ -23,7 +23,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 import time
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,8 +47,10 @@ _MLFLOW_BATCH = 1000  # MLflow's most metrics in one log_batch call
 Rows = list[tuple[int, dict[str, float]]]  # (step, {metric: value}) in step order
 
 
-def require_tracker(report_to: str) -> None:
-    """One line (PeftqaError) naming the extra when `report_to`'s package is not installed."""
+def require_tracker(config: RunConfig) -> None:
+    """One line (PeftqaError) naming the extra when --report-to's package is not installed, or saying that
+    MLflow's store does not answer: called before any data loads, so no run folder is left behind."""
+    report_to = config.tracking.report_to
     package = _PACKAGES.get(report_to)
     if package is None:
         return
@@ -56,6 +60,8 @@ def require_tracker(report_to: str) -> None:
         raise PeftqaError(
             f"--report-to {report_to} needs the {package} package: pip install 'peftqa[{report_to}]'"
         ) from None
+    if report_to == "mlflow":
+        _mlflow_client(config)  # the experiment made or found now: the store answers
 
 
 def tensorboard_folder(config: RunConfig, run_dir: Path) -> Path:
@@ -135,18 +141,41 @@ def _mlflow_client(config: RunConfig) -> tuple[Any, str]:
     # The store logs its table creation and SQLAlchemy warns about MLflow's own queries: not the user's.
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    from mlflow.exceptions import MlflowException
+
+    _check_reachable(uri)
     client = MlflowClient(tracking_uri=uri)
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "peftqa")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return client, experiment.experiment_id
-    # A local SQLite store keeps its artifacts beside it (MLflow's default would be ./mlruns wherever the
-    # command runs); a server decides for itself.
-    local = uri.startswith("sqlite:///")
-    artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri() if local else None
-    return client, client.create_experiment(name, artifact_location=artifacts)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return client, experiment.experiment_id
+        # A local SQLite store keeps its artifacts beside it (MLflow's default would be ./mlruns wherever
+        # the command runs); a server decides for itself.
+        local = uri.startswith("sqlite:///")
+        artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri() if local else None
+        return client, client.create_experiment(name, artifact_location=artifacts)
+    except MlflowException as error:
+        message = " ".join(str(error).split())[:300]
+        raise PeftqaError(f"--report-to mlflow: the tracking store refused: {message}") from None
+
+
+def _check_reachable(uri: str) -> None:
+    """An http(s) store that takes no connection is one line at once: MLflow's client would retry for
+    minutes and then raise a traceback."""
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=10).close()
+    except OSError as error:
+        where = f"{parsed.scheme}://{parsed.hostname}:{port}"  # no password printed
+        raise PeftqaError(
+            f"--report-to mlflow: cannot reach the tracking store {where}: {error.strerror or error}"
+        ) from None
 
 
 class _MLflow:
@@ -341,7 +370,7 @@ def sweep_run(base: RunConfig, folder: Path, params: dict[str, Any]) -> Iterator
     if base.tracking.report_to != "mlflow":
         yield SweepRun()
         return
-    require_tracker(base.tracking.report_to)
+    require_tracker(base)
     record_path = folder / TRACKING_JSON
     before = files.read_json(record_path) if record_path.is_file() else {}
     previous = before.get("mlflow_run_id") if before.get("tracking_uri") == mlflow_uri(base) else None
