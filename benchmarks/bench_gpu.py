@@ -128,7 +128,7 @@ class Bench:
             output_dir=str(self.scratch / name),
         )
         values.update(settings)
-        return RunConfig(**values)
+        return RunConfig.flat(**values)
 
     def peftqa_row(self, label: str, batch: int, steps: int | None, settings: dict[str, Any], **extra: Any) -> Row:
         """One training run; `steps` None: a whole epoch, scored on the F1 rows' dev questions."""

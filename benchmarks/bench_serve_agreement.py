@@ -31,7 +31,7 @@ def measure_agreement(run_dir: str, data_dir: str | None) -> dict:
     reference = evaluate(loaded.model, examples, features, pad, config.scoring).predictions
     merged = merge_model(loaded.model)
     merged_answers = evaluate(merged, examples, features, pad, config.scoring).predictions
-    starts, ends, _ = predict_logits(merged, features, config.scoring.batch_size, pad, bf16=True)
+    starts, ends, _ = predict_logits(merged, features, config.scoring.eval_batch_size, pad, bf16=True)
     bf16_answers = best_answers(
         postprocess(examples, features, starts, ends, config.scoring.n_best, config.scoring.max_answer_tokens)
     )

@@ -84,7 +84,7 @@ def _recipes(args: argparse.Namespace):
     recipes = []
     for precision in args.precisions:
         torch.manual_seed(0)
-        ours = spec.apply(load_qa_model(path, RunConfig().dropout), spec.make_options({}))
+        ours = spec.apply(load_qa_model(path, RunConfig().optimisation.dropout), spec.make_options({}))
         recipes.append((f"peftqa {precision}", precision, ours, ours_batches))
         recipes.append((f"baseline {precision}", precision, baseline_model(path, settings), base_batches))
     return recipes, collate_ms

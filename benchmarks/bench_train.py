@@ -79,7 +79,7 @@ def _peftqa_arm(args: argparse.Namespace) -> dict:
     steps = _StepCpuSeconds()
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["PEFTQA_CACHE_DIR"] = str(Path(scratch) / "cache")  # cold features, like the baseline
-        config = RunConfig(
+        config = RunConfig.flat(
             method="lora",
             model=args.model,
             data_dir=args.data_dir,

@@ -17,7 +17,8 @@ from peftqa import files
 from peftqa.data import Example
 from peftqa.features.windows import FeatureSet
 from peftqa.methods import get_method, method_names
-from peftqa.settings.run_config import RunConfig, ScoringSettings
+from peftqa.settings.groups import ScoringSettings
+from peftqa.settings.run_config import RunConfig
 from peftqa.study.pipeline import StudyPreset
 from tests.squad_fixtures import write_v2
 
@@ -42,7 +43,7 @@ def tiny_run_config(model_dir, squad_dir, out, method="lora", **overrides):
         precision="fp32",  # the same numbers on every CI machine, with or without bf16 units
     )
     values.update(overrides)
-    return RunConfig(**values)
+    return RunConfig.flat(**values)
 
 
 class Killed(BaseException):

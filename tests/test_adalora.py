@@ -173,9 +173,9 @@ def test_the_orthogonal_regulariser_is_added_to_the_training_loss_only(tiny_bert
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"adalora_init_r": -1}, "adalora_init_r must be positive"),
+        ({"adalora_init_r": -1}, "--adalora-init-r: must be a whole number >= 1"),
         ({"adalora_init_r": 8}, "must be above adalora_target_r"),
-        ({"adalora_target_r": 0}, "adalora_target_r must be positive"),
+        ({"adalora_target_r": 0}, "--adalora-target-r: must be a whole number >= 1"),
         ({"adalora_tinit_fraction": 0.5, "adalora_tfinal_fraction": 0.5}, "must leave steps"),
         ({"adalora_orth_reg_weight": -1.0}, "at least 0"),
     ],

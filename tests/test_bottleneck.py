@@ -162,5 +162,5 @@ def test_train_then_evaluate_through_the_command_line(capsys, tmp_path, squad_di
 
 
 def test_parallel_scaling_must_be_positive():
-    with pytest.raises(PeftqaError, match="adapter_scaling must be positive"):
+    with pytest.raises(PeftqaError, match="--adapter-scaling: must be a finite number > 0"):
         get_method("parallel").make_options({"adapter_scaling": 0.0})

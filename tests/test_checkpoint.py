@@ -19,7 +19,7 @@ def _trainable_model(model_dir, method: str = "lora"):
 
 
 def _optimizer(model):
-    return build_optimizer(model, RunConfig(lr=1e-3), total_steps=10)
+    return build_optimizer(model, RunConfig.flat(lr=1e-3), total_steps=10)
 
 
 def test_checkpoint_restores_the_trainable_tensors(tiny_bert_dir, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +36,11 @@ def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     ("argv", "fragments"),
     [
         (["--method", "nope"], ["unknown method 'nope'", "lora", "ia3", "full"]),
-        (["--lr", "0"], ["lr must be positive"]),
-        (["--lr=-1e-3"], ["lr must be positive"]),
-        (["--epochs", "0"], ["epochs must be positive"]),
-        (["--eval-batch-size", "0"], ["eval_batch_size must be positive"]),
-        (["--preset", "quick", "--lora-r", "0"], ["lora_r must be positive"]),
+        (["--lr", "0"], ["--lr: must be a finite number > 0, got 0.0"]),
+        (["--lr=-1e-3"], ["--lr: must be a finite number > 0"]),
+        (["--epochs", "0"], ["--epochs: must be a finite number > 0"]),
+        (["--eval-batch-size", "0"], ["--eval-batch-size: must be a whole number >= 1, got 0"]),
+        (["--preset", "quick", "--lora-r", "0"], ["--lora-r: must be a whole number >= 1"]),
         (["--method", "ia3", "--lora-r", "4"], ["--lora-r does not apply to method 'ia3'"]),
     ],
 )
@@ -169,14 +170,14 @@ def test_sweep_flags_are_made_from_sweep_config_and_its_defaults_apply(monkeypat
     assert config.lrs == [3e-3, 1e-3] and config.learning_rates == [1e-3, 3e-3]
     for name in ("train_fraction", "epochs", "eval_limit", "sampler", "prune", "extend_edges", "workers"):
         assert getattr(config, name) == getattr(defaults, name), name
-    assert config.base.epochs == config.epochs
+    assert config.base.optimisation.epochs == config.epochs
 
     seen.clear()
     flags = ["--no-prune", "--sampler", "tpe", "--n-trials", "3", "--epochs", "2", "--eval-limit", "50"]
     assert main(["sweep", "--method", "lora", "--data-dir", str(squad_dir), "--ranks", "4,8", *flags]) == 0
     (config,) = seen
     assert (config.prune, config.sampler, config.n_trials, config.ranks) == (False, "tpe", 3, [4, 8])
-    assert (config.epochs, config.base.epochs, config.eval_limit) == (2.0, 2.0, 50)
+    assert (config.epochs, config.base.optimisation.epochs, config.eval_limit) == (2.0, 2.0, 50)
 
     # Every SweepConfig field with help has its flag (the run flags cover the trial size and folder).
     parsed = build_parser().parse_args(["sweep", "--method", "lora"])
@@ -264,3 +265,97 @@ def test_version_is_the_project_version(capsys, monkeypatch):
 
     monkeypatch.setattr(commands.metadata, "version", not_installed)
     assert commands.package_version() == __version__
+
+
+def _refused(capsys, *argv: str) -> str:
+    """The one line a command refuses `argv` with (exit status 2, whether argparse or a config says no)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exited:
+        code = exited.code
+    err = capsys.readouterr().err
+    _assert_one_line_error(code, err)
+    return err.strip()
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--epochs", "inf"], "--epochs: must be a finite number > 0, got inf"),
+        (["--seed", "-1"], "--seed: must be a whole number in [0, 4294967295], got -1"),
+        (["--checkpoint-every-steps", "0"], "--checkpoint-every-steps: must be a whole number >= 1, got 0"),
+        (["--lr", "inf"], "--lr: must be a finite number > 0, got inf"),
+        (["--weight-decay", "nan"], "--weight-decay: must be a finite number >= 0, got nan"),
+        (["--max-grad-norm", "nan"], "--max-grad-norm: must be a finite number > 0, got nan"),
+        (["--null-threshold", "nan"], "--null-threshold: must be a finite number, got nan"),
+        (["--target-modules", "(q|"], "--target-modules: not a valid regular expression"),
+        (["--eval-split", "test"], "--eval-split: must be one of dev, validation, got 'test'"),
+        (["--eval-growth", "0.5"], "--eval-growth: must be a finite number >= 1, got 0.5"),
+        (["--validation-limit", "0"], "--validation-limit: must be a whole number >= 1, got 0"),
+    ],
+)
+def test_a_bad_number_or_name_is_refused_before_any_folder(capsys, tmp_path, flags, fragment):
+    run_dir = tmp_path / "run"
+    err = _refused(capsys, "train", "--model", "/no/such/model", "--output-dir", str(run_dir), *flags)
+    assert fragment in err and not run_dir.exists()
+
+
+def _train_until_the_model(tmp_path, tiny_bert_dir, squad_dir, *flags: str) -> list[str]:
+    """train's arguments for a tiny run that gets as far as loading data and model."""
+    return [
+        "train", "--model", str(tiny_bert_dir), "--data-dir", str(squad_dir), "--output-dir", str(tmp_path / "run"),
+        "--max-length", "128", "--doc-stride", "32", "--max-steps", "1", *flags,
+    ]  # fmt: skip
+
+
+def test_target_modules_that_match_no_layer_are_refused_before_the_run_folder(
+    capsys, tmp_path, tiny_bert_dir, squad_dir
+):
+    err = _refused(capsys, *_train_until_the_model(tmp_path, tiny_bert_dir, squad_dir, "--target-modules", "q_linn"))
+    assert "--target-modules 'q_linn' matches no layer of this model" in err and "query" in err
+    err = _refused(
+        capsys, *_train_until_the_model(tmp_path, tiny_bert_dir, squad_dir, "--target-modules", r".*\.nope$")
+    )
+    assert "matches no layer" in err and not (tmp_path / "run").exists()
+
+
+def test_a_peft_config_peft_applies_but_cannot_train_is_refused(capsys, tmp_path, tiny_bert_dir, squad_dir):
+    config = tmp_path / "poly.json"  # Polytropon needs task ids in every forward pass
+    config.write_text(json.dumps({"peft_type": "POLY", "target_modules": ["query", "value"]}))
+    flags = ["--method", "peft", "--peft-config", str(config)]
+    err = _refused(capsys, *_train_until_the_model(tmp_path, tiny_bert_dir, squad_dir, *flags))
+    assert "peft applies it, but a training step fails" in err and not (tmp_path / "run").exists()
+
+
+def test_an_unreachable_mlflow_store_is_one_line_before_any_folder(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    with socket.socket() as probe:  # a port nobody listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{probe.getsockname()[1]}")
+        err = _refused(capsys, "train", "--report-to", "mlflow", "--output-dir", str(tmp_path / "run"))
+    assert "--report-to mlflow: cannot reach the tracking store http://127.0.0.1:" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["serve", "--port", "70000"], "--port: must be a whole number in [1, 65535], got 70000"),
+        (["serve", "--port", "0"], "--port: must be a whole number in [1, 65535], got 0"),
+        (["serve", "--threads", "0"], "--threads: must be a whole number >= 1, got 0"),
+        (["predict", "RUN", "--question", "q?", "--context", "c", "--top-k", "0"], "--top-k: must be a whole number"),
+        (["predict", "RUN", "--question", "q?", "--context", "c", "--top-k", "-1"], "--top-k: must be a whole number"),
+        (["sweep", "--max-steps", "3"], "unrecognized arguments: --max-steps 3"),
+        (["sweep", "--lr", "1e-3"], "unrecognized arguments: --lr 1e-3"),
+        (["sweep", "--eval-split", "dev"], "unrecognized arguments: --eval-split dev"),
+        (["sweep", "--epochs", "nan"], "--epochs: must be a finite number > 0, got nan"),
+        (["sweep", "--eval-growth", "2"], "unrecognized arguments: --eval-growth 2"),
+        (["sweep", "--first-rung", "0"], "--first-rung: must be a finite number in (0, 1], got 0"),
+        (["sweep", "--halving-factor", "1"], "--halving-factor: must be a whole number >= 2, got 1"),
+        (["study", "--budgets", "250,many"], "--budgets expects comma-separated whole numbers of questions"),
+        (["study", "--seeds", "0"], "--seeds: must be a whole number >= 1, got 0"),
+        (["train", "--epochs", "three"], "argument --epochs: expected float, got 'three'"),
+    ],
+)
+def test_other_commands_refuse_bad_values_in_one_line(capsys, argv, fragment):
+    assert fragment in _refused(capsys, *argv)

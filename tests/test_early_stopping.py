@@ -203,11 +203,14 @@ def test_growing_gaps_score_at_rungs_and_epoch_ends_and_each_evaluation_reaches_
     ("flags", "fragment"),
     [
         (["--early-stopping-patience", "2"], "--early-stopping-patience needs --eval-every-steps"),
-        (["--eval-every-steps", "2", "--early-stopping-patience", "0"], "early_stopping_patience must be positive"),
-        (["--eval-every-steps", "0"], "eval_every_steps must be positive"),
-        (["--eval-every-steps=-1"], "eval_every_steps must be positive"),
+        (
+            ["--eval-every-steps", "2", "--early-stopping-patience", "0"],
+            "--early-stopping-patience: must be a whole number >= 1",
+        ),
+        (["--eval-every-steps", "0"], "--eval-every-steps: must be a whole number >= 1"),
+        (["--eval-every-steps=-1"], "--eval-every-steps: must be a whole number >= 1"),
         (["--eval-every-steps", "1000"], "--eval-every-steps 1000 is more than the run's 4 steps"),
-        (["--eval-every-steps", "2", "--eval-growth", "0.5"], "eval_growth must be at least 1"),
+        (["--eval-every-steps", "2", "--eval-growth", "0.5"], "--eval-growth: must be a finite number >= 1, got 0.5"),
     ],
 )
 def test_bad_early_stopping_settings_are_one_line(flags, fragment, tiny_bert_dir, squad_dir, tmp_path, capsys):

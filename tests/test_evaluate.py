@@ -8,7 +8,7 @@ import torch
 from peftqa.data import load_squad
 from peftqa.features.windows import build_features
 from peftqa.inference.evaluate import evaluate
-from peftqa.settings.run_config import ScoringSettings
+from peftqa.settings.groups import ScoringSettings
 
 
 def test_scores_do_not_depend_on_the_eval_batch_size(tiny_bert_dir, squad_dir):
@@ -21,7 +21,7 @@ def test_scores_do_not_depend_on_the_eval_batch_size(tiny_bert_dir, squad_dir):
     assert len(set(features.lengths)) > 1  # batches of one and of several rows pad differently
     # None: the device's default (16 on a CPU).
     results = [
-        evaluate(model, examples, features, tokenizer.pad_token_id, ScoringSettings(batch_size=size))
+        evaluate(model, examples, features, tokenizer.pad_token_id, ScoringSettings(eval_batch_size=size))
         for size in (1, 3, None)
     ]
     assert results[0].predictions == results[1].predictions == results[2].predictions

@@ -21,7 +21,7 @@ from peftqa.inference.evaluate import ask
 from peftqa.inference.rescore import evaluate_run
 from peftqa.inference.run_folder import EXPORT_JSON, ONNX_FILE
 from peftqa.methods import get_method, method_names
-from peftqa.settings.run_config import ScoringSettings
+from peftqa.settings.groups import ScoringSettings
 from tests.helpers import train_tiny_runs
 
 # Every registered method that merges: each must give a plain transformers folder.

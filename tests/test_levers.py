@@ -117,21 +117,21 @@ def test_fused_lora_training_run_matches_eager(tiny_bert_dir, squad_dir, tmp_pat
 
 
 def test_lever_settings_are_checked():
-    with pytest.raises(PeftqaError, match="fused_lora must be one of auto, on, off"):
-        RunConfig(fused_lora="yes")
-    with pytest.raises(PeftqaError, match="log_every_steps must be positive"):
-        RunConfig(log_every_steps=0)
+    with pytest.raises(PeftqaError, match="--fused-lora: must be one of auto, on, off"):
+        RunConfig.flat(fused_lora="yes")
+    with pytest.raises(PeftqaError, match="--log-every-steps: must be a whole number >= 1"):
+        RunConfig.flat(log_every_steps=0)
 
 
 def test_a_cuda_run_gets_the_fused_lora_forward_but_not_bf16_frozen_weights_unless_asked():
     cuda = torch.device("cuda")  # resolving reads only the device's type: no GPU needed
     lines: list[str] = []
-    levers = SpeedLevers.resolve(RunConfig(method="lora"), cuda, lines.append)
+    levers = SpeedLevers.resolve(RunConfig.flat(method="lora"), cuda, lines.append)
     assert (levers.frozen_bf16, levers.fused_lora, levers.precision.bf16) == (False, True, True)
     assert lines == ["precision: bf16 (auto on CUDA)", "training levers on: fused_lora"]
-    forced = SpeedLevers.resolve(RunConfig(method="lora", frozen_bf16="auto", precision="fp32"), cuda, _quiet)
+    forced = SpeedLevers.resolve(RunConfig.flat(method="lora", frozen_bf16="auto", precision="fp32"), cuda, _quiet)
     assert (forced.frozen_bf16, forced.fused_lora) == (True, True) and forced.autocast is True  # bf16 frozen: bf16
-    cpu = SpeedLevers.resolve(RunConfig(method="lora", precision="fp32"), torch.device("cpu"), _quiet)
+    cpu = SpeedLevers.resolve(RunConfig.flat(method="lora", precision="fp32"), torch.device("cpu"), _quiet)
     assert (cpu.frozen_bf16, cpu.fused_lora, cpu.autocast) == (False, False, False)
 
 
@@ -180,6 +180,6 @@ def test_fp32_attention_feeds_attention_fp32_under_bf16_autocast_and_puts_the_re
 
 def test_bf16_on_a_cpu_keeps_attention_in_fp32():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert SpeedLevers.resolve(RunConfig(precision="bf16"), cpu, _quiet).fp32_attention
-    assert not SpeedLevers.resolve(RunConfig(precision="fp32"), cpu, _quiet).fp32_attention
-    assert not SpeedLevers.resolve(RunConfig(precision="bf16"), cuda, _quiet).fp32_attention
+    assert SpeedLevers.resolve(RunConfig.flat(precision="bf16"), cpu, _quiet).fp32_attention
+    assert not SpeedLevers.resolve(RunConfig.flat(precision="fp32"), cpu, _quiet).fp32_attention
+    assert not SpeedLevers.resolve(RunConfig.flat(precision="bf16"), cuda, _quiet).fp32_attention

@@ -175,17 +175,17 @@ def test_mergeable_methods_merge_into_plain_weights(method, tiny_model_dir):
 
 
 def _positive_options(spec) -> list[str]:
-    """Whole-number options (sizes, ranks, counts) and the ones whose field says they must be positive."""
+    """Whole-number options (sizes, ranks, counts) and the ones whose field declares a range (all refuse -1)."""
     import typing
 
     hints = typing.get_type_hints(spec.options_cls)
     fields = dataclasses.fields(spec.options_cls)
-    return [f.name for f in fields if hints[f.name] is int or f.metadata.get("positive")]
+    return [f.name for f in fields if hints[f.name] is int or "range" in f.metadata]
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_bad_options_exit_2_with_one_line(method, capsys):
-    """Every whole-number option (ranks, sizes, counts) and every scale marked positive refuses -1, and
+    """Every whole-number option (ranks, sizes, counts) and every scale with a range refuses -1, and
     another method's option is refused, before any model is loaded (the model named here does not exist)."""
     from peftqa.cli.commands import main
 

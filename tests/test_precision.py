@@ -43,9 +43,9 @@ def test_an_explicit_setting_wins_and_says_when_bf16_is_emulated():
 
 
 def test_precision_is_checked_and_auto_by_default():
-    assert RunConfig().precision == "auto"
-    with pytest.raises(PeftqaError, match="precision must be one of auto, fp32, bf16"):
-        RunConfig(precision="fp16")
+    assert RunConfig().speed.precision == "auto"
+    with pytest.raises(PeftqaError, match="--precision: must be one of auto, fp32, bf16"):
+        RunConfig.flat(precision="fp16")
 
 
 def test_a_bf16_run_keeps_fp32_adapters_scores_in_fp32_and_records_why(tiny_bert_dir, squad_dir, tmp_path):
@@ -70,6 +70,6 @@ def test_a_method_that_lost_f1_in_bf16_stays_fp32_under_auto_but_not_when_bf16_i
     assert not resolve_precision("auto", CPU, ZEN4, fp32_under_auto=keep).bf16
     assert keep in resolve_precision("auto", torch.device("cuda"), fp32_under_auto=keep).why
     assert resolve_precision("bf16", CPU, ZEN4, fp32_under_auto=keep).bf16
-    full = SpeedLevers.resolve(RunConfig(method="full"), torch.device("cuda"), lambda _: None)
+    full = SpeedLevers.resolve(RunConfig.flat(method="full"), torch.device("cuda"), lambda _: None)
     assert not full.precision.bf16 and "fp32" in full.precision.why
-    assert SpeedLevers.resolve(RunConfig(method="lora"), torch.device("cuda"), lambda _: None).precision.bf16
+    assert SpeedLevers.resolve(RunConfig.flat(method="lora"), torch.device("cuda"), lambda _: None).precision.bf16

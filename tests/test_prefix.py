@@ -167,7 +167,7 @@ def test_reload_refuses_prefixes_of_another_shape(tiny_bert_dir, tiny_distilbert
 
 
 def test_bad_options_are_refused():
-    for values, message in (({"num_virtual_tokens": -1}, "0 or more"), ({"prefix_hidden_size": 0}, "positive")):
+    for values, message in (({"num_virtual_tokens": -1}, ">= 0, got -1"), ({"prefix_hidden_size": 0}, ">= 1, got 0")):
         with pytest.raises(PeftqaError, match=message):
             SPEC.make_options(values)
 
@@ -201,7 +201,7 @@ def test_a_prefix_run_exports_to_onnx_with_the_runs_logits(tiny_model_dir, squad
     from peftqa.export import export_run
     from peftqa.export.verify import largest_difference, logits, probe_batch
     from peftqa.inference import run_folder as runs
-    from peftqa.settings.run_config import ScoringSettings
+    from peftqa.settings.groups import ScoringSettings
     from peftqa.training.loop import train
 
     run_dir = tmp_path / "run"

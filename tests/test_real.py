@@ -47,7 +47,7 @@ def test_minilm_alias_is_the_pretrained_model_and_learns(real_squad_dir, tmp_pat
     from peftqa.training.loop import train
 
     # lr 3e-3: the quick study's best LoRA rate for 300 questions.
-    config = RunConfig(
+    config = RunConfig.flat(
         method="lora", model="minilm-l6", data_dir=str(real_squad_dir), train_limit=300, eval_limit=100,
         epochs=1, max_length=256, doc_stride=96, batch_size=16, lr=3e-3, output_dir=str(tmp_path / "run"),
     )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,7 +58,7 @@ def test_grid_sweep_writes_summary_resumes_and_feeds_train(tiny_bert_dir, squad_
     assert len(again["trials"]) == len(saved["trials"])
 
     args = build_parser().parse_args(["train", "--method", "lora", "--lr", f"from:{out}"])
-    assert config_from_args(args).lr == summary["best"]["params"]["lr"]
+    assert config_from_args(args).optimisation.lr == summary["best"]["params"]["lr"]
 
 
 def test_best_is_highest_f1_then_em():
@@ -157,7 +156,7 @@ def test_the_summary_says_whether_the_held_out_questions_separate_the_choice_fro
 
 def test_bad_sweep_input_is_a_peftqa_error(tmp_path):
     with pytest.raises(PeftqaError, match="no rank option"):
-        SweepConfig(base=RunConfig(method="ia3"), ranks=[4])
+        SweepConfig(base=RunConfig.flat(method="ia3"), ranks=[4])
     with pytest.raises(PeftqaError, match="n-trials"):
         SweepConfig(base=RunConfig(), sampler="tpe")
     with pytest.raises(PeftqaError, match="no sweep.json"):
@@ -178,7 +177,7 @@ def test_edge_best_extends_the_grid_outward():
 def test_trials_are_scored_on_held_out_training_articles_never_dev(tiny_bert_dir, tmp_path):
     squad = write_squad(tmp_path / "squad", train=many_articles())  # dev: the two hand-made articles
     config = _sweep_config(tiny_bert_dir, squad, tmp_path / "sweep", lrs=[1e-3, 1e-2, 3e-2], train_fraction=1.0)
-    config.base = dataclasses.replace(config.base, validation_questions=5)
+    config.base = config.base.replace(validation_questions=5)
     summary = run_sweep(config, log=lambda _: None)
 
     # The grid runs from its centre outward; each trial keeps its held-out evaluations at the rungs.

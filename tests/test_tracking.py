@@ -159,4 +159,4 @@ def test_a_missing_tracker_is_one_line_naming_the_extra_before_training(
 def test_an_unknown_tracker_is_one_line(capsys):
     assert main(["train", "--report-to", "wandb"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "report_to must be one of none, tensorboard, mlflow" in lines[0]
+    assert len(lines) == 1 and "--report-to: must be one of none, tensorboard, mlflow" in lines[0]

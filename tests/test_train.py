@@ -218,7 +218,11 @@ def test_the_step_loop_reads_the_device_only_every_log_every_steps(
     assert 0 < reads <= steps // log_every
     # Both kinds of batch went through the forward: with padding and without.
     lengths = prepared[0].train_features.lengths
-    batches = [b for epoch in range(epochs) for b in length_grouped_batches(lengths, 2, config.seed * 1000 + epoch)]
+    batches = [
+        b
+        for epoch in range(epochs)
+        for b in length_grouped_batches(lengths, 2, config.optimisation.seed * 1000 + epoch)
+    ]
     assert {bool(lengths[b].min() < lengths[b].max()) for b in batches} == {True, False}
     # Every step's real tokens are still counted (read from the device with the losses).
     tokens = metrics["train_tokens_per_second"] * metrics["train_seconds"]
@@ -320,8 +324,7 @@ def test_a_given_null_threshold_needs_no_held_out_articles_and_is_refused_on_v1_
 
 def test_a_v1_file_given_by_name_trains_exactly_like_the_data_directory(tiny_bert_without_dropout, squad_dir, tmp_path):
     folder = tiny_run_config(tiny_bert_without_dropout, squad_dir, tmp_path / "dir", max_steps=3)
-    named = dataclasses.replace(
-        folder,
+    named = folder.replace(
         data_dir=None,
         train_file=str(squad_dir / "train-v1.1.json"),
         dev_file=str(squad_dir / "dev-v1.1.json"),

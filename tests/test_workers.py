@@ -156,7 +156,7 @@ def test_a_running_trial_is_failed_at_once_only_when_no_other_command_uses_the_f
 
     from peftqa.settings.run_config import RunConfig
 
-    config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3], output_dir=str(tmp_path))
+    config = SweepConfig(base=RunConfig.flat(method="lora"), lrs=[1e-3], output_dir=str(tmp_path))
     study = sweep_storage.open_study(config)
     trial = study.ask()
     trial.suggest_float("lr", 1e-3, 1e-3, log=True)
@@ -176,7 +176,7 @@ def test_a_running_trial_is_failed_at_once_only_when_no_other_command_uses_the_f
 def test_a_trial_gives_way_to_an_earlier_trial_of_its_point(tmp_path):
     from peftqa.settings.run_config import RunConfig
 
-    config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
+    config = SweepConfig(base=RunConfig.flat(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
     study = sweep_storage.open_study(config)
     first, second = study.ask(), study.ask()
     study.enqueue_trial({"lr": 1e-2})
@@ -205,7 +205,7 @@ def test_a_worker_waits_while_another_s_new_trial_has_not_named_its_point_yet(tm
 
     from peftqa.settings.run_config import RunConfig
 
-    config = SweepConfig(base=RunConfig(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
+    config = SweepConfig(base=RunConfig.flat(method="lora"), lrs=[1e-3, 1e-2], output_dir=str(tmp_path))
     study = sweep_storage.open_study(config)
     done = study.ask()
     done.suggest_float("lr", 1e-3, 1e-2, log=True)

@@ -12,8 +12,9 @@ from __future__ import annotations
 STAGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "leaf helpers",
-        ("errors", "files", "wheels", "hardware", "plots", "workers", "scoring", "stages"),
-        "one-line errors, atomic writes, wheels, the machine, figures, worker processes, EM/F1 and intervals",
+        ("errors", "checks", "files", "wheels", "hardware", "plots", "workers", "scoring", "stages"),
+        "one-line errors, the one check of a config's values, atomic writes, wheels, the machine, figures, worker "
+        "processes, EM/F1 and intervals",
     ),
     ("data", ("data",), "SQuAD v1.1/2.0 JSON, JSON Lines, `datasets` sources -> checked questions"),
     ("features", ("features",), "questions -> token windows with labels and offsets, cached; padded batches"),

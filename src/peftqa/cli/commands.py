@@ -12,17 +12,19 @@ import sys
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
+from typing import Any, NoReturn
 
-from peftqa.cli.flags import add_config_flags, add_run_flags, config_from_args, given_fields
+from peftqa.cli.flags import HelpFormatter, add_config_flags, add_run_flags, config_from_args, given_fields, method_help
 from peftqa.cli.usage import DESCRIPTION, EPILOG
 from peftqa.data.make_v2 import DEFAULT_SEED, DEFAULT_SHARE
 from peftqa.errors import PeftqaError
 from peftqa.scoring.stats import BOOTSTRAP_SEED, RESAMPLES
+from peftqa.serve.options import ServeOptions
 from peftqa.study.pipeline import StudyConfig
-from peftqa.sweep.sweep_config import SweepConfig
+from peftqa.sweep.sweep_config import SET_BY_THE_SWEEP, SweepConfig
 
-# SweepConfig fields set from the run flags of the same name (--train-limit, --epochs, --eval-limit, --output-dir).
-_SWEEP_FROM_RUN_FLAGS = {"base", "train_limit", "epochs", "eval_limit", "output_dir", "extra"}
+# SweepConfig fields without a flag: the run template (the run flags make it) and free-form notes.
+_SWEEP_NO_FLAG = {"base", "extra"}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -35,7 +37,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_methods(args: argparse.Namespace) -> int:
     from peftqa.methods.listing import methods_table
 
-    print(methods_table())
+    print(methods_table() if args.name is None else method_help(args.name))
     return 0
 
 
@@ -89,11 +91,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from peftqa.serve.options import ServeOptions, serve
+    from peftqa.serve.options import serve
 
-    # The serve sub-parser has one flag per ServeOptions field, under the field's name.
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServeOptions)}
-    serve(ServeOptions(**{**values, "run_dirs": tuple(args.run_dirs)}))
+    values = given_fields(args, ServeOptions)
+    serve(ServeOptions(**{**values, "run_dirs": tuple(values.get("run_dirs") or ())}))
     return 0
 
 
@@ -101,13 +102,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from peftqa.sweep import SweepConfig, run_sweep
 
     base = config_from_args(args)
-    values = given_fields(args, SweepConfig, _SWEEP_FROM_RUN_FLAGS)
-    # The trial size from the run flags: --train-limit and --eval-limit (or the preset's), --epochs when given.
-    for name, value in (("train_limit", base.train_limit), ("eval_limit", base.eval_limit), ("epochs", args.epochs)):
-        if value is not None:
-            values[name] = value
-    config = SweepConfig(base=base, output_dir=args.output_dir, **values)
-    run_sweep(dataclasses.replace(config, base=dataclasses.replace(base, epochs=config.epochs)))
+    values = given_fields(args, SweepConfig, _SWEEP_NO_FLAG)
+    # A preset's question limits size the trials unless --train-limit / --eval-limit are given.
+    for name in ("train_limit", "eval_limit"):
+        if name not in values and getattr(base.data, name) is not None:
+            values[name] = getattr(base.data, name)
+    # --eval-limit also sizes dev's sample when the trials are final runs (--score-dev).
+    config = SweepConfig(base=base.replace(eval_limit=values.get("eval_limit")), **values)
+    run_sweep(dataclasses.replace(config, base=config.base.replace(epochs=config.epochs)))
     return 0
 
 
@@ -137,62 +139,95 @@ def package_version() -> str:
         return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own refusals (an unknown flag, a value of the wrong type, a missing argument) as one line
+    and exit status 2, as every other bad input is, rather than a usage block and the error."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog if " " in self.prog else f"{self.prog} COMMAND"
+        self.exit(2, f"peftqa: error: {message} (see `{command} --help`)\n")
+
+
+# The usage line of a command with a flag per setting: the flags follow, by group.
+_SETTINGS_USAGE = "%(prog)s [--method NAME] [--preset NAME] [--FLAG VALUE ...]"
+
+
+def _command(
+    commands: Any, name: str, help_text: str, usage: str | None = None, abbreviations: bool = True
+) -> argparse.ArgumentParser:
+    """A sub-command whose help shows each flag's default (HelpFormatter)."""
+    return commands.add_parser(
+        name, help=help_text, formatter_class=HelpFormatter, usage=usage, allow_abbrev=abbreviations
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="peftqa", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data = commands.add_parser("data", help="get the SQuAD v1.1 files, or make a SQuAD 2.0-format file from one")
+    data = _command(commands, "data", "get the SQuAD v1.1 files, or make a SQuAD 2.0-format file from one")
     data_commands = data.add_subparsers(dest="data_command", required=True)
-    fetch = data_commands.add_parser("fetch", help="put train-v1.1.json and dev-v1.1.json in the data directory")
+    fetch = _command(data_commands, "fetch", "put train-v1.1.json and dev-v1.1.json in the data directory")
     fetch.add_argument("--dest", default=None, help="folder (default: --data-dir, PEFTQA_DATA_DIR or user cache)")
-    fetch.add_argument("--data-dir", default=None)
+    fetch.add_argument("--data-dir", default=None, help="the data directory (default: PEFTQA_DATA_DIR or user cache)")
     fetch.set_defaults(handler=_cmd_fetch)
-    make_v2 = data_commands.add_parser("make-v2", help="a SQuAD 2.0-format file made from a v1.1 file (docs/data.md)")
+    make_v2 = _command(data_commands, "make-v2", "a SQuAD 2.0-format file made from a v1.1 file (docs/data.md)")
     make_v2.add_argument("source", help="a SQuAD v1.1 file (.json or .json.gz)")
     make_v2.add_argument("out", help="the file to write (gzipped when it ends in .gz)")
-    make_v2.add_argument("--share", type=float, default=DEFAULT_SHARE, help="share made unanswerable (default 1/3)")
-    make_v2.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default {DEFAULT_SEED})")
+    make_v2.add_argument("--share", type=float, default=DEFAULT_SHARE, help="share of questions made unanswerable")
+    make_v2.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seeds which questions move")
     make_v2.set_defaults(handler=_cmd_make_v2)
 
-    train = commands.add_parser("train", help="fine-tune one method and score it on dev")
-    add_run_flags(train)
-    train.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    train = _command(commands, "train", "fine-tune one method and score it on dev", _SETTINGS_USAGE + " [--resume]")
+    run_flags = add_run_flags(train)
+    run_flags.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     train.set_defaults(handler=_cmd_train)
 
-    methods = commands.add_parser("methods", help="the fine-tuning methods: defaults, trainable parameters, export")
+    methods = _command(commands, "methods", "the fine-tuning methods: defaults, trainable parameters, export")
+    methods.add_argument("name", nargs="?", default=None, help="a method: its options, with their help and defaults")
     methods.set_defaults(handler=_cmd_methods)
 
-    evaluate = commands.add_parser("evaluate", help="reload a run (or an exported folder) and score it again")
+    evaluate = _command(commands, "evaluate", "reload a run (or an exported folder) and score it again")
     evaluate.add_argument("run_dir", help="a run directory, or a folder written by `peftqa export`")
-    evaluate.add_argument("--eval-limit", type=int, default=None)
-    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--eval-limit", type=int, default=None, help="score on a sample (default: the run's)")
+    evaluate.add_argument("--data-dir", default=None, help="where SQuAD is (default: the run's)")
     evaluate.add_argument(
-        "--train-file", default=None, help="score on held-out articles of this file (validation runs)"
+        "--train-file",
+        default=None,
+        help="score on held-out articles of this file (validation runs; default: the run's)",
     )
-    evaluate.add_argument("--dev-file", default=None, help="score on this file's questions instead of the run's dev")
+    evaluate.add_argument(
+        "--dev-file", default=None, help="score on this file's questions instead (default: the run's dev)"
+    )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="answer one question, or every question of a file, with a run")
-    predict.add_argument("run_dir")
-    predict.add_argument("--question", default=None)
-    predict.add_argument("--context", default=None)
-    predict.add_argument("--top-k", type=int, default=1)
+    predict = _command(commands, "predict", "answer one question, or every question of a file, with a run")
+    predict.add_argument("run_dir", help="a run directory, or a folder written by `peftqa export`")
+    predict.add_argument("--question", default=None, help="one question (default: none; or --file)")
+    predict.add_argument("--context", default=None, help="the text that answers --question (default: none)")
+    predict.add_argument("--top-k", type=int, default=1, help="--question: the answer and the K-1 next best")
     predict.add_argument(
-        "--file", default=None, help="questions to answer: SQuAD JSON or JSON Lines (answers optional)"
+        "--file", default=None, help="questions to answer: SQuAD JSON or JSON Lines, answers optional (default: none)"
     )
-    predict.add_argument("--out", default=None, help="with --file: the predictions to write, {id: answer}")
-    predict.add_argument("--nbest", type=int, default=None, help="with --file: also nbest.json, the K best spans")
+    predict.add_argument(
+        "--out", default=None, help="with --file: the predictions to write, {id: answer} (default: printed)"
+    )
+    predict.add_argument(
+        "--nbest", type=int, default=None, help="with --file: also nbest.json, the K best spans (default: none)"
+    )
     predict.set_defaults(handler=_cmd_predict)
 
-    score = commands.add_parser("score", help="official EM/F1 of a predictions file ({id: answer}), SQuAD v1.1 or 2.0")
+    score = _command(commands, "score", "official EM/F1 of a predictions file ({id: answer}), SQuAD v1.1 or 2.0")
     score.add_argument("dev_json", help="the questions: SQuAD JSON (v1.1 or v2.0) or JSON Lines")
-    score.add_argument("predictions_json")
+    score.add_argument("predictions_json", help="the predictions, {id: answer}")
     score.add_argument("--version", type=int, default=None, help="1 or 2 (default: 2 when a question has no answer)")
-    score.add_argument("--na-probs", default=None, help="version 2: the official --na-prob-file, JSON {id: number}")
-    score.add_argument("--na-prob-thresh", type=float, default=1.0, help="version 2: no answer above it (default 1.0)")
+    score.add_argument(
+        "--na-probs", default=None, help="version 2: the official --na-prob-file, JSON {id: number} (default: none)"
+    )
+    score.add_argument("--na-prob-thresh", type=float, default=1.0, help="version 2: no answer above it")
     score.add_argument(
         "--ci",
         action="store_true",
@@ -201,60 +236,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.set_defaults(handler=_cmd_score)
 
-    sweep = commands.add_parser(
-        "sweep", help="choose a method's learning rate (and rank) with Optuna, by F1 on held-out training questions"
+    sweep = _command(
+        commands,
+        "sweep",
+        "choose a method's learning rate (and rank) with Optuna, by F1 on held-out training questions",
+        _SETTINGS_USAGE,
+        # No abbreviations: a run's --lr, which a sweep does not take, would be read as --lrs.
+        abbreviations=False,
     )
-    add_run_flags(sweep)
-    add_config_flags(sweep, SweepConfig, skip=_SWEEP_FROM_RUN_FLAGS)
+    add_run_flags(sweep, skip=SET_BY_THE_SWEEP)
+    searched = sweep.add_argument_group(
+        "sweep", "what is searched, and each trial's size (every other flag: the trials')"
+    )
+    add_config_flags(searched, SweepConfig, skip=_SWEEP_NO_FLAG)
     sweep.set_defaults(handler=_cmd_sweep)
 
-    report = commands.add_parser("report", help="results, curves, error analysis and examples as report.md/.html")
+    report = _command(commands, "report", "results, curves, error analysis and examples as report.md/.html")
     report.add_argument("run_dirs", nargs="+", help="finished run directories")
-    report.add_argument("--sweep", nargs="*", default=[], help="sweep directories to include")
-    report.add_argument("--out", default="report", help="output folder (default: report)")
+    report.add_argument("--sweep", nargs="*", default=[], help="sweep directories to include (default: none)")
+    report.add_argument("--out", default="report", help="output folder")
     report.add_argument("--no-qualitative", action="store_true", help="skip answering the hand-written examples")
     report.add_argument("--pdf", action="store_true", help="also report.pdf, printed by headless chromium")
     report.set_defaults(handler=_cmd_report)
 
-    export = commands.add_parser("export", help="a merged Hugging Face folder or an ONNX model of a run, checked")
-    export.add_argument("run_dir")
+    export = _command(commands, "export", "a merged Hugging Face folder or an ONNX model of a run, checked")
+    export.add_argument("run_dir", help="a run directory")
     export.add_argument("--out", required=True, help="folder to write (must not exist, unless --force)")
     # Checked by export_run rather than argparse `choices`, so a wrong value is one line and exit 2.
-    export.add_argument("--format", default="hf", help="hf (merged safetensors folder, default) or onnx")
-    export.add_argument("--quantize", default=None, help="int8: dynamic int8 quantisation (onnx only)")
+    export.add_argument("--format", default="hf", help="hf (merged safetensors folder) or onnx")
+    export.add_argument("--quantize", default=None, help="int8: dynamic int8 quantisation (onnx only; default: none)")
     export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
-    export.add_argument("--data-dir", default=None, help="SQuAD for --quantize's before/after scores (default: run's)")
+    export.add_argument(
+        "--data-dir", default=None, help="SQuAD for --quantize's before/after scores (default: the run's)"
+    )
     export.set_defaults(handler=_cmd_export)
 
-    study = commands.add_parser("study", help="sweep, train at the best lr and report, for several methods")
+    study = _command(commands, "study", "sweep, train at the best lr and report, for several methods")
     add_config_flags(study, StudyConfig)
     study.set_defaults(handler=_cmd_study)
 
-    serve = commands.add_parser("serve", help="compare trained runs side by side in a browser (and a JSON API)")
-    serve.add_argument("run_dirs", nargs="*", help="run directories (default: newest lora and ia3 runs in runs/)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=5000)
-    serve.add_argument("--threads", type=int, default=4, help="waitress worker threads")
-    serve.add_argument("--debug", action="store_true", help="Flask's development server instead of waitress")
-    serve.add_argument(
-        "--backend",
-        choices=("torch", "onnx"),
-        default="torch",
-        help="torch (run directories or hf exports; default) or onnx: ONNX Runtime on folders from `peftqa export "
-        "--format onnx`, or on run directories, exported once into peftqa's cache (same answers, faster on a CPU)",
-    )
-    serve.add_argument(
-        "--shared-base",
-        action="store_true",
-        help="runs on one backbone share one copy of the base weights, adapters unmerged: less memory for many "
-        "runs, slower answers (default: each run merged into its own fp32 copy)",
-    )
-    serve.add_argument(
-        "--fast",
-        action="store_true",
-        help="merged weights answering in bf16: faster on CPUs with bf16 units, and a few answers may differ "
-        "from `peftqa evaluate`",
-    )
+    serve = _command(commands, "serve", "compare trained runs side by side in a browser (and a JSON API)")
+    add_config_flags(serve, ServeOptions)
     serve.set_defaults(handler=_cmd_serve)
     return parser
 

@@ -1,6 +1,6 @@
-"""Command-line flags made from the typed config dataclasses (RunConfig and every method's options,
-SweepConfig, StudyConfig), and the configs built back from what was given: the flags cannot drift from
-the fields, their types or their help."""
+"""Command-line flags made from the typed config dataclasses (RunConfig's groups, every method's options,
+SweepConfig, StudyConfig, ServeOptions), the configs built back from what was given, and the help that
+shows each flag's real default: the flags cannot drift from the fields, their types, help or defaults."""
 
 from __future__ import annotations
 
@@ -11,12 +11,52 @@ import typing
 from collections.abc import Callable, Collection
 from typing import Any
 
-from peftqa.methods import METHODS, method_names
-from peftqa.settings.run_config import PRESETS, RunConfig, preset
+from peftqa.methods import METHODS, MethodSpec, get_method, method_names
+from peftqa.settings.run_config import (
+    PRESETS,
+    RunConfig,
+    group_titles,
+    group_types,
+    preset,
+    setting_fields,
+    setting_types,
+)
 
 # RunConfig fields that have no flag of their own (method_options gets one flag per option; a sweep sets
 # tracking_parent).
 _NO_FLAG = {"method_options", "tracking_parent"}
+_OPTION_DEST = "option__"  # the argparse dest prefix of a method option's flag
+_METAVARS = {int: "N", float: "X", bool: "true|false"}  # what a flag takes, by the field's type (else TEXT)
+
+
+def shown(value: Any) -> str:
+    """A default as help shows it: 0.001, 1e-05, auto, true, 4,8,16 (a list), none (an empty one)."""
+    if isinstance(value, list | tuple):
+        return ",".join(shown(v) for v in value) or "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _with_default(help_text: str, default: Any) -> str:
+    """`help_text (default: X)`; a default of None, an empty list or no default at all is said in words
+    by the help text itself ("default: all", "default: the method's")."""
+    if any(default is nothing for nothing in (None, argparse.SUPPRESS, dataclasses.MISSING)) or default == []:
+        return help_text
+    return f"{help_text} (default: {shown(default)})".replace("%", "%%")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every hand-written flag's help ends with its argparse default (config flags say their field's
+    default in their help already: their argparse default is None, which means "not given")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        switch = action.nargs == 0  # on when given: --force, --pdf
+        if switch or not action.option_strings or action.help is None or action.help == argparse.SUPPRESS:
+            return action.help
+        return _with_default(action.help, action.default)
 
 
 def _without_none(annotation: Any) -> Any:
@@ -41,7 +81,7 @@ def _boolean(text: str) -> bool:
 
 
 def _typed(kind: type) -> Callable[[str], Any]:
-    """An argparse `type` that converts to `kind` with a one-line error (ranges are RunConfig's to check)."""
+    """An argparse `type` that converts to `kind` with a one-line error (ranges are the configs' to check)."""
     convert: Callable[[str], Any] = _boolean if kind is bool else kind
 
     def parse(text: str) -> Any:
@@ -52,71 +92,6 @@ def _typed(kind: type) -> Callable[[str], Any]:
 
     parse.__name__ = kind.__name__
     return parse
-
-
-def _option_help() -> dict[str, tuple[type, str]]:
-    """Each method option's type and help; an option several methods share (--target-modules) lists
-    every method's own meaning, so `--help` does not show one method's text for all."""
-    helps: dict[str, dict[str, list[str]]] = {}
-    kinds: dict[str, type] = {}
-    for spec in METHODS.values():
-        hints = typing.get_type_hints(spec.options_cls)
-        for option in dataclasses.fields(spec.options_cls):
-            kinds[option.name] = _scalar_type(hints[option.name])
-            text = option.metadata.get("help", "")
-            helps.setdefault(option.name, {}).setdefault(text, []).append(spec.name)
-    return {
-        name: (kinds[name], "; ".join(f"[{', '.join(sorted(users))}] {text}" for text, users in by_text.items()))
-        for name, by_text in helps.items()
-    }
-
-
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field and per method option, with the field's help; all default to None
-    (= not given), so presets and RunConfig's own defaults apply."""
-    hints = typing.get_type_hints(RunConfig)
-    for field in dataclasses.fields(RunConfig):
-        if field.name in _NO_FLAG:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        help_text = field.metadata.get("help")
-        if field.name == "method":
-            parser.add_argument(flag, default=None, help=f"one of: {', '.join(method_names())} (default lora)")
-            continue
-        # --lr also takes from:SWEEP_DIR (a sweep's best value), resolved in config_from_args.
-        kind = str if field.name == "lr" else _typed(_scalar_type(hints[field.name]))
-        parser.add_argument(flag, type=kind, default=None, help=help_text)
-    for name, (kind, help_text) in _option_help().items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=f"option__{name}",
-            metavar=name.upper(),
-            type=_typed(kind),
-            default=None,
-            help=help_text,
-        )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from these settings")
-
-
-def config_from_args(args: argparse.Namespace, **fixed: Any) -> RunConfig:
-    """Preset, then the flags given, then `fixed`; only the options that were given are passed."""
-    values = preset(args.preset)
-    for field in dataclasses.fields(RunConfig):
-        given = getattr(args, field.name, None)
-        if given is not None:
-            values[field.name] = given
-    options = {
-        name.removeprefix("option__"): value
-        for name, value in vars(args).items()
-        if name.startswith("option__") and value is not None
-    }
-    values.update(fixed)
-    values["method_options"] = options
-    if isinstance(values.get("lr"), str):
-        from peftqa.sweep import resolve_lr
-
-        values["lr"] = resolve_lr(values["lr"])
-    return RunConfig.from_dict(values)
 
 
 def _number_list(kind: Callable[[str], Any]) -> Callable[[str], list]:
@@ -130,31 +105,68 @@ def _number_list(kind: Callable[[str], Any]) -> Callable[[str], list]:
     return parse
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: Collection[str] = ()) -> None:
-    """One flag per field of the dataclass `cls` that has help metadata (config.setting), typed from the
-    field's annotation; all default to None (= not given), so the dataclass's own defaults apply.
-    A bool field that defaults to True becomes `--no-NAME`; a list of numbers is given as 1,2,3."""
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_field_flag(
+    container: Any,
+    field: dataclasses.Field,
+    annotation: Any,
+    dest: str | None = None,
+    hidden: bool = False,
+    switches: bool = True,
+) -> None:
+    """One flag for `field`, typed from its resolved `annotation`, its help ending in its default. Its
+    argparse default is None (= not given), so presets and the dataclass's own default apply.
+
+    Args:
+        dest: where argparse puts the value (default: the field's name).
+        hidden: accepted, but not listed by --help.
+        switches: a bool field is a switch (--NAME, or --no-NAME when it defaults to True); False: it
+            takes a value (`--NAME true`), as a method's options do.
+    """
+    dest = dest or field.name
+    help_text = argparse.SUPPRESS if hidden else field.metadata.get("help", "")
+    kind = _without_none(annotation)
+    if field.metadata.get("positional"):
+        container.add_argument(dest, nargs="*", default=None, help=help_text)
+    elif kind is bool and switches and field.default is True:
+        text = help_text if hidden else f"turn off: {help_text}"
+        container.add_argument(
+            "--no-" + _flag(field.name)[2:], dest=dest, action="store_false", default=None, help=text
+        )
+    elif kind is bool and switches:
+        container.add_argument(_flag(field.name), dest=dest, action="store_true", default=None, help=help_text)
+    else:
+        listed = typing.get_origin(kind) is list
+        parse = _number_list(typing.get_args(kind)[0]) if listed else _typed(_scalar_type(kind))
+        container.add_argument(
+            _flag(field.name),
+            dest=dest,
+            metavar=_metavar(field, kind),
+            type=parse,
+            default=None,
+            help=help_text if hidden else _with_default(help_text, field.default),
+        )
+
+
+def _metavar(field: dataclasses.Field, kind: Any) -> str:
+    """What a flag takes: {a,b} for a field with choices (the dataclass refuses others, in one line), N for
+    a whole number, X for a number, LIST, true|false or TEXT."""
+    if "choices" in field.metadata:
+        return "{" + ",".join(field.metadata["choices"]) + "}"
+    return _METAVARS.get(kind, "LIST" if typing.get_origin(kind) is list else "TEXT")
+
+
+def add_config_flags(parser: Any, cls: type, skip: Collection[str] = ()) -> None:
+    """One flag per field of the dataclass `cls` that has help metadata (settings.fields.setting).
+    A bool field that defaults to True becomes `--no-NAME`, one that defaults to False a switch; a list of
+    numbers is given as 1,2,3; a field marked positional takes the command's remaining arguments."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
-        if field.name in skip or "help" not in field.metadata:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        help_text = field.metadata["help"]
-        kind = _without_none(hints[field.name])
-        if kind is bool and field.default is True:
-            parser.add_argument(
-                "--no-" + flag[2:], dest=field.name, action="store_false", default=None, help=f"turn off: {help_text}"
-            )
-        elif kind is bool:
-            parser.add_argument(flag, dest=field.name, action="store_true", default=None, help=help_text)
-        elif typing.get_origin(kind) is list:
-            parser.add_argument(flag, type=_number_list(typing.get_args(kind)[0]), default=None, help=help_text)
-        else:
-            default = "" if field.default is None else f" (default {field.default})"
-            choices = field.metadata.get("choices")
-            parser.add_argument(
-                flag, type=_typed(_scalar_type(kind)), choices=choices, default=None, help=help_text + default
-            )
+        if field.name not in skip and "help" in field.metadata:
+            _add_field_flag(parser, field, hints[field.name])
 
 
 def given_fields(args: argparse.Namespace, cls: type, skip: Collection[str] = ()) -> dict[str, Any]:
@@ -164,3 +176,94 @@ def given_fields(args: argparse.Namespace, cls: type, skip: Collection[str] = ()
         for field in dataclasses.fields(cls)
         if field.name not in skip and getattr(args, field.name, None) is not None
     }
+
+
+def _first_sentence(text: str | None) -> str:
+    return " ".join((text or "").split()).split(". ")[0].rstrip(".")
+
+
+def _preset_help() -> str:
+    described = "; ".join(
+        f"{name}: " + ", ".join(f"{key}={shown(value)}" for key, value in values.items())
+        for name, values in sorted(PRESETS.items())
+    )
+    return f"start from these settings instead of the defaults shown ({described}) (default: none)"
+
+
+def add_run_flags(parser: argparse.ArgumentParser, skip: Collection[str] = ()) -> argparse._ArgumentGroup:
+    """One flag per RunConfig setting (but `skip`), in one argument group per settings group, the method
+    options accepted but listed by `peftqa methods NAME`; returns the "run" group (method, model, preset,
+    output folder), for the command's own flags."""
+    hints = setting_types()
+    run = parser.add_argument_group("run", "what is trained, from what, and where it is written")
+    groups: dict[str | None, Any] = {None: run}
+    for group, field in setting_fields():
+        if field.name in _NO_FLAG or field.name in skip:
+            continue
+        if group is not None and group not in groups:
+            description = _first_sentence(group_types()[group].__doc__)
+            groups[group] = parser.add_argument_group(group_titles()[group], description)
+        if field.name == "method":
+            help_text = f"{field.metadata['help']}: {', '.join(method_names())} (default: {field.default})"
+            run.add_argument("--method", metavar="NAME", default=None, help=help_text)
+            run.add_argument("--preset", choices=sorted(PRESETS), default=None, help=_preset_help())
+            continue
+        if field.name == "lr":  # also from:SWEEP_DIR (a sweep's best value), resolved in config_from_args
+            groups[group].add_argument("--lr", metavar="X", default=None, help=field.metadata["help"])
+            continue
+        _add_field_flag(groups[group], field, hints[field.name])
+    add_method_flags(
+        parser.add_argument_group(
+            "method options", "each method's own flags (--lora-r, ...): `peftqa methods NAME` lists them with defaults"
+        ),
+        hidden=True,
+    )
+    return run
+
+
+def add_method_flags(container: Any, spec: MethodSpec | None = None, hidden: bool = False) -> None:
+    """One flag per option of `spec`, or of every method (an option several methods share, such as
+    --target-modules, once), stored as option__NAME."""
+    seen: set[str] = set()
+    for method in [spec] if spec is not None else METHODS.values():
+        hints = typing.get_type_hints(method.options_cls)
+        for field in dataclasses.fields(method.options_cls):
+            if field.name not in seen:
+                seen.add(field.name)
+                dest = _OPTION_DEST + field.name
+                _add_field_flag(container, field, hints[field.name], dest, hidden=hidden, switches=False)
+
+
+def method_help(name: str) -> str:
+    """`peftqa methods NAME`: the method, its default learning rate and its options, with their help and
+    defaults, as `peftqa train --method NAME` takes them."""
+    spec = get_method(name)
+    parser = argparse.ArgumentParser(
+        prog=f"peftqa train --method {name}",
+        description=f"{name}: {spec.description} (default lr {spec.default_lr:g})",
+        formatter_class=HelpFormatter,
+        add_help=False,
+    )
+    add_method_flags(parser.add_argument_group(f"{name} options"), spec)
+    return parser.format_help()
+
+
+def config_from_args(args: argparse.Namespace, **fixed: Any) -> RunConfig:
+    """Preset, then the flags given, then `fixed`; only the options that were given are passed."""
+    values = preset(args.preset)
+    for _, field in setting_fields():
+        given = getattr(args, field.name, None)
+        if given is not None:
+            values[field.name] = given
+    options = {
+        name.removeprefix(_OPTION_DEST): value
+        for name, value in vars(args).items()
+        if name.startswith(_OPTION_DEST) and value is not None
+    }
+    values.update(fixed)
+    values["method_options"] = options
+    if isinstance(values.get("lr"), str):
+        from peftqa.sweep import resolve_lr
+
+        values["lr"] = resolve_lr(values["lr"])
+    return RunConfig.from_dict(values)

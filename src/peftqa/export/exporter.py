@@ -94,7 +94,7 @@ def export_run(
         if quantize:  # fail on missing data now, not after the export
             from peftqa.data import eval_questions
 
-            eval_questions(data_dir or config.data_dir, config.questions)
+            eval_questions(data_dir or config.data.data_dir, config.questions)
         batch = probe_batch(loaded.tokenizer, config.scoring)
         reference = logits(loaded.model, batch)
         verification: dict[str, Any] = {"probe_windows": int(batch["input_ids"].shape[0])}

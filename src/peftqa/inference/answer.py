@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from peftqa import files
+from peftqa.checks import COUNT, check_value
 from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
 from peftqa.features.windows import build_features
@@ -61,6 +62,7 @@ def answer_one(run_dir: str | os.PathLike, question: str, context: str, top_k: i
     """
     if not question.strip() or not context.strip():
         raise PeftqaError("--question and --context must not be empty")
+    check_value("--top-k", top_k, COUNT)
     loaded = runs.load_run(run_dir)
     threshold = loaded.null_threshold
     asked = ask(
@@ -101,8 +103,7 @@ def predict_file(
             whose folder is missing, or an --nbest below 1; nothing is written then.
     """
     out = Path(out)
-    if nbest is not None and nbest < 1:
-        raise PeftqaError(f"--nbest must be at least 1, got {nbest}")
+    check_value("--nbest", nbest, COUNT)
     if not out.parent.is_dir():
         raise PeftqaError(f"{out.parent}: no such folder for --out")
     if out.is_dir():

@@ -20,7 +20,8 @@ from peftqa.inference.forward import predict_logits
 from peftqa.inference.postprocess import Candidate, abstains, best_answers, null_differences, null_scores, postprocess
 from peftqa.scoring.metrics import compute_metrics, compute_metrics_v2, question_scores, question_scores_v2
 from peftqa.scoring.stats import bootstrap_interval
-from peftqa.settings.run_config import DEFAULT_SCORING, RunConfig, ScoringSettings
+from peftqa.settings.groups import DEFAULT_SCORING, ScoringSettings
+from peftqa.settings.run_config import RunConfig
 
 
 @dataclass
@@ -82,10 +83,10 @@ def run_questions(config: RunConfig, tokenizer: Any, data_dir: str | None = None
     Args:
         data_dir: where SQuAD is; None: the run's own setting.
     """
-    examples, path = eval_questions(data_dir or config.data_dir, config.questions)
-    role = "train" if config.eval_split == "validation" else "dev"
+    examples, path = eval_questions(data_dir or config.data.data_dir, config.questions)
+    role = "train" if config.data.eval_split == "validation" else "dev"
     features, _ = load_or_build_features(
-        examples, tokenizer, config.max_length, config.doc_stride, fingerprint(path, role)
+        examples, tokenizer, config.scoring.max_length, config.scoring.doc_stride, fingerprint(path, role)
     )
     return examples, features
 
@@ -108,7 +109,7 @@ def evaluate(
     """
     began = time.perf_counter()
     start_logits, end_logits, loss = predict_logits(
-        model, features, scoring.batch_size, pad_token_id, progress=progress
+        model, features, scoring.eval_batch_size, pad_token_id, progress=progress
     )
     candidates = postprocess(examples, features, start_logits, end_logits, scoring.n_best, scoring.max_answer_tokens)
     gold = gold_answers(examples)
@@ -236,7 +237,7 @@ def ask(
     """The `top_k` best spans of one question over the whole context (sliding windows), and its null score."""
     example = Example("question", question, context, (), ())
     features = build_features([example], tokenizer, scoring.max_length, scoring.doc_stride)
-    start_logits, end_logits, _ = predict_logits(model, features, scoring.batch_size, tokenizer.pad_token_id, bf16)
+    start_logits, end_logits, _ = predict_logits(model, features, scoring.eval_batch_size, tokenizer.pad_token_id, bf16)
     n_best = max(scoring.n_best, top_k)
     ranked = postprocess([example], features, start_logits, end_logits, n_best, scoring.max_answer_tokens)
     null = null_scores([example], features, start_logits, end_logits)[example.id]

@@ -3,7 +3,6 @@ v2.0 for data with unanswerable questions)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ def evaluate_run(
     loaded = runs.load_run(run_dir, device=str(pick_device()))
     config = loaded.config
     replaced: dict[str, Any] = {"eval_limit": eval_limit, "train_file": train_file, "dev_file": dev_file}
-    config = dataclasses.replace(config, **{k: v for k, v in replaced.items() if v is not None})
+    config = config.replace(**{k: v for k, v in replaced.items() if v is not None})
     examples, features = run_questions(config, loaded.tokenizer, data_dir)
     threshold = loaded.null_threshold
     null = NullRule(threshold) if threshold is not None else None

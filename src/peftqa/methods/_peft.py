@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from peftqa.errors import PeftqaError
 from peftqa.methods.registry import MethodSpec, register
 from peftqa.methods.targets import lookup
 
@@ -29,28 +31,40 @@ def split_modules(value: str | list[str] | None) -> list[str] | str | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def modules_option(help_text: str) -> Any:
+    """An option naming layers (`--target-modules`): comma-separated names or a regex, which the options
+    compile when they are made (checks.check_fields) and `given_modules` resolves against the model."""
+    return dataclasses.field(default=None, metadata={"help": help_text, "regex": True})
+
+
 def target_modules_option(default: str) -> Any:
     """The `target_modules` field every peft method shares (one flag, --target-modules); `default` says
     which layers the method adapts when it is not given."""
-    return dataclasses.field(
-        default=None, metadata={"help": f"comma-separated layer names or a regex; default: {default}"}
-    )
+    return modules_option(f"comma-separated layer names or a regex; default: {default}")
+
+
+def given_modules(model: Any, value: str | None, flag: str = "--target-modules") -> list[str] | str | None:
+    """`value` split as peft reads it (split_modules), or None when not given; refused in one line when it
+    matches no layer of `model` (peft's rule: a regex matches a whole name, a listed name its last parts)."""
+    layers = split_modules(value)
+    if layers is None:
+        return None
+    names = [name for name, _ in model.named_modules() if name]
+    if isinstance(layers, str):
+        matched = any(re.fullmatch(layers, name) for name in names)
+    else:
+        matched = any(name == layer or name.endswith(f".{layer}") for name in names for layer in layers)
+    if not matched:
+        leaves = sorted(
+            {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if not any(module.children())}
+        )
+        raise PeftqaError(f"{flag} {value!r} matches no layer of this model (its layers: {', '.join(leaves)})")
+    return layers
 
 
 def targets(model: Any, options: Any, table: dict, method: str) -> Any:
     """The layers to adapt: `--target-modules` when given, else the table's entry for this architecture."""
-    return split_modules(options.target_modules) or lookup(table, model.config.model_type, method)
-
-
-def refuse_nonpositive(options: Any) -> None:
-    """Refuse any whole-number option below 1 (each is a size, rank or count), and any other option whose
-    field says `metadata={"positive": True}` (a scale), that is not above 0, when the options are made,
-    before any model loads; call it from the options' __post_init__."""
-    for option in dataclasses.fields(options):
-        value = getattr(options, option.name)
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        if (whole or option.metadata.get("positive")) and value <= 0:
-            raise ValueError(f"{option.name} must be positive, got {value}")
+    return given_modules(model, options.target_modules) or lookup(table, model.config.model_type, method)
 
 
 def common_divisor(model: Any, at_most: int | None = None) -> int:
@@ -109,7 +123,11 @@ def register_peft(
     def apply(model: Any, options: Any) -> Any:
         from peft import get_peft_model
 
-        return around(get_peft_model(model, peft_config(model, options)))
+        config = peft_config(model, options)
+        try:
+            return around(get_peft_model(model, config))
+        except ValueError as error:  # options peft cannot apply to this model's layers
+            raise PeftqaError(f"{name}: peft cannot apply these options: {' '.join(str(error).split())}") from None
 
     def load(base_model: Any, run_dir: Path) -> Any:
         return around(load_adapter(base_model, run_dir)).eval()

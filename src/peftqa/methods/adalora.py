@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from peftqa.methods._peft import QA_HEAD, load_adapter, refuse_nonpositive, register_peft, targets
+from peftqa.methods._peft import QA_HEAD, load_adapter, modules_option, register_peft, targets
 from peftqa.methods.targets import ALL_LINEAR
 
 RANK_OPTION = "adalora_target_r"
@@ -67,13 +67,11 @@ class AdaLoraOptions:
     adalora_orth_reg_weight: float = field(
         default=0.5, metadata={"help": "weight of the regulariser that keeps P and Q orthogonal"}
     )
-    target_modules: str | None = field(
-        default=None,
-        metadata={"help": "comma-separated layer names or a regex; default: every linear layer of the encoder"},
+    target_modules: str | None = modules_option(
+        "comma-separated layer names or a regex; default: every linear layer of the encoder"
     )
 
     def __post_init__(self) -> None:
-        refuse_nonpositive(self)
         if self.initial_rank <= self.adalora_target_r:
             raise ValueError(
                 f"adalora_init_r ({self.initial_rank}) must be above adalora_target_r ({self.adalora_target_r}): "

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional
 
 from peftqa.errors import PeftqaError
-from peftqa.methods._peft import ADAPTER_DIR, QA_HEAD, refuse_nonpositive
+from peftqa.methods._peft import ADAPTER_DIR, QA_HEAD
 from peftqa.methods._weights import load_tensors, save_tensors
 from peftqa.methods.registry import MethodSpec, register
 
@@ -73,8 +73,8 @@ PLACES = {
 
 
 def non_linearity_field(default: str) -> Any:
-    """The `adapter_non_linearity` option with a variant's default (the help text is the same for all)."""
-    help_text = f"bottleneck adapters' non-linearity: {NON_LINEARITY_NAMES} (default swish for houlsby, else relu)"
+    """The `adapter_non_linearity` option with a variant's default (`peftqa methods NAME` shows each one's)."""
+    help_text = f"bottleneck adapters' non-linearity: {NON_LINEARITY_NAMES}"
     return field(default=default, metadata={"help": help_text})
 
 
@@ -89,7 +89,6 @@ class BottleneckOptions:
     adapter_non_linearity: str = non_linearity_field("relu")
 
     def __post_init__(self) -> None:
-        refuse_nonpositive(self)  # the reduction factor, and a variant's own sizes and scales
         if self.adapter_non_linearity not in NON_LINEARITIES:
             raise ValueError(
                 f"adapter_non_linearity must be one of {NON_LINEARITY_NAMES}, got {self.adapter_non_linearity!r}"

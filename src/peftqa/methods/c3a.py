@@ -9,7 +9,6 @@ from typing import Any
 from peftqa.methods._peft import (
     QA_HEAD,
     common_divisor,
-    refuse_nonpositive,
     register_peft,
     target_modules_option,
     targets,
@@ -27,9 +26,6 @@ class C3aOptions:
         },
     )
     target_modules: str | None = target_modules_option("every linear layer of the encoder")
-
-    def __post_init__(self) -> None:
-        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: C3aOptions) -> Any:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, target_modules_option, targets
+from peftqa.checks import POSITIVE
+from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
 from peftqa.methods.targets import QUERY_VALUE
 
 
@@ -15,12 +16,9 @@ class FourierftOptions:
     fourierft_n_frequency: int = field(default=1000, metadata={"help": "trained spectral coefficients per layer"})
     fourierft_scaling: float = field(
         default=150.0,
-        metadata={"help": "scale of the update (the paper's value for base-sized encoders)", "positive": True},
+        metadata={"help": "scale of the update (the paper's value for base-sized encoders)", "range": POSITIVE},
     )
     target_modules: str | None = target_modules_option("query and value projections")
-
-    def __post_init__(self) -> None:
-        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: FourierftOptions) -> Any:

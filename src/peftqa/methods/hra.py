@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, target_modules_option, targets
+from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
 from peftqa.methods.targets import ATTENTION
 
 
@@ -16,7 +16,6 @@ class HraOptions:
     target_modules: str | None = target_modules_option("the attention projections (query, key, value, output)")
 
     def __post_init__(self) -> None:
-        refuse_nonpositive(self)
         if self.hra_r % 2:
             # peft starts the reflections in equal pairs, which cancel (the identity), only for an even r.
             raise ValueError(f"hra_r must be even, got {self.hra_r}")

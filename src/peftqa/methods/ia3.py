@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, register_peft, split_modules
+from peftqa.methods._peft import QA_HEAD, given_modules, modules_option, register_peft
 from peftqa.methods.targets import IA3_TARGETS, lookup
 
 
 @dataclass
 class IA3Options:
-    target_modules: str | None = field(
-        default=None,
-        metadata={"help": "layers to rescale (comma-separated or a regex); default: keys, values, FF output"},
+    target_modules: str | None = modules_option(
+        "layers to rescale (comma-separated or a regex); default: keys, values, FF output"
     )
-    feedforward_modules: str | None = field(
-        default=None,
-        metadata={"help": "those of the targets whose input (not output) is rescaled; default: the FF output"},
+    feedforward_modules: str | None = modules_option(
+        "those of the targets whose input (not output) is rescaled; default: the FF output"
     )
 
 
@@ -25,8 +23,8 @@ def peft_config(model: Any, options: IA3Options) -> Any:
     from peft import IA3Config
 
     default_targets, default_feedforward = lookup(IA3_TARGETS, model.config.model_type, "ia3")
-    targets = split_modules(options.target_modules) or default_targets
-    feedforward = split_modules(options.feedforward_modules)
+    targets = given_modules(model, options.target_modules) or default_targets
+    feedforward = given_modules(model, options.feedforward_modules, "--feedforward-modules")
     if feedforward is None:
         # Named targets without named FF modules: none are feed-forward, which is always consistent.
         feedforward = default_feedforward if options.target_modules is None else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, target_modules_option, targets
+from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
 from peftqa.methods.targets import ALL_LINEAR
 
 
@@ -14,9 +14,6 @@ class LohaOptions:
     loha_r: int = field(default=8, metadata={"help": "rank of each of the two low-rank factors"})
     loha_alpha: int = field(default=8, metadata={"help": "scaling numerator: the update is scaled by alpha/r"})
     target_modules: str | None = target_modules_option("every linear layer of the encoder")
-
-    def __post_init__(self) -> None:
-        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: LohaOptions) -> Any:

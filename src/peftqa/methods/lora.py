@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, targets
+from peftqa.methods._peft import QA_HEAD, modules_option, register_peft, targets
 from peftqa.methods.targets import ALL_LINEAR
 
 RANK_OPTION = "lora_r"
@@ -22,13 +22,11 @@ class LoraOptions:
         # runs gain little from it (docs/results/2026-11-26-dropout.md).
         metadata={"help": "dropout on the LoRA input"},
     )
-    target_modules: str | None = field(
-        default=None,
-        metadata={"help": "comma-separated layer names or a regex; default: every linear layer of the encoder"},
+    target_modules: str | None = modules_option(
+        "comma-separated layer names or a regex; default: every linear layer of the encoder"
     )
 
     def __post_init__(self) -> None:
-        refuse_nonpositive(self)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, target_modules_option, targets
+from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
 from peftqa.methods.targets import ALL_LINEAR
 
 
@@ -19,9 +19,6 @@ class MissOptions:
         metadata={"help": "rows of the shared shard (trains r * out features per layer); must divide in features"},
     )
     target_modules: str | None = target_modules_option("every linear layer of the encoder")
-
-    def __post_init__(self) -> None:
-        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: MissOptions) -> Any:

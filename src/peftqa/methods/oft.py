@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, target_modules_option, targets
+from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
 from peftqa.methods.targets import ATTENTION
 
 
@@ -18,9 +18,6 @@ class OftOptions:
         metadata={"help": "side of each orthogonal block (a layer's input features are split into such blocks)"},
     )
     target_modules: str | None = target_modules_option("the attention projections (query, key, value, output)")
-
-    def __post_init__(self) -> None:
-        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: OftOptions) -> Any:

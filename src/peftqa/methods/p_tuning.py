@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import refuse_nonpositive
 from peftqa.methods._prompt import prompt_shape, register_prompt
 
 
@@ -22,9 +21,6 @@ class PTuningOptions:
         default=128,
         metadata={"help": "hidden size of the MLP that produces the virtual tokens"},
     )
-
-    def __post_init__(self) -> None:
-        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: PTuningOptions) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from peftqa.checks import POSITIVE
 from peftqa.methods.bottleneck import BottleneckOptions, register_bottleneck
 
 
@@ -17,8 +18,8 @@ class ParallelOptions(BottleneckOptions):
     adapter_scaling: float = field(
         default=4.0,
         metadata={
-            "help": "the parallel adapter's output is multiplied by this (default 4, as He et al.)",
-            "positive": True,
+            "help": "the parallel adapter's output is multiplied by this (4 in He et al.)",
+            "range": POSITIVE,
         },
     )
 

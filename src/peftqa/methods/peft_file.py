@@ -38,7 +38,7 @@ class PeftConfigOptions:
         default=None,
         metadata={
             "help": "a peft config as JSON (adapter_config.json, as PeftConfig.save_pretrained writes it, or its "
-            "folder): trains that adapter"
+            "folder): trains that adapter (required, no default)"
         },
     )
 
@@ -107,6 +107,8 @@ def read_config(path: str) -> Any:
         return config_cls(**values)
     except (TypeError, ValueError) as error:
         raise PeftqaError(f"--peft-config {path}: peft refuses it: {_one_line(error)}") from None
+    except ImportError as error:  # a type whose package is not installed (AdaMSS needs scikit-learn)
+        raise PeftqaError(f"--peft-config {path}: {peft_type} needs a package: {_one_line(error)}") from None
 
 
 def apply(model: Any, options: PeftConfigOptions) -> Any:
@@ -114,9 +116,34 @@ def apply(model: Any, options: PeftConfigOptions) -> Any:
 
     assert options.peft_config is not None  # the options refuse None
     try:
-        return get_peft_model(model, read_config(options.peft_config))
+        adapted = get_peft_model(model, read_config(options.peft_config))
     except (TypeError, ValueError) as error:
         raise PeftqaError(f"--peft-config {options.peft_config}: peft cannot apply it: {_one_line(error)}") from None
+    _check_a_step(adapted, options.peft_config)
+    return adapted
+
+
+def _check_a_step(model: Any, path: str) -> None:
+    """One forward and backward pass of a QA batch through the adapted model, so that a config peft
+    applies but cannot train with (one whose forward needs task ids, or breaks the encoder's shapes) is
+    refused now, in one line, before any run folder is made. In eval mode, so no random number is drawn
+    and the run trains as it would have; the gradients are dropped."""
+    import torch
+
+    training = model.training
+    model.eval()
+    ids = torch.ones((1, 8), dtype=torch.long, device=next(model.parameters()).device)
+    try:
+        output = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        (output.start_logits.sum() + output.end_logits.sum()).backward()
+    except Exception as error:  # whatever the adapter type raises, the config is the cause
+        raise PeftqaError(
+            f"--peft-config {path}: peft applies it, but a training step fails: {type(error).__name__}: "
+            f"{_one_line(error)}"
+        ) from None
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(training)
 
 
 def type_name(peft_type: str) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from peftqa.checks import NOT_NEGATIVE
 from peftqa.errors import PeftqaError
 from peftqa.methods._peft import ADAPTER_DIR
 from peftqa.methods._weights import load_tensors, save_tensors
@@ -43,19 +44,17 @@ SUPPORTED = ("bert", "distilbert", "electra", "roberta", "xlm-roberta")
 @dataclass
 class PrefixOptions:
     num_virtual_tokens: int = field(
-        default=20, metadata={"help": "prefix positions prepended to every layer's keys and values (0: none)"}
+        default=20,
+        metadata={
+            "help": "prefix positions prepended to every layer's keys and values (0: none)",
+            "range": NOT_NEGATIVE,
+        },
     )
     prefix_projection: bool = field(
         default=False,
         metadata={"help": "train the prefixes through an MLP (reparametrisation); the saved adapter keeps only them"},
     )
     prefix_hidden_size: int = field(default=512, metadata={"help": "hidden width of the prefix MLP"})
-
-    def __post_init__(self) -> None:
-        if self.num_virtual_tokens < 0:
-            raise ValueError(f"num_virtual_tokens must be 0 or more, got {self.num_virtual_tokens}")
-        if self.prefix_hidden_size <= 0:
-            raise ValueError(f"prefix_hidden_size must be positive, got {self.prefix_hidden_size}")
 
 
 class PrefixEncoder(torch.nn.Module):

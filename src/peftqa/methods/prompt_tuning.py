@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from peftqa.errors import PeftqaError
-from peftqa.methods._peft import refuse_nonpositive
 from peftqa.methods._prompt import prompt_shape, register_prompt
 
 # peft's names for the ways the prompt starts.
@@ -34,7 +33,6 @@ class PromptTuningOptions:
     )
 
     def __post_init__(self) -> None:
-        refuse_nonpositive(self)
         if self.prompt_tuning_init not in INITS:
             raise ValueError(f"prompt_tuning_init must be one of {', '.join(INITS)}, got {self.prompt_tuning_init!r}")
         if not self.prompt_tuning_text.strip():

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peftqa.checks import COUNT, check_values
 from peftqa.errors import PeftqaError
 
 
@@ -72,13 +73,18 @@ class MethodSpec:
         return sorted(self.sweep_lrs.get(name) or self.sweep_lrs["default"])
 
     def make_options(self, values: dict[str, Any] | None = None) -> Any:
-        """The options dataclass from a dict, rejecting keys this method does not have."""
+        """The options dataclass from a dict, rejecting keys this method does not have and values out of
+        their range (peftqa.checks)."""
         values = dict(values or {})
         known = {f.name for f in dataclasses.fields(self.options_cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
             raise PeftqaError(f"{flags} does not apply to method '{self.name}' (its options: {sorted(known)})")
+        # Every number finite and in its field's range (a whole number without one: a size, rank or
+        # count, at least 1), every layer regex compiled: now, before any model loads, and before the
+        # options' own __post_init__ relates them.
+        check_values(self.options_cls, values, whole_numbers=COUNT)
         try:
             return self.options_cls(**values)
         except (TypeError, ValueError) as error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, target_modules_option, targets
+from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
 from peftqa.methods.targets import ALL_LINEAR
 
 VARIANTS = ("road_1", "road_2", "road_4")  # 1, 2 or 4 times out_features trained parameters per layer
@@ -26,7 +26,6 @@ class RoadOptions:
     target_modules: str | None = target_modules_option("every linear layer of the encoder")
 
     def __post_init__(self) -> None:
-        refuse_nonpositive(self)
         if self.road_variant not in VARIANTS:
             raise ValueError(f"road_variant must be one of {', '.join(VARIANTS)}, got {self.road_variant!r}")
         if self.road_group_size % 2:

@@ -9,7 +9,6 @@ from typing import Any
 from peftqa.methods._peft import (
     QA_HEAD,
     common_divisor,
-    refuse_nonpositive,
     register_peft,
     target_modules_option,
     targets,
@@ -34,7 +33,6 @@ class VbloraOptions:
     target_modules: str | None = target_modules_option("every linear layer of the encoder")
 
     def __post_init__(self) -> None:
-        refuse_nonpositive(self)
         if self.vblora_topk > self.vblora_num_vectors:
             raise ValueError(f"vblora_topk ({self.vblora_topk}) exceeds vblora_num_vectors ({self.vblora_num_vectors})")
 

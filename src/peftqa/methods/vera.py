@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.methods._peft import QA_HEAD, refuse_nonpositive, register_peft, targets
+from peftqa.methods._peft import QA_HEAD, modules_option, register_peft, targets
 from peftqa.methods.targets import VERA_TARGETS
 
 
@@ -19,13 +19,9 @@ from peftqa.methods.targets import VERA_TARGETS
 class VeraOptions:
     vera_r: int = field(default=256, metadata={"help": "rank of the shared frozen random projections"})
     vera_d_initial: float = field(default=0.1, metadata={"help": "initial value of the trained d vectors"})
-    target_modules: str | None = field(
-        default=None,
-        metadata={"help": "comma-separated layer names or a regex; default: query and value projections"},
+    target_modules: str | None = modules_option(
+        "comma-separated layer names or a regex; default: query and value projections"
     )
-
-    def __post_init__(self) -> None:
-        refuse_nonpositive(self)
 
 
 def peft_config(model: Any, options: VeraOptions) -> Any:

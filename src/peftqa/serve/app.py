@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "RUN_DIRS": [],  # run directories to load when MODELS is not given
     "MODELS": None,  # already loaded ServedModels
     "MAX_INPUT_CHARS": 100_000,  # longest context, question or answers accepted, in characters
-    "SERVER_THREADS": 4,  # requests the server handles at once (waitress threads)
+    "SERVER_THREADS": None,  # requests the server handles at once (waitress threads); None: SERVER_THREADS
 }
 
 
@@ -41,7 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         config: Flask settings plus RUN_DIRS / MODELS / MAX_INPUT_CHARS (see DEFAULTS).
     """
     from peftqa.serve import compare_page as compare
-    from peftqa.serve.loading import load_models
+    from peftqa.serve.loading import SERVER_THREADS, load_models
 
     app = Flask(__name__)
     app.config.update(DEFAULTS)
@@ -59,7 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["peftqa_models"] = list(models)
     # Every request in flight can have each of its models at work: tokenising and post-processing
     # overlap freely; each model's lock lets one forward pass at a time through.
-    workers = max(1, len(models) * app.config["SERVER_THREADS"])
+    workers = max(1, len(models) * (app.config["SERVER_THREADS"] or SERVER_THREADS))
     app.extensions["peftqa_pool"] = ThreadPoolExecutor(workers, thread_name_prefix="peftqa-model")
     app.register_blueprint(compare.bp)
     app.register_error_handler(HTTPException, compare.handle_http_error)

@@ -72,6 +72,10 @@ def merged(loaded: runs.LoadedRun) -> runs.LoadedRun:
     return dataclasses.replace(loaded, model=merge_model(loaded.model))
 
 
+# Requests the server handles at once (waitress threads): `peftqa serve --threads`'s default.
+SERVER_THREADS = 4
+
+
 def threads_per_model(models: int, cores: int | None = None) -> int:
     """The torch (or ONNX Runtime) threads each model gets: the models of a request answer side by
     side, so each gets its share of the cores this process may use (a container's CPU set)."""

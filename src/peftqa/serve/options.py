@@ -10,26 +10,48 @@ from dataclasses import dataclass
 import torch
 
 from peftqa import hardware
+from peftqa.checks import COUNT, Range, check_fields
 from peftqa.errors import PeftqaError
 from peftqa.serve.discovery import DEFAULT_SEARCH_DIRS, newest_runs
-from peftqa.serve.loading import load_models, threads_per_model
+from peftqa.serve.loading import SERVER_THREADS, load_models, threads_per_model
 from peftqa.serve.served import ServedModel
+from peftqa.settings.fields import setting
+
+BACKENDS = ("torch", "onnx")  # what answers: torch, or ONNX Runtime (serve.loading)
 
 
 @dataclass(frozen=True)
 class ServeOptions:
     """`peftqa serve`'s flags; flags that cannot go together are refused here, as PeftqaError."""
 
-    run_dirs: tuple[str, ...] = ()  # run directories or export folders; empty: the newest lora and ia3 runs
-    backend: str = "torch"  # torch, or onnx (ONNX Runtime; see serve.loading)
-    shared_base: bool = False  # runs on one backbone share its base weights, adapters unmerged
-    fast: bool = False  # merged weights answering under bf16 autocast
-    host: str = "127.0.0.1"
-    port: int = 5000
-    threads: int = 4  # requests the server handles at once (waitress threads)
-    debug: bool = False  # Flask's development server instead of waitress
+    run_dirs: tuple[str, ...] = setting(
+        (), "run directories or export folders (default: the newest lora and ia3 runs in runs/)", positional=True
+    )
+    backend: str = setting(
+        "torch",
+        "torch (run directories or hf exports) or onnx: ONNX Runtime on folders from `peftqa export --format onnx`, "
+        "or on run directories, exported once into peftqa's cache (same answers, faster on a CPU)",
+        choices=BACKENDS,
+    )
+    shared_base: bool = setting(
+        False,
+        "runs on one backbone share one copy of the base weights, adapters unmerged: less memory for many runs, "
+        "slower answers (default: each run merged into its own fp32 copy)",
+    )
+    fast: bool = setting(
+        False,
+        "merged weights answering in bf16: faster on CPUs with bf16 units, and a few answers may differ from "
+        "`peftqa evaluate`",
+    )
+    host: str = setting("127.0.0.1", "the address to listen on")
+    port: int = setting(5000, "the port to listen on", within=Range(at_least=1, at_most=65535))
+    threads: int = setting(
+        SERVER_THREADS, "requests the server handles at once (waitress worker threads)", within=COUNT
+    )
+    debug: bool = setting(False, "Flask's development server instead of waitress")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.backend == "onnx" and (self.fast or self.shared_base):
             raise PeftqaError("--fast and --shared-base apply to the torch backend, not --backend onnx")
         if self.fast and self.shared_base:

@@ -16,7 +16,7 @@ from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import Asked, ask
 from peftqa.scoring.metrics import question_scores_v2, score_answer
 from peftqa.serve.discovery import public_model_name, public_path
-from peftqa.settings.run_config import ScoringSettings
+from peftqa.settings.groups import ScoringSettings
 
 # What every loaded model answers once before serving (see ServedModel.warm_up).
 WARM_UP_QUESTION = "Who wrote the novel?"

@@ -30,13 +30,13 @@ def fitting_budgets(budgets: list[int], base: RunConfig, log: Callable[[str], No
     from peftqa.data import train_questions
 
     choice = dataclasses.replace(base.questions, hold_out=True, train_limit=None)
-    available = len(train_questions(base.data_dir, choice))
+    available = len(train_questions(base.data.data_dir, choice))
     kept = [budget for budget in budgets if budget <= available]
     dropped = [budget for budget in budgets if budget > available]
     if dropped:
         log(
             f"note: budget(s) {', '.join(f'{b:,}' for b in dropped)} dropped: the training data holds {available:,} "
-            f"questions besides the {base.validation_questions:,}+ held out"
+            f"questions besides the {base.data.validation_questions:,}+ held out"
         )
     if not kept:
         raise PeftqaError(

@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from peftqa import files
+from peftqa.checks import COUNT, check_fields
 from peftqa.errors import PeftqaError
-from peftqa.settings.run_config import PRECISIONS, REPORT_TO, RunConfig, setting
+from peftqa.settings.fields import setting
+from peftqa.settings.groups import PRECISIONS, REPORT_TO
+from peftqa.settings.run_config import RunConfig
 from peftqa.study.budgets import budget_record, budget_suffix, fitting_budgets, parse_budgets
 from peftqa.study.finals import adopt_best_trial, seed_config, train_in_workers
 from peftqa.study.presets import ORIGINAL_LRS, STUDY_PRESETS, StudyPreset, get_preset, grids, parse_methods
@@ -91,43 +94,56 @@ def _base_config(preset: StudyPreset, method: str, data_dir: str, overrides: dic
 class StudyConfig:
     """What `peftqa study` runs: the preset and what replaces its choices (each field with help is a flag)."""
 
-    preset: str = setting("quick", "the study to run (see docs/studies.md)", choices=tuple(sorted(STUDY_PRESETS)))
+    # No `choices`: the preset is looked up when the study runs (get_preset), so one registered later counts.
+    preset: str = setting("quick", f"the study to run: {', '.join(sorted(STUDY_PRESETS))} (see docs/studies.md)")
     methods: str | None = setting(None, "comma-separated, e.g. lora,ia3,bitfit, or all (default per preset)")
     output_dir: str | None = setting(None, "study folder (default: studies/<preset>)")
     data_dir: str | None = setting(
         None, "SQuAD folder (default: PEFTQA_DATA_DIR or the user cache, fetched if missing)"
     )
-    model: str | None = setting(None, "replace the preset's model")
+    model: str | None = setting(None, "replace the preset's model (default: the preset's)")
     precision: str | None = setting(
         None, "every run's training arithmetic: auto, fp32 or bf16 (default: the preset's, auto)", choices=PRECISIONS
     )
-    seeds: int = setting(1, "final runs per method with different seeds (report: mean and std)")
+    seeds: int = setting(1, "final runs per method with different seeds (report: mean and std)", within=COUNT)
     budgets: str | None = setting(
         None,
         "comma-separated training budgets in questions, e.g. 250,1000,4000: the study at each (every method swept "
-        "and trained on that many questions, the same dev questions); the report plots F1 against them",
+        "and trained on that many questions, the same dev questions); the report plots F1 against them "
+        "(default: the preset's questions)",
     )
     workers: int | None = setting(
         None,
         "worker processes running sweep trials and final runs side by side (default 1): one GPU each while "
         "there are GPUs enough, else sharing; on a CPU the cores are split between them",
+        within=COUNT,
     )
-    workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    workers_per_gpu: int | None = setting(
+        None,
+        "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
+        within=COUNT,
+    )
     train_file: str | None = setting(
         None, "your training questions (SQuAD JSON v1.1/v2.0 or JSON Lines; default: SQuAD v1.1 train)"
     )
     dev_file: str | None = setting(None, "your dev questions, in the same formats (default: SQuAD v1.1 dev)")
     validation_questions: int | None = setting(
-        None, "held-out training questions (whole articles) the sweeps and the null threshold are chosen on"
+        None,
+        "held-out training questions (whole articles) the sweeps and the null threshold are chosen on (default: 2000)",
+        within=COUNT,
     )
     pdf: bool = setting(False, "also print the report to report/report.pdf (needs Debian chromium and playwright)")
     report_to: str | None = setting(
         None,
-        "track every sweep trial and final run live: tensorboard or mlflow (see `peftqa train --help`)",
+        "track every sweep trial and final run live: tensorboard or mlflow (see `peftqa train --help`; default: none)",
         choices=REPORT_TO,
     )
-    tracking_dir: str | None = setting(None, "where the tracker writes (see `peftqa train --help`)")
+    tracking_dir: str | None = setting(None, "where the tracker writes (default: as `peftqa train --help` says)")
     overrides: dict[str, Any] = field(default_factory=dict)  # other RunConfig settings replacing the preset's
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        parse_budgets(self.budgets)  # a bad list is refused now, before any folder is made
 
     def run_overrides(self) -> dict[str, Any]:
         """The RunConfig settings that replace the preset's: `overrides`, then the model, precision, files,
@@ -155,8 +171,6 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
     budgets = parse_budgets(config.budgets)
     folder = Path(config.output_dir or Path("studies") / preset_name)
     overrides = config.run_overrides()
-    if seeds < 1:
-        raise PeftqaError(f"--seeds must be at least 1, got {seeds}")
     if config.pdf:
         check_pdf_printer()  # now, not after hours of training
     processes = worker_count(config.workers, workers_per_gpu, len(visible_gpus()))
@@ -220,7 +234,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
             if parallel:
                 queued.append(seed_run)
             else:
-                label = f"train {name} at lr {seed_run.learning_rate:g}, seed {seed_run.seed}"
+                label = f"train {name} at lr {seed_run.learning_rate:g}, seed {seed_run.optimisation.seed}"
                 metrics.append(steps.run(label, functools.partial(train, seed_run, resume=True, log=log)))
             finals.append(Path(str(seed_run.output_dir)))
     if queued:

@@ -29,8 +29,8 @@ def plan_rungs(config: SweepConfig, questions: int, log: Callable[[str], None]) 
     first = {name: values[0] for name, values in search_space(config).items()}
     run = trial_config(config, first, questions, None)
     data = prepare_data(run, load_tokenizer(resolve_model(run.model)), log)
-    per_epoch = math.ceil(len(data.train_features) / run.batch_size)
-    return Rungs.of(config, max(1, math.ceil(run.epochs * per_epoch)))
+    per_epoch = math.ceil(len(data.train_features) / run.optimisation.batch_size)
+    return Rungs.of(config, max(1, math.ceil(run.optimisation.epochs * per_epoch)))
 
 
 def read_evaluations(run_dir: str | Path | None) -> dict[int, dict[str, Any]]:

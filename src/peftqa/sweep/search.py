@@ -85,12 +85,12 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict[s
         config: what to search; `config.base` is the run template.
         log: where progress lines go.
     """
-    require_tracker(config.base.report_to)  # so is a missing tracking extra
+    require_tracker(config.base)  # so is a missing tracking extra or an unreachable store
     storage_url(config)  # a storage that cannot work is one line now, not after loading the data
     questions = questions_per_trial(config)
     # With --report-to mlflow the trials' runs are nested under the sweep's own run.
     with sweep_run(config.base, config.folder, {"sampler": config.sampler, **search_space(config)}) as tracked:
-        config = dataclasses.replace(config, base=dataclasses.replace(config.base, tracking_parent=tracked.run_id))
+        config = dataclasses.replace(config, base=config.base.replace(tracking_parent=tracked.run_id))
         summary = _run_grid(config, questions, log)
         for _ in range(config.extend_edges if config.sampler == "grid" else 0):
             lrs = extended_lrs(config.learning_rates, summary["best"])

@@ -156,11 +156,11 @@ def open_study(config: SweepConfig, worker: int = 0, rungs: Rungs | None = None)
     if config.sampler == "grid":
         # The seed shuffles the grid, and a grid id means the same point to every worker only if
         # all shuffle alike: one seed for all, then each worker's own random state for its draws.
-        sampler = _grid_sampler(space, config.base.seed)
+        sampler = _grid_sampler(space, config.base.optimisation.seed)
         if worker:
             sampler.reseed_rng()
     else:
-        sampler = optuna.samplers.TPESampler(seed=config.base.seed + worker)
+        sampler = optuna.samplers.TPESampler(seed=config.base.optimisation.seed + worker)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if config.prune and rungs is not None:
         # Asynchronous successive halving: at each rung a trial goes on only if its held-out F1 is among

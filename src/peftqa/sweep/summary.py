@@ -104,8 +104,8 @@ def summarize(study: optuna.Study, config: SweepConfig, questions: int, rungs: R
         },
         "eval_limit": config.eval_limit,
         "eval_split": _TRIAL_EVAL_SPLIT,  # held-out training articles (RunConfig.validation_questions of them)
-        "validation_questions": config.base.validation_questions,
-        "seed": config.base.seed,
+        "validation_questions": config.base.data.validation_questions,
+        "seed": config.base.optimisation.seed,
         "storage": config.storage or STUDY_DB,
         "study_name": study.study_name,
         "base_config": config.base.to_dict(),

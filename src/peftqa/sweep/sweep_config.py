@@ -3,23 +3,42 @@ becomes (`trial_config`, in a folder named by the point's parameters)."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peftqa.checks import COUNT, NOT_NEGATIVE, POSITIVE, Range, check_fields, flag
 from peftqa.data import load_squad, question_source
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
-from peftqa.settings.run_config import RunConfig, setting
+from peftqa.settings.fields import setting
+from peftqa.settings.run_config import RunConfig
 
 SAMPLERS = ("grid", "tpe")
 
 
 # What every trial is scored on: training articles held out from the trials' training (data.QuestionChoice).
 _TRIAL_EVAL_SPLIT = "validation"
+# The run settings every trial gets from the sweep (trial_config), so `peftqa sweep` offers no run flag for
+# them: the learning rate is searched, the scored split is fixed (held-out articles, or dev with
+# --score-dev), the held-out evaluations are the rungs, and SweepConfig has its own trial size (train_limit,
+# epochs, eval_limit, which also sizes a --score-dev trial's held-out sample) and folder.
+SET_BY_THE_SWEEP = frozenset(
+    {
+        "lr",
+        "train_limit",
+        "epochs",
+        "eval_split",
+        "eval_limit",
+        "validation_limit",
+        "eval_every_steps",
+        "eval_growth",
+        "max_steps",
+        "output_dir",
+    }
+)
 
 
 @dataclass
@@ -27,14 +46,24 @@ class SweepConfig:
     """What a sweep searches and how; `base` holds every other run setting."""
 
     base: RunConfig  # model, data, lengths, batch size, seed, method and its fixed options
-    lrs: list[float] | None = setting(None, "learning rates to try, e.g. 1e-4,3e-4,1e-3 (default: the method's grid)")
-    ranks: list[int] | None = setting(None, "values of the method's rank option to try, e.g. 4,8,16 (default: fixed)")
-    train_fraction: float = setting(0.1, "share of the training questions each trial trains on (a seeded sample)")
-    train_limit: int | None = setting(None, "or an exact number of training questions (overrides train_fraction)")
-    epochs: float = setting(1.0, "epochs per trial")
-    eval_limit: int | None = setting(1000, "held-out training questions each trial is scored on")
+    lrs: list[float] | None = setting(
+        None, "learning rates to try, e.g. 1e-4,3e-4,1e-3 (default: the method's grid)", within=POSITIVE
+    )
+    ranks: list[int] | None = setting(
+        None, "values of the method's rank option to try, e.g. 4,8,16 (default: fixed)", within=COUNT
+    )
+    train_fraction: float = setting(
+        0.1, "share of the training questions each trial trains on (a seeded sample)", within=Range(above=0, at_most=1)
+    )
+    train_limit: int | None = setting(
+        None,
+        "or an exact number of training questions per trial (overrides --train-fraction; default: none)",
+        within=COUNT,
+    )
+    epochs: float = setting(1.0, "epochs per trial", within=POSITIVE)
+    eval_limit: int | None = setting(1000, "held-out training questions each trial is scored on", within=COUNT)
     sampler: str = setting("grid", "grid: every combination; tpe: --n-trials draws from the ranges", choices=SAMPLERS)
-    n_trials: int | None = setting(None, "TPE: number of trials")
+    n_trials: int | None = setting(None, "TPE: number of trials (default: none; --sampler tpe needs it)", within=COUNT)
     storage: str | None = setting(
         None,
         "Optuna storage URL, e.g. postgresql://user@host/db to share the study between machines "
@@ -44,49 +73,47 @@ class SweepConfig:
         None,
         "worker processes running trials side by side (default 1): one GPU each while there are GPUs "
         "enough, else sharing; on a CPU the cores are split between them",
+        within=COUNT,
     )
-    workers_per_gpu: int | None = setting(None, "workers sharing each GPU (without --workers: this many on every GPU)")
+    workers_per_gpu: int | None = setting(
+        None,
+        "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
+        within=COUNT,
+    )
     prune: bool = setting(
         True,
         "successive halving: a trial whose held-out F1 is behind the others' at a rung stops there; the survivors "
         "train the whole trial",
     )
     first_rung: float = setting(
-        0.25, "share of a trial's steps after which its held-out F1 is first compared with the other trials'"
+        0.25,
+        "share of a trial's steps after which its held-out F1 is first compared with the other trials'",
+        within=Range(above=0, at_most=1),
     )
     halving_factor: int = setting(
-        4, "successive halving: rungs at first_rung x this^k of a trial's steps, about 1 trial in this many going on"
+        4,
+        "successive halving: rungs at first_rung x this^k of a trial's steps, about 1 trial in this many going on",
+        within=Range(at_least=2),
     )
     score_dev: bool = setting(
         False,
-        "each trial is a final run: validated on held-out articles while it trains (chosen and pruned on them), and "
-        "scored once on dev (--eval-limit of the run flags) if it finishes",
+        "each trial is a final run: scored on --eval-limit held-out training questions while it trains (chosen and "
+        "pruned on them) and, once it finishes, on dev (that many questions when --eval-limit or the preset sets "
+        "it, else all)",
     )
-    extend_edges: int = setting(0, "grid: times a best lr on the grid's edge adds a point beyond it")
-    output_dir: str | None = None  # None: sweeps/<method>-<model>
+    extend_edges: int = setting(
+        0, "grid: times a best lr on the grid's edge adds a point beyond it", within=NOT_NEGATIVE
+    )
+    output_dir: str | None = setting(None, "the sweep's folder (default: sweeps/<method>-<model>)")
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored in sweep.json
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.lrs is not None and (not self.lrs or min(self.lrs) <= 0):
-            problems.append("learning rates must be positive numbers")
-        if self.ranks is not None and (not self.ranks or min(self.ranks) <= 0):
-            problems.append("ranks must be positive integers")
+        check_fields(self)
+        problems = [f"{flag(name)}: names no value" for name in ("lrs", "ranks") if getattr(self, name) == []]
         if self.ranks is not None and get_method(self.base.method).rank_option is None:
             problems.append(f"method '{self.base.method}' has no rank option; drop --ranks")
-        if not 0 < self.first_rung <= 1:
-            problems.append(f"first_rung must be in (0, 1], got {self.first_rung}")
-        if self.halving_factor < 2:
-            problems.append(f"halving_factor must be at least 2, got {self.halving_factor}")
-        if not 0 < self.train_fraction <= 1:
-            problems.append(f"train_fraction must be in (0, 1], got {self.train_fraction}")
-        if self.sampler not in SAMPLERS:
-            problems.append(f"sampler must be 'grid' or 'tpe', got {self.sampler!r}")
         if self.sampler == "tpe" and not self.n_trials:
             problems.append("--sampler tpe needs --n-trials")
-        for name, value in (("--workers", self.workers), ("--workers-per-gpu", self.workers_per_gpu)):
-            if value is not None and value < 1:
-                problems.append(f"{name} must be at least 1, got {value}")
         if problems:
             raise PeftqaError("; ".join(problems))
 
@@ -128,7 +155,7 @@ def questions_per_trial(config: SweepConfig) -> int:
     """Training questions per trial: the exact limit, or the fraction of the training file's questions."""
     if config.train_limit:
         return config.train_limit
-    train = question_source(config.base.data_dir, config.base.questions, "train")
+    train = question_source(config.base.data.data_dir, config.base.questions, "train")
     total = len(load_squad(train, role="train"))
     return max(1, round(config.train_fraction * total))
 
@@ -178,7 +205,7 @@ def trial_config(config: SweepConfig, params: dict[str, Any], questions: int, ru
     options = dict(config.base.method_options)
     options.update({k: v for k, v in params.items() if k != "lr"})
     # Early stopping needs evaluations at a steady pace; without it only the rungs are scored.
-    steady = config.base.early_stopping_patience is not None
+    steady = config.base.tracking.early_stopping_patience is not None
     scoring = (
         # A final run: dev once at the end; the held-out articles (a sample of eval_limit) while it trains.
         {"validation_limit": config.eval_limit}
@@ -187,8 +214,7 @@ def trial_config(config: SweepConfig, params: dict[str, Any], questions: int, ru
         # a learning rate chosen on dev questions would flatter the dev figures reported later.
         else {"eval_split": _TRIAL_EVAL_SPLIT, "eval_limit": config.eval_limit}
     )
-    return dataclasses.replace(
-        config.base,
+    return config.base.replace(
         lr=params["lr"],
         method_options=options,
         train_limit=questions,
@@ -206,6 +232,6 @@ def _trial_tracking_dir(config: SweepConfig) -> str | None:
     """TensorBoard with --tracking-dir: the trials' event folders grouped under their sweep's name (an
     MLflow --tracking-dir is the one store the sweep's run and its trials share)."""
     base = config.base
-    if base.report_to == "tensorboard" and base.tracking_dir:
-        return str(Path(base.tracking_dir) / f"sweep-{config.folder.name}")
-    return base.tracking_dir
+    if base.tracking.report_to == "tensorboard" and base.tracking.tracking_dir:
+        return str(Path(base.tracking.tracking_dir) / f"sweep-{config.folder.name}")
+    return base.tracking.tracking_dir

@@ -21,25 +21,10 @@ from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import EvalResult
 from peftqa.methods import MethodSpec
-from peftqa.settings.run_config import RunConfig
+from peftqa.settings.run_config import RunConfig, settings_that_may_change_on_resume
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
-# Settings that may change between an interrupted run and its resumption without changing the result
-# (how often losses are read, and where batches are gathered, give the same steps bit for bit; where
-# the run is tracked only watches it). Data may move: its files' fingerprints are compared instead
-# (check_same_data).
-_RESUMABLE_DIFFERENCES = {
-    "data_dir",
-    "train_file",
-    "dev_file",
-    "output_dir",
-    "log_every_steps",
-    "device_batches",
-    "report_to",
-    "tracking_dir",
-    "tracking_parent",
-}
 
 
 @dataclass
@@ -212,7 +197,10 @@ def check_same_settings(run_dir: Path, config: RunConfig) -> None:
     # A setting added after the run was started is read as its default: the run was trained that way.
     recorded = {**RunConfig().to_dict(), **files.read_json(path).get("config", {})}
     wanted = config.to_dict()
-    changed = sorted(k for k in wanted if k not in _RESUMABLE_DIFFERENCES and recorded.get(k) != wanted[k])
+    # Data may move (its files' fingerprints are compared instead: check_same_data), and so may the
+    # settings that give the same steps or only watch the run: their fields say so.
+    may_change = settings_that_may_change_on_resume()
+    changed = sorted(k for k in wanted if k not in may_change and recorded.get(k) != wanted[k])
     if changed:
         details = ", ".join(f"{k}: {recorded.get(k)!r} -> {wanted[k]!r}" for k in changed)
         raise PeftqaError(f"{run_dir} was trained with other settings ({details}); use another --output-dir")

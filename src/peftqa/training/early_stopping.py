@@ -42,7 +42,7 @@ def scored_while_training(state: TrainingState) -> tuple[str, list[Example], Fea
     data = state.data
     if data.validation_examples is not None and data.validation_features is not None:
         return VALIDATION, data.validation_examples, data.validation_features
-    return state.config.eval_split, data.eval_examples, data.eval_features
+    return state.config.data.eval_split, data.eval_examples, data.eval_features
 
 
 def best_evaluation(progress_validation: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -54,16 +54,16 @@ class Validation:
     """Held-out evaluations every `eval_every_steps` steps, and early stopping when a patience is set."""
 
     def __init__(self, state: TrainingState) -> None:
-        config = state.config
-        if config.eval_every_steps is None:
-            raise ValueError("Validation needs config.eval_every_steps")
-        if config.eval_every_steps > state.total_steps:
+        tracking = state.config.tracking
+        if tracking.eval_every_steps is None:
+            raise ValueError("Validation needs config.tracking.eval_every_steps")
+        if tracking.eval_every_steps > state.total_steps:
             raise PeftqaError(
-                f"--eval-every-steps {config.eval_every_steps} is more than the run's {state.total_steps} steps; "
+                f"--eval-every-steps {tracking.eval_every_steps} is more than the run's {state.total_steps} steps; "
                 "give a smaller one"
             )
-        self.state, self.every, self.patience = state, config.eval_every_steps, config.early_stopping_patience
-        self.growth = config.eval_growth
+        self.state, self.every, self.patience = state, tracking.eval_every_steps, tracking.early_stopping_patience
+        self.growth = tracking.eval_growth
         if self.patience and state.progress.validation and state.best_weights is None:
             # Resumed: the best weights so far are in the checkpoint the progress came from.
             state.best_weights = load_best_weights(state.run_dir)
@@ -135,13 +135,13 @@ class Validation:
         last = state.progress.validation[-1] if state.progress.validation else None
         if state.data.validation_examples is state.data.eval_examples and last is not None and last["step"] == kept:
             # A run scored on its held-out questions (a sweep trial) has just scored them with these weights.
-            state.log(f"{state.config.eval_split} was scored at step {kept}, with the weights kept")
+            state.log(f"{state.config.data.eval_split} was scored at step {kept}, with the weights kept")
             return dict(last)
         if kept != state.progress.step:
             if state.best_weights is None:
                 raise PeftqaError(f"{state.run_dir}: step {kept}'s weights were not kept")
             state.model.load_state_dict(state.best_weights, strict=False)
-        state.log(f"scoring {state.config.eval_split} once, with step {kept}'s weights")
+        state.log(f"scoring {state.config.data.eval_split} once, with step {kept}'s weights")
         data = state.data
         result = evaluate(
             state.model, data.eval_examples, data.eval_features, state.pad_id, state.config.scoring, data.null_rule

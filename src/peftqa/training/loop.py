@@ -73,7 +73,7 @@ def train(
             metrics (a benchmark, on a machine without matplotlib) may leave it out.
     """
     hooks = hooks or TrainHooks()
-    require_tracker(config.report_to)  # a missing extra is one line now, before any data loads
+    require_tracker(config)  # a missing extra or an unreachable store is one line now, before any data loads
     spec = get_method(config.method)
     run_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config)
     if resume:
@@ -103,8 +103,8 @@ def train(
     if parallel.main:
         files.write_json_atomic(run_dir / runs.RUN_JSON, run_settings(config, base_path, data, device, levers))
 
-    steps_per_epoch = math.ceil(len(data.train_features) / config.batch_size)
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    steps_per_epoch = math.ceil(len(data.train_features) / config.optimisation.batch_size)
+    total_steps = config.optimisation.max_steps or max(1, math.ceil(config.optimisation.epochs * steps_per_epoch))
     optimizer, scheduler = build_optimizer(model, config, total_steps)
     state = TrainingState(
         config=config,
@@ -127,7 +127,7 @@ def train(
         if restored is not None:
             state.progress = restored
             log(f"resumed from step {restored.step} of {total_steps}")
-    validation = Validation(state) if config.eval_every_steps else None
+    validation = Validation(state) if config.tracking.eval_every_steps else None
     with tracked(state, resume) as tracking:
         state.hooks = chain_hooks(validation.hooks if validation else None, tracking, hooks)
         _fit(state, validation)
@@ -149,7 +149,7 @@ def _fit(state: TrainingState, validation: Validation | None) -> None:
     device = model_device(state.model)
     trainable = [p for p in state.model.parameters() if p.requires_grad]
     forward = parallel.wrap(state.model)
-    source = DeviceFeatures(features, state.pad_id, device) if config.device_batches == "on" else None
+    source = DeviceFeatures(features, state.pad_id, device) if config.speed.device_batches == "on" else None
     sdpa = uses_sdpa(state.model)
     method_step, after_step = state.method.after_optimizer_step, state.hooks.after_step
     bar = tqdm(
@@ -163,7 +163,9 @@ def _fit(state: TrainingState, validation: Validation | None) -> None:
     while progress.step < state.total_steps and progress.stopped_at_step is None:
         epoch, step_in_epoch = divmod(progress.step, state.steps_per_epoch)
         # Batch order depends only on (seed, epoch): a resumed run sees the same batches.
-        batches = length_grouped_batches(features.lengths, config.batch_size, config.seed * 1000 + epoch)
+        batches = length_grouped_batches(
+            features.lengths, config.optimisation.batch_size, config.optimisation.seed * 1000 + epoch
+        )
         batches = batches[step_in_epoch:]
         shards = [parallel.shard(rows) for rows in batches]
         device_rows = source.upload_rows([local for local, _ in shards]) if source is not None else []
@@ -185,7 +187,7 @@ def _fit(state: TrainingState, validation: Validation | None) -> None:
                 with autocast_for(device, state.levers.autocast):
                     loss = forward(**forward_inputs(batch, padded, sdpa)).loss
                 (loss * weight if weight != 1.0 else loss).backward()
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(trainable, config.optimisation.max_grad_norm)
                 state.optimizer.step()
                 state.scheduler.step()
                 if method_step is not None:  # before the gradients are cleared: the method may read them
@@ -200,11 +202,11 @@ def _fit(state: TrainingState, validation: Validation | None) -> None:
                 # A held-out evaluation leaves the training levers first, as every evaluation does.
                 if state.at_epoch_end() or (validation is not None and validation.due()):
                     break
-                if progress.step % config.checkpoint_every_steps == 0:
+                if progress.step % config.tracking.checkpoint_every_steps == 0:
                     meter.read()  # the checkpoint holds every step's loss
                     state.checkpoint()
                     meter.start(epoch)
-                elif progress.step % config.log_every_steps == 0:
+                elif progress.step % config.speed.log_every_steps == 0:
                     meter.read()
         meter.read()
         if state.at_epoch_end():
@@ -217,7 +219,7 @@ def _fit(state: TrainingState, validation: Validation | None) -> None:
             validation.score()
         stopped = progress.stopped_at_step is not None
         # A checkpoint step the evaluation's pause came before is still checkpointed (after it).
-        if state.at_epoch_end() or stopped or progress.step % config.checkpoint_every_steps == 0:
+        if state.at_epoch_end() or stopped or progress.step % config.tracking.checkpoint_every_steps == 0:
             state.checkpoint()
     bar.close()
 
@@ -272,11 +274,11 @@ def _finish(
         # 95% bootstrap intervals over the scored questions (scores.jsonl holds each question's score).
         "exact_match_ci": last_eval.intervals["exact_match"],
         "f1_ci": last_eval.intervals["f1"],
-        "eval_split": config.eval_split,
+        "eval_split": config.data.eval_split,
         "eval_loss": last["eval_loss"],  # on the scored questions: dev, or the held-out ones (eval_split)
         "eval_questions": len(data.eval_examples),
         **last_eval.answerability,  # SQuAD 2.0 data: null_threshold and the official HasAns/NoAns/best figures
-        "seed": config.seed,
+        "seed": config.optimisation.seed,
         **parameters,
         "artifact_bytes": artifact_bytes,
         **progress.throughput(),

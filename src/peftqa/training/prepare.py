@@ -45,7 +45,7 @@ class TrainingData:
     """The questions a run trains and is scored on, their features, and where they came from."""
 
     train_examples: list[Example]
-    eval_examples: list[Example]  # the questions scored: dev, or held-out training articles (config.eval_split)
+    eval_examples: list[Example]  # the questions scored: dev, or held-out training articles (config.data.eval_split)
     train_features: FeatureSet
     eval_features: FeatureSet
     data_md5: dict[str, str]  # "train" and the scored split -> the MD5 of the file read (a `datasets` source: none)
@@ -71,47 +71,47 @@ def prepare_data(config: RunConfig, tokenizer: Any, log: Callable[[str], None] =
     on the validation split is validated on its own scored questions.
     """
     choice = config.questions
-    validating = config.eval_every_steps is not None
+    validating = config.tracking.eval_every_steps is not None
     roles = {"train": "train", choice.eval_split: "train" if choice.eval_split == "validation" else "dev"}
-    sources = {split: question_source(config.data_dir, choice, role) for split, role in roles.items()}
+    sources = {split: question_source(config.data.data_dir, choice, role) for split, role in roles.items()}
     data_files = {split: describe_source(sources[split], roles[split]) for split in sources}
     with_negative = any(has_unanswerable(sources[split], roles[split]) for split in sources)
-    if config.null_threshold is not None and not with_negative:
+    if config.scoring.null_threshold is not None and not with_negative:
         raise PeftqaError(
             "--null-threshold applies to data with unanswerable questions (SQuAD 2.0); "
             + " and ".join(str(source) for source in dict.fromkeys(sources.values()))
             + " have none"
         )
-    choose_threshold = with_negative and config.null_threshold is None
+    choose_threshold = with_negative and config.scoring.null_threshold is None
     if (choose_threshold or validating) and choice.eval_split == "dev":
         choice = dataclasses.replace(choice, hold_out=True)
     # A seeded random sample: the first N questions would cover only the first few articles.
-    train_examples = train_questions(config.data_dir, choice)
-    eval_examples, _ = eval_questions(config.data_dir, choice)
-    held_out = threshold_questions(config.data_dir, choice) if choice.hold_out else None
+    train_examples = train_questions(config.data.data_dir, choice)
+    eval_examples, _ = eval_questions(config.data.data_dir, choice)
+    held_out = threshold_questions(config.data.data_dir, choice) if choice.hold_out else None
     tune_examples = held_out if choose_threshold else None
     prints = {split: described["fingerprint"] for split, described in data_files.items()}
     data_md5 = {split: md5_of(Path(source)) for split, source in sources.items() if Path(source).is_file()}
     began = time.perf_counter()
     train_features, train_cached = load_or_build_features(
-        train_examples, tokenizer, config.max_length, config.doc_stride, prints["train"]
+        train_examples, tokenizer, config.scoring.max_length, config.scoring.doc_stride, prints["train"]
     )
     eval_features, eval_cached = load_or_build_features(
-        eval_examples, tokenizer, config.max_length, config.doc_stride, prints[choice.eval_split]
+        eval_examples, tokenizer, config.scoring.max_length, config.scoring.doc_stride, prints[choice.eval_split]
     )
     held_out_features = None
     if held_out is not None:
         held_out_features, _ = load_or_build_features(
-            held_out, tokenizer, config.max_length, config.doc_stride, prints["train"]
+            held_out, tokenizer, config.scoring.max_length, config.scoring.doc_stride, prints["train"]
         )
     null_rule, described = None, None
     if with_negative:
         tune_features = held_out_features if tune_examples is not None else None
         if tune_examples is not None:
             described = choice.threshold_choice.describe(len(tune_examples))
-        elif config.null_threshold is None:
+        elif config.scoring.null_threshold is None:
             described = choice.describe(len(eval_examples))  # a validation run: its own held-out questions
-        null_rule = NullRule(config.null_threshold, tune_examples, tune_features)
+        null_rule = NullRule(config.scoring.null_threshold, tune_examples, tune_features)
     seconds = time.perf_counter() - began
     validation: tuple[list[Example] | None, FeatureSet | None, str | None] = (None, None, None)
     if validating and held_out is not None:
@@ -157,8 +157,10 @@ def build_model(
     config: RunConfig, spec: MethodSpec, base_path: str, device: torch.device, log: Callable[[str], None] = print
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The base QA model with the method applied, seeded first, on `device`; and its parameter counts."""
-    seed_everything(config.seed)
-    model = spec.apply(load_qa_model(base_path, config.dropout), spec.make_options(config.method_options)).to(device)
+    seed_everything(config.optimisation.seed)
+    model = spec.apply(
+        load_qa_model(base_path, config.optimisation.dropout), spec.make_options(config.method_options)
+    ).to(device)
     parameters = count_parameters(model)
     log(
         f"{config.method} on {config.model}: {parameters['trainable_params']:,} trainable of "
@@ -176,7 +178,7 @@ def build_optimizer(model: torch.nn.Module, config: RunConfig, total_steps: int)
         if parameter.requires_grad:
             (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
     groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": decay, "weight_decay": config.optimisation.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
     # Fused AdamW updates every tensor in one kernel, on CUDA and on a CPU; without it PyTorch loops
@@ -184,7 +186,7 @@ def build_optimizer(model: torch.nn.Module, config: RunConfig, total_steps: int)
     # (docs/results/2026-12-01-bf16-cpu.md).
     use_fused = model_device(model).type in ("cuda", "cpu")
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=use_fused or None)
-    warmup = int(config.warmup_fraction * total_steps)
+    warmup = int(config.optimisation.warmup_fraction * total_steps)
 
     def schedule(step: int) -> float:
         if step < warmup:

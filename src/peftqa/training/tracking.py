@@ -23,7 +23,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 import time
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,8 +47,10 @@ _MLFLOW_BATCH = 1000  # MLflow's most metrics in one log_batch call
 Rows = list[tuple[int, dict[str, float]]]  # (step, {metric: value}) in step order
 
 
-def require_tracker(report_to: str) -> None:
-    """One line (PeftqaError) naming the extra when `report_to`'s package is not installed."""
+def require_tracker(config: RunConfig) -> None:
+    """One line (PeftqaError) naming the extra when --report-to's package is not installed, or saying that
+    MLflow's store does not answer: called before any data loads, so no run folder is left behind."""
+    report_to = config.tracking.report_to
     package = _PACKAGES.get(report_to)
     if package is None:
         return
@@ -56,10 +60,14 @@ def require_tracker(report_to: str) -> None:
         raise PeftqaError(
             f"--report-to {report_to} needs the {package} package: pip install 'peftqa[{report_to}]'"
         ) from None
+    if report_to == "mlflow":
+        _mlflow_client(config)  # the experiment made or found now: the store answers
 
 
 def tensorboard_folder(config: RunConfig, run_dir: Path) -> Path:
-    return Path(config.tracking_dir) / run_dir.name if config.tracking_dir else run_dir / TENSORBOARD_DIR
+    return (
+        Path(config.tracking.tracking_dir) / run_dir.name if config.tracking.tracking_dir else run_dir / TENSORBOARD_DIR
+    )
 
 
 def hyperparameters(config: RunConfig) -> dict[str, Any]:
@@ -120,7 +128,7 @@ def mlflow_uri(config: RunConfig) -> str:
     """MLFLOW_TRACKING_URI, else the local SQLite store (./mlruns, or --tracking-dir)."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    folder = Path(config.tracking_dir or "mlruns").resolve()
+    folder = Path(config.tracking.tracking_dir or "mlruns").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}"
 
@@ -133,26 +141,49 @@ def _mlflow_client(config: RunConfig) -> tuple[Any, str]:
     # The store logs its table creation and SQLAlchemy warns about MLflow's own queries: not the user's.
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    from mlflow.exceptions import MlflowException
+
+    _check_reachable(uri)
     client = MlflowClient(tracking_uri=uri)
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "peftqa")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return client, experiment.experiment_id
-    # A local SQLite store keeps its artifacts beside it (MLflow's default would be ./mlruns wherever the
-    # command runs); a server decides for itself.
-    local = uri.startswith("sqlite:///")
-    artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri() if local else None
-    return client, client.create_experiment(name, artifact_location=artifacts)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return client, experiment.experiment_id
+        # A local SQLite store keeps its artifacts beside it (MLflow's default would be ./mlruns wherever
+        # the command runs); a server decides for itself.
+        local = uri.startswith("sqlite:///")
+        artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri() if local else None
+        return client, client.create_experiment(name, artifact_location=artifacts)
+    except MlflowException as error:
+        message = " ".join(str(error).split())[:300]
+        raise PeftqaError(f"--report-to mlflow: the tracking store refused: {message}") from None
+
+
+def _check_reachable(uri: str) -> None:
+    """An http(s) store that takes no connection is one line at once: MLflow's client would retry for
+    minutes and then raise a traceback."""
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=10).close()
+    except OSError as error:
+        where = f"{parsed.scheme}://{parsed.hostname}:{port}"  # no password printed
+        raise PeftqaError(
+            f"--report-to mlflow: cannot reach the tracking store {where}: {error.strerror or error}"
+        ) from None
 
 
 class _MLflow:
     def __init__(self, config: RunConfig, name: str, run_id: str | None, tags: dict[str, str]) -> None:
         self.client, experiment = _mlflow_client(config)
         if run_id is None:
-            if config.tracking_parent:
-                tags = {**tags, "mlflow.parentRunId": config.tracking_parent}
+            if config.tracking.tracking_parent:
+                tags = {**tags, "mlflow.parentRunId": config.tracking.tracking_parent}
             run_id = self.client.create_run(experiment, run_name=name, tags=tags).info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")
@@ -202,7 +233,7 @@ class RunTracking:
         self.split = scored_while_training(state)[0]
         self.learning_rates = {progress.step + 1: state.scheduler.get_last_lr()[0]}  # step -> the rate it used
         self.sink: _TensorBoard | _MLflow
-        if config.report_to == "tensorboard":
+        if config.tracking.report_to == "tensorboard":
             folder = tensorboard_folder(config, run_dir)
             self.sink = _TensorBoard(folder, purge_step=progress.step + 1 if resume else None)
             self.record = {"report_to": "tensorboard", "folder": str(folder)}
@@ -297,7 +328,7 @@ class RunTracking:
 def tracked(state: TrainingState, resume: bool) -> Iterator[TrainHooks | None]:
     """The tracking hooks of a run (None without --report-to, and in every process but the main one);
     the tracker is closed as the run ends: finished, failed, or killed (Ctrl-C)."""
-    if state.config.report_to == "none" or not state.parallel.main:
+    if state.config.tracking.report_to == "none" or not state.parallel.main:
         yield None
         return
     tracking = RunTracking(state, resume)
@@ -336,10 +367,10 @@ class SweepRun:
 def sweep_run(base: RunConfig, folder: Path, params: dict[str, Any]) -> Iterator[SweepRun]:
     """With --report-to mlflow, the sweep's own MLflow run (its id kept in FOLDER/tracking.json, so a
     resumed sweep goes on in it), closed as the sweep ends; a SweepRun of nothing otherwise."""
-    if base.report_to != "mlflow":
+    if base.tracking.report_to != "mlflow":
         yield SweepRun()
         return
-    require_tracker(base.report_to)
+    require_tracker(base)
     record_path = folder / TRACKING_JSON
     before = files.read_json(record_path) if record_path.is_file() else {}
     previous = before.get("mlflow_run_id") if before.get("tracking_uri") == mlflow_uri(base) else None

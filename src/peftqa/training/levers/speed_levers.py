@@ -56,14 +56,14 @@ class SpeedLevers:
         """The levers `config` asks for on `device`; says which are on, and a lever that cannot apply."""
         on_cuda = device.type == "cuda"
         precision = resolve_precision(
-            config.precision, device, fp32_under_auto=get_method(config.method).fp32_under_auto
+            config.speed.precision, device, fp32_under_auto=get_method(config.method).fp32_under_auto
         )
         log(f"precision: {precision.to_dict()['used']} ({precision.why})")
         adapter = get_method(config.method).shares_base
-        frozen_bf16 = adapter and (config.frozen_bf16 == "on" or (config.frozen_bf16 == "auto" and on_cuda))
-        if config.frozen_bf16 == "on" and not adapter:
+        frozen_bf16 = adapter and (config.speed.frozen_bf16 == "on" or (config.speed.frozen_bf16 == "auto" and on_cuda))
+        if config.speed.frozen_bf16 == "on" and not adapter:
             log(f"frozen_bf16: {config.method} trains its base weights, which stay fp32")
-        fused = config.fused_lora == "on" or (config.fused_lora == "auto" and on_cuda)
+        fused = config.speed.fused_lora == "on" or (config.speed.fused_lora == "auto" and on_cuda)
         if frozen_bf16 or fused:
             on = [name for name, value in (("frozen_bf16", frozen_bf16), ("fused_lora", fused)) if value]
             log(f"training levers on: {', '.join(on)}")
