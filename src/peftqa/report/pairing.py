@@ -15,7 +15,7 @@ from peftqa.scoring.stats import format_interval, paired_difference
 NOT_SETTLED = "not settled (interval includes 0)"
 # run.json config fields that do not change what a run learns: runs differing only in these (and the
 # seed) are seeds of one setting.
-_NOT_A_SETTING = {"seed", "output_dir", "data_dir", "checkpoint_every_steps", "eval_batch_size", "lr"}
+_NOT_A_SETTING = {"seed", "output_dir", "data_dir", "checkpoint_every_steps", "eval_batch_size", "lr", "head_lr"}
 
 
 @dataclass
@@ -55,9 +55,9 @@ class MethodGroup:
 
 
 def _setting(result: RunResult) -> dict[str, Any]:
-    """What decides what a run learns: its config less the seed and bookkeeping, with the resolved lr."""
+    """What decides what a run learns: its config less the seed and bookkeeping, with the resolved rates."""
     config = {k: v for k, v in result.config.items() if k not in _NOT_A_SETTING}
-    return {**config, "learning_rate": result.settings.get("learning_rate")}
+    return {**config, "learning_rate": result.settings.get("learning_rate"), "head_lr": result.head_learning_rate}
 
 
 def _short(value: Any) -> str:

@@ -67,6 +67,7 @@ def _results_section(results: list[RunResult]) -> list[Block]:
         [
             r.name,
             f"{r.settings.get('learning_rate', 0):g}",
+            f"{r.head_learning_rate or 0:g}",
             r.settings.get("train_questions"),
             f"{r.settings['config']['epochs']:g}",
             r.settings["config"]["max_length"],
@@ -80,7 +81,9 @@ def _results_section(results: list[RunResult]) -> list[Block]:
         Block("p", note),
         Block("table", headers=headers, rows=rows),
         Block(
-            "table", headers=["run", "lr", "train questions", "epochs", "max length", "batch", "device"], rows=settings
+            "table",
+            headers=["run", "lr", "head lr", "train questions", "epochs", "max length", "batch", "device"],
+            rows=settings,
         ),
     ]
 
