@@ -8,9 +8,10 @@ import dataclasses
 import pytest
 
 from peftqa.methods import METHODS, get_method
+from peftqa.methods.head import DEFAULT_HEAD_LR
 from peftqa.methods.registry import is_qa_head
 from peftqa.model.backbone import load_qa_model
-from peftqa.settings.run_config import DEFAULT_HEAD_LR, RunConfig
+from peftqa.settings.run_config import RunConfig
 from peftqa.training.prepare import build_optimizer
 
 

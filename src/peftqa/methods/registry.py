@@ -156,6 +156,11 @@ def methods_in_all() -> list[str]:
     return sorted(name for name, spec in METHODS.items() if spec.in_all)
 
 
+def trains_only_the_head(method: str) -> bool:
+    """Whether `method` is the floor every other method is judged against: its runs train the QA head alone."""
+    return method in METHODS and METHODS[method].head_rate == "only"
+
+
 def method_label(method: str, details: Mapping[str, Any] | None) -> str:
     """How reports name a run of `method` whose run.json records `details` (MethodSpec.run_details)."""
     return str((details or {}).get("label") or method)

@@ -11,6 +11,7 @@ from typing import Any
 from peftqa.data import QuestionChoice
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
+from peftqa.methods.head import DEFAULT_HEAD_LR
 from peftqa.model.backbone import DEFAULT_MODEL
 
 
@@ -44,11 +45,6 @@ def _scoring_setting(name: str) -> Any:
     source = next(f for f in dataclasses.fields(ScoringSettings) if f.name == name)
     return field(default=source.default, metadata=source.metadata)
 
-
-# The QA head's rate when --head-lr is not given (methods other than full fine-tuning and the head
-# probe). The head is new in every run, so it needs one rate whatever the method's own tensors need;
-# PLACEHOLDER
-DEFAULT_HEAD_LR = 3e-3
 
 LEVER_CHOICES = ("auto", "on", "off")  # a GPU lever's setting: auto is on for CUDA only
 PRECISIONS = ("auto", "fp32", "bf16")  # the training step's arithmetic (levers.precision)
@@ -101,7 +97,7 @@ class RunConfig:
     head_lr: float | None = setting(
         None,
         f"peak learning rate of the freshly initialised QA head (default {DEFAULT_HEAD_LR:g}; full fine-tuning: "
-        "its --lr)",
+        "its --lr; the head method: not given, its --lr is the head's)",
     )
     batch_size: int = setting(32, "training features per optimiser step")
     eval_batch_size: int | None = _scoring_setting("batch_size")

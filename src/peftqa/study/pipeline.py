@@ -65,8 +65,9 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     # their trials are ~20 optimiser steps, which favour high rates: hence each method's "quick" grid.
     "quick": StudyPreset(
         description="MiniLM-L6, 3 lrs x 300 questions per sweep, final runs on 2,000 questions, 1 epoch",
-        # The two PEFT methods and the reference they are judged against (--methods adds bitfit, dora, ...).
-        methods=("lora", "ia3", "full"),
+        # The floor (the QA head alone), two PEFT methods and the reference they are judged against
+        # (--methods adds bitfit, dora, ...).
+        methods=("head", "lora", "ia3", "full"),
         run=PRESETS["quick"],  # the study sets its own question limits and epochs below
         sweep_train_limit=300,
         sweep_train_fraction=0.1,
@@ -81,7 +82,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     # The original experiment (DistilBERT, full data, 3 epochs, LoRA and (IA)3) with its grid and ours.
     "seed": StudyPreset(
         description="DistilBERT, full SQuAD, 3 epochs; sweeps on 10% with the original grid and with ours",
-        methods=("lora", "ia3"),
+        methods=("head", "lora", "ia3"),  # the floor first: what the QA head alone learns
         run={"model": DEFAULT_MODEL, "dropout": None},  # the checkpoint's dropout, as the original run had
         sweep_train_limit=None,
         sweep_train_fraction=0.1,
