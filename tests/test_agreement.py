@@ -7,7 +7,7 @@ from peftqa.data import Example
 from peftqa.report import load_results, render_markdown
 from peftqa.report.agreement import EVERY_PAIR_UP_TO, _distinct_questions, agreement_blocks, compared_pairs
 from peftqa.report.results import per_question_scores
-from tests.test_report import _fake_run
+from tests.helpers import fake_run
 
 
 def test_disagreement_examples_show_a_question_asked_twice_once():
@@ -23,7 +23,7 @@ def _runs(count, many_dir, tmp_path):
     """`count` runs, one of them full fine-tuning; run k is right on the questions k..k+19."""
     methods = ["full", "lora", "ia3", "bitfit", "dora", "vera", "loha", "lokr", "oft"][:count]
     folders = [
-        _fake_run(tmp_path / name, many_dir, name, [k <= q < k + 20 for q in range(30)])
+        fake_run(tmp_path / name, many_dir, name, [k <= q < k + 20 for q in range(30)])
         for k, name in enumerate(methods)
     ]
     return load_results(folders)

@@ -20,6 +20,7 @@ from peftqa.report import (
 from peftqa.sweep import read_sweep, write_sweep
 from peftqa.training.loop import train
 from tests.conftest import tiny_run_config
+from tests.helpers import DEVICE, SWEEP_QUESTIONS, fake_run, fake_sweep
 
 
 @pytest.fixture(scope="module")
@@ -31,38 +32,9 @@ def two_runs(tiny_bert_dir, squad_dir, tmp_path_factory):
     return [root / "lora", root / "bitfit"]
 
 
-# What sweep.json says about the questions its trials were scored on.
-_SWEEP_QUESTIONS = {
-    "eval_split": "validation",
-    "eval_limit": 200,
-    "validation_questions": 300,
-    "base_config": {"eval_sample": "random", "eval_seed": 0},
-}
-
-
-def _fake_sweep(folder):
-    trials = [
-        {"number": i, "state": "COMPLETE", "params": {"lr": lr}, "f1": f1, "exact_match": f1 / 2}
-        for i, (lr, f1) in enumerate([(1e-4, 10.0), (3e-4, 30.0), (1e-3, 20.0)])
-    ]
-    write_sweep(
-        folder,
-        {
-            "method": "lora",
-            "train_questions": 300,
-            "epochs": 1,
-            "trials": trials,
-            "best": trials[1],
-            "edge_warnings": [],
-            **_SWEEP_QUESTIONS,
-        },
-    )
-    return folder
-
-
 def test_report_has_every_section(two_runs, tmp_path):
     out = tmp_path / "report"
-    markdown_path, html_path = build_report(two_runs, [_fake_sweep(tmp_path / "sweep")], out, log=lambda line: None)
+    markdown_path, html_path = build_report(two_runs, [fake_sweep(tmp_path / "sweep")], out, log=lambda line: None)
     markdown = markdown_path.read_text()
     for heading in (
         "## Findings",
@@ -144,46 +116,6 @@ def test_qualitative_examples_are_well_formed():
 # ---------------------------------------------------------------- intervals, paired comparisons, seeds, findings
 # Run directories written by hand (no training): every per-question score is chosen, so every verdict is known.
 
-DEVICE = "cpu: x86_64, 2 threads"
-
-
-def _dev_examples(data_dir):
-    from peftqa.data import load_squad
-
-    return load_squad(data_dir / "dev-v1.1.json")
-
-
-def _fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=True, trainable=1000, size=4096):
-    """A finished run whose answer to dev question k is right (the gold town) when right[k], else wrong."""
-    import json
-
-    from peftqa.data import QuestionChoice
-    from peftqa.inference import run_folder as runs
-
-    examples = _dev_examples(data_dir)
-    assert len(right) == len(examples)
-    predictions = {e.id: e.answers[0] if ok else "founded" for e, ok in zip(examples, right, strict=True)}
-    rows = [
-        {"id": e.id, "title": e.title, "exact_match": 100.0 * ok, "f1": 100.0 * ok, "prediction": predictions[e.id]}
-        for e, ok in zip(examples, right, strict=True)
-    ]
-    f1 = 100.0 * sum(right) / len(right)
-    for needed in ("model" if method == "full" else "adapter", "tokenizer"):
-        (folder / needed).mkdir(parents=True, exist_ok=True)
-    config = {"method": method, "model": "m", "data_dir": str(data_dir), "seed": seed, "lr": lr, "epochs": 1.0}
-    config |= {"max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_split": "dev", "eval_limit": None}
-    settings = {"config": config, "base_model_path": "m", "learning_rate": lr, "train_questions": 300, "device": DEVICE}
-    settings["eval_description"] = QuestionChoice().describe(len(examples))
-    files.write_json_atomic(folder / runs.RUN_JSON, settings)
-    files.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
-    (folder / runs.SCORES_JSONL).unlink(missing_ok=True)
-    if scores_file:
-        (folder / runs.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
-    metrics = {"method": method, "model": "m", "exact_match": f1, "f1": f1, "trainable_params": trainable}
-    metrics |= {"trainable_percent": 1.0, "artifact_bytes": size, "train_seconds": 1.0}
-    files.write_json_atomic(folder / runs.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []})
-    return folder
-
 
 def _report(run_dirs, tmp_path, sweeps=()):
     markdown_path, _ = build_report(run_dirs, sweeps, tmp_path / "report", qualitative=False, log=lambda line: None)
@@ -201,8 +133,8 @@ def test_the_public_tables_are_the_report_s_own(many_dir, tmp_path):
 
     right = [k % 3 != 0 for k in range(30)]
     folders = [
-        _fake_run(tmp_path / "lora", many_dir, "lora", right),
-        _fake_run(tmp_path / "full", many_dir, "full", [True] * 30),
+        fake_run(tmp_path / "lora", many_dir, "lora", right),
+        fake_run(tmp_path / "full", many_dir, "full", [True] * 30),
     ]
     results = load_results(folders)
     markdown = _report(folders, tmp_path)
@@ -226,17 +158,17 @@ def test_scores_come_from_scores_jsonl_and_a_run_without_it_is_an_error(many_dir
     from peftqa.report import load_results
 
     right = [k % 3 == 0 for k in range(30)]
-    (result,) = load_results([_fake_run(tmp_path / "a", many_dir, "lora", right)])
+    (result,) = load_results([fake_run(tmp_path / "a", many_dir, "lora", right)])
     assert len(result.scores) == 30 and [e.id for e in result.examples] == list(result.scores)
     assert result.mean("f1") == pytest.approx(100 * 10 / 30)
-    without = _fake_run(tmp_path / "b", many_dir, "lora", right, scores_file=False)
+    without = fake_run(tmp_path / "b", many_dir, "lora", right, scores_file=False)
     with pytest.raises(PeftqaError, match=r"b/scores\.jsonl: no such file"):
         load_results([without])
 
 
 def test_results_table_carries_intervals_that_contain_the_point(many_dir, tmp_path):
-    lora = _fake_run(tmp_path / "lora", many_dir, "lora", [k % 2 == 0 for k in range(30)])
-    full = _fake_run(tmp_path / "full", many_dir, "full", [k % 5 != 0 for k in range(30)])
+    lora = fake_run(tmp_path / "lora", many_dir, "lora", [k % 2 == 0 for k in range(30)])
+    full = fake_run(tmp_path / "full", many_dir, "full", [k % 5 != 0 for k in range(30)])
     markdown = _report([lora, full], tmp_path)
     assert "| EM [95% CI] | F1 [95% CI] |" in markdown
     for name, f1 in (("lora", 50.0), ("full", 80.0)):
@@ -252,9 +184,9 @@ def test_paired_comparison_settles_only_a_clear_difference(many_dir, tmp_path):
 
     assert NOT_SETTLED == "not settled (interval includes 0)"
     right = [k % 2 == 0 for k in range(30)]
-    full = _fake_run(tmp_path / "full", many_dir, "full", right)
-    twin = _fake_run(tmp_path / "twin", many_dir, "lora", right)  # the same answers as full
-    worse = _fake_run(tmp_path / "worse", many_dir, "ia3", [False] * 30)
+    full = fake_run(tmp_path / "full", many_dir, "full", right)
+    twin = fake_run(tmp_path / "twin", many_dir, "lora", right)  # the same answers as full
+    worse = fake_run(tmp_path / "worse", many_dir, "ia3", [False] * 30)
     markdown = _report([full, twin, worse], tmp_path)
     assert "## Paired comparisons" in markdown
     twin_row, worse_row = (_row(markdown, name, "## Paired comparisons") for name in ("twin", "worse"))
@@ -263,11 +195,11 @@ def test_paired_comparison_settles_only_a_clear_difference(many_dir, tmp_path):
 
 
 def test_seeds_table_appears_with_two_seeds_of_one_method(many_dir, tmp_path):
-    full = _fake_run(tmp_path / "full", many_dir, "full", [True] * 30)
-    one = _fake_run(tmp_path / "s1", many_dir, "lora", [k % 2 == 0 for k in range(30)], seed=1)
+    full = fake_run(tmp_path / "full", many_dir, "full", [True] * 30)
+    one = fake_run(tmp_path / "s1", many_dir, "lora", [k % 2 == 0 for k in range(30)], seed=1)
     assert "## Seeds" not in _report([full, one], tmp_path)
-    two = _fake_run(tmp_path / "s2", many_dir, "lora", [k % 3 == 0 for k in range(30)], seed=2)
-    other_lr = _fake_run(tmp_path / "s3", many_dir, "lora", [k % 3 == 0 for k in range(30)], seed=3, lr=1e-2)
+    two = fake_run(tmp_path / "s2", many_dir, "lora", [k % 3 == 0 for k in range(30)], seed=2)
+    other_lr = fake_run(tmp_path / "s3", many_dir, "lora", [k % 3 == 0 for k in range(30)], seed=3, lr=1e-2)
     markdown = _report([full, one, two, other_lr], tmp_path)
     assert "## Seeds" in markdown
     # Seeds 1 and 2: F1 50.0 and 33.3; the run at another learning rate is a setting of its own.
@@ -279,8 +211,8 @@ def test_seeds_table_appears_with_two_seeds_of_one_method(many_dir, tmp_path):
 def test_findings_section_is_generated_changing_a_runs_metrics_changes_the_sentence(many_dir, tmp_path):
     from peftqa.report import findings, load_results
 
-    full = _fake_run(tmp_path / "full", many_dir, "full", [k % 5 != 0 for k in range(30)], trainable=10**6)
-    lora = _fake_run(tmp_path / "lora", many_dir, "lora", [k % 2 == 0 for k in range(30)], trainable=1000)
+    full = fake_run(tmp_path / "full", many_dir, "full", [k % 5 != 0 for k in range(30)], trainable=10**6)
+    lora = fake_run(tmp_path / "lora", many_dir, "lora", [k % 2 == 0 for k in range(30)], trainable=1000)
     before = findings(load_results([full, lora]))
     assert before[0].startswith("**full** has the highest F1, 80.0 [")
     assert (
@@ -293,10 +225,11 @@ def test_findings_section_is_generated_changing_a_runs_metrics_changes_the_sente
         and "lora -30.0 [" in before[1]
         and "(settled, 30 questions)" in before[1]
     )
-    assert "lora trains 1,000 parameters" in before[2] and "62% of full fine-tuning's F1" in before[2]
+    assert before[2].startswith("No run trained the QA head alone")
+    assert "lora trains 1,000 parameters" in before[3] and "62% of full fine-tuning's F1" in before[3]
     assert "Each method was trained once (seed 42)" in before[-1] and "on a CPU" in before[-1]
 
-    _fake_run(tmp_path / "lora", many_dir, "lora", [k % 5 != 0 or k == 0 for k in range(30)], trainable=1000)
+    fake_run(tmp_path / "lora", many_dir, "lora", [k % 5 != 0 or k == 0 for k in range(30)], trainable=1000)
     after = findings(load_results([full, lora]))
     assert after[0].startswith("**lora** has the highest F1, 83.3 [")
     assert "Its lead over full (F1 80.0 [" in after[0] and "the lead is not settled" in after[0]
@@ -310,7 +243,7 @@ def test_findings_section_is_generated_changing_a_runs_metrics_changes_the_sente
 def test_findings_say_what_the_sweep_chose_and_on_which_questions(many_dir, tmp_path):
     from peftqa.report import findings, load_results
 
-    lora = _fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, lr=1e-3)
+    lora = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, lr=1e-3)
     trials = [
         {"number": i, "state": "COMPLETE", "params": {"lr": lr}, "f1": f1, "exact_match": f1}
         for i, (lr, f1) in enumerate([(1e-4, 10.0), (3e-4, 20.0), (1e-3, 30.0)])
@@ -318,7 +251,7 @@ def test_findings_say_what_the_sweep_chose_and_on_which_questions(many_dir, tmp_
     sweep = {
         "method": "lora",
         "search_space": {"lr": [1e-4, 3e-4, 1e-3]},
-        **_SWEEP_QUESTIONS,
+        **SWEEP_QUESTIONS,
         "trials": trials,
         "best": trials[2],
         "edge_warnings": ["best lr=0.001 is the highest value tried: extend the grid upward"],
@@ -336,13 +269,13 @@ def test_findings_say_what_the_sweep_chose_and_on_which_questions(many_dir, tmp_
 def test_many_sweeps_inside_their_grids_share_one_sentence_and_the_edge_ones_keep_theirs(many_dir, tmp_path):
     from peftqa.report import findings, load_results
 
-    lora = _fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, lr=1e-3)
+    lora = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, lr=1e-3)
 
     def sweep(method: str, best: float, grid=(1e-4, 1e-3, 1e-2)) -> dict:
         trials = [{"number": i, "state": "COMPLETE", "params": {"lr": lr}, "f1": 1.0} for i, lr in enumerate(grid)]
         chosen = next(t for t in trials if t["params"]["lr"] == best)
         space = {"lr": list(grid)}
-        return {"method": method, "search_space": space, **_SWEEP_QUESTIONS, "trials": trials, "best": chosen}
+        return {"method": method, "search_space": space, **SWEEP_QUESTIONS, "trials": trials, "best": chosen}
 
     sweeps = [sweep("lora", 1e-3), sweep("ia3", 1e-3), sweep("bitfit", 1e-2), sweep("dora", 1e-3)]
     text = findings(load_results([lora]), sweeps)
@@ -365,8 +298,8 @@ def test_many_sweeps_inside_their_grids_share_one_sentence_and_the_edge_ones_kee
 def test_a_method_larger_on_disk_than_full_fine_tuning_reads_as_a_whole_percentage(many_dir, tmp_path):
     from peftqa.report import findings, load_results
 
-    full = _fake_run(tmp_path / "full", many_dir, "full", [True] * 30, trainable=10**6, size=1000)
-    big = _fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, trainable=1000, size=4000)
+    full = fake_run(tmp_path / "full", many_dir, "full", [True] * 30, trainable=10**6, size=1000)
+    big = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30, trainable=1000, size=4000)
     cost = next(line for line in findings(load_results([full, big])) if line.startswith("Cost: "))
     assert "0.1% of its trainable parameters and 400% of its size on disk" in cost, cost
 
@@ -401,7 +334,7 @@ def test_sweep_plot_names_the_questions_its_trials_were_scored_on_and_draws_thei
 
 
 def test_sweep_tables_give_each_trial_s_interval_and_name_the_held_out_loss(two_runs, tmp_path):
-    folder = _fake_sweep(tmp_path / "sweep")
+    folder = fake_sweep(tmp_path / "sweep")
     summary = read_sweep(folder)
     for trial in summary["trials"]:
         trial["f1_ci"] = [trial["f1"] - 3, trial["f1"] + 3]

@@ -13,8 +13,8 @@ import pytest
 
 from peftqa.cli.commands import main
 from peftqa.report import pdf
+from tests.helpers import fake_run, fake_sweep
 from tests.squad_fixtures import many_articles, write_squad
-from tests.test_report import _fake_run, _fake_sweep
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def dev_dir(tmp_path):
 def _two_fake_runs(data_dir, root):
     right = [k % 3 != 0 for k in range(30)]
     return [
-        _fake_run(root / "lora", data_dir, "lora", right),
-        _fake_run(root / "full", data_dir, "full", [True] * 30, trainable=100_000),
+        fake_run(root / "lora", data_dir, "lora", right),
+        fake_run(root / "full", data_dir, "full", [True] * 30, trainable=100_000),
     ]
 
 
@@ -42,7 +42,7 @@ def test_report_pdf_has_a_page_per_section_its_figures_and_the_findings(dev_dir,
     pypdf = pytest.importorskip("pypdf")
     runs = _two_fake_runs(dev_dir, tmp_path)
     out = tmp_path / "report"
-    argv = ["report", *map(str, runs), "--sweep", str(_fake_sweep(tmp_path / "sweep")), "--out", str(out)]
+    argv = ["report", *map(str, runs), "--sweep", str(fake_sweep(tmp_path / "sweep")), "--out", str(out)]
     assert main([*argv, "--no-qualitative", "--pdf"]) == 0
     assert "report.pdf" in capsys.readouterr().out
 
