@@ -86,3 +86,21 @@ def test_a_run_json_from_before_the_head_had_its_own_rate_reads_as_the_method_s_
     assert recorded_config({"config": {"method": "full"}, "learning_rate": 1e-4})["head_lr"] is None
     new = {"config": {"method": "lora", "head_lr": None}, "learning_rate": 5e-3}
     assert RunConfig.from_dict(recorded_config(new)).head_learning_rate == DEFAULT_HEAD_LR
+
+
+@pytest.mark.parametrize(
+    ("method", "pattern", "scale", "decayed"),
+    [
+        ("c3a", "c3a_kernel.", 1.0, False),  # circulant kernels at C3A's high rates
+        ("ia3", "ia3_l.", 1.0, False),  # scale vectors that start at 1
+        ("prompt_tuning", "prompt_encoder.default.embedding.", 1.0, False),
+        ("p_tuning", "prompt_encoder.default.embedding.", 1.0, False),
+        ("prefix", "prefix_encoder.", 1.0, False),
+        ("vblora", "vblora_vector_bank.", 0.1, True),  # the bank at a tenth of the logits' rate
+        ("vblora", "vblora_logits_", 1.0, True),
+    ],
+)
+def test_each_method_s_own_rates_and_decay(tiny_bert_dir, method, pattern, scale, decayed):
+    rates = _rates(_model(tiny_bert_dir, method), RunConfig(method=method, lr=0.1, weight_decay=0.01))
+    mine = {rate for name, rate in rates.items() if pattern in name}
+    assert mine == {(0.1 * scale, 0.01 if decayed else 0.0)}, sorted(rates.items())[:4]

@@ -55,7 +55,8 @@ register_peft(
     # The top of the usual 5e-4..1e-3 range: short runs (a few hundred steps, as on a CPU) underfit
     # at 5e-4 (README: the quick study).
     default_lr=1e-3,
-    # The quick grid is centred on the rate its sweep chose on MiniLM-L6 (README: the quick study).
+    # The quick grid is centred on the rate its sweep chose on MiniLM-L6, with the QA head at the same rate
+    # (README: the quick study).
     sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (1e-3, 3e-3, 1e-2)},
     trained_names=TRAINED_NAMES,
     rank_option=RANK_OPTION,
