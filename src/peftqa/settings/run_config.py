@@ -11,6 +11,7 @@ from typing import Any
 from peftqa.data import QuestionChoice
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
+from peftqa.methods.head import DEFAULT_HEAD_LR
 from peftqa.model.backbone import DEFAULT_MODEL
 
 
@@ -93,6 +94,11 @@ class RunConfig:
     epochs: float = setting(3.0, "passes over the training features (fractions allowed)")
     max_steps: int | None = setting(None, "stop after this many optimiser steps (overrides --epochs)")
     lr: float | None = setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)")
+    head_lr: float | None = setting(
+        None,
+        f"peak learning rate of the freshly initialised QA head (default {DEFAULT_HEAD_LR:g}; full fine-tuning: "
+        "its --lr; the head method: not given, its --lr is the head's)",
+    )
     batch_size: int = setting(32, "training features per optimiser step")
     eval_batch_size: int | None = _scoring_setting("batch_size")
     warmup_fraction: float = setting(0.1, "share of the steps with a linear learning-rate warm-up")
@@ -170,6 +176,8 @@ class RunConfig:
         problems = []
         if self.lr is not None and not self.lr > 0:
             problems.append(f"lr must be positive, got {self.lr}")
+        if self.head_lr is not None and not self.head_lr > 0:
+            problems.append(f"head_lr must be positive, got {self.head_lr}")
         if not self.epochs > 0:
             problems.append(f"epochs must be positive, got {self.epochs}")
         for name in ("batch_size", "max_length", "n_best", "max_answer_tokens", "validation_questions"):
@@ -209,11 +217,21 @@ class RunConfig:
             raise PeftqaError("; ".join(problems))
         self.questions  # noqa: B018 - checks the split and sample names now, not when data loads
         # Fails early, with the list of known methods, and checks the method's options.
-        get_method(self.method).make_options(self.method_options)
+        spec = get_method(self.method)
+        spec.make_options(self.method_options)
+        if self.head_lr is not None and spec.head_rate == "only":
+            raise PeftqaError(f"--head-lr does not apply to method '{spec.name}': its --lr is the QA head's rate")
 
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else get_method(self.method).default_lr
+
+    @property
+    def head_learning_rate(self) -> float:
+        """The QA head's rate: --head-lr, else the method's rate where the method says so, else the default."""
+        if self.head_lr is not None:
+            return self.head_lr
+        return DEFAULT_HEAD_LR if get_method(self.method).head_rate == "head_lr" else self.learning_rate
 
     @property
     def questions(self) -> QuestionChoice:
@@ -248,6 +266,16 @@ class RunConfig:
         if unknown:
             raise PeftqaError(f"unknown settings: {', '.join(unknown)}")
         return cls(**values)
+
+
+def recorded_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """The config of a run.json (`settings`) in today's fields. A run.json written before the QA head had
+    a rate of its own has no head_lr: its head trained at the method's rate, which run.json records."""
+    config = dict(settings["config"])
+    if "head_lr" not in config:
+        spec = get_method(config.get("method", "lora"))
+        config["head_lr"] = settings.get("learning_rate", config.get("lr")) if spec.head_rate == "head_lr" else None
+    return config
 
 
 # Presets change only what differs from the defaults above.
