@@ -64,6 +64,21 @@ def tiny_bert_without_dropout(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_bert_for_learning(tmp_path_factory) -> Path:
+    """A tiny random BERT without dropout whose weights are drawn ten times wider than BERT's N(0, 0.02),
+    as a trained encoder's are: its attention and feed-forward blocks then move the hidden states, so a
+    method that adapts them (or prompts them) can change the answer. At 0.02 every block is near the
+    identity and the final LayerNorm leaves a fixed head almost no room, whatever a method does."""
+    return _save_tiny(
+        "bert",
+        tmp_path_factory.mktemp("tiny-bert-for-learning"),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        initializer_range=0.2,
+    )
+
+
+@pytest.fixture(scope="session")
 def tiny_distilbert_dir(tmp_path_factory) -> Path:
     return _save_tiny("distilbert", tmp_path_factory.mktemp("tiny-distilbert"))
 

@@ -15,7 +15,7 @@ import torch
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
-from peftqa.methods.bottleneck import BottleneckWrapped, FeedForwardInput, ParallelWrapped
+from peftqa.methods.bottleneck import BottleneckWrapped, FeedForwardInput, ParallelWrapped, SeqBnWrapped
 from peftqa.model.backbone import load_qa_model
 
 LAYERS = 2  # the tiny fixtures' encoder layers
@@ -23,12 +23,12 @@ LAYERS = 2  # the tiny fixtures' encoder layers
 EXPECTED_SITES = {
     ("houlsby", "distilbert"): {"attention.out_lin": BottleneckWrapped, "ffn.lin2": BottleneckWrapped},
     ("houlsby", "bert"): {"attention.output.dense": BottleneckWrapped, "output.dense": BottleneckWrapped},
-    ("pfeiffer", "distilbert"): {"ffn.lin2": BottleneckWrapped},
-    ("pfeiffer", "bert"): {"output.dense": BottleneckWrapped},
+    ("pfeiffer", "distilbert"): {"ffn.lin1": FeedForwardInput, "ffn.lin2": SeqBnWrapped},
+    ("pfeiffer", "bert"): {"intermediate.dense": FeedForwardInput, "output.dense": SeqBnWrapped},
     ("parallel", "distilbert"): {"ffn.lin1": FeedForwardInput, "ffn.lin2": ParallelWrapped},
     ("parallel", "bert"): {"intermediate.dense": FeedForwardInput, "output.dense": ParallelWrapped},
 }
-WRAPPERS = (BottleneckWrapped, FeedForwardInput, ParallelWrapped)
+WRAPPERS = (BottleneckWrapped, FeedForwardInput, ParallelWrapped, SeqBnWrapped)
 
 
 def _applied(method: str, model_dir, **options):
@@ -83,8 +83,8 @@ def test_parallel_adds_the_scaled_adapter_of_the_feed_forward_input(tiny_bert_di
     torch.testing.assert_close(got, expected)
 
 
-def test_sequential_adapter_adds_its_output_to_the_layers_output(tiny_distilbert_dir):
-    model = _applied("pfeiffer", tiny_distilbert_dir).eval()
+def test_houlsby_adapter_adds_its_output_to_the_layers_output(tiny_distilbert_dir):
+    model = _applied("houlsby", tiny_distilbert_dir, adapter_non_linearity="relu").eval()
     wrapped = model.distilbert.transformer.layer[1].ffn.lin2
     with torch.no_grad():
         wrapped.adapter.up.weight.normal_()
@@ -92,6 +92,47 @@ def test_sequential_adapter_adds_its_output_to_the_layers_output(tiny_distilbert
         plain = torch.nn.functional.linear(hidden, wrapped.weight, wrapped.bias)
         expected = plain + wrapped.adapter.up(torch.relu(wrapped.adapter.down(plain)))
         torch.testing.assert_close(wrapped(hidden), expected)
+
+
+@pytest.mark.parametrize("architecture", ["distilbert", "bert"])
+def test_pfeiffer_adapter_reads_the_normalised_residual_stream_as_adapterhub_s_seq_bn(
+    architecture, tiny_bert_dir, tiny_distilbert_dir
+):
+    """The feed-forward block computes LN(h + A(LN(h + x)) + x): h its output, x its input, LN its own
+    LayerNorm (AdapterHub's SeqBnConfig), not LN(h + A(h) + x), Houlsby's feed-forward adapter."""
+    model = _applied("pfeiffer", tiny_distilbert_dir if architecture == "distilbert" else tiny_bert_dir).eval()
+    x = torch.randn(1, 5, 32)
+    with torch.no_grad():
+        if architecture == "distilbert":
+            layer = model.distilbert.transformer.layer[0]
+            last, layer_norm = layer.ffn.lin2, layer.output_layer_norm
+            hidden = layer.ffn.activation(torch.nn.functional.linear(x, layer.ffn.lin1.weight, layer.ffn.lin1.bias))
+        else:
+            layer = model.bert.encoder.layer[0]
+            last, layer_norm = layer.output.dense, layer.output.LayerNorm
+            hidden = layer.intermediate.intermediate_act_fn(layer.intermediate.dense.base(x))
+        last.adapter.up.weight.normal_()  # not zero, so the adapter shows
+        got = layer_norm(layer.ffn(x) + x) if architecture == "distilbert" else layer.output(layer.intermediate(x), x)
+        h = torch.nn.functional.linear(hidden, last.weight, last.bias)
+        adapter = last.adapter
+        expected = layer_norm(h + adapter.up(torch.relu(adapter.down(layer_norm(h + x)))) + x)
+        on_h_alone = layer_norm(h + adapter.up(torch.relu(adapter.down(h))) + x)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, on_h_alone, atol=1e-4)
+    # The block's LayerNorm is used, not copied: its parameters keep their one name.
+    names = [name for name, _ in model.named_parameters() if "LayerNorm" in name or "layer_norm" in name]
+    assert len(names) == len(set(names)) and not any(".adapter." in name for name in names)
+
+
+def test_a_pfeiffer_run_saved_before_seq_bn_reloads_where_it_was_trained(tiny_bert_dir, tmp_path):
+    spec = get_method("pfeiffer")
+    spec.save(_applied("pfeiffer", tiny_bert_dir), tmp_path)
+    described = json.loads((tmp_path / "adapter" / "bottleneck.json").read_text())
+    assert described["sites"] == ["ffn_seq_bn"]
+    del described["sites"]  # as peftqa wrote it before
+    (tmp_path / "adapter" / "bottleneck.json").write_text(json.dumps(described))
+    reloaded = spec.load(load_qa_model(str(tiny_bert_dir)), tmp_path)
+    assert _sites(reloaded) == {"output.dense": BottleneckWrapped}
 
 
 @pytest.mark.parametrize(("method", "default"), [("houlsby", torch.nn.SiLU), ("pfeiffer", torch.nn.ReLU)])
@@ -164,3 +205,9 @@ def test_train_then_evaluate_through_the_command_line(capsys, tmp_path, squad_di
 def test_parallel_scaling_must_be_positive():
     with pytest.raises(PeftqaError, match="--adapter-scaling: must be a finite number > 0"):
         get_method("parallel").make_options({"adapter_scaling": 0.0})
+
+
+def test_parallel_adapters_are_as_wide_as_adapterhub_s_par_bn(tiny_bert_dir):
+    """ParBnConfig's reduction factor is 2, not the sequential adapters' 16."""
+    model = _applied("parallel", tiny_bert_dir)
+    assert {m.adapter.down.out_features for m in model.modules() if isinstance(m, ParallelWrapped)} == {32 // 2}

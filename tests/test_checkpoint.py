@@ -70,3 +70,25 @@ def test_the_progress_comes_back_exactly_with_its_last_evaluation(tiny_bert_dir,
     restored = load_checkpoint(tmp_path, model, *_optimizer(model))
     assert restored == progress and isinstance(restored.last_eval, LastEvaluation)
     assert restored is not progress and restored.step_losses is not progress.step_losses
+
+
+def test_a_checkpoint_whose_optimiser_was_grouped_otherwise_is_refused_in_one_line(tiny_bert_dir, tmp_path):
+    model = _trainable_model(tiny_bert_dir)
+    # The head at the method's rate: two groups (decayed or not); at its own rate: four.
+    save_checkpoint(
+        tmp_path, model, *build_optimizer(model, RunConfig.flat(lr=1e-3, head_lr=1e-3), 10), Progress(step=1)
+    )
+    with pytest.raises(PeftqaError, match="optimiser state does not match this run's parameter groups"):
+        load_checkpoint(tmp_path, model, *build_optimizer(model, RunConfig.flat(lr=1e-3, head_lr=1e-2), 10))
+
+
+def test_a_run_from_before_the_head_had_its_own_rate_resumes_only_at_the_rate_its_head_had(tmp_path):
+    from peftqa import files
+    from peftqa.training.checkpoint import check_same_settings
+
+    config = RunConfig.flat(method="lora", lr=1e-2, output_dir=str(tmp_path))
+    older = {name: value for name, value in config.to_dict().items() if name != "head_lr"}
+    files.write_json_atomic(tmp_path / "run.json", {"config": older, "learning_rate": 1e-2})
+    with pytest.raises(PeftqaError, match=r"head_lr: 0.01 -> None"):
+        check_same_settings(tmp_path, config)
+    check_same_settings(tmp_path, config.replace(head_lr=1e-2))

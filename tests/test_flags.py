@@ -142,6 +142,8 @@ def test_sweep_shows_its_own_trial_size_and_offers_no_flag_it_would_ignore(capsy
     assert entries["--eval-limit"].endswith("(default: 1000)") and "all" not in entries["--eval-limit"]
     assert entries["--train-fraction"].endswith("(default: 0.1)") and entries["--epochs"].endswith("(default: 1)")
     assert not {"--lr", "--max-steps", "--eval-split"} & set(entries)
+    # The held-out evaluations are the successive-halving rungs, their sample the sweep's --eval-limit.
+    assert not {"--eval-every-steps", "--eval-growth", "--validation-limit"} & set(entries)
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["sweep", "--max-steps", "3"])
     assert exited.value.code == 2

@@ -41,6 +41,8 @@ def _expected_trainable(method: str, base) -> int | None:
         return head + sum(r + m.out_features for m in layers)
     if method == "bitfit":
         return head + sum(p.numel() for n, p in base.base_model.named_parameters() if n.endswith(".bias"))
+    if method == "head":
+        return head
     if method == "full":
         return sum(p.numel() for p in base.parameters())
     if method in BOTTLENECK_ADAPTERS_PER_LAYER:

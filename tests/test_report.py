@@ -226,7 +226,8 @@ def test_findings_section_is_generated_changing_a_runs_metrics_changes_the_sente
         and "lora -30.0 [" in before[1]
         and "(settled, 30 questions)" in before[1]
     )
-    assert "lora trains 1,000 parameters" in before[2] and "62% of full fine-tuning's F1" in before[2]
+    assert before[2].startswith("No run trained the QA head alone")
+    assert "lora trains 1,000 parameters" in before[3] and "62% of full fine-tuning's F1" in before[3]
     assert "Each method was trained once (seed 42)" in before[-1] and "on a CPU" in before[-1]
 
     fake_run(tmp_path / "lora", many_dir, "lora", [k % 5 != 0 or k == 0 for k in range(30)], trainable=1000)

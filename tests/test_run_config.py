@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from peftqa.errors import PeftqaError
-from peftqa.settings.run_config import RunConfig, setting_fields, settings_that_may_change_on_resume
+from peftqa.settings.run_config import (
+    RunConfig,
+    recorded_config,
+    setting_fields,
+    settings_that_may_change_on_resume,
+)
 from tests.helpers import tiny_run_config
 
 
@@ -27,7 +32,7 @@ _FLAT_RUN_JSON_CONFIG = {
     "output_dir": "runs/lora",
 }  # fmt: skip
 # Settings added since that file was written: it loads with their defaults (how it was trained).
-_ADDED_SINCE = {"eval_growth": 1.0, "validation_limit": None}
+_ADDED_SINCE = {"eval_growth": 1.0, "validation_limit": None, "head_lr": None}
 
 
 def test_a_flat_run_json_config_loads_into_the_groups_and_is_written_back_the_same():
@@ -39,6 +44,9 @@ def test_a_flat_run_json_config_loads_into_the_groups_and_is_written_back_the_sa
     assert config.to_dict() == {**_FLAT_RUN_JSON_CONFIG, **_ADDED_SINCE}
     with pytest.raises(PeftqaError, match="unknown settings: learning_rate"):
         RunConfig.from_dict({**_FLAT_RUN_JSON_CONFIG, "learning_rate": 1e-3})
+    # Its QA head trained at the method's rate, which run.json recorded beside the config.
+    loaded = RunConfig.from_dict(recorded_config({"config": _FLAT_RUN_JSON_CONFIG, "learning_rate": 1e-3}))
+    assert (loaded.optimisation.head_lr, loaded.head_learning_rate) == (1e-3, 1e-3)
 
 
 def test_each_setting_is_in_one_place_and_replace_changes_it_there():
@@ -65,3 +73,11 @@ def test_resume_may_change_only_the_settings_marked_so(tmp_path):
     check_same_settings(tmp_path, config.replace(log_every_steps=1, report_to="tensorboard", data_dir="/moved"))
     with pytest.raises(PeftqaError, match=r"other settings \(precision: 'auto' -> 'fp32'\)"):
         check_same_settings(tmp_path, config.replace(precision="fp32", log_every_steps=1))
+
+
+def test_a_head_rate_that_cannot_work_is_one_line_from_the_cli(capsys):
+    from peftqa.cli.commands import main
+
+    assert main(["train", "--head-lr", "-1", "--model", "/no/such/model"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["peftqa: error: --head-lr: must be a finite number > 0, got -1.0"]

@@ -38,7 +38,7 @@ from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 from peftqa.model.backbone import load_qa_model, load_tokenizer, resolve_model
 from peftqa.model.onnx_runtime import OnnxQAModel, require_onnx
-from peftqa.settings.run_config import RunConfig
+from peftqa.settings.run_config import RunConfig, recorded_config
 
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
@@ -152,7 +152,7 @@ class LoadedRun:
 
     @property
     def config(self) -> RunConfig:
-        return RunConfig.from_dict(self.settings["config"])
+        return RunConfig.from_dict(recorded_config(self.settings))
 
     @property
     def null_threshold(self) -> float | None:

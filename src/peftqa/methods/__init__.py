@@ -16,6 +16,7 @@ from peftqa.methods import (  # noqa: F401  (each registers itself)
     dora,
     fourierft,
     full,
+    head,
     houlsby,
     hra,
     ia3,

@@ -137,6 +137,8 @@ def register_prompt(
         default_lr=default_lr,
         sweep_lrs=sweep_lrs,
         trained_names=TRAINED_NAMES,
+        # The virtual tokens are embeddings, not a weight matrix: decay would pull them towards zero.
+        no_decay=r"prompt_encoder\.default\.embedding\.",
         wrap=VirtualTokensDropped,
         # The prompt changes every logit from the start, and there is nothing to merge into the weights.
         starts_as_base=False,

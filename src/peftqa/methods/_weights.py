@@ -4,7 +4,7 @@ adapter of another method or model is refused in one line instead of half-loaded
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +30,25 @@ def load_tensors(path: Path, expected: Mapping[str, Sequence[int]]) -> dict[str,
         shapes = f"{tuple(state[wrong].shape)} saved, {tuple(expected[wrong])} here"
         raise ValueError(f"{path.name} does not match this model ({wrong}: {shapes})")
     return state
+
+
+def base_subset_method(is_trained: Callable[[str], bool], weights_file: str) -> dict[str, Any]:
+    """The MethodSpec fields `apply`, `save`, `load` and `artifact` of a method that trains some of the
+    base model's own tensors, those `is_trained` names (BitFit, the head probe): saved as one safetensors
+    file in the adapter folder and put back in place into a fresh base model, every one of them there."""
+    from peftqa.methods._peft import ADAPTER_DIR
+
+    def apply(model: Any, options: Any) -> Any:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(is_trained(name))
+        return model
+
+    def save(model: Any, run_dir: Path) -> None:
+        save_tensors({n: p for n, p in model.named_parameters() if is_trained(n)}, run_dir / ADAPTER_DIR / weights_file)
+
+    def load(base_model: Any, run_dir: Path) -> Any:
+        expected = {name: p.shape for name, p in base_model.named_parameters() if is_trained(name)}
+        base_model.load_state_dict(load_tensors(run_dir / ADAPTER_DIR / weights_file, expected), strict=False)
+        return base_model.eval()
+
+    return {"apply": apply, "save": save, "load": load, "artifact": ADAPTER_DIR}

@@ -4,8 +4,12 @@ An adapter is a small two-layer network inside every encoder layer: a down-proje
 non-linearity, an up-projection d/r -> d (Houlsby et al., 2019, "Parameter-Efficient Transfer Learning
 for NLP"). The variants differ only in where it sits:
 
-- sequential (houlsby, pfeiffer): on a sub-layer's output h, before the sub-layer's residual add and
-  LayerNorm, as h + adapter(h). The target linear layer is wrapped (`BottleneckWrapped`).
+- sequential on the sub-layer's output (houlsby): h + adapter(h), before the sub-layer's residual add
+  and LayerNorm, which then compute LN(h + adapter(h) + x). The target linear layer is wrapped
+  (`BottleneckWrapped`). AdapterHub's DoubleSeqBnConfig.
+- sequential on the normalised residual stream (pfeiffer, AdapterHub's SeqBnConfig): the adapter reads
+  LN(h + x), the feed-forward output with its block's input x, and the block computes
+  LN(h + adapter(LN(h + x)) + x) (`SeqBnWrapped`, with `FeedForwardInput` passing x on).
 - parallel (He et al., 2022, "Towards a Unified View of Parameter-Efficient Transfer Learning"):
   beside the feed-forward block, FFN(x) + s * adapter(x), x the block's input. The block's first linear
   layer is wrapped to pass its input on (`FeedForwardInput`), its last one to add the adapter
@@ -26,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,16 +63,17 @@ class Places:
     attention_output: str  # the attention block's output projection
     ffn_input: str  # the feed-forward block's first linear layer (its input is the block's input)
     ffn_output: str  # the feed-forward block's last linear layer
+    ffn_norm: str  # the LayerNorm after the feed-forward block's residual add
 
 
-_BERT_PLACES = Places("attention.output.dense", "intermediate.dense", "output.dense")
+_BERT_PLACES = Places("attention.output.dense", "intermediate.dense", "output.dense", "output.LayerNorm")
 PLACES = {
-    "distilbert": Places("attention.out_lin", "ffn.lin1", "ffn.lin2"),
+    "distilbert": Places("attention.out_lin", "ffn.lin1", "ffn.lin2", "output_layer_norm"),
     "bert": _BERT_PLACES,
     "roberta": _BERT_PLACES,
     "xlm-roberta": _BERT_PLACES,
     "electra": _BERT_PLACES,
-    "mpnet": Places("attention.attn.o", "intermediate.dense", "output.dense"),
+    "mpnet": Places("attention.attn.o", "intermediate.dense", "output.dense", "output.LayerNorm"),
 }
 
 
@@ -78,14 +83,20 @@ def non_linearity_field(default: str) -> Any:
     return field(default=default, metadata={"help": help_text})
 
 
+def reduction_factor_field(default: int) -> Any:
+    """The `reduction_factor` option with a variant's default (the help text is the same for all)."""
+    return field(
+        default=default,
+        metadata={"help": "bottleneck adapters: hidden size / adapter size (the adapter is d -> d/r -> d)"},
+    )
+
+
 @dataclass
 class BottleneckOptions:
     """The options every variant has. ReLU is the default of Pfeiffer et al. and He et al.; the houlsby
     module sets its own."""
 
-    reduction_factor: int = field(
-        default=16, metadata={"help": "bottleneck adapters: hidden size / adapter size (the adapter is d -> d/r -> d)"}
-    )
+    reduction_factor: int = reduction_factor_field(16)
     adapter_non_linearity: str = non_linearity_field("relu")
 
     def __post_init__(self) -> None:
@@ -158,6 +169,35 @@ class FeedForwardInput(_LinearWeights):
         return self.base(hidden)
 
 
+class SeqBnWrapped(_LinearWeights):
+    """The feed-forward block's last linear layer with AdapterHub's SeqBn adapter: h + adapter(LN(h + x)),
+    h the layer's output, x the block's input and LN the block's own LayerNorm, which the layer then
+    applies to (that + x)."""
+
+    layer_norm: Callable[[torch.Tensor], torch.Tensor]
+
+    def __init__(
+        self, linear: nn.Linear, adapter: BottleneckAdapter, block_input: _BlockInput, layer_norm: nn.Module
+    ) -> None:
+        super().__init__(linear)
+        self.adapter = adapter
+        self.block_input = block_input
+        # The block's own LayerNorm, used here too but registered (and trained, saved) only where it is.
+        object.__setattr__(self, "layer_norm", layer_norm)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        output = self.base(hidden)
+        return output + self.adapter(self.layer_norm(output + _taken(self.block_input)))
+
+
+def _taken(block_input: _BlockInput) -> torch.Tensor:
+    """The feed-forward block's input, given up once read (not kept past the forward)."""
+    tensor, block_input.tensor = block_input.tensor, None
+    if tensor is None:
+        raise RuntimeError("the feed-forward block's first layer did not run before its last one")
+    return tensor
+
+
 class ParallelWrapped(_LinearWeights):
     """The feed-forward block's last linear layer plus the scaled adapter of the block's input:
     FFN(x) + s * adapter(x)."""
@@ -168,10 +208,7 @@ class ParallelWrapped(_LinearWeights):
         self.block_input = block_input
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        block_input, self.block_input.tensor = self.block_input.tensor, None  # not kept past the forward
-        if block_input is None:
-            raise RuntimeError("the feed-forward block's first layer did not run before its last one")
-        return self.base(hidden) + self.adapter(block_input)
+        return self.base(hidden) + self.adapter(_taken(self.block_input))
 
 
 def _layer_modules(model: nn.Module, relative: str) -> list[tuple[str, nn.Linear]]:
@@ -199,8 +236,9 @@ def places_for(model: Any, method: str) -> Places:
 
 
 def add_adapters(model: Any, method: str, sites: tuple[str, ...], options: Any) -> Any:
-    """Freeze the model, put an adapter at each of `sites` ("attention", "ffn", "parallel_ffn") of every
-    layer, and let only the adapters and the QA head train."""
+    """Freeze the model, put an adapter at each of `sites` of every layer ("attention" and "ffn": on the
+    sub-layer's output; "ffn_seq_bn": on LN(h + x) after the feed-forward block; "parallel_ffn": beside
+    it), and let only the adapters and the QA head train."""
     places = places_for(model, method)
     model.requires_grad_(False)
     make = {"reduction_factor": options.reduction_factor, "non_linearity": options.adapter_non_linearity}
@@ -214,9 +252,15 @@ def add_adapters(model: Any, method: str, sites: tuple[str, ...], options: Any) 
         inputs, outputs = _layer_modules(model, places.ffn_input), _layer_modules(model, places.ffn_output)
         for (input_name, first), (output_name, last) in zip(inputs, outputs, strict=True):
             block_input = _BlockInput()
-            adapter = BottleneckAdapter(first.in_features, **make, scaling=options.adapter_scaling)
             _replace(model, input_name, FeedForwardInput(first, block_input))
-            _replace(model, output_name, ParallelWrapped(last, adapter.to(last.weight.device), block_input))
+            if site == "parallel_ffn":
+                adapter = BottleneckAdapter(first.in_features, **make, scaling=options.adapter_scaling)
+                wrapped: nn.Module = ParallelWrapped(last, adapter.to(last.weight.device), block_input)
+            else:
+                layer_norm = model.get_submodule(output_name.removesuffix(places.ffn_output) + places.ffn_norm)
+                adapter = BottleneckAdapter(last.out_features, **make).to(last.weight.device)
+                wrapped = SeqBnWrapped(last, adapter, block_input, layer_norm)
+            _replace(model, output_name, wrapped)
     for head in QA_HEAD:
         getattr(model, head).requires_grad_(True)
     return model
@@ -227,19 +271,23 @@ def is_saved(name: str) -> bool:
     return re.search(TRAINED_NAMES, name) is not None or name.split(".")[0] in QA_HEAD
 
 
-def save_adapters(model: Any, run_dir: Path, method: str, options: Any) -> None:
+def save_adapters(model: Any, run_dir: Path, method: str, options: Any, sites: tuple[str, ...]) -> None:
     folder = run_dir / ADAPTER_DIR
     save_tensors({name: p for name, p in model.named_parameters() if is_saved(name)}, folder / WEIGHTS_FILE)
     described = {"method": method, "model_type": model.config.model_type, "options": dataclasses.asdict(options)}
+    described["sites"] = list(sites)
     (folder / CONFIG_FILE).write_text(json.dumps(described, indent=1) + "\n", encoding="utf-8")
 
 
-def saved_options(run_dir: Path, method: str, options_cls: type) -> Any:
-    """The options the run's adapters were made with (adapter/bottleneck.json)."""
+def saved_adapters(
+    run_dir: Path, method: str, options_cls: type, sites_before: tuple[str, ...]
+) -> tuple[Any, tuple[str, ...]]:
+    """The options and sites the run's adapters were made with (adapter/bottleneck.json); a file that
+    names no sites was written when the method placed its adapters at `sites_before`."""
     described = json.loads((run_dir / ADAPTER_DIR / CONFIG_FILE).read_text(encoding="utf-8"))
     if described.get("method") != method:
         raise ValueError(f"{CONFIG_FILE} holds '{described.get('method')}' adapters, not {method}")
-    return options_cls(**described["options"])
+    return options_cls(**described["options"]), tuple(described.get("sites") or sites_before)
 
 
 def load_adapters(model: Any, run_dir: Path) -> Any:
@@ -256,19 +304,27 @@ def register_bottleneck(
     sites: tuple[str, ...],
     trainable_params: Mapping[str, int],
     default_lr: float,
+    sweep_lrs: Mapping[str, tuple[float, ...]] = SWEEP_LRS,
+    sites_before: tuple[str, ...] | None = None,
 ) -> MethodSpec:
-    """Register a bottleneck variant: adapters at `sites` of every layer (see `add_adapters`)."""
+    """Register a bottleneck variant: adapters at `sites` of every layer (see `add_adapters`). A run saved
+    before its adapters moved to `sites` (its bottleneck.json names none) reloads at `sites_before`,
+    where it was trained."""
 
-    def apply(model: Any, options: Any) -> Any:
-        model = add_adapters(model, name, sites, options)
-        model.bottleneck_options = options  # what `save` writes beside the weights
+    def build(model: Any, options: Any, where: tuple[str, ...]) -> Any:
+        model = add_adapters(model, name, where, options)
+        model.bottleneck_options, model.bottleneck_sites = options, where  # what `save` writes beside the weights
         return model
 
+    def apply(model: Any, options: Any) -> Any:
+        return build(model, options, sites)
+
     def save(model: Any, run_dir: Path) -> None:
-        save_adapters(model, run_dir, name, model.bottleneck_options)
+        save_adapters(model, run_dir, name, model.bottleneck_options, model.bottleneck_sites)
 
     def load(base_model: Any, run_dir: Path) -> Any:
-        return load_adapters(apply(base_model, saved_options(run_dir, name, options_cls)), run_dir)
+        options, where = saved_adapters(run_dir, name, options_cls, sites_before or sites)
+        return load_adapters(build(base_model, options, where), run_dir)
 
     return register(
         MethodSpec(
@@ -280,7 +336,7 @@ def register_bottleneck(
             save=save,
             load=load,
             artifact=ADAPTER_DIR,
-            sweep_lrs=SWEEP_LRS,
+            sweep_lrs=sweep_lrs,
             trained_names=TRAINED_NAMES,
             merges=False,
             shares_base=False,

@@ -40,7 +40,8 @@ register_peft(
     "FourierFT (trained Fourier coefficients of the update) on query and value, QA head trained",
     FourierftOptions,
     peft_config,
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
+    # The rate the quick study's sweep chose on MiniLM-L6 with the QA head at the same rate
+    # (docs/results/2026-12-01-every-method.md): not measured with the head at its own rate.
     default_lr=1e-1,
     sweep_lrs={"default": (3e-3, 1e-2, 3e-2, 1e-1), "quick": (1e-2, 3e-2, 1e-1)},
     trained_names=r"fourierft_spectrum\.",

@@ -46,6 +46,7 @@ register(
         trained_names=r".",
         trainable_params={"distilbert": 66_364_418, "minilm-l6": 22_566_146},
         starts_as_base=True,
+        head_rate="lr",  # one rate for every weight, the fresh head's included, as full fine-tuning is run
         fp32_under_auto=(
             "in bf16 the quick study's sweep chose another of its nearly tied learning rates, and the final run "
             "at it lost F1 (docs/results/2026-12-01-bf16-cpu.md)"

@@ -23,7 +23,8 @@ register_bottleneck(
     "Houlsby bottleneck adapters after attention and feed-forward of every layer, QA head trained",
     HoulsbyOptions,
     sites=("attention", "ffn"),
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
+    # The rate the quick study's sweep chose on MiniLM-L6 with the QA head at the same rate
+    # (docs/results/2026-12-01-every-method.md): not measured with the head at its own rate.
     default_lr=3e-3,
     trainable_params={"distilbert": 896_066, "minilm-l6": 226_850},
 )

@@ -37,11 +37,13 @@ register_peft(
     IA3Options,
     peft_config,
     default_lr=2e-2,
-    # The quick grid is centred on the rate its sweep chose on MiniLM-L6, so that a best on the edge
-    # (the sign of a grid in the wrong place) stays visible; chosen by F1, not loss
-    # (docs/results/2026-11-27-quick-study.md).
+    # The quick grid is centred on the rate its sweep chose on MiniLM-L6 (with the QA head at the same rate),
+    # so that a best on the edge (the sign of a grid in the wrong place) stays visible; chosen by F1, not
+    # loss (docs/results/2026-11-27-quick-study.md).
     sweep_lrs={"default": (3e-3, 1e-2, 3e-2, 1e-1), "quick": (1e-2, 3e-2, 1e-1)},
     trained_names=r"ia3_l\.",
+    # Scale vectors that start at 1 (shaped (out, 1), so decayed by rank): decay would pull them to zero.
+    no_decay=r"ia3_l\.",
     trainable_params={"distilbert": 29_186, "minilm-l6": 14_594},
     starts_as_base=True,
 )

@@ -32,7 +32,8 @@ register_peft(
     "LayerNorm tuning (every LayerNorm's scale and shift), QA head trained",
     LnTuningOptions,
     peft_config,
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
+    # The rate the quick study's sweep chose on MiniLM-L6 with the QA head at the same rate
+    # (docs/results/2026-12-01-every-method.md): not measured with the head at its own rate.
     default_lr=1e-2,
     sweep_lrs={"default": (3e-4, 1e-3, 3e-3, 1e-2), "quick": (3e-3, 1e-2, 3e-2)},
     trained_names=r"ln_tuning_layers\.",

@@ -32,7 +32,8 @@ register_peft(
     "LoHa (Hadamard product of two low-rank updates) on every linear layer of the encoder, QA head trained",
     LohaOptions,
     peft_config,
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
+    # The rate the quick study's sweep chose on MiniLM-L6 with the QA head at the same rate
+    # (docs/results/2026-12-01-every-method.md): not measured with the head at its own rate.
     default_lr=3e-3,
     sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (1e-3, 3e-3, 1e-2)},
     trained_names=r"hada_w[12]_[ab]\.",

@@ -51,9 +51,10 @@ register_peft(
     LoraOptions,
     peft_config,
     # The top of the usual 5e-4..1e-3 range: short runs (a few hundred steps, as on a CPU) underfit
-    # at 5e-4 (docs/methods.md).
+    # at 5e-4 (docs/results/2026-11-27-quick-study.md).
     default_lr=1e-3,
-    # The quick grid is centred on the rate its sweep chose on MiniLM-L6 (docs/results/2026-11-27-quick-study.md).
+    # The quick grid is centred on the rate its sweep chose on MiniLM-L6, with the QA head at the same rate
+    # (docs/results/2026-11-27-quick-study.md).
     sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (1e-3, 3e-3, 1e-2)},
     trained_names=TRAINED_NAMES,
     rank_option=RANK_OPTION,

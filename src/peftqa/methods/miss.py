@@ -36,7 +36,8 @@ register_peft(
     "MiSS (one shared trained shard per weight) on every linear layer of the encoder, QA head trained",
     MissOptions,
     peft_config,
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
+    # The rate the quick study's sweep chose on MiniLM-L6 with the QA head at the same rate
+    # (docs/results/2026-12-01-every-method.md): not measured with the head at its own rate.
     default_lr=1e-3,
     sweep_lrs={"default": (1e-4, 3e-4, 1e-3, 3e-3), "quick": (1e-3, 3e-3, 1e-2)},
     trained_names=r"miss_block\.",

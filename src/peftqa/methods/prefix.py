@@ -201,10 +201,12 @@ register(
         name="prefix",
         description="prefix tuning (P-tuning v2): learned keys and values in every layer, QA head trained",
         options_cls=PrefixOptions,
-        # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
+        # The rate the quick study's sweep chose on MiniLM-L6 with the QA head at the same rate
+        # (docs/results/2026-12-01-every-method.md): not measured with the head at its own rate.
         default_lr=3e-2,
         sweep_lrs={"default": (1e-3, 3e-3, 1e-2, 3e-2), "quick": (3e-3, 1e-2, 3e-2)},
         trained_names=r"^prefix_encoder\.",
+        no_decay=r"^prefix_encoder\.",  # keys and values of extra positions, not a weight matrix
         trainable_params={"distilbert": 185_858, "minilm-l6": 92_930},
         # The prefixes start random: the default model does not answer as the base does.
         starts_as_base=False,

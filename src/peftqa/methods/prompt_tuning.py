@@ -67,6 +67,7 @@ register_prompt(
     PromptTuningOptions,
     peft_config,
     trainable_params={"distilbert": 16_898, "minilm-l6": 8_450},
-    # Measured: the rate the quick study's sweep chose on MiniLM-L6 (docs/results/2026-12-01-every-method.md).
+    # The rate the quick study's sweep chose on MiniLM-L6 with the QA head at the same rate
+    # (docs/results/2026-12-01-every-method.md): not measured with the head at its own rate.
     default_lr=1e-2,
 )

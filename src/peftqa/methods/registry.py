@@ -67,6 +67,18 @@ class MethodSpec:
     # distilbert-base-uncased ("distilbert") and MiniLM-L6 ("minilm-l6"): what a user weighs when choosing
     # (`peftqa methods`). tests/test_methods.py counts them on models of those shapes.
     trainable_params: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # Rates of the method's own tensors relative to its learning rate: parameter-name regex -> multiplier
+    # (the first that matches), for a method whose tensors want different rates (VB-LoRA's vector bank).
+    lr_scales: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # Parameter names (a regex) AdamW does not decay besides biases and LayerNorms: tensors of rank 2 or
+    # more that are not weight matrices (circulant kernels, scale vectors, prompts), which decay would
+    # pull towards zero instead of towards the base model.
+    no_decay: str | None = None
+    # The rate the QA head trains at. "head_lr": the run's head_lr, so that a sweep of the method's rate
+    # does not also sweep the freshly initialised head. "lr": the method's own rate unless head_lr is
+    # given (full fine-tuning: one rate for every weight). "only": the head is all the method trains, so
+    # the method's rate is the head's and a head_lr is refused.
+    head_rate: str = "head_lr"
 
     def lr_grid(self, name: str = "default") -> list[float]:
         """The sweep grid called `name` (the default grid when the method has no grid of that name)."""
@@ -93,6 +105,17 @@ class MethodSpec:
 
 METHODS: dict[str, MethodSpec] = {}
 
+# The QA head's parameters under every wrapper: plain (qa_outputs.weight), a peft module to save
+# (...qa_outputs.modules_to_save.default.weight), LN tuning's copy and the prompt methods' wrapper.
+HEAD_RATES = ("head_lr", "lr", "only")  # MethodSpec.head_rate's values
+QA_HEAD_PARAMETER = re.compile(r"(^|\.)qa_outputs\.")
+
+
+def is_qa_head(name: str) -> bool:
+    """Whether the parameter called `name` belongs to the QA head (`qa_outputs`) rather than the method."""
+    return QA_HEAD_PARAMETER.search(name) is not None
+
+
 # The backbones whose shapes MethodSpec.trainable_params counts on, and their total parameters (QA head
 # included), so a table can say what share of the model a method trains.
 COUNTED_ON: dict[str, int] = {"distilbert": 66_364_418, "minilm-l6": 22_566_146}
@@ -110,6 +133,12 @@ def register(spec: MethodSpec) -> MethodSpec:
         raise ValueError(f"method {spec.name!r}: sweep_lrs needs a non-empty 'default' grid")
     if spec.rank_option is not None and spec.rank_option not in {f.name for f in dataclasses.fields(spec.options_cls)}:
         raise ValueError(f"method {spec.name!r}: rank_option {spec.rank_option!r} is not one of its options")
+    if spec.head_rate not in HEAD_RATES:
+        raise ValueError(f"method {spec.name!r}: head_rate must be one of {HEAD_RATES}, got {spec.head_rate!r}")
+    if any(not scale > 0 for scale in spec.lr_scales.values()):
+        raise ValueError(f"method {spec.name!r}: lr_scales must be positive multipliers")
+    for pattern in (*spec.lr_scales, *([spec.no_decay] if spec.no_decay else [])):
+        re.compile(pattern)  # a bad regex fails at import, not at the first optimiser
     if set(spec.trainable_params) != set(COUNTED_ON):
         raise ValueError(f"method {spec.name!r}: trainable_params needs a count for each of {COUNTED_ON}")
     METHODS[spec.name] = spec
@@ -131,6 +160,11 @@ def method_names() -> list[str]:
 def methods_in_all() -> list[str]:
     """The methods `--methods all` means: every registered one that runs with its default options."""
     return sorted(name for name, spec in METHODS.items() if spec.in_all)
+
+
+def trains_only_the_head(method: str) -> bool:
+    """Whether `method` is the floor every other method is judged against: its runs train the QA head alone."""
+    return method in METHODS and METHODS[method].head_rate == "only"
 
 
 def method_label(method: str, details: Mapping[str, Any] | None) -> str:

@@ -6,9 +6,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from peftqa.data import QuestionChoice
+from peftqa.methods.registry import trains_only_the_head
 from peftqa.report.answerability import answerability_finding
 from peftqa.report.budgets import budget_groups
-from peftqa.report.pairing import MethodGroup, _difference, compare, group_runs
+from peftqa.report.pairing import (
+    BEYOND_HEAD,
+    NOT_BEYOND_HEAD,
+    MethodGroup,
+    _difference,
+    compare,
+    floor_of,
+    floor_verdict,
+    group_runs,
+)
 from peftqa.report.render import human_bytes
 from peftqa.report.results import RunResult
 from peftqa.sweep.rungs import separation_text
@@ -177,6 +187,46 @@ def budget_finding(by_budget: dict[int, list[MethodGroup]]) -> str:
     return text + " The leader changes: " + "; ".join(spans) + "."
 
 
+def _sentence(words: str) -> str:
+    """`words` starting a sentence (str.capitalize would lower the rest: 'QA')."""
+    return words[:1].upper() + words[1:]
+
+
+def floor_finding(groups: Sequence[MethodGroup]) -> str:
+    """Which methods' own parameters learned beyond the QA head that every method trains: each against the
+    run that trained the head alone, paired on the questions both were scored on."""
+    floor = floor_of(groups)
+    if floor is None:
+        return (
+            "No run trained the QA head alone (method `head`), so whether each method's own parameters learned "
+            "beyond the QA head that every method trains is not shown."
+        )
+    text = (
+        f"The floor: the QA head alone on the frozen encoder ({floor.label}) scores F1 {floor.formatted('f1')}; "
+        "every other method trains the same head besides its own parameters."
+    )
+    verdicts: dict[str, list[str]] = {BEYOND_HEAD: [], NOT_BEYOND_HEAD: []}
+    for group in groups:
+        if not trains_only_the_head(group.method):
+            above = compare(group, floor, "f1")
+            verdicts[floor_verdict(above)].append(
+                f"{group.label} {_difference(above)} ({above['questions']:,} questions)"
+            )
+    if verdicts[BEYOND_HEAD]:
+        text += (
+            f" {_sentence(BEYOND_HEAD)} (F1 above the floor's, the 95% paired interval above 0): "
+            + "; ".join(verdicts[BEYOND_HEAD])
+            + "."
+        )
+    if verdicts[NOT_BEYOND_HEAD]:
+        text += (
+            f" {_sentence(NOT_BEYOND_HEAD)} (the interval includes 0, or lies below it): "
+            + "; ".join(verdicts[NOT_BEYOND_HEAD])
+            + "."
+        )
+    return text
+
+
 def findings(
     results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = (), budgets: Sequence[RunResult] = ()
 ) -> list[str]:
@@ -227,6 +277,8 @@ def findings(
             + "; ".join(gaps)
             + "."
         )
+
+    paragraphs.append(floor_finding(groups))
 
     costs = []
     for group in groups:

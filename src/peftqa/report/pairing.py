@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from peftqa.methods.registry import trains_only_the_head
 from peftqa.report.results import BOOTSTRAP_SEED, RESAMPLES, RunResult, _interval
 from peftqa.scoring.stats import format_interval, paired_difference
 
 NOT_SETTLED = "not settled (interval includes 0)"
+# Whether a method's own parameters learned something: its F1 against the run that trains the QA head
+# alone (method `head`), which every other method trains too, paired on the same questions.
+BEYOND_HEAD = "learned beyond the QA head"
+NOT_BEYOND_HEAD = "not shown to learn beyond the QA head at this budget"
 # run.json config fields that do not change what a run learns: runs differing only in these (and the
 # seed) are seeds of one setting.
-_NOT_A_SETTING = {"seed", "output_dir", "data_dir", "checkpoint_every_steps", "eval_batch_size", "lr"}
+_NOT_A_SETTING = {"seed", "output_dir", "data_dir", "checkpoint_every_steps", "eval_batch_size", "lr", "head_lr"}
 
 
 @dataclass
@@ -54,10 +59,16 @@ class MethodGroup:
         return self.runs[0]
 
 
+Item = TypeVar("Item", RunResult, MethodGroup)  # a run, or the seeds of one setting
+
+
 def _setting(result: RunResult) -> dict[str, Any]:
-    """What decides what a run learns: its config less the seed and bookkeeping, with the resolved lr."""
+    """What decides what a run learns: its config less the seed and bookkeeping, with the resolved rates."""
     config = {k: v for k, v in result.config.items() if k not in _NOT_A_SETTING}
-    return {**config, "learning_rate": result.settings.get("learning_rate")}
+    setting = {**config, "learning_rate": result.settings.get("learning_rate")}
+    if "head_learning_rate" in result.settings:  # else a run whose head trained at its learning rate
+        setting["head_lr"] = result.settings["head_learning_rate"]
+    return setting
 
 
 def _short(value: Any) -> str:
@@ -116,3 +127,17 @@ def reference_run(results: Sequence[RunResult]) -> tuple[RunResult, str]:
     if full:
         return max(full, key=lambda r: r.mean("f1")), "full fine-tuning"
     return max(results, key=lambda r: r.mean("f1")), "the best run by F1"
+
+
+def floor_of(items: Sequence[Item]) -> Item | None:
+    """The floor every method must clear: the run (or group of seeds) that trained the QA head alone, its
+    best by F1 where there are several; None when there is none."""
+    heads = [item for item in items if trains_only_the_head(item.method)]
+    return max(heads, key=lambda item: item.mean("f1")) if heads else None
+
+
+def floor_verdict(comparison: dict[str, Any]) -> str:
+    """BEYOND_HEAD when a paired comparison with the floor (`compare(run, floor, "f1")`) is settled above
+    it; else NOT_BEYOND_HEAD (below it, or not told apart from it on these questions)."""
+    above = comparison["questions"] and comparison["settled"] and comparison["difference"] > 0
+    return BEYOND_HEAD if above else NOT_BEYOND_HEAD

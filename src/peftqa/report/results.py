@@ -50,6 +50,11 @@ class RunResult:
         return self.config["method"]
 
     @property
+    def head_learning_rate(self) -> float | None:
+        """The QA head's rate; a run from before the head had a rate of its own trained it at the method's."""
+        return self.settings.get("head_learning_rate", self.settings.get("learning_rate"))
+
+    @property
     def method_label(self) -> str:
         """The method as the report names it: 'peft (LoHa config)' where run.json records the config."""
         return method_label(self.method, self.settings.get("method_details"))

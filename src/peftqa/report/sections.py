@@ -10,9 +10,20 @@ from importlib import resources
 from typing import Any
 
 from peftqa.inference import run_folder as runs
+from peftqa.methods.registry import trains_only_the_head
 from peftqa.report.agreement import agreement_blocks
 from peftqa.report.findings import findings, sweep_questions
-from peftqa.report.pairing import _difference, compare, group_runs, reference_run, verdict
+from peftqa.report.pairing import (
+    BEYOND_HEAD,
+    NOT_BEYOND_HEAD,
+    _difference,
+    compare,
+    floor_of,
+    floor_verdict,
+    group_runs,
+    reference_run,
+    verdict,
+)
 from peftqa.report.render import RESULT_HEADERS, Block, result_row
 from peftqa.report.results import (
     ANSWER_LENGTHS,
@@ -35,16 +46,30 @@ from peftqa.sweep.rungs import separation_text
 
 
 def results_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
-    """The report's results table: headers, and one row per run with EM and F1 as 'mean [95% CI]'."""
+    """The report's results table: headers, and one row per run with EM and F1 as 'mean [95% CI]'; when a
+    run trained the QA head alone, a column after F1 says whether each run's F1 is above that floor."""
     headers = [f"{h} [95% CI]" if h in METRIC_NAMES.values() else h for h in RESULT_HEADERS]
     em, f1, method = (RESULT_HEADERS.index(h) for h in ("EM", "F1", "method"))
+    floor = floor_of(results)
     rows = []
     for r in results:
         cells = result_row(r.metrics)
         cells[method] = r.method_label
         cells[em], cells[f1] = r.formatted("exact_match"), r.formatted("f1")
+        if floor is not None:
+            cells.insert(f1 + 1, _beyond_head(r, floor))
         rows.append([r.name, *cells])
+    if floor is not None:
+        headers.insert(f1 + 1, f"F1 beyond the QA head ({floor.name})")
     return ["run", *headers], rows
+
+
+def _beyond_head(result: RunResult, floor: RunResult) -> str:
+    """'yes, +40.1 [37.0, 43.2]' where the run's F1 is settled above the floor run's, paired; else 'not shown, ...'."""
+    if trains_only_the_head(result.method):
+        return "the floor" if result is floor else "the QA head alone"
+    above = compare(result, floor, "f1")
+    return f"{'yes' if floor_verdict(above) == BEYOND_HEAD else 'not shown'}, {_difference(above)}"
 
 
 def _results_section(results: list[RunResult]) -> list[Block]:
@@ -55,6 +80,13 @@ def _results_section(results: list[RunResult]) -> list[Block]:
         "were asked, not the luck of training. Adapter size is the saved artifact on disk (adapter + QA head, or "
         "the whole model); features/s is training throughput."
     )
+    floor = floor_of(results)
+    if floor is not None:
+        note += (
+            f" F1 beyond the QA head: each run minus {floor.name}, which trained the QA head alone (every method "
+            "trains that head besides its own parameters), paired on the questions both were scored on; 'yes' "
+            f"where the 95% paired interval is above 0 ({BEYOND_HEAD}), else 'not shown' ({NOT_BEYOND_HEAD})."
+        )
     for r in results:
         for metric, label in METRIC_NAMES.items():
             recorded = r.metrics.get(metric)
@@ -68,6 +100,7 @@ def _results_section(results: list[RunResult]) -> list[Block]:
         [
             r.name,
             f"{r.settings.get('learning_rate', 0):g}",
+            f"{r.head_learning_rate or 0:g}",
             r.settings.get("train_questions"),
             f"{r.settings['config']['epochs']:g}",
             r.settings["config"]["max_length"],
@@ -81,7 +114,9 @@ def _results_section(results: list[RunResult]) -> list[Block]:
         Block("p", note),
         Block("table", headers=headers, rows=rows),
         Block(
-            "table", headers=["run", "lr", "train questions", "epochs", "max length", "batch", "device"], rows=settings
+            "table",
+            headers=["run", "lr", "head lr", "train questions", "epochs", "max length", "batch", "device"],
+            rows=settings,
         ),
     ]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from peftqa.checks import COUNT, FINITE, FRACTION, NOT_NEGATIVE, POSITIVE, SEED, Range, check_fields
 from peftqa.data import EVAL_SAMPLES, EVAL_SPLITS, QuestionChoice
 from peftqa.errors import PeftqaError
+from peftqa.methods.head import DEFAULT_HEAD_LR
 from peftqa.settings.fields import MAY_CHANGE, setting
 
 LEVER_CHOICES = ("auto", "on", "off")  # a GPU lever's setting: auto is on for CUDA only
@@ -101,6 +102,12 @@ class OptimisationSettings:
         within=COUNT,
     )
     lr: float | None = setting(None, "peak learning rate, or from:SWEEP_DIR (default: the method's)", within=POSITIVE)
+    head_lr: float | None = setting(
+        None,
+        f"peak learning rate of the freshly initialised QA head (default: {DEFAULT_HEAD_LR:g}; full fine-tuning: "
+        "its --lr; the head method: not given, its --lr is the head's)",
+        within=POSITIVE,
+    )
     batch_size: int = setting(32, "training features per optimiser step", within=COUNT)
     warmup_fraction: float = setting(0.1, "share of the steps with a linear learning-rate warm-up", within=FRACTION)
     weight_decay: float = setting(

@@ -14,6 +14,7 @@ from typing import Any
 from peftqa.data import QuestionChoice
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
+from peftqa.methods.head import DEFAULT_HEAD_LR
 from peftqa.model.backbone import DEFAULT_MODEL
 from peftqa.settings.fields import MAY_CHANGE, setting
 from peftqa.settings.groups import (
@@ -54,12 +55,23 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # Fails early, with the list of known methods, and checks the method's options.
-        get_method(self.method).make_options(self.method_options)
+        spec = get_method(self.method)
+        spec.make_options(self.method_options)
+        if self.optimisation.head_lr is not None and spec.head_rate == "only":
+            raise PeftqaError(f"--head-lr does not apply to method '{spec.name}': its --lr is the QA head's rate")
 
     @property
     def learning_rate(self) -> float:
         lr = self.optimisation.lr
         return lr if lr is not None else get_method(self.method).default_lr
+
+    @property
+    def head_learning_rate(self) -> float:
+        """The QA head's rate: --head-lr, else the method's rate where the method says so, else the default."""
+        head_lr = self.optimisation.head_lr
+        if head_lr is not None:
+            return head_lr
+        return DEFAULT_HEAD_LR if get_method(self.method).head_rate == "head_lr" else self.learning_rate
 
     @property
     def questions(self) -> QuestionChoice:
@@ -136,6 +148,16 @@ def setting_types() -> dict[str, Any]:
 def settings_that_may_change_on_resume() -> frozenset[str]:
     """The settings whose fields say `resume=MAY_CHANGE`: a run resumes with other values of these only."""
     return frozenset(f.name for _, f in setting_fields() if f.metadata.get("resume") == MAY_CHANGE)
+
+
+def recorded_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """The config of a run.json (`settings`) in today's fields. A run.json written before the QA head had
+    a rate of its own has no head_lr: its head trained at the method's rate, which run.json records."""
+    config = dict(settings["config"])
+    if "head_lr" not in config:
+        spec = get_method(config.get("method", "lora"))
+        config["head_lr"] = settings.get("learning_rate", config.get("lr")) if spec.head_rate == "head_lr" else None
+    return config
 
 
 # Presets change only what differs from the defaults above.

@@ -58,7 +58,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         description="MiniLM-L6, 3 lrs per method, each a run on 1,000 questions (1 epoch) pruned by successive "
         "halving on 250 held-out questions; the best is the final run, scored on 500 dev questions",
         # The two PEFT methods and the reference they are judged against (--methods adds bitfit, dora, ...).
-        methods=("lora", "ia3", "full"),
+        methods=("head", "lora", "ia3", "full"),
         run=PRESETS["quick"],  # the study sets its own question limits and epochs below
         final_train_limit=1000,
         final_epochs=1.0,
@@ -70,7 +70,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     # The original experiment (DistilBERT, full data, 3 epochs fixed, LoRA and (IA)3) with its grid and ours.
     "seed": StudyPreset(
         description="DistilBERT, full SQuAD, 3 epochs; sweeps of full runs with the original grid and with ours",
-        methods=("lora", "ia3"),
+        methods=("head", "lora", "ia3"),  # the floor first: what the QA head alone learns
         run={"model": DEFAULT_MODEL, "dropout": None},  # the checkpoint's dropout, as the original run had
         final_train_limit=None,
         final_epochs=3.0,

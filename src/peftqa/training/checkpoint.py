@@ -21,7 +21,7 @@ from peftqa.errors import PeftqaError
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import EvalResult
 from peftqa.methods import MethodSpec
-from peftqa.settings.run_config import RunConfig, settings_that_may_change_on_resume
+from peftqa.settings.run_config import RunConfig, recorded_config, settings_that_may_change_on_resume
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
@@ -146,7 +146,10 @@ def load_checkpoint(
         raise PeftqaError(
             f"{path}: checkpoint does not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError as error:  # the parameter groups differ: written by a peftqa that grouped them otherwise
+        raise PeftqaError(f"{path}: the optimiser state does not match this run's parameter groups ({error})") from None
     scheduler.load_state_dict(state["scheduler"])
     if method is not None and method.restore_training_state and state.get("method") is not None:
         method.restore_training_state(model, state["method"])
@@ -194,8 +197,10 @@ def check_same_settings(run_dir: Path, config: RunConfig) -> None:
     path = run_dir / runs.RUN_JSON
     if not path.is_file():
         return
-    # A setting added after the run was started is read as its default: the run was trained that way.
-    recorded = {**RunConfig().to_dict(), **files.read_json(path).get("config", {})}
+    # A setting added after the run was started is read as its default (the run was trained that way),
+    # except the QA head's rate, which recorded_config reads from the rate such a run trained its head at.
+    settings = files.read_json(path)
+    recorded = {**RunConfig().to_dict(), **(recorded_config(settings) if "config" in settings else {})}
     wanted = config.to_dict()
     # Data may move (its files' fingerprints are compared instead: check_same_data), and so may the
     # settings that give the same steps or only watch the run: their fields say so.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import NullRule
 from peftqa.inference.forward import model_device
 from peftqa.methods import MethodSpec, get_method
+from peftqa.methods.registry import is_qa_head
 from peftqa.model.backbone import load_qa_model
 from peftqa.settings.run_config import RunConfig
 from peftqa.training.levers import SpeedLevers
@@ -165,27 +167,40 @@ def build_model(
     log(
         f"{config.method} on {config.model}: {parameters['trainable_params']:,} trainable of "
         f"{parameters['total_params']:,} parameters ({parameters['trainable_percent']:.2f}%), "
-        f"lr {config.learning_rate:g}"
+        f"lr {config.learning_rate:g}, QA head lr {config.head_learning_rate:g}"
     )
     return model, parameters
 
 
 def build_optimizer(model: torch.nn.Module, config: RunConfig, total_steps: int) -> tuple[Any, Any]:
-    """AdamW without decay on biases and LayerNorm; linear warm-up then linear decay to zero."""
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": config.optimisation.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """AdamW with the QA head at its own rate (config.head_learning_rate), the method's tensors at its
+    rate times MethodSpec.lr_scales, and no decay on biases, LayerNorms and MethodSpec.no_decay; linear
+    warm-up then linear decay to zero, each group from its own peak.
+
+    One group per (rate, decay) in the order the parameters come, the method's before the head's: the
+    same model always gives the same groups, so a checkpoint's optimiser state loads back (--resume),
+    and the first group is at the method's rate (what tracking reports)."""
+    spec = get_method(config.method)
+    scales = [(re.compile(pattern), scale) for pattern, scale in spec.lr_scales.items()]
+    plain = re.compile(spec.no_decay) if spec.no_decay else None
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, parameter in sorted(named, key=lambda item: is_qa_head(item[0])):  # stable: the head last
+        if is_qa_head(name):
+            lr = config.head_learning_rate
+        else:
+            lr = config.learning_rate * next((s for pattern, s in scales if pattern.search(name)), 1.0)
+        decayed = parameter.ndim >= 2 and "LayerNorm" not in name and not (plain and plain.search(name))
+        groups.setdefault((lr, config.optimisation.weight_decay if decayed else 0.0), []).append(parameter)
     # Fused AdamW updates every tensor in one kernel, on CUDA and on a CPU; without it PyTorch loops
     # over the tensors, which on a CPU costs full fine-tuning several times its update
     # (docs/results/2026-12-01-bf16-cpu.md).
     use_fused = model_device(model).type in ("cuda", "cpu")
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=use_fused or None)
+    optimizer = torch.optim.AdamW(
+        [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()],
+        lr=config.learning_rate,
+        fused=use_fused or None,
+    )
     warmup = int(config.optimisation.warmup_fraction * total_steps)
 
     def schedule(step: int) -> float:
@@ -214,6 +229,7 @@ def run_settings(
         "config": config.to_dict(),
         **({"method_details": details} if details is not None else {}),
         "learning_rate": config.learning_rate,
+        "head_learning_rate": config.head_learning_rate,
         "base_model_path": base_path,
         "data_md5": data.data_md5,
         "data_files": data.data_files,

@@ -79,6 +79,7 @@ def hyperparameters(config: RunConfig) -> dict[str, Any]:
         elif name != "tracking_parent":
             values[name] = _scalar(value)
     values["learning_rate"] = config.learning_rate  # the method's default when --lr was not given
+    values["head_learning_rate"] = config.head_learning_rate
     return values
 
 
