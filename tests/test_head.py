@@ -12,7 +12,7 @@ from peftqa.model.backbone import load_qa_model
 from peftqa.settings.run_config import RunConfig
 from peftqa.training.loop import train
 from peftqa.training.prepare import build_optimizer
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 
 def test_its_rate_is_the_head_s_and_a_head_rate_besides_is_refused_in_one_line(capsys):
