@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
 
+from peftqa import files
 from peftqa.cli.flags import add_config_flags, add_run_flags, config_from_args, given_fields
 from peftqa.cli.usage import DESCRIPTION, EPILOG
 from peftqa.data.make_v2 import DEFAULT_SEED, DEFAULT_SHARE
@@ -27,8 +27,12 @@ _SWEEP_FROM_RUN_FLAGS = {"base", "train_limit", "epochs", "eval_limit", "output_
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from peftqa.training.loop import train
+    from peftqa.training.output_dir import check_resumable
 
-    train(config_from_args(args), resume=args.resume)
+    config = config_from_args(args)
+    if args.resume:  # the library's resume goes on when there is a run; the command's requires one
+        check_resumable(config.output_dir)
+    train(config, resume=args.resume, force=args.force)
     return 0
 
 
@@ -58,9 +62,8 @@ def _cmd_make_v2(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from peftqa.inference.rescore import evaluate_run
 
-    print(
-        json.dumps(evaluate_run(args.run_dir, args.eval_limit, args.data_dir, args.train_file, args.dev_file), indent=2)
-    )
+    scored = evaluate_run(args.run_dir, args.eval_limit, args.data_dir, args.train_file, args.dev_file)
+    print(files.to_json(files.finite(scored), indent=2))
     return 0
 
 
@@ -69,7 +72,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     answer = predict(args.run_dir, args.question, args.context, args.top_k, args.file, args.out, args.nbest)
     if answer is not None:
-        print(json.dumps(answer, ensure_ascii=False))
+        print(files.to_json(files.finite(answer)))
     return 0
 
 
@@ -84,7 +87,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from peftqa.inference.rescore import score_file
 
     result = score_file(args.dev_json, args.predictions_json, args.ci, args.version, args.na_probs, args.na_prob_thresh)
-    print(json.dumps(result))
+    print(files.to_json(files.finite(result)))
     return 0
 
 
@@ -114,7 +117,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from peftqa.report import REPORT_PDF, build_report
 
-    markdown, page = build_report(args.run_dirs, args.sweep, args.out, not args.no_qualitative, pdf=args.pdf)
+    markdown, page = build_report(
+        args.run_dirs, args.sweep, args.out, not args.no_qualitative, pdf=args.pdf, force=args.force
+    )
     printed = f" and {page.with_name(REPORT_PDF)}" if args.pdf else ""
     print(f"report: {markdown} and {page} (self-contained: open it in a browser){printed}")
     return 0
@@ -160,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune one method and score it on dev")
     add_run_flags(train)
     train.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    train.add_argument(
+        "--force", action="store_true", help="write the run into an --output-dir that holds files of your own"
+    )
     train.set_defaults(handler=_cmd_train)
 
     methods = commands.add_parser("methods", help="the fine-tuning methods: defaults, trainable parameters, export")
@@ -214,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.add_argument("--no-qualitative", action="store_true", help="skip answering the hand-written examples")
     report.add_argument("--pdf", action="store_true", help="also report.pdf, printed by headless chromium")
+    report.add_argument(
+        "--force", action="store_true", help="write into an --out that holds files other than an earlier report"
+    )
     report.set_defaults(handler=_cmd_report)
 
     export = commands.add_parser("export", help="a merged Hugging Face folder or an ONNX model of a run, checked")

@@ -128,7 +128,7 @@ def write_sweep(folder: Path, summary: dict[str, Any]) -> None:
 
     # Workers on several machines may finish at once on one shared folder: each atomic write has its
     # own temporary name, and the last summary written holds every trial.
-    files.write_json_atomic(folder / SWEEP_JSON, summary)
+    files.write_json_atomic(folder / SWEEP_JSON, files.finite(summary))  # a diverged trial's figures: null
     plot_sweep(summary, folder / SWEEP_PNG)
 
 

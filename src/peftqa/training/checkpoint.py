@@ -18,6 +18,7 @@ import torch
 from peftqa import files
 from peftqa.data import Example
 from peftqa.errors import PeftqaError
+from peftqa.inference import run_files
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import EvalResult
 from peftqa.methods import MethodSpec
@@ -194,7 +195,7 @@ def check_same_data(run_dir: Path, data_files: dict[str, dict[str, Any]]) -> Non
     path = run_dir / runs.RUN_JSON
     if not path.is_file():
         return
-    recorded = files.read_json(path).get("data_files") or {}
+    recorded = run_files.read_settings(path, config_checked=False).get("data_files") or {}
     changed = [
         f"{split} ({described['source']})"
         for split, described in data_files.items()
@@ -214,8 +215,8 @@ def check_same_settings(run_dir: Path, config: RunConfig) -> None:
         return
     # A setting added after the run was started is read as its default (the run was trained that way),
     # except the QA head's rate, which recorded_config reads from the rate such a run trained its head at.
-    settings = files.read_json(path)
-    recorded = {**RunConfig().to_dict(), **(recorded_config(settings) if "config" in settings else {})}
+    settings = run_files.read_settings(path, config_checked=False)
+    recorded = {**RunConfig().to_dict(), **recorded_config(settings)}
     wanted = config.to_dict()
     changed = sorted(k for k in wanted if k not in _RESUMABLE_DIFFERENCES and recorded.get(k) != wanted[k])
     if changed:
