@@ -78,12 +78,12 @@ _QA = ("data", 0, "paragraphs", 0, "qas", 0)
     ("path", "raw", "message"),
     [
         (("data",), "[" * 100_000 + "]" * 100_000, r"bad\.json: not readable JSON \(nested deeper"),
-        ((*_QA, "answers", 0, "answer_start"), "9" * 5000, r"bad\.json: not readable JSON \(line 1 column \d+: .*5,000"),
+        ((*_QA, "answers", 0, "answer_start"), "9" * 5000, r"bad\.json: not readable JSON \(line 1 .*of 5,000 digits"),
         ((*_QA, "id"), '"q\\ud800"', r"bad\.json: a question of 'Austen': field 'id' holds a lone UTF-16 surrogate"),
         ((*_QA, "question"), '"Who\\udfff?"', r"bad\.json: question q-author: field 'question' holds a lone"),
         (("data", 0, "paragraphs", 0, "context"), '"P\\ud800"', r"bad\.json: a paragraph of 'Austen': field 'context'"),
         (("data", 0, "title"), '"A\\udc00"', r"bad\.json: an article: field 'title' holds a lone UTF-16 surrogate"),
-        ((*_QA, "answers", 0, "answer_start"), "1e999", r"question q-author: answers: field 'answer_start' should be int"),
+        ((*_QA, "answers", 0, "answer_start"), "1e999", r"q-author: answers: field 'answer_start' should be int"),
     ],
 )
 def test_hostile_values_are_one_line_errors_naming_file_question_and_field(tmp_path, path, raw, message):
