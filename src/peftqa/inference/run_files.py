@@ -61,8 +61,8 @@ def _mapping_of(check: Check) -> Check:
 
 def _record(fields: Mapping[str, Check], optional: Mapping[str, Check] = {}) -> Check:
     """An object holding every one of `fields` and perhaps some of `optional`, each passing its check."""
-    return (
-        lambda value: isinstance(value, dict)
+    return lambda value: (
+        isinstance(value, dict)
         and all(k in value and ok(value[k]) for k, ok in fields.items())
         and all(ok(value[k]) for k, ok in optional.items() if k in value)
     )
