@@ -69,7 +69,15 @@ def destination_state(folder: Path, flag: str, is_ours: Callable[[Path], bool]) 
 
 
 def current_umask() -> int:
-    """The process's umask (reading it means setting it: set straight back)."""
+    """The process's umask: from /proc on Linux, since os.umask can only be read by setting it, and a
+    file another thread creates in between would get mode 0666."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     umask = os.umask(0)
     os.umask(umask)
     return umask

@@ -38,49 +38,49 @@ def is_score(value: Any) -> bool:
     return is_number(value) and 0 <= value <= 100
 
 
-def _loss(value: Any) -> bool:
+def is_loss(value: Any) -> bool:
     """A loss: a number, or null (NaN or infinity of a run that diverged; older runs wrote NaN)."""
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
-def _optional(check: Check) -> Check:
+def optional(check: Check) -> Check:
     return lambda value: value is None or check(value)
 
 
-def _interval(value: Any) -> bool:
+def is_interval(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value)
 
 
-def _list_of(check: Check) -> Check:
+def list_of(check: Check) -> Check:
     return lambda value: isinstance(value, list) and all(check(item) for item in value)
 
 
-def _mapping_of(check: Check) -> Check:
+def mapping_of(check: Check) -> Check:
     return lambda value: isinstance(value, dict) and all(check(item) for item in value.values())
 
 
-def _record(fields: Mapping[str, Check], optional: Mapping[str, Check] = {}) -> Check:
-    """An object holding every one of `fields` and perhaps some of `optional`, each passing its check."""
+def record(fields: Mapping[str, Check], maybe: Mapping[str, Check] = {}) -> Check:
+    """An object holding every one of `fields` and perhaps some of `maybe`, each passing its check."""
     return lambda value: (
         isinstance(value, dict)
         and all(k in value and ok(value[k]) for k, ok in fields.items())
-        and all(ok(value[k]) for k, ok in optional.items() if k in value)
+        and all(ok(value[k]) for k, ok in maybe.items() if k in value)
     )
 
 
-def _text(value: Any) -> bool:
+def is_text(value: Any) -> bool:
     return isinstance(value, str)
 
 
-_EVALUATION = {"step": is_count, "eval_loss": _loss, "exact_match": is_score, "f1": is_score}
+_EVALUATION = {"step": is_count, "eval_loss": is_loss, "exact_match": is_score, "f1": is_score}
 # metrics.json: field -> (its check, what it should be).
 METRICS_REQUIRED: dict[str, tuple[Check, str]] = {
     "exact_match": (is_score, "a number from 0 to 100"),
     "f1": (is_score, "a number from 0 to 100"),
 }
 METRICS_OPTIONAL: dict[str, tuple[Check, str]] = {
-    "method": (_text, "a string"),
-    "model": (_text, "a string"),
+    "method": (is_text, "a string"),
+    "model": (is_text, "a string"),
     "seed": (lambda value: isinstance(value, int) and not isinstance(value, bool), "a whole number"),
     "train_seconds": (is_number, "a number"),
     "train_features_per_second": (is_number, "a number"),
@@ -89,62 +89,62 @@ METRICS_OPTIONAL: dict[str, tuple[Check, str]] = {
     "eval_features_per_second": (is_number, "a number"),
     "tokenize_seconds": (is_number, "a number"),
     "peak_memory_mb": (is_number, "a number"),
-    "exact_match_ci": (_interval, "two numbers [low, high]"),
-    "f1_ci": (_interval, "two numbers [low, high]"),
-    "eval_split": (_text, "a string"),
-    "eval_loss": (_loss, "a number"),
+    "exact_match_ci": (is_interval, "two numbers [low, high]"),
+    "f1_ci": (is_interval, "two numbers [low, high]"),
+    "eval_split": (is_text, "a string"),
+    "eval_loss": (is_loss, "a number"),
     "eval_questions": (is_count, "a whole number"),
     "trainable_params": (is_count, "a whole number"),
     "total_params": (is_count, "a whole number"),
     "trainable_percent": (is_number, "a number"),
     "artifact_bytes": (is_count, "a whole number"),
     "steps": (is_count, "a whole number"),
-    "null_threshold": (_optional(is_number), "a number or null"),
+    "null_threshold": (optional(is_number), "a number or null"),
     "best_f1": (is_number, "a number"),
-    "history": (_list_of(_record({"epoch": is_count, "train_loss": _loss, **_EVALUATION})), "a list of epochs"),
-    "step_losses": (_list_of(_loss), "a list of numbers"),
-    "validation": (_optional(_list_of(_record(_EVALUATION))), "a list of evaluations"),
-    "kept_step": (_optional(is_count), "a step number"),
-    "stopped_at_step": (_optional(is_count), "a step number"),
-    "best_step": (_optional(is_count), "a step number"),
-    "validation_description": (_optional(_text), "a string"),
+    "history": (list_of(record({"epoch": is_count, "train_loss": is_loss, **_EVALUATION})), "a list of epochs"),
+    "step_losses": (list_of(is_loss), "a list of numbers"),
+    "validation": (optional(list_of(record(_EVALUATION))), "a list of evaluations"),
+    "kept_step": (optional(is_count), "a step number"),
+    "stopped_at_step": (optional(is_count), "a step number"),
+    "best_step": (optional(is_count), "a step number"),
+    "validation_description": (optional(is_text), "a string"),
 }
 # What the report's tables read of every run beyond the scores.
 METRICS_FOR_REPORT: tuple[str, ...] = ("method", "model", "trainable_params", "trainable_percent")
 METRICS_FOR_REPORT += ("train_seconds", "train_features_per_second")
-_DATA_FILE = _record({"fingerprint": _text}, {"source": _text, "format": _text, "questions": is_count})
+_DATA_FILE = record({"fingerprint": is_text}, {"source": is_text, "format": is_text, "questions": is_count})
 # run.json beside its config (checked against RunConfig's fields).
 SETTINGS_REQUIRED: dict[str, tuple[Check, str]] = {
     "config": (lambda value: isinstance(value, dict), "an object of settings"),
-    "base_model_path": (_text, "a string"),
+    "base_model_path": (is_text, "a string"),
 }
 SETTINGS_OPTIONAL: dict[str, tuple[Check, str]] = {
-    "learning_rate": (_optional(is_number), "a number"),
-    "method_details": (_optional(lambda value: isinstance(value, dict)), "an object"),
-    "data_files": (_mapping_of(_DATA_FILE), "an object of {fingerprint, source, questions} per split"),
-    "null_threshold_chosen_on": (_text, "a string"),
-    "validated_on": (_text, "a string"),
+    "learning_rate": (optional(is_number), "a number"),
+    "method_details": (optional(lambda value: isinstance(value, dict)), "an object"),
+    "data_files": (mapping_of(_DATA_FILE), "an object of {fingerprint, source, questions} per split"),
+    "null_threshold_chosen_on": (is_text, "a string"),
+    "validated_on": (is_text, "a string"),
     "train_questions": (is_count, "a whole number"),
     "train_features": (is_count, "a whole number"),
     "eval_questions": (is_count, "a whole number"),
     "eval_features": (is_count, "a whole number"),
-    "eval_description": (_text, "a string"),
-    "versions": (_mapping_of(_text), "an object of package versions"),
-    "git_commit": (_optional(_text), "a string"),
-    "device": (_text, "a string"),
-    "started": (_text, "a string"),
+    "eval_description": (is_text, "a string"),
+    "versions": (mapping_of(is_text), "an object of package versions"),
+    "git_commit": (optional(is_text), "a string"),
+    "device": (is_text, "a string"),
+    "started": (is_text, "a string"),
 }
 _EXPORT_REQUIRED: dict[str, tuple[Check, str]] = {
     "format": (lambda value: value in ("hf", "onnx"), "hf or onnx"),
     "config": (lambda value: isinstance(value, dict), "an object of settings"),
 }
 _EXPORT_OPTIONAL: dict[str, tuple[Check, str]] = {
-    "data_files": (_optional(SETTINGS_OPTIONAL["data_files"][0]), SETTINGS_OPTIONAL["data_files"][1]),
-    "quantize": (_optional(_text), "a string"),
-    "source_run": (_text, "a string"),
+    "data_files": (optional(SETTINGS_OPTIONAL["data_files"][0]), SETTINGS_OPTIONAL["data_files"][1]),
+    "quantize": (optional(is_text), "a string"),
+    "source_run": (is_text, "a string"),
     "metrics": (lambda value: isinstance(value, dict), "an object"),
     "int8": (
-        _optional(_record({"int8": _record({"exact_match": is_score, "f1": is_score})})),
+        optional(record({"int8": record({"exact_match": is_score, "f1": is_score})})),
         "an object with int8 exact_match and f1",
     ),
 }

@@ -154,10 +154,16 @@ def load_checkpoint(
     path = checkpoint_path(run_dir)
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing = sorted(trainable - set(state["trainable"]))
-    unexpected = model.load_state_dict(state["trainable"], strict=False).unexpected_keys
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        missing = sorted(trainable - set(state["trainable"]))
+        unexpected = model.load_state_dict(state["trainable"], strict=False).unexpected_keys
+    except Exception as error:  # a damaged file: torch raises whatever its unpickling meets
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise PeftqaError(
+            f"{path}: cannot read the checkpoint ({first}); remove {CHECKPOINT_DIR}/ to train the run from the start"
+        ) from error
     if missing or unexpected:
         raise PeftqaError(
             f"{path}: checkpoint does not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})"
