@@ -11,7 +11,7 @@ from peftqa.export import export_run
 from peftqa.export.card import model_card
 from peftqa.inference import run_folder as runs
 from peftqa.training.loop import train
-from tests.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 from tests.squad_fixtures import jsonl_rows, write_jsonl
 
 INFO = {

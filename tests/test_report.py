@@ -392,7 +392,7 @@ def test_squad2_runs_get_the_answerable_and_unanswerable_figures_and_their_error
 
 
 def test_the_report_never_writes_over_the_users_own_files_unasked(many_dir, tmp_path, capsys):
-    run = _fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30)
+    run = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "report.md").write_text("# My thesis report\n")
@@ -413,9 +413,7 @@ def test_the_report_never_writes_over_the_users_own_files_unasked(many_dir, tmp_
 
 
 def test_a_diverged_runs_null_losses_show_as_missing(many_dir, tmp_path):
-    from peftqa.inference import run_folder as runs
-
-    run = _fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30)
+    run = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30)
     metrics = files.read_json(run / runs.METRICS_JSON)
     metrics["history"] = [{"epoch": 1, "step": 2, "train_loss": None, "eval_loss": None, "exact_match": 0.0, "f1": 0.0}]
     files.write_json_atomic(run / runs.METRICS_JSON, metrics)
