@@ -77,16 +77,3 @@ def write_v2_extra() -> list[dict]:
         }
         for i in range(2)
     ]
-
-
-def test_a_question_or_context_that_is_not_utf8_is_one_line(tiny_lora_run, capsys):
-    from peftqa.cli.commands import main
-
-    # Bytes that are not UTF-8 reach argv as lone surrogates (Python's surrogateescape).
-    for flags in (
-        ["--question", "Who\udcff?", "--context", "Jane Austen wrote it."],
-        ["--question", "Who?", "--context", "\udc80"],
-    ):
-        assert main(["predict", str(tiny_lora_run), *flags]) == 2
-        err = capsys.readouterr().err
-        assert "is not valid UTF-8 text" in err and len(err.strip().splitlines()) == 1
