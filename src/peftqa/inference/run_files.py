@@ -29,6 +29,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_whole(value: Any) -> bool:
+    """A whole number, negative too (a seed)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -81,7 +86,7 @@ METRICS_REQUIRED: dict[str, tuple[Check, str]] = {
 METRICS_OPTIONAL: dict[str, tuple[Check, str]] = {
     "method": (is_text, "a string"),
     "model": (is_text, "a string"),
-    "seed": (lambda value: isinstance(value, int) and not isinstance(value, bool), "a whole number"),
+    "seed": (is_whole, "a whole number"),
     "train_seconds": (is_number, "a number"),
     "train_features_per_second": (is_number, "a number"),
     "train_tokens_per_second": (is_number, "a number"),
