@@ -124,7 +124,8 @@ SETTINGS_REQUIRED: dict[str, tuple[Check, str]] = {
     "base_model_path": (is_text, "a string"),
 }
 SETTINGS_OPTIONAL: dict[str, tuple[Check, str]] = {
-    "learning_rate": (optional(is_number), "a number"),
+    "learning_rate": (is_number, "a number"),
+    "head_learning_rate": (is_number, "a number"),
     "method_details": (optional(lambda value: isinstance(value, dict)), "an object"),
     "data_files": (mapping_of(_DATA_FILE), "an object of {fingerprint, source, questions} per split"),
     "null_threshold_chosen_on": (is_text, "a string"),
@@ -207,8 +208,10 @@ def check_config(values: Any, where: object) -> RunConfig:
 
 def read_settings(path: Path, config_checked: bool = True) -> dict[str, Any]:
     """run.json, checked: every field a command reads has its type, and (unless `config_checked` is
-    False: --resume compares settings one by one) its config builds a RunConfig."""
-    settings = check_fields(files.read_json(path), path, SETTINGS_REQUIRED, SETTINGS_OPTIONAL, "a peftqa run.json")
+    False: --resume compares settings one by one, and needs nothing of run.json but them) its config
+    builds a RunConfig."""
+    required = SETTINGS_REQUIRED if config_checked else {"config": SETTINGS_REQUIRED["config"]}
+    settings = check_fields(files.read_json(path), path, required, SETTINGS_OPTIONAL, "a peftqa run.json")
     if config_checked:
         check_config(settings["config"], path)
     return settings
