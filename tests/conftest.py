@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TOKENIZER_DIR
+from tests.helpers import TOKENIZER_DIR, tiny_run_config
 from tests.squad_fixtures import many_articles, write_squad
 
 
@@ -92,3 +92,16 @@ def tiny_model_dir(request, tmp_path_factory) -> Path:
 @pytest.fixture
 def many_dir(tmp_path):
     return write_squad(tmp_path / "squad", dev=many_articles(12))  # 30 dev questions in 12 articles
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_run(tiny_bert_dir, squad_dir, tmp_path_factory) -> Path:
+    """One finished tiny LoRA run (two optimiser steps on tiny BERT and the tiny SQuAD fixture)."""
+    from peftqa.training.loop import train
+
+    root = tmp_path_factory.mktemp("tiny-lora-run")
+    with pytest.MonkeyPatch.context() as patch:
+        # Session fixtures start before the autouse cache fixture: keep caches out of $HOME here too.
+        patch.setenv("PEFTQA_CACHE_DIR", str(root / "cache"))
+        train(tiny_run_config(tiny_bert_dir, squad_dir, root / "lora", max_steps=2), log=lambda line: None)
+    return root / "lora"

@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import strategies as st
 
 from peftqa import files
 from peftqa.data import Example
@@ -369,3 +372,64 @@ def official_v2(dataset, preds, na_probs=None, na_prob_thresh=1.0):
         out["best_exact"], out["best_exact_thresh"] = find_best(exact_raw)
         out["best_f1"], out["best_f1_thresh"] = find_best(f1_raw)
     return out
+
+
+# ---------------------------------------------------------------------------- hostile JSON (fuzz tests)
+
+# Raw JSON text that breaks some reader or other, put where a value was.
+HOSTILE_JSON = [
+    "[" * 5000 + "]" * 5000,
+    '{"a":' * 3000 + "1" + "}" * 3000,
+    "9" * 5000,
+    "-" + "9" * 4400,
+    "1e999",
+    "-1e999",
+    "NaN",
+    "Infinity",
+    '"\\ud800"',
+    '"a\\udfffb"',
+    '"\\udc00\\ud800"',
+    '"\\u2028\\u0085\\r\\n"',
+    "null",
+    "true",
+    "[]",
+    "{}",
+    '""',
+    '"   "',
+    "-1",
+    "0",
+    "3.5",
+    "[1, 2]",
+    '["x"]',
+    '{"text": 1}',
+]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+# A hostile value as JSON text: one of HOSTILE_JSON, or any generated JSON value.
+raw_json = st.sampled_from(HOSTILE_JSON) | json_values.map(json.dumps)
+
+
+def json_paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
+    """Every place in a JSON value (keys and indexes), the value itself first."""
+    yield prefix
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield from json_paths(item, (*prefix, key))
+
+
+_MARKER = "@@hostile@@"
+
+
+def replaced_json(value: Any, path: tuple, raw: str) -> str:
+    """`value` as JSON text with the value at `path` replaced by the JSON text `raw`."""
+    if not path:
+        return raw
+    copy = json.loads(json.dumps(value))
+    target = copy
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = _MARKER
+    return json.dumps(copy).replace(f'"{_MARKER}"', raw)

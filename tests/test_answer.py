@@ -90,3 +90,16 @@ def test_predict_file_from_the_command_line_and_on_an_export(v2_run, tmp_path, c
     assert "--file and --out go together" in capsys.readouterr().err
     assert main(["predict", str(run_dir)]) == 2
     assert "give --question and --context" in capsys.readouterr().err
+
+
+def test_a_question_or_context_that_is_not_utf8_is_one_line(tiny_lora_run, capsys):
+    from peftqa.cli.commands import main
+
+    # Bytes that are not UTF-8 reach argv as lone surrogates (Python's surrogateescape).
+    for flags in (
+        ["--question", "Who\udcff?", "--context", "Jane Austen wrote it."],
+        ["--question", "Who?", "--context", "\udc80"],
+    ):
+        assert main(["predict", str(tiny_lora_run), *flags]) == 2
+        err = capsys.readouterr().err
+        assert "is not valid UTF-8 text" in err and len(err.strip().splitlines()) == 1

@@ -56,6 +56,22 @@ def test_a_checkpoint_of_another_method_is_refused(tiny_bert_dir, tmp_path):
         load_checkpoint(tmp_path, ia3, *_optimizer(ia3))
 
 
+@pytest.mark.parametrize("damage", ["cut", "garbage", "a list"])
+def test_a_damaged_checkpoint_is_one_line(tiny_bert_dir, tmp_path, damage):
+    model = _trainable_model(tiny_bert_dir)
+    save_checkpoint(tmp_path, model, *_optimizer(model), Progress(step=1))
+    path = checkpoint_path(tmp_path)
+    if damage == "cut":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "garbage":
+        path.write_bytes(b"garbage" * 20)
+    else:
+        torch.save([1, 2], path)
+    with pytest.raises(PeftqaError, match="cannot read the checkpoint .*; remove checkpoint/") as error:
+        load_checkpoint(tmp_path, model, *_optimizer(model))
+    assert len(str(error.value).splitlines()) == 1
+
+
 def test_no_checkpoint_means_nothing_to_restore(tiny_bert_dir, tmp_path):
     model = _trainable_model(tiny_bert_dir)
     assert load_checkpoint(tmp_path, model, *_optimizer(model)) is None

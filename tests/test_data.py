@@ -61,6 +61,43 @@ def test_wrong_shapes_are_clear_errors(tmp_path, document):
         load_squad(_write(tmp_path, document))
 
 
+def _with_raw(document: dict, path: tuple, raw: str) -> str:
+    """The document's JSON text with the value at `path` (keys and indexes) replaced by raw JSON text."""
+    marker = "@@RAW@@"
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = marker
+    return json.dumps(document).replace(f'"{marker}"', raw)
+
+
+_QA = ("data", 0, "paragraphs", 0, "qas", 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "message"),
+    [
+        (("data",), "[" * 100_000 + "]" * 100_000, r"bad\.json: not readable JSON \(nested deeper"),
+        ((*_QA, "answers", 0, "answer_start"), "9" * 5000, r"bad\.json: not readable JSON \(line 1 .*of 5,000 digits"),
+        ((*_QA, "id"), '"q\\ud800"', r"bad\.json: a question of 'Austen': field 'id' holds a lone UTF-16 surrogate"),
+        ((*_QA, "question"), '"Who\\udfff?"', r"bad\.json: question q-author: field 'question' holds a lone"),
+        (("data", 0, "paragraphs", 0, "context"), '"P\\ud800"', r"bad\.json: a paragraph of 'Austen': field 'context'"),
+        (("data", 0, "title"), '"A\\udc00"', r"bad\.json: an article: field 'title' holds a lone UTF-16 surrogate"),
+        ((*_QA, "answers", 0, "answer_start"), "1e999", r"q-author: answers: field 'answer_start' should be int"),
+    ],
+)
+def test_hostile_values_are_one_line_errors_naming_file_question_and_field(tmp_path, path, raw, message):
+    with pytest.raises(PeftqaError, match=message) as error:
+        load_squad(_write(tmp_path, _with_raw(squad_document(), path, raw)))
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(squad_document()).encode())
+    assert len(load_squad(path)) == 6
+
+
 def test_missing_split_says_how_to_fetch(tmp_path):
     with pytest.raises(PeftqaError, match="peftqa data fetch"):
         split_path(tmp_path, "train")

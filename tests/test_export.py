@@ -4,6 +4,7 @@ with plain transformers / onnxruntime (no peftqa code), and the refusals of the 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -251,3 +252,43 @@ def test_evaluate_refuses_a_folder_that_is_neither_run_nor_export(tmp_path, caps
     assert "not a peftqa export" in _one_line_error(capsys)
     with pytest.raises(PeftqaError):
         evaluate_run(tmp_path / "missing")
+
+
+# --- an interrupted export leaves nothing behind --------------------------------------------------
+
+
+def test_sigterm_during_an_export_removes_its_staging_folder(tmp_path):
+    import os
+    import signal
+    import time
+
+    from peftqa.export.folder import staging_folder
+
+    with pytest.raises(SystemExit) as ended, staging_folder(tmp_path / "out") as staging:
+        (staging / "model.safetensors").write_bytes(b"\0" * 1000)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert not list(tmp_path.iterdir())
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_the_next_export_removes_what_a_killed_one_left(tiny_lora_run, tmp_path):
+    dead = 5_000_000  # above any process id Linux gives (pid_max is at most 2**22)
+    stale = tmp_path / f".out.partial-{dead}-abc"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"\0" * 1000)
+    alive = tmp_path / f".out.partial-{os.getpid()}-def"  # another export at work in this very process
+    alive.mkdir()
+    export_run(tiny_lora_run, tmp_path / "out", log=_silent)
+    assert not stale.exists() and alive.is_dir() and (tmp_path / "out" / EXPORT_JSON).is_file()
+
+
+def test_an_export_moved_aside_by_a_killed_publish_is_put_back(tmp_path):
+    from peftqa.export.folder import remove_stale_staging
+
+    aside = tmp_path / ".out.old-5000000"
+    aside.mkdir()
+    (aside / EXPORT_JSON).write_text("{}")
+    remove_stale_staging(tmp_path / "out")
+    assert (tmp_path / "out" / EXPORT_JSON).is_file() and not aside.exists()

@@ -90,3 +90,56 @@ def test_a_pretty_printed_squad_file_is_still_squad(tmp_path):
     path = tmp_path / "pretty.json"
     path.write_text(json.dumps(squad_document(), indent=2))
     assert detect_format(path) == "squad" and len(load_squad(path)) == 6
+
+
+def test_line_separators_inside_strings_stay_in_their_line(tmp_path):
+    rows = jsonl_rows()
+    rows[0]["question"] = "Who\u2028wrote\u0085it\x1c?"  # str.splitlines would cut the line at each of these
+    path = tmp_path / "q.jsonl"
+    path.write_text("\r\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\r\n", encoding="utf-8")
+    examples = load_squad(path)
+    assert len(examples) == 6 and examples[0].question == "Who\u2028wrote\u0085it\x1c?"
+
+
+def test_a_byte_order_mark_is_accepted_as_in_squad_json(tmp_path):
+    path = write_jsonl(tmp_path / "bom.jsonl", jsonl_rows())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert detect_format(path) == "jsonl" and len(load_squad(path)) == 6
+
+
+def test_a_first_line_longer_than_the_format_peek_is_still_json_lines(tmp_path):
+    from peftqa.data import reading
+
+    rows = jsonl_rows()
+    rows[0]["context"] += " " + "x" * (reading._PEEK_BYTES + 10)
+    path = write_jsonl(tmp_path / "long.jsonl", rows)
+    assert detect_format(path) == "jsonl"
+    examples = load_squad(path)
+    assert len(examples) == 6 and len(examples[0].context) > reading._PEEK_BYTES
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, r"bad\.jsonl:3: not readable JSON \(nested deeper"),
+        ('{"id": "x", "n": ' + "9" * 5000 + "}", r"bad\.jsonl:3: not readable JSON \(.*5,000 digits"),
+        ('{"id": "q\\udc00", "context": "c", "question": "q"}', r"bad\.jsonl:3: field 'id' holds a lone UTF-16 surro"),
+        ('{"id": "x", "context": "c\\ud800", "question": "q"}', r"bad\.jsonl:3: question x: field 'context' holds"),
+        ('{"id": "x", "context": "c", "question": "\\udfff?"}', r"bad\.jsonl:3: question x: field 'question' holds"),
+    ],
+)
+def test_hostile_lines_are_one_line_errors_naming_file_line_and_field(tmp_path, line, message):
+    path = write_jsonl(tmp_path / "bad.jsonl", jsonl_rows()[:2])
+    path.write_text(path.read_text() + line + "\n")
+    with pytest.raises(PeftqaError, match=message) as error:
+        load_squad(path, answers_required=False)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_a_surrogate_pair_is_text(tmp_path):
+    rows = jsonl_rows()
+    rows[0]["question"] = "Who wrote it? \U0001f600"
+    path = tmp_path / "emoji.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))  # ASCII JSON: the pair as two \u escapes
+    assert "\\ud83d\\ude00" in path.read_text()
+    assert load_squad(path)[0].question.endswith("\U0001f600")

@@ -389,3 +389,33 @@ def test_squad2_runs_get_the_answerable_and_unanswerable_figures_and_their_error
     files.write_json_atomic(abstains / "run.json", settings)
     with pytest.raises(Exception, match="is not the data this run was scored on"):
         _report([abstains], tmp_path)
+
+
+def test_the_report_never_writes_over_the_users_own_files_unasked(many_dir, tmp_path, capsys):
+    run = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("# My thesis report\n")
+    argv = ["report", str(run), "--no-qualitative", "--out"]
+    assert main([*argv, str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "not a peftqa report" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in mine.iterdir()) == ["report.md"] and (mine / "report.md").read_text().startswith(
+        "# My"
+    )
+    # An earlier peftqa report is replaced as before; --force writes among the user's files.
+    assert main([*argv, str(tmp_path / "report")]) == 0 and main([*argv, str(tmp_path / "report")]) == 0
+    assert main([*argv, str(mine), "--force"]) == 0
+    assert (mine / "report.md").read_text().startswith("# peftqa report")
+    (tmp_path / "a-file").write_text("x")
+    assert main([*argv, str(tmp_path / "a-file")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_a_diverged_runs_null_losses_show_as_missing(many_dir, tmp_path):
+    run = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30)
+    metrics = files.read_json(run / runs.METRICS_JSON)
+    metrics["history"] = [{"epoch": 1, "step": 2, "train_loss": None, "eval_loss": None, "exact_match": 0.0, "f1": 0.0}]
+    files.write_json_atomic(run / runs.METRICS_JSON, metrics)
+    markdown = _report([run], tmp_path)
+    assert "| 1 | 2 | – | – | 0.00 |" in markdown

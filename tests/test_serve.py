@@ -328,3 +328,53 @@ def test_no_answer_must_be_a_boolean_and_excludes_true_answers(v2_client):
     assert "'no_answer' must be true or false" in _predict(v2_client, no_answer="yes").get_json()["error"]
     refused = _predict(v2_client, no_answer=True, answers=["Jane Austen"])
     assert refused.status_code == 400 and "leave 'answers' empty" in refused.get_json()["error"]
+
+
+# --- the verdict compares every score it shows ------------------------------------------------
+
+
+class _Scored:
+    """A served model that answers with a fixed F1 and EM: the verdict logic without a model."""
+
+    def __init__(self, name: str, f1: float, exact_match: float) -> None:
+        self.name, self.f1, self.exact_match = name, f1, exact_match
+
+    def describe(self) -> dict:
+        figures = ("trainable_params", "total_params", "trainable_percent", "dev_exact_match", "dev_f1")
+        missing = dict.fromkeys((*figures, "dev_questions", "null_threshold"))
+        return {"name": self.name, "method": "lora", "backbone": "b", "backend": "fake", **missing, "run_dir": "r"}
+
+    def answer(self, question, context, top_k, truths=(), no_answer=False) -> dict:
+        return {
+            "name": self.name, "method": "lora", "answer": "Jane", "start": 0, "end": 4, "score": 1.0,
+            "no_answer": False, "null_score": 0.0, "span_score": 1.0, "null_threshold": None, "alternatives": [],
+            "latency_ms": 1.0, "exact_match": self.exact_match, "f1": self.f1,
+        }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("scores", "better", "best", "verdict"),
+    [
+        ([(100.0, 100.0), (100.0, 100.0), (44.4, 0.0)], None, ["a", "b"], "<strong>a</strong> and <strong>b</strong>"),
+        ([(100.0, 100.0), (44.4, 0.0), (44.4, 0.0)], "a", ["a"], "<strong>a</strong> did better"),
+        ([(50.0, 0.0), (50.0, 0.0), (50.0, 0.0)], None, [], "The models scored the same on this question."),
+        ([(50.0, 0.0), (50.0, 100.0)], "b", ["b"], "<strong>b</strong> did better"),  # F1 tied: EM decides
+    ],
+)
+def test_the_verdict_compares_every_score_shown(scores, better, best, verdict):
+    models = [_Scored(name, f1, em) for name, (f1, em) in zip("abc", scores, strict=False)]
+    client = create_app({"TESTING": True, "MODELS": models}).test_client()
+    body = client.post("/api/predict", json={"context": CONTEXT, "question": QUESTION, "answers": ["Jane"]}).get_json()
+    assert (body["better"], body["best"]) == (better, best)
+    page = client.post("/", data={"context": CONTEXT, "question": QUESTION, "answers": "Jane"}).get_data(as_text=True)
+    assert verdict in page and (best == [] or "same on this question" not in page)
+    assert page.count('<span class="badge">better</span>') == len(best)
+
+
+def test_a_figure_of_the_wrong_type_shows_as_missing_and_the_page_renders(tiny_lora_run):
+    served = load_models([tiny_lora_run])[0]
+    served.run.metrics = {**served.run.metrics, "f1": "high", "exact_match": float("nan"), "trainable_params": "x"}
+    client = create_app({"TESTING": True, "MODELS": [served]}).test_client()
+    assert client.get("/").status_code == 200
+    described = client.get("/api/models").get_json()["models"][0]
+    assert (described["dev_f1"], described["dev_exact_match"], described["trainable_params"]) == (None, None, None)

@@ -218,3 +218,23 @@ def test_a_grid_extended_past_its_edge_goes_on_in_the_same_study(tiny_bert_dir, 
     assert len(studies) == 1
     points = [t["params"]["lr"] for t in summary["trials"]]
     assert sorted(points) == summary["search_space"]["lr"]  # each point once, none run again
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("[]", r"not a peftqa sweep\.json \(found a list"),
+        ('{"best": "x", "trials": 5}', "the field 'method' is missing"),
+        ('{"method": "lora", "trials": [{"number": 0}]}', "field 'trials' should be a list of trials"),
+        ('{"method": "lora", "trials": [], "best": {"number": 0, "state": "COMPLETE", "params": {}, "f1": 1}}', "best"),
+        ('{"method": "lora", "trials": [], "eval_limit": "all"}', "field 'eval_limit' should be"),
+    ],
+)
+def test_a_damaged_sweep_json_is_one_line_for_the_report_and_lr_from(tmp_path, content, words):
+    from peftqa.sweep import read_sweep, resolve_lr
+
+    (tmp_path / "sweep.json").write_text(content)
+    for read in (lambda: read_sweep(tmp_path), lambda: resolve_lr(f"from:{tmp_path}")):
+        with pytest.raises(PeftqaError, match=words) as error:
+            read()
+        assert len(str(error.value).splitlines()) == 1

@@ -160,3 +160,14 @@ def test_an_unknown_tracker_is_one_line(capsys):
     assert main(["train", "--report-to", "wandb"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--report-to: must be one of none, tensorboard, mlflow" in lines[0]
+
+
+@pytest.mark.parametrize("content", ["[]", '{"logged_step": "many"}', '{"mlflow_run_id": 5}', "{"])
+def test_a_damaged_tracking_json_is_one_line(tmp_path, content):
+    from peftqa.errors import PeftqaError
+    from peftqa.training.tracking import TRACKING_JSON, read_record
+
+    (tmp_path / TRACKING_JSON).write_text(content)
+    with pytest.raises(PeftqaError, match="tracking.json") as error:
+        read_record(tmp_path / TRACKING_JSON)
+    assert len(str(error.value).splitlines()) == 1

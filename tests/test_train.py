@@ -353,3 +353,19 @@ def test_resume_refuses_data_that_changed_under_the_same_name(tiny_bert_dir, tmp
     os.utime(dev, ns=(1, 1))
     with pytest.raises(PeftqaError, match=r"trained on other data: dev \(.*dev-v1\.1\.json\) changed"):
         train(config, resume=True, log=lambda line: None)
+
+
+def test_a_diverged_run_writes_null_not_nan_and_says_so(tiny_bert_dir, squad_dir, tmp_path):
+    lines: list[str] = []
+    config = tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "run", "full", lr=1e12, max_steps=3)
+    train(config, log=lines.append)
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} written to a JSON file")
+
+    for name in (runs.RUN_JSON, runs.METRICS_JSON, runs.PREDICTIONS_JSON):
+        json.loads((tmp_path / "run" / name).read_text(), parse_constant=refuse)
+    metrics = json.loads((tmp_path / "run" / runs.METRICS_JSON).read_text())
+    assert None in metrics["step_losses"] and metrics["history"][-1]["train_loss"] is None
+    assert any("the run diverged" in line for line in lines)
+    assert runs.load_run(tmp_path / "run").metrics["f1"] == metrics["f1"]  # and the run still loads

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any, NoReturn
 
+from peftqa import files
 from peftqa.cli.flags import HelpFormatter, add_config_flags, add_run_flags, config_from_args, given_fields, method_help
 from peftqa.cli.usage import DESCRIPTION, EPILOG
 from peftqa.data.make_v2 import DEFAULT_SEED, DEFAULT_SHARE
@@ -29,8 +29,12 @@ _SWEEP_NO_FLAG = {"base", "extra"}
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from peftqa.training.loop import train
+    from peftqa.training.output_dir import check_resumable
 
-    train(config_from_args(args), resume=args.resume)
+    config = config_from_args(args)
+    if args.resume:  # the library's resume goes on when there is a run; the command's requires one
+        check_resumable(config.output_dir)
+    train(config, resume=args.resume, force=args.force)
     return 0
 
 
@@ -60,9 +64,8 @@ def _cmd_make_v2(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from peftqa.inference.rescore import evaluate_run
 
-    print(
-        json.dumps(evaluate_run(args.run_dir, args.eval_limit, args.data_dir, args.train_file, args.dev_file), indent=2)
-    )
+    scored = evaluate_run(args.run_dir, args.eval_limit, args.data_dir, args.train_file, args.dev_file)
+    print(files.to_json(files.finite(scored), indent=2))
     return 0
 
 
@@ -71,7 +74,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     answer = predict(args.run_dir, args.question, args.context, args.top_k, args.file, args.out, args.nbest)
     if answer is not None:
-        print(json.dumps(answer, ensure_ascii=False))
+        print(files.to_json(files.finite(answer)))
     return 0
 
 
@@ -86,7 +89,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from peftqa.inference.rescore import score_file
 
     result = score_file(args.dev_json, args.predictions_json, args.ci, args.version, args.na_probs, args.na_prob_thresh)
-    print(json.dumps(result))
+    print(files.to_json(files.finite(result)))
     return 0
 
 
@@ -116,7 +119,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from peftqa.report import REPORT_PDF, build_report
 
-    markdown, page = build_report(args.run_dirs, args.sweep, args.out, not args.no_qualitative, pdf=args.pdf)
+    markdown, page = build_report(
+        args.run_dirs, args.sweep, args.out, not args.no_qualitative, pdf=args.pdf, force=args.force
+    )
     printed = f" and {page.with_name(REPORT_PDF)}" if args.pdf else ""
     print(f"report: {markdown} and {page} (self-contained: open it in a browser){printed}")
     return 0
@@ -181,9 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     make_v2.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seeds which questions move")
     make_v2.set_defaults(handler=_cmd_make_v2)
 
-    train = _command(commands, "train", "fine-tune one method and score it on dev", _SETTINGS_USAGE + " [--resume]")
+    train = _command(
+        commands, "train", "fine-tune one method and score it on dev", _SETTINGS_USAGE + " [--resume] [--force]"
+    )
     run_flags = add_run_flags(train)
     run_flags.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    run_flags.add_argument(
+        "--force", action="store_true", help="write the run into an --output-dir that holds files of your own"
+    )
     train.set_defaults(handler=_cmd_train)
 
     methods = _command(commands, "methods", "the fine-tuning methods: defaults, trainable parameters, export")
@@ -257,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report", help="output folder")
     report.add_argument("--no-qualitative", action="store_true", help="skip answering the hand-written examples")
     report.add_argument("--pdf", action="store_true", help="also report.pdf, printed by headless chromium")
+    report.add_argument(
+        "--force", action="store_true", help="write into an --out that holds files other than an earlier report"
+    )
     report.set_defaults(handler=_cmd_report)
 
     export = _command(commands, "export", "a merged Hugging Face folder or an ONNX model of a run, checked")

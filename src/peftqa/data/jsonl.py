@@ -10,30 +10,30 @@ with the `datasets` reader, whose rows have the same layout.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from peftqa.data.example import Example, unique_questions
 from peftqa.data.location import read_bytes
-from peftqa.data.squad import check_answer
+from peftqa.data.squad import check_answer, check_text
 from peftqa.errors import PeftqaError
+from peftqa.files import loads_json
 
 
 def read_jsonl(path: Path, answers_required: bool = True) -> list[Example]:
-    """Every question of a JSON Lines file (plain or gzipped), in file order; blank lines are skipped."""
+    """Every question of a JSON Lines file (plain or gzipped, a byte order mark allowed), in file order;
+    blank lines are skipped."""
     try:
-        text = read_bytes(path).decode("utf-8")
+        text = read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise PeftqaError(f"{path}: not UTF-8 text ({error})") from error
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028, U+0085 and others, which JSON
+    # strings may hold as they are (a "\r" before the "\n" is white space to the JSON reader).
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        try:
-            rows.append((f"{path}:{number}", json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise PeftqaError(f"{path}:{number}: not valid JSON ({error})") from error
+        rows.append((f"{path}:{number}", loads_json(line, f"{path}:{number}", text_checked=False)))
     return parse_rows(rows, path, answers_required)
 
 
@@ -65,6 +65,7 @@ def parse_row(row: object, where: str, answers_required: bool = True) -> Example
     for text, start in zip(texts, starts, strict=True):
         if not isinstance(text, str):
             raise PeftqaError(f"{at}: answers: field 'text' should hold strings")
+        check_text(text, "text", f"{at}: answers")
         if not isinstance(start, int) or isinstance(start, bool):
             raise PeftqaError(f"{at}: answers: field 'answer_start' should hold integers")
         check_answer(context, text, start, Path(where), f"question {question_id}")
@@ -77,4 +78,6 @@ def _field(row: dict, name: str, kind: type, where: str):
     value = row[name]
     if not isinstance(value, kind):
         raise PeftqaError(f"{where}: field '{name}' should be {kind.__name__}")
+    if isinstance(value, str):
+        check_text(value, name, where)
     return value

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import os
 import random
+import re
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -23,16 +23,21 @@ from peftqa.data.hub import read_dataset
 from peftqa.data.jsonl import read_jsonl
 from peftqa.data.squad import read_squad
 from peftqa.errors import PeftqaError
+from peftqa.files import loads_json
 
 Reader = Callable[[Path, bool], list[Example]]
 FORMATS = ("squad", "jsonl")
-# A JSON Lines file is told by its first line; a longer first line is a one-line SQuAD document.
+# A JSON Lines file is told by its first line, read whole up to this size.
 _PEEK_BYTES = 8 << 20
+# A longer first line is told by its first key: a question row's, or a document's ('data', 'version').
+_FIRST_KEY = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"(\w+)"\s*:')
+_ROW_KEYS = frozenset({b"id", b"title", b"context", b"question", b"answers"})
 
 
 def detect_format(path: Path) -> str:
     """ "jsonl" when the first non-blank line is a whole JSON object without a 'data' list, else "squad"
-    (an official file is one line holding {"data": ...}; a pretty-printed one starts with a lone '{')."""
+    (an official file is one line holding {"data": ...}; a pretty-printed one starts with a lone '{').
+    A first line longer than _PEEK_BYTES is a question row when its first key is a row's field."""
     try:
         with path.open("rb") as raw:
             gzipped = raw.read(2) == b"\x1f\x8b"
@@ -44,9 +49,12 @@ def detect_format(path: Path) -> str:
                     break
     except (OSError, EOFError, zlib.error) as error:
         raise PeftqaError(f"{path}: cannot read ({error})") from error
+    if len(line) >= _PEEK_BYTES and not line.endswith(b"\n"):
+        key = _FIRST_KEY.match(line)
+        return "jsonl" if key is not None and key.group(1) in _ROW_KEYS else "squad"
     try:
-        first = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        first = loads_json(line, path, text_checked=False)
+    except PeftqaError:  # not one JSON value: the SQuAD reader names what is wrong with the document
         return "squad"
     return "squad" if isinstance(first, dict) and "data" in first else "jsonl"
 

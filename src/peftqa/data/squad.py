@@ -7,13 +7,13 @@ SQuAD 2.0 marks a question without an answer with `is_impossible: true` and empt
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from peftqa.data.example import Example, unique_questions
 from peftqa.data.location import read_bytes
 from peftqa.errors import PeftqaError
+from peftqa.files import has_surrogate, loads_json
 
 ATTRIBUTION = (
     "SQuAD v1.1, Rajpurkar et al. 2016, 'SQuAD: 100,000+ Questions for Machine Comprehension of Text', CC BY-SA 4.0"
@@ -32,11 +32,9 @@ def read_squad(path: Path, answers_required: bool = True) -> list[Example]:
 
 
 def read_json_document(path: Path) -> object:
-    """The file's JSON value, or one PeftqaError naming the file."""
-    try:
-        return json.loads(read_bytes(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PeftqaError(f"{path}: not valid JSON ({error})") from error
+    """The file's JSON value, or one PeftqaError naming the file (its text fields are checked as they
+    are read, to name the question)."""
+    return loads_json(read_bytes(path), path, text_checked=False)
 
 
 def parse_squad_document(document: object, path: Path, answers_required: bool = True) -> list[Example]:
@@ -52,6 +50,7 @@ def _questions(articles: list, path: Path, answers_required: bool) -> Iterator[t
         title = article.get("title", "") if isinstance(article, dict) else ""
         if not isinstance(title, str):
             raise PeftqaError(f"{path}: an article's field 'title' should be str")
+        check_text(title, "title", f"{path}: an article")
         for paragraph in _field(article, "paragraphs", list, path, f"article '{title}'"):
             context = _field(paragraph, "context", str, path, f"a paragraph of '{title}'")
             qas = _field(paragraph, "qas", list, path, f"a paragraph of '{title}'")
@@ -65,6 +64,7 @@ def _parse_question(qa: object, context: str, title: str, path: Path, answers_re
     question_id = qa.get("id") if isinstance(qa, dict) else None
     if not isinstance(question_id, str) or not question_id:
         raise PeftqaError(f"{path}: a question of '{title}' has no string 'id'")
+    check_text(question_id, "id", f"{path}: a question of '{title}'")
     where = f"question {question_id}"
     question = _field(qa, "question", str, path, where)
     impossible = qa.get("is_impossible", False) if isinstance(qa, dict) else False
@@ -105,6 +105,13 @@ def check_answer(context: str, text: str, start: int, path: Path, where: str) ->
         )
 
 
+def check_text(value: str, name: str, where: str) -> None:
+    """A text field must be text: a lone UTF-16 surrogate ("\\ud800" in JSON) cannot be tokenised or
+    written out again, and would fail after every question had been answered."""
+    if has_surrogate(value):
+        raise PeftqaError(f"{where}: field '{name}' holds a lone UTF-16 surrogate (not text)")
+
+
 def _field(container: object, name: str, kind: type, path: Path, where: str):
     if not isinstance(container, dict) or name not in container:
         raise PeftqaError(f"{path}: {where} lacks the field '{name}'")
@@ -112,4 +119,6 @@ def _field(container: object, name: str, kind: type, path: Path, where: str):
     # bool is an int in Python; an answer_start of `true` is still wrong.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise PeftqaError(f"{path}: {where}: field '{name}' should be {kind.__name__}")
+    if isinstance(value, str):
+        check_text(value, name, f"{path}: {where}")
     return value

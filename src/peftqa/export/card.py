@@ -1,14 +1,26 @@
 """README.md of an export, the model card: what was trained, on what, how, how well, and how to use
 it. The text is in card.md (and card_use_hf.md / card_use_onnx.md for the format's own "Use"),
-filled with string.Template; this module only works out the values."""
+filled with string.Template; this module only works out the values.
+
+Every claim comes from what the run recorded (run.json: its data files, questions, steps, versions;
+metrics.json: its scores and steps), never from what a run usually is: a run on 25 questions of the
+user's own file for 8 steps says so, and the SQuAD dataset tag and attribution appear only when the
+official SQuAD files were used.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
+
+from peftqa.data import is_official
+
+SQUAD_TAG = "datasets:\n- rajpurkar/squad\n"
+SQUAD_ATTRIBUTION = "SQuAD v1.1: Rajpurkar et al., 2016, CC BY-SA 4.0. "
 
 
 def _template(name: str) -> Template:
@@ -44,11 +56,88 @@ def _trainable(metrics: dict[str, Any]) -> str:
     return "–"
 
 
+def _data_file(settings: dict[str, Any], split: str) -> dict[str, Any] | None:
+    return (settings.get("data_files") or {}).get(split)
+
+
+def _official(settings: dict[str, Any], split: str) -> bool:
+    """Whether the run's `split` questions came from the official SQuAD v1.1 file (by fingerprint)."""
+    recorded = _data_file(settings, split)
+    if recorded is not None:
+        return is_official(recorded["fingerprint"])
+    md5 = (settings.get("data_md5") or {}).get(split)  # runs before data_files were recorded
+    return isinstance(md5, str) and is_official(md5)
+
+
+def _source_name(settings: dict[str, Any], split: str) -> str:
+    """'SQuAD v1.1 train', or the user's file by name and format (never this machine's path)."""
+    if _official(settings, split):
+        return f"SQuAD v1.1 {split}"
+    recorded = _data_file(settings, split)
+    if recorded is None:
+        return f"{split} questions (their file is not recorded)"
+    kind = {"squad": "SQuAD JSON", "jsonl": "JSON Lines", "datasets": "a `datasets` dataset"}
+    name = Path(recorded.get("source") or "?").name
+    return f"`{name}` ({kind.get(recorded.get('format', ''), 'questions')})"
+
+
+def _train_data(settings: dict[str, Any], config: dict[str, Any]) -> str:
+    """Which training questions, how many of the file's, and how they were chosen."""
+    used = settings.get("train_questions")
+    recorded = _data_file(settings, "train")
+    text = _source_name(settings, "train")
+    if used is None:
+        return text
+    available = recorded.get("questions") if recorded else None
+    if available is not None and used < available:
+        # Fewer than the file's: a seeded sample (train_limit), and/or held-out articles kept out of training.
+        how = f"a seeded random sample, seed {config.get('seed')}" if config.get("train_limit") else "some held out"
+        return f"{text}: {used:,} of its {available:,} questions ({how})"
+    return f"{text}: {used:,} questions"
+
+
+def _training(settings: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any]) -> str:
+    """'8 optimiser steps (0.33 epochs of 24 windows)', from the steps the run took."""
+    steps, windows, batch = metrics.get("steps"), settings.get("train_features"), config.get("batch_size")
+    if steps is None:
+        return f"{config.get('epochs')} epoch(s) asked for (the steps taken are not recorded)"
+    text = f"{steps:,} optimiser steps"
+    if windows and batch:
+        epochs = steps / math.ceil(windows / batch)
+        text += f" ({epochs:.3g} epoch(s) of {windows:,} training windows)"
+    return text
+
+
+def _scored_on(settings: dict[str, Any], config: dict[str, Any]) -> str:
+    split = "train" if config.get("eval_split") == "validation" else "dev"
+    described = settings.get("eval_description") or "questions (not recorded)"
+    return f"{_source_name(settings, split)}: {described}"
+
+
+def _trained_with(settings: dict[str, Any]) -> str:
+    versions = settings.get("versions") or {}
+    shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v != "not installed")
+    if settings.get("git_commit"):
+        shown += f"; peftqa commit {settings['git_commit'][:12]}"
+    return shown or "package versions not recorded"
+
+
+def _pipeline_note(versions: dict[str, str]) -> str:
+    """Whether the transformers this export used still has the question-answering pipeline (5.x dropped it)."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    has = "question-answering" in SUPPORTED_TASKS
+    return f"transformers {versions.get('transformers', '?')}, used for this export, " + (
+        "has that pipeline" if has else "has dropped that pipeline"
+    )
+
+
 def _use(info: dict[str, Any]) -> str:
     """The card's "Use" section: plain transformers code for hf, the graph's inputs and outputs for onnx."""
     scoring = info["scoring"]
     if info["format"] == "hf":
-        return _template("card_use_hf.md").substitute(scoring).rstrip("\n")
+        values = {**scoring, "pipeline": _pipeline_note(info["versions"])}
+        return _template("card_use_hf.md").substitute(values).rstrip("\n")
     int8 = ""
     if info.get("int8"):
         report = info["int8"]
@@ -70,10 +159,8 @@ def model_card(info: dict[str, Any], settings: dict[str, Any]) -> str:
     metrics = info["metrics"]
     method = get_method(config["method"])
     options = ", ".join(f"{k}={v}" for k, v in sorted((config.get("method_options") or {}).items())) or "defaults"
-    train_sample = config.get("train_limit")
+    official = _official(settings, "train") or _official(settings, "dev")
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v != "not installed")
-    if settings.get("git_commit"):
-        versions += f"; peftqa commit {settings['git_commit'][:12]}"
     onnx_format = "ONNX" + (" (dynamic int8)" if info.get("quantize") else "")
     return _template("card.md").substitute(
         info["scoring"],
@@ -85,19 +172,21 @@ def model_card(info: dict[str, Any], settings: dict[str, Any]) -> str:
         merged=" with the adapter merged into the base weights." if method.shares_base else ".",
         options=options,
         base_model=_base_model(config["model"]),
-        train_data=f"a seeded random sample of {train_sample:,} questions" if train_sample else "all 87,599 questions",
-        epochs=config.get("epochs"),
-        lr=config.get("lr") or method.default_lr,
+        datasets=SQUAD_TAG if official else "",
+        data_name="SQuAD v1.1" if _official(settings, "train") else _source_name(settings, "train"),
+        train_data=_train_data(settings, config),
+        training=_training(settings, metrics, config),
+        lr=settings.get("learning_rate") or config.get("lr") or method.default_lr,
         batch_size=config.get("batch_size"),
         dropout=config.get("dropout"),
         seed=config.get("seed"),
         exact_match=_with_interval(metrics, "exact_match"),
         f1=_with_interval(metrics, "f1"),
-        questions=metrics.get("eval_questions") or "?",
-        eval_split=config.get("eval_split", "dev"),
-        eval_sample=config.get("eval_sample", ""),
-        eval_seed=config.get("eval_seed", ""),
+        scored="held-out" if config.get("eval_split") == "validation" else "dev",
+        scored_on=_scored_on(settings, config),
         trainable=_trainable(metrics),
         use=_use(info),
+        attribution=SQUAD_ATTRIBUTION if official else "",
+        trained_with=_trained_with(settings),
         versions=versions,
     )

@@ -11,12 +11,12 @@
       run_predictions.json  the run's own answers, so `peftqa evaluate DIR` can count identical ones
 
 An hf folder loads with plain transformers (`AutoModelForQuestionAnswering.from_pretrained(DIR)`).
-transformers 5.24, which peftqa is tested with, has no `pipeline("question-answering")`: the model
-card shows the few lines that replace it. peftqa reads peftqa.json (runs.load_run) only to score the
-folder on the run's own questions with the run's own windows. Every export is checked before it is written:
-the merged weights, the saved folder and the ONNX graph must give the run's logits on real windows.
-Methods whose modules cannot merge (MethodSpec.merges False: bottleneck adapters) export as ONNX only,
-their adapted model traced as it is.
+transformers 5 has no `pipeline("question-answering")`: the model card shows the few lines that
+replace it (and says whether the transformers used for the export still has it). peftqa reads
+peftqa.json (runs.load_run) only to score the folder on the run's own questions with the run's own
+windows. Every export is checked before it is written: the merged weights, the saved folder and the
+ONNX graph must give the run's logits on real windows. Methods whose modules cannot merge
+(MethodSpec.merges False: bottleneck adapters) export as ONNX only, their adapted model traced as it is.
 
 The jobs live in verify (merging, probe windows, logit checks), onnx (tracing, int8), folder (the
 output folder) and card (the model card); this module runs them in order.
@@ -37,7 +37,9 @@ from peftqa.export.card import model_card
 from peftqa.export.folder import check_out, folder_bytes, publish, staging_folder
 from peftqa.export.onnx import quantize_and_score, write_checked_onnx
 from peftqa.export.verify import MERGE_ATOL, checked_difference, logits, merge_model, probe_batch
+from peftqa.inference import run_files
 from peftqa.inference import run_folder as runs
+from peftqa.inference.run_data import locate_questions
 from peftqa.methods import MethodSpec, get_method
 from peftqa.model.onnx_runtime import require_onnx
 
@@ -54,6 +56,7 @@ _CARRIED_METRICS = (
     "total_params",
     "trainable_percent",
     "null_threshold",  # SQuAD 2.0 data: the export answers "no answer" by the run's own threshold
+    "steps",  # the model card says how long the run trained
 )
 
 
@@ -85,6 +88,9 @@ def export_run(
     _check_request(fmt, quantize)
     run_dir, out = Path(run_dir), Path(out)
     _, run_settings = runs.check_run_dir(run_dir)  # a broken run is named before any refusal of --out
+    # metrics.json marks a finished run: an export carries its figures, and its answers to compare with.
+    run_files.read_metrics(run_dir / runs.METRICS_JSON)
+    run_files.read_predictions(run_dir / runs.PREDICTIONS_JSON)
     spec = get_method(run_settings["config"]["method"])
     check_format_fits(spec, fmt)
     check_out(out, run_dir, force)
@@ -94,7 +100,8 @@ def export_run(
         if quantize:  # fail on missing data now, not after the export
             from peftqa.data import eval_questions
 
-            eval_questions(data_dir or config.data.data_dir, config.questions)
+            config = locate_questions(config, loaded.settings, data_dir)
+            eval_questions(config.data.data_dir, config.questions)
         batch = probe_batch(loaded.tokenizer, config.scoring)
         reference = logits(loaded.model, batch)
         verification: dict[str, Any] = {"probe_windows": int(batch["input_ids"].shape[0])}
@@ -111,9 +118,7 @@ def export_run(
             model.config.save_pretrained(staging)
             verification.update(write_checked_onnx(model, batch, staging))
             if quantize:
-                extra["int8"] = quantize_and_score(
-                    staging, loaded.tokenizer, config, data_dir, log, loaded.null_threshold
-                )
+                extra["int8"] = quantize_and_score(staging, loaded.tokenizer, config, None, log, loaded.null_threshold)
         loaded.tokenizer.save_pretrained(staging)
         info = _export_info(fmt, quantize, run_dir, loaded, verification, extra)
         _write_description(staging, run_dir, info, loaded.settings)
@@ -173,6 +178,7 @@ def _export_info(
         "scoring": {name: scoring[name] for name in ("max_length", "doc_stride", "n_best", "max_answer_tokens")},
         "metrics": {key: metrics[key] for key in _CARRIED_METRICS if key in metrics},
         "config": settings["config"],
+        "data_files": settings.get("data_files"),  # where `peftqa evaluate` of the export finds the questions
         "verification": verification,
         **extra,
         "versions": runs.package_versions(),

@@ -63,6 +63,9 @@ def answer_one(run_dir: str | os.PathLike, question: str, context: str, top_k: i
     if not question.strip() or not context.strip():
         raise PeftqaError("--question and --context must not be empty")
     check_value("--top-k", top_k, COUNT)
+    for flag, text in (("--question", question), ("--context", context)):
+        if files.has_surrogate(text):  # bytes that are not UTF-8 reach Python's argv as lone surrogates
+            raise PeftqaError(f"{flag} is not valid UTF-8 text")
     loaded = runs.load_run(run_dir)
     threshold = loaded.null_threshold
     asked = ask(
@@ -126,7 +129,7 @@ def predict_file(
     written = [out]
     if nbest is not None:
         nbest_path = out.parent / NBEST_JSON
-        files.write_json_atomic(nbest_path, _nbest(result, nbest))
+        files.write_json_atomic(nbest_path, files.finite(_nbest(result, nbest)))  # a NaN model's scores: null
         written.append(nbest_path)
     files.write_json_atomic(out, result.predictions)
     unanswered = sum(1 for answer in result.predictions.values() if not answer)

@@ -10,8 +10,10 @@ from typing import Any
 from peftqa import files
 from peftqa.data import gold_answers, load_squad
 from peftqa.errors import PeftqaError
+from peftqa.inference import run_files
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import NullRule, evaluate, run_questions
+from peftqa.inference.run_data import locate_questions
 from peftqa.scoring.metrics import compute_metrics, compute_metrics_v2, question_scores, question_scores_v2
 
 SCORE_VERSIONS = (1, 2)
@@ -32,17 +34,18 @@ def evaluate_run(
         run_dir: a finished run directory, or a folder written by `peftqa export` (hf or onnx), scored
             with its run's windows and questions; then also how many answers equal the run's own.
         eval_limit: a sample of N questions, drawn as the run draws them; None: the run's own setting.
-        data_dir: where SQuAD is; None: the run's own setting, else the default.
+        data_dir: where SQuAD is when the files run.json recorded are gone; None: the run's own
+            data directory if it still holds them, else PEFTQA_DATA_DIR or the user cache.
         train_file, dev_file: other question sources to score on (dev, or train for a validation run);
             None: the run's own.
     """
     from peftqa.hardware import pick_device
 
     loaded = runs.load_run(run_dir, device=str(pick_device()))
-    config = loaded.config
+    config = locate_questions(loaded.config, loaded.settings, data_dir)
     replaced: dict[str, Any] = {"eval_limit": eval_limit, "train_file": train_file, "dev_file": dev_file}
     config = config.replace(**{k: v for k, v in replaced.items() if v is not None})
-    examples, features = run_questions(config, loaded.tokenizer, data_dir)
+    examples, features = run_questions(config, loaded.tokenizer)
     threshold = loaded.null_threshold
     null = NullRule(threshold) if threshold is not None else None
     result = evaluate(loaded.model, examples, features, loaded.tokenizer.pad_token_id, config.scoring, null)
@@ -65,7 +68,7 @@ def agreement_with_run(loaded: runs.LoadedRun, predictions: dict[str, str]) -> d
     {} for a run directory, whose answers are its own."""
     if "export" not in loaded.settings:
         return {}
-    original = files.read_json(loaded.run_dir / runs.RUN_PREDICTIONS_JSON)
+    original = run_files.read_predictions(loaded.run_dir / runs.RUN_PREDICTIONS_JSON)
     shared = [question for question in predictions if question in original]
     same = sum(predictions[question] == original[question] for question in shared)
     return {"same_answers_as_run": same, "compared_with_run": len(shared)}

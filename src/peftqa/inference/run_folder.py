@@ -24,7 +24,6 @@ evaluate, predict, export and the web page share, for either.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from typing import Any
 
 from peftqa import files
 from peftqa.errors import PeftqaError
+from peftqa.inference import run_files
 from peftqa.methods import get_method
 from peftqa.model.backbone import load_qa_model, load_tokenizer, resolve_model
 from peftqa.model.onnx_runtime import OnnxQAModel, require_onnx
@@ -70,22 +70,27 @@ def read_scores(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise PeftqaError(f"{path}: no such file (the run did not finish, or files were removed)")
     rows: dict[str, dict[str, Any]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PeftqaError(f"{path}:{number}: not valid JSON ({error})") from error
-            if not (
-                isinstance(row, dict)
-                and isinstance(row.get("id"), str)
-                and all(isinstance(row.get(k), int | float) for k in ("exact_match", "f1"))
-            ):
-                raise PeftqaError(f"{path}:{number}: needs a string 'id' and numbers 'exact_match' and 'f1'")
-            rows[row["id"]] = row
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PeftqaError(f"{path}: cannot read it as UTF-8 text ({error})") from None
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        row = files.loads_json(line, f"{path}:{number}")
+        if not (
+            isinstance(row, dict)
+            and isinstance(row.get("id"), str)
+            and all(is_score(row.get(k)) for k in ("exact_match", "f1"))
+        ):
+            raise PeftqaError(f"{path}:{number}: needs a string 'id' and numbers 'exact_match' and 'f1' from 0 to 100")
+        rows[row["id"]] = row
     return rows
+
+
+def is_score(value: Any) -> bool:
+    """An EM or F1 figure: a finite number from 0 to 100 (JSON's booleans are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 100
 
 
 def package_versions() -> dict[str, str]:
@@ -161,14 +166,13 @@ class LoadedRun:
         return None if value is None else float(value)
 
 
-def check_run_dir(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """The run directory and its run.json, or a PeftqaError naming what is missing."""
+def check_run_dir(run_dir: str | os.PathLike, config_checked: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The run directory and its run.json (checked: `run_files.read_settings`), or a PeftqaError naming
+    what is missing or wrong."""
     folder = Path(run_dir)
     if not folder.is_dir():
         raise PeftqaError(f"{folder}: no such run directory")
-    settings = files.read_json(folder / RUN_JSON)
-    if not isinstance(settings, dict) or "config" not in settings or "base_model_path" not in settings:
-        raise PeftqaError(f"{folder / RUN_JSON}: not a peftqa run.json (no 'config' or 'base_model_path')")
+    settings = run_files.read_settings(folder / RUN_JSON, config_checked)
     spec = get_method(settings["config"].get("method", "?"))
     for needed in (spec.artifact, TOKENIZER_DIR):
         if not (folder / needed).is_dir():
@@ -202,14 +206,24 @@ def _load_run_dir(run_dir: str | os.PathLike, base_model: Any, device: str) -> L
     spec = get_method(settings["config"]["method"])
     if base_model is None:
         base_model = load_qa_model(base_source(settings))
+    metrics = run_files.read_metrics(folder / METRICS_JSON)  # before any weights load: a quick refusal
     try:
         model = spec.load(base_model, folder)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise PeftqaError(f"{folder}: cannot load '{spec.artifact}/' ({str(error).splitlines()[0]})") from error
+    except _DAMAGED_WEIGHTS as error:
+        raise PeftqaError(f"{folder}: cannot load '{spec.artifact}/' ({_first_line(error)})") from error
     tokenizer = load_tokenizer(str(folder / TOKENIZER_DIR))
-    metrics_path = folder / METRICS_JSON
-    metrics = files.read_json(metrics_path) if metrics_path.is_file() else {}
     return LoadedRun(folder, settings, metrics, model.to(device).eval(), tokenizer)
+
+
+# What loading a damaged weights or config file raises: anything. safetensors has its own error type,
+# and peft acts on every field of adapter_config.json (a float where an index was is an IndexError deep
+# in torch, a `megatron_config` imports megatron): the folder is the user's, so whatever its loading
+# raises is said as one line naming it.
+_DAMAGED_WEIGHTS = (Exception,)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def base_source(settings: dict[str, Any]) -> str:
@@ -228,14 +242,7 @@ def is_export(folder: str | os.PathLike) -> bool:
 def read_export_info(folder: str | os.PathLike) -> dict[str, Any]:
     """peftqa.json of an exported folder, checked for what evaluation and serving need."""
     path = Path(folder) / EXPORT_JSON
-    info = files.read_json(path)
-    if (
-        not isinstance(info, dict)
-        or info.get("format") not in EXPORT_FORMATS
-        or not isinstance(info.get("config"), dict)
-    ):
-        raise PeftqaError(f"{path}: not a peftqa export description (no 'format' or 'config')")
-    return info
+    return run_files.check_export_info(files.read_json(path), path)
 
 
 def load_saved_model(folder: str | os.PathLike) -> Any:
@@ -246,12 +253,17 @@ def load_saved_model(folder: str | os.PathLike) -> Any:
 def _load_export(folder: Path, device: str, threads: int | None) -> LoadedRun:
     """An export as a LoadedRun: run.json's settings and metrics.json's figures come from peftqa.json."""
     info = read_export_info(folder)
-    if info["format"] == "onnx":
-        require_onnx()
-        model: Any = OnnxQAModel(folder / ONNX_FILE, threads=threads)
-    else:
-        model = load_saved_model(folder).to(device)
-    settings = {"config": info["config"], "export": info}
+    try:
+        if info["format"] == "onnx":
+            require_onnx()
+            model: Any = OnnxQAModel(folder / ONNX_FILE, threads=threads)
+        else:
+            model = load_saved_model(folder).to(device)
+    except PeftqaError:
+        raise
+    except _DAMAGED_WEIGHTS as error:
+        raise PeftqaError(f"{folder}: cannot load the exported model ({_first_line(error)})") from error
+    settings = {"config": info["config"], "export": info, "data_files": info.get("data_files")}
     metrics = dict(info.get("metrics") or {})
     if info.get("int8"):  # the page shows the figures of the model it serves: int8's own
         int8 = info["int8"]["int8"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,20 @@ def save_adapter(model: Any, run_dir: Path) -> None:
 
 
 def load_adapter(base_model: Any, run_dir: Path) -> Any:
+    """The saved adapter on `base_model`; refused when its weights do not match its adapter_config.json
+    (peft only warns, and answers with freshly initialised adapter weights: another model than the run's)."""
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(base_model, run_dir / ADAPTER_DIR)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = PeftModel.from_pretrained(base_model, run_dir / ADAPTER_DIR)
+    for warning in caught:
+        if "missing adapter keys" in str(warning.message):
+            raise PeftqaError(
+                f"{run_dir / ADAPTER_DIR}: its weights do not match its adapter_config.json (adapter weights "
+                "missing): a damaged or hand-edited folder"
+            )
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return model.eval()
 
 

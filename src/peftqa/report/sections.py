@@ -24,7 +24,7 @@ from peftqa.report.pairing import (
     reference_run,
     verdict,
 )
-from peftqa.report.render import RESULT_HEADERS, Block, result_row
+from peftqa.report.render import RESULT_HEADERS, Block, figure, result_row
 from peftqa.report.results import (
     ANSWER_LENGTHS,
     BOOTSTRAP_SEED,
@@ -216,7 +216,7 @@ def _curves_section(results: list[RunResult]) -> list[Block]:
         # With --eval-every-steps the epochs were scored on held-out training articles, dev only at the end.
         split = "validation" if "validation" in r.metrics else r.metrics.get("eval_split", "dev")
         history = [
-            [h["epoch"], h["step"], f"{h['train_loss']:.3f}", f"{h['eval_loss']:.3f}", f"{h['f1']:.2f}"]
+            [h["epoch"], h["step"], figure(h["train_loss"], 3), figure(h["eval_loss"], 3), figure(h["f1"], 2)]
             for h in r.metrics.get("history", [])
         ]
         headers = ["epoch", "step", "train loss", f"{split} loss", f"{split} F1"]

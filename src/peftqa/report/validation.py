@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from peftqa.report.render import Block
+from peftqa.report.render import Block, figure
 from peftqa.report.results import RunResult
 
 
@@ -24,9 +24,9 @@ def validation_blocks(r: RunResult) -> list[Block]:
     rows = [
         [
             e["step"],
-            f"{e['eval_loss']:.3f}",
-            f"{e['exact_match']:.2f}",
-            f"{e['f1']:.2f}",
+            figure(e["eval_loss"], 3),
+            figure(e["exact_match"], 2),
+            figure(e["f1"], 2),
             ("kept" if e["step"] == m.get("kept_step") else "") + (" stopped" if e["step"] == stopped else ""),
         ]
         for e in m["validation"]

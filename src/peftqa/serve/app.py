@@ -22,6 +22,8 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
+from peftqa import files
+
 DEFAULTS: dict[str, Any] = {
     "RUN_DIRS": [],  # run directories to load when MODELS is not given
     "MODELS": None,  # already loaded ServedModels
@@ -31,7 +33,20 @@ DEFAULTS: dict[str, Any] = {
 
 
 class _DocumentedOrderJSON(DefaultJSONProvider):
+    """Flask's JSON, in the documented order, never writing NaN and never failing on deep nesting."""
+
     sort_keys = False  # answers read best in the documented order: name, method, answer, ...
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        # NaN is not JSON (a browser's JSON.parse refuses it): a score that is not a number is null.
+        return super().dumps(files.finite(obj), **{**kwargs, "allow_nan": False})
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            # A ValueError is what Flask answers with 400 (bad JSON); RecursionError would be a 500.
+            raise ValueError("the JSON is nested too deeply") from None
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

@@ -154,10 +154,19 @@ def run_query(query: Query) -> dict[str, Any]:
     results = list(current_app.extensions["peftqa_pool"].map(ask, query.models))
     response: dict[str, Any] = {"models": results}
     if query.scored and len(results) > 1:
-        ranked = sorted(results, key=lambda r: (r["f1"], r["exact_match"]), reverse=True)
-        tied = (ranked[0]["f1"], ranked[0]["exact_match"]) == (ranked[1]["f1"], ranked[1]["exact_match"])
-        response["better"] = None if tied else ranked[0]["name"]
+        response.update(verdict(results))
     return response
+
+
+def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which models scored best (F1, then EM), over every score shown: `best` names all that share the
+    top score ([] when every model scored the same), `better` the one model alone at the top (else None)."""
+    score = lambda result: (result["f1"], result["exact_match"])  # noqa: E731
+    top = max(score(result) for result in results)
+    best = [result["name"] for result in results if score(result) == top]
+    if len(best) == len(results):
+        best = []
+    return {"better": best[0] if len(best) == 1 else None, "best": best}
 
 
 def _json_error(message: str, status: int):

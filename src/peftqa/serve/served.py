@@ -14,6 +14,7 @@ from typing import Any
 
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import Asked, ask
+from peftqa.inference.run_files import is_count, is_number
 from peftqa.scoring.metrics import question_scores_v2, score_answer
 from peftqa.serve.discovery import public_model_name, public_path
 from peftqa.settings.groups import ScoringSettings
@@ -80,20 +81,26 @@ class ServedModel:
 
     def describe(self) -> dict[str, Any]:
         """What the page and /api/models show about this run (run.json and metrics.json, or peftqa.json)."""
-        config = self.run.settings["config"]
-        metrics = self.run.metrics
+        # load_run checked both files; a figure of the wrong type still shows as missing ("–"), never
+        # as a page that fails to render for every user because of one run.
+        config = self.run.settings.get("config") if isinstance(self.run.settings, dict) else None
+        config = config if isinstance(config, dict) else {}
+        metrics = self.run.metrics if isinstance(self.run.metrics, dict) else {}
+        count = lambda key: metrics.get(key) if is_count(metrics.get(key)) else None  # noqa: E731
+        number = lambda key: metrics.get(key) if is_number(metrics.get(key)) else None  # noqa: E731
+        model = config.get("model")
         return {
             "name": self.name,
-            "method": self.run.method,
-            "backbone": public_model_name(config.get("model")),
+            "method": str(config.get("method", "?")),
+            "backbone": public_model_name(model) if isinstance(model, str) else None,
             "backend": self.backend,
-            "trainable_params": metrics.get("trainable_params"),
-            "total_params": metrics.get("total_params"),
-            "trainable_percent": metrics.get("trainable_percent"),
-            "dev_exact_match": metrics.get("exact_match"),
-            "dev_f1": metrics.get("f1"),
-            "dev_questions": metrics.get("eval_questions"),
-            "null_threshold": metrics.get("null_threshold"),
+            "trainable_params": count("trainable_params"),
+            "total_params": count("total_params"),
+            "trainable_percent": number("trainable_percent"),
+            "dev_exact_match": number("exact_match"),
+            "dev_f1": number("f1"),
+            "dev_questions": count("eval_questions"),
+            "null_threshold": number("null_threshold"),
             "run_dir": public_path(self.run.run_dir),
         }
 

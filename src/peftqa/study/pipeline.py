@@ -274,7 +274,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> dict[s
         "total_seconds": round(time.perf_counter() - steps.began, 1),
         "report": str(report_html),
     }
-    files.write_json_atomic(folder / STUDY_JSON, summary)
+    files.write_json_atomic(folder / STUDY_JSON, files.finite(summary))
     log("\n" + results_table(metrics))
     log(f"\nstudy done in {summary['total_seconds'] / 60:.1f} min.")
     log(f"report: {report_md}  and  {report_html} (one self-contained file: open it in a browser)")

@@ -13,8 +13,26 @@ from typing import Any
 
 from peftqa import files
 from peftqa.errors import PeftqaError
+from peftqa.inference.run_files import Check, check_fields, is_number, is_text, list_of, mapping_of
 
 STUDY_JSON = "study.json"
+# What is read back of study.json, each field checked when it is there (runs and sweeps are required
+# to find the study's folders).
+_NAMES: tuple[Check, str] = (list_of(is_text), "a list of folder names")
+_STUDY_FIELDS: dict[str, tuple[Check, str]] = {
+    "runs": _NAMES,
+    "sweeps": _NAMES,
+    "methods": _NAMES,
+    "preset": (is_text, "a string"),
+    "learning_rates": (mapping_of(is_number), "an object of numbers"),
+    "results": (list_of(lambda value: isinstance(value, dict)), "a list of objects"),
+}
+
+
+def read_study(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """study.json, checked (with the fields `required` there)."""
+    fields = {name: _STUDY_FIELDS[name] for name in required}
+    return check_fields(files.read_json(path), path, fields, _STUDY_FIELDS, "a peftqa study.json")
 
 
 def study_folders(study_dir: str | Path) -> tuple[list[Path], list[Path]]:
@@ -29,7 +47,7 @@ def study_folders(study_dir: str | Path) -> tuple[list[Path], list[Path]]:
     folder = Path(study_dir)
     if not (folder / STUDY_JSON).is_file():
         raise PeftqaError(f"{folder}: no {STUDY_JSON} (has `peftqa study` finished there?)")
-    summary = files.read_json(folder / STUDY_JSON)
+    summary = read_study(folder / STUDY_JSON, required=("runs", "sweeps"))
     run_dirs = [folder / "runs" / Path(name).name for name in summary["runs"]]
     sweep_dirs = [folder / "sweeps" / Path(name).name for name in summary["sweeps"]]
     missing = [str(run_dir) for run_dir in run_dirs if not run_dir.is_dir()]
@@ -47,7 +65,7 @@ def earlier_calls(
     for runs no longer there."""
     earlier: dict[str, Any] = {"methods": [], "runs": [], "sweeps": [], "learning_rates": {}, "results": []}
     path = folder / STUDY_JSON
-    before = files.read_json(path) if path.is_file() else {}
+    before = read_study(path) if path.is_file() else {}
     if before.get("preset") != preset:
         return earlier
     run_names, sweep_names = {Path(p).name for p in runs_now}, {Path(p).name for p in sweeps_now}

@@ -10,6 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 from peftqa import files
 from peftqa.errors import PeftqaError
+from peftqa.inference.run_files import (
+    Check,
+    check_fields,
+    is_count,
+    is_interval,
+    is_loss,
+    is_number,
+    is_text,
+    is_whole,
+    list_of,
+    mapping_of,
+    optional,
+    record,
+)
 from peftqa.sweep.rungs import read_evaluations, separation
 from peftqa.sweep.storage import STUDY_DB
 from peftqa.sweep.sweep_config import _TRIAL_EVAL_SPLIT, Rungs, SweepConfig, grid_point, search_space
@@ -128,15 +142,55 @@ def write_sweep(folder: Path, summary: dict[str, Any]) -> None:
 
     # Workers on several machines may finish at once on one shared folder: each atomic write has its
     # own temporary name, and the last summary written holds every trial.
-    files.write_json_atomic(folder / SWEEP_JSON, summary)
+    files.write_json_atomic(folder / SWEEP_JSON, files.finite(summary))  # a diverged trial's figures: null
     plot_sweep(summary, folder / SWEEP_PNG)
 
 
+_PARAMS = mapping_of(is_number)
+_TRIAL = {"number": is_count, "state": is_text, "params": _PARAMS}
+_TRIAL_FIGURES = {
+    "f1": optional(is_number),
+    "exact_match": optional(is_number),
+    "eval_loss": is_loss,
+    "f1_ci": optional(is_interval),
+    "steps": optional(is_count),
+    "kept_step": optional(is_count),
+    "run_dir": optional(is_text),
+}
+_CHOSEN = optional(record({**_TRIAL, "f1": is_number, "params": record({"lr": is_number})}, _TRIAL_FIGURES))
+_SEPARATION = record(
+    {"next": _PARAMS, "next_state": is_text, "steps": list_of(optional(is_count)), "questions": is_count},
+    {"difference": is_number, "low": is_number, "high": is_number, "settled": lambda value: isinstance(value, bool)},
+)
+# What the report, the findings, the study and `--lr from:` read of sweep.json, checked when it is read.
+SWEEP_REQUIRED: dict[str, tuple[Check, str]] = {
+    "method": (is_text, "a string"),
+    "trials": (list_of(record(_TRIAL, _TRIAL_FIGURES)), "a list of trials"),
+}
+SWEEP_OPTIONAL: dict[str, tuple[Check, str]] = {
+    "best": (_CHOSEN, "a trial with its params (lr among them) and F1, or null"),
+    "best_by_eval_loss": (_CHOSEN, "a trial with its params (lr among them) and F1, or null"),
+    "edge_warnings": (list_of(is_text), "a list of strings"),
+    "search_space": (mapping_of(list_of(is_number)), "an object of value lists"),
+    "base_config": (record({"eval_sample": is_text, "eval_seed": is_whole}), "an object with eval_sample, eval_seed"),
+    "eval_split": (is_text, "a string"),
+    "eval_limit": (optional(is_count), "a whole number or null"),
+    "validation_questions": (is_count, "a whole number"),
+    "train_questions": (is_count, "a whole number"),
+    "epochs": (is_number, "a number"),
+    "steps": (is_count, "a whole number"),
+    "score_dev": (lambda value: isinstance(value, bool), "true or false"),
+    "compute": (record({"steps": is_count, "train_seconds": is_number}), "an object with steps and train_seconds"),
+    "separation": (optional(_SEPARATION), "a paired comparison or null"),
+}
+
+
 def read_sweep(folder: str | Path) -> dict[str, Any]:
+    """A finished sweep's sweep.json, checked: every field the report and `--lr from:` read has its type."""
     path = Path(folder) / SWEEP_JSON
     if not path.is_file():
         raise PeftqaError(f"{folder}: no {SWEEP_JSON} (not a sweep directory, or the sweep has not finished)")
-    return files.read_json(path)
+    return check_fields(files.read_json(path), path, SWEEP_REQUIRED, SWEEP_OPTIONAL, "a peftqa sweep.json")
 
 
 def best_lr(folder: str | Path) -> float:

@@ -18,6 +18,7 @@ import torch
 from peftqa import files
 from peftqa.data import Example
 from peftqa.errors import PeftqaError
+from peftqa.inference import run_files
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import EvalResult
 from peftqa.methods import MethodSpec
@@ -138,10 +139,16 @@ def load_checkpoint(
     path = checkpoint_path(run_dir)
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing = sorted(trainable - set(state["trainable"]))
-    unexpected = model.load_state_dict(state["trainable"], strict=False).unexpected_keys
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        missing = sorted(trainable - set(state["trainable"]))
+        unexpected = model.load_state_dict(state["trainable"], strict=False).unexpected_keys
+    except Exception as error:  # a damaged file: torch raises whatever its unpickling meets
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise PeftqaError(
+            f"{path}: cannot read the checkpoint ({first}); remove {CHECKPOINT_DIR}/ to train the run from the start"
+        ) from error
     if missing or unexpected:
         raise PeftqaError(
             f"{path}: checkpoint does not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})"
@@ -179,7 +186,7 @@ def check_same_data(run_dir: Path, data_files: dict[str, dict[str, Any]]) -> Non
     path = run_dir / runs.RUN_JSON
     if not path.is_file():
         return
-    recorded = files.read_json(path).get("data_files") or {}
+    recorded = run_files.read_settings(path, config_checked=False).get("data_files") or {}
     changed = [
         f"{split} ({described['source']})"
         for split, described in data_files.items()
@@ -199,8 +206,8 @@ def check_same_settings(run_dir: Path, config: RunConfig) -> None:
         return
     # A setting added after the run was started is read as its default (the run was trained that way),
     # except the QA head's rate, which recorded_config reads from the rate such a run trained its head at.
-    settings = files.read_json(path)
-    recorded = {**RunConfig().to_dict(), **(recorded_config(settings) if "config" in settings else {})}
+    settings = run_files.read_settings(path, config_checked=False)
+    recorded = {**RunConfig().to_dict(), **recorded_config(settings)}
     wanted = config.to_dict()
     # Data may move (its files' fingerprints are compared instead: check_same_data), and so may the
     # settings that give the same steps or only watch the run: their fields say so.

@@ -166,7 +166,7 @@ class Validation:
         path = self.state.run_dir / runs.RUN_JSON
         settings = files.read_json(path)
         settings["early_stopping"] = {k: metrics[k] for k in self.outcome()}
-        files.write_json_atomic(path, settings)
+        files.write_json_atomic(path, files.finite(settings))
 
 
 def _scores(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import torch
 from tqdm.auto import tqdm
 
 from peftqa import files
-from peftqa.errors import PeftqaError
 from peftqa.features.batches import (
     DeviceFeatures,
     collate,
@@ -29,6 +28,7 @@ from peftqa.features.batches import (
     uses_sdpa,
 )
 from peftqa.hardware import peak_memory_mb, pick_device, reset_peak_memory
+from peftqa.inference import run_files
 from peftqa.inference import run_folder as runs
 from peftqa.inference.evaluate import evaluate
 from peftqa.inference.forward import autocast_for, model_device
@@ -37,7 +37,6 @@ from peftqa.model.backbone import load_tokenizer, resolve_model
 from peftqa.plots import plot_loss_curve
 from peftqa.settings.run_config import RunConfig
 from peftqa.training.checkpoint import (
-    CHECKPOINT_DIR,
     LastEvaluation,
     check_same_data,
     check_same_settings,
@@ -48,6 +47,7 @@ from peftqa.training.early_stopping import Validation, scored_while_training
 from peftqa.training.hooks import TrainHooks, TrainingState, chain_hooks
 from peftqa.training.levers import SpeedLevers
 from peftqa.training.meter import Meter
+from peftqa.training.output_dir import check_output_dir
 from peftqa.training.parallel import init_parallel
 from peftqa.training.prepare import build_model, build_optimizer, default_output_dir, prepare_data, run_settings
 from peftqa.training.tracking import require_tracker, tracked
@@ -61,6 +61,7 @@ def train(
     log: Callable[[str], None] = print,
     hooks: TrainHooks | None = None,
     loss_curve: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate and export one run; returns its metrics (also written to metrics.json).
 
@@ -71,18 +72,18 @@ def train(
         hooks: callbacks told of the run's data, steps and epochs (see TrainHooks).
         loss_curve: draw loss_curve.png in the run directory (matplotlib); a caller that only wants the
             metrics (a benchmark, on a machine without matplotlib) may leave it out.
+        force: write the run into an --output-dir that holds other files (see output_dir.check_output_dir).
     """
     hooks = hooks or TrainHooks()
     require_tracker(config)  # a missing extra or an unreachable store is one line now, before any data loads
     spec = get_method(config.method)
     run_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config)
+    check_output_dir(run_dir, resume, force)
     if resume:
         check_same_settings(run_dir, config)
     if (run_dir / runs.METRICS_JSON).is_file() and resume:
         log(f"{run_dir} is already complete; nothing to resume")
-        return files.read_json(run_dir / runs.METRICS_JSON)
-    if (run_dir / runs.METRICS_JSON).is_file() or ((run_dir / CHECKPOINT_DIR).is_dir() and not resume):
-        raise PeftqaError(f"{run_dir} already holds a run; pass --resume or choose another --output-dir")
+        return run_files.read_metrics(run_dir / runs.METRICS_JSON)
     # No mkdir here: the folder appears with run.json, once data and model have loaded, so a run
     # that fails on bad input leaves no empty run directory behind.
     parallel = init_parallel()
@@ -265,6 +266,8 @@ def _finish(
     assert last_eval is not None  # every epoch ends scored
     spec.save(state.model, run_dir)
     tokenizer.save_pretrained(run_dir / runs.TOKENIZER_DIR)
+    for saved in (run_dir / spec.artifact, run_dir / runs.TOKENIZER_DIR):
+        files.give_usual_modes(saved)  # safetensors writes owner-only files
     artifact_bytes = sum(f.stat().st_size for f in (run_dir / spec.artifact).rglob("*") if f.is_file())
     metrics = {
         "method": config.method,
@@ -296,8 +299,10 @@ def _finish(
     if loss_curve:
         curve_split = scored_while_training(state)[0]
         plot_loss_curve(progress.history, progress.step_losses, run_dir / runs.LOSS_CURVE, run_dir.name, curve_split)
-    # metrics.json last: its presence means the run is complete.
-    files.write_json_atomic(run_dir / runs.METRICS_JSON, metrics)
+    if not all(math.isfinite(loss) for loss in progress.step_losses):
+        state.log("warning: the training loss became NaN or infinite (the run diverged: try a lower --lr)")
+    # metrics.json last: its presence means the run is complete. A diverged run's losses are null there.
+    files.write_json_atomic(run_dir / runs.METRICS_JSON, files.finite(metrics))
     remove_checkpoint(run_dir)
     state.log(f"done: EM {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}; run directory {run_dir}")
     if state.hooks.after_finish is not None:

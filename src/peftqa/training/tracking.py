@@ -34,6 +34,7 @@ from typing import Any
 
 from peftqa import files
 from peftqa.errors import PeftqaError
+from peftqa.inference.run_files import check_fields, is_count, is_text
 from peftqa.settings.run_config import RunConfig
 from peftqa.training.early_stopping import scored_while_training
 from peftqa.training.hooks import TrainHooks, TrainingState
@@ -220,13 +221,23 @@ class _MLflow:
         self.client.set_terminated(self.run_id, status=status)
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """tracking.json, checked: where a run (or a sweep) is tracked and how far its losses were sent."""
+    fields = {
+        "logged_step": (is_count, "a step number"),
+        "tracking_uri": (is_text, "a string"),
+        "mlflow_run_id": (is_text, "a string"),
+    }
+    return check_fields(files.read_json(path), path, {}, fields, "a peftqa tracking.json")
+
+
 class RunTracking:
     """Sends one run's figures to its tracker as train()'s hooks report them (the main process only)."""
 
     def __init__(self, state: TrainingState, resume: bool) -> None:
         self.state, config, run_dir, progress = state, state.config, state.run_dir, state.progress
         self.record_path = run_dir / TRACKING_JSON
-        before = files.read_json(self.record_path) if resume and self.record_path.is_file() else {}
+        before = read_record(self.record_path) if resume and self.record_path.is_file() else {}
         # Sent before the kill and still in the checkpoint: everything up to that step (losses are sent last).
         self.sent_losses = min(int(before.get("logged_step", 0)), progress.step)
         self.sent_validation = sum(1 for e in progress.validation if e["step"] <= self.sent_losses)
@@ -373,7 +384,7 @@ def sweep_run(base: RunConfig, folder: Path, params: dict[str, Any]) -> Iterator
         return
     require_tracker(base)
     record_path = folder / TRACKING_JSON
-    before = files.read_json(record_path) if record_path.is_file() else {}
+    before = read_record(record_path) if record_path.is_file() else {}
     previous = before.get("mlflow_run_id") if before.get("tracking_uri") == mlflow_uri(base) else None
     run = _MLflow(base, f"sweep {folder.name}", previous, {"peftqa.sweep_dir": str(folder.resolve())})
     sweep_params = {f"sweep.{name}": _scalar(value) for name, value in params.items()}
