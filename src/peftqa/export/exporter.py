@@ -88,11 +88,12 @@ def export_run(
     _check_request(fmt, quantize)
     run_dir, out = Path(run_dir), Path(out)
     _, run_settings = runs.check_run_dir(run_dir)  # a broken run is named before any refusal of --out
+    # A method that cannot merge is told from run.json alone, whatever else the folder lacks.
+    spec = get_method(run_settings["config"]["method"])
+    check_format_fits(spec, fmt)
     # metrics.json marks a finished run: an export carries its figures, and its answers to compare with.
     run_files.read_metrics(run_dir / runs.METRICS_JSON)
     run_files.read_predictions(run_dir / runs.PREDICTIONS_JSON)
-    spec = get_method(run_settings["config"]["method"])
-    check_format_fits(spec, fmt)
     check_out(out, run_dir, force)
     with staging_folder(out) as staging:  # an unwritable --out fails here, before any model loads
         loaded = runs.load_run(run_dir)
