@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from peftqa.cli.commands import main
-from tests.helpers import official_v2
+from tests.official_squad2 import official_v2
 from tests.squad_fixtures import squad_document
 
 REPO = Path(__file__).resolve().parents[1]

@@ -121,3 +121,15 @@ def test_the_walker_sees_lazy_and_relative_imports(tmp_path):
 def test_a_module_without_a_stage_fails(module):
     with pytest.raises(AssertionError, match="give it its place"):
         _stage(module)
+
+
+def test_no_module_is_over_400_lines():
+    """One job per module: a module that grows past 400 lines holds two jobs and should be split."""
+    roots = [PACKAGE, PACKAGE.parents[1] / "tests", PACKAGE.parents[1] / "benchmarks", PACKAGE.parents[1] / "tools"]
+    long = [
+        f"{path.relative_to(PACKAGE.parents[1])}: {count} lines"
+        for root in roots
+        for path in sorted(root.rglob("*.py"))
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > 400
+    ]
+    assert long == []

@@ -1,7 +1,7 @@
 import pytest
 
 from peftqa.scoring.metrics import compute_metrics, exact_match, f1, normalize_answer, score_answer
-from tests.helpers import official_v2
+from tests.official_squad2 import official_v2
 
 
 @pytest.mark.parametrize(

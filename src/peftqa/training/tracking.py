@@ -1,6 +1,5 @@
-"""Live tracking of a run (`--report-to tensorboard|mlflow`): the step losses and learning rates, the
-training rate, each epoch's loss, EM and F1 with its interval, every held-out evaluation
-(--eval-every-steps), the settings as hyperparameters, the final figures and the loss-curve image.
+"""Live tracking of a run (`--report-to tensorboard|mlflow`): step losses and learning rates, the training rate,
+each epoch's loss, EM and F1 with its interval, every held-out evaluation, the settings and the final figures.
 
 Where it goes:
 - tensorboard: event files in RUN_DIR/tensorboard, or TRACKING_DIR/<run name> with --tracking-dir (a
@@ -8,8 +7,8 @@ Where it goes:
   on TRACKING_DIR shows every run side by side.
 - mlflow: MLFLOW_TRACKING_URI when set, else a local SQLite store, ./mlruns/mlflow.db (TRACKING_DIR/mlflow.db
   with --tracking-dir) with the artifacts beside it (`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`);
-  experiment MLFLOW_EXPERIMENT_NAME, default "peftqa". One MLflow run per peftqa run, resumed with it;
-  a sweep's trials nested under the sweep's own run (`sweep_run`).
+  experiment MLFLOW_EXPERIMENT_NAME, default "peftqa". One MLflow run per peftqa run, resumed with it; a sweep's
+  trials nested under the sweep's own run (`sweep_run`).
 
 `RunTracking` is a consumer of train()'s hooks and reads only what the loop already has on the host: the
 losses are read from the device every --log-every-steps steps (peftqa.training.meter) and sent after that read,
