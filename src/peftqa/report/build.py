@@ -17,14 +17,11 @@ from pathlib import Path
 
 from peftqa import files
 from peftqa.errors import PeftqaError
-from peftqa.report.agreement import DISAGREEMENT_HEADERS, disagreements
 from peftqa.report.answerability import answerability_section
 from peftqa.report.budgets import budget_blocks
-from peftqa.report.findings import findings
-from peftqa.report.pairing import NOT_SETTLED
 from peftqa.report.pdf import check_pdf_printer, print_pdf
-from peftqa.report.render import Block, markdown_table, render_html, render_markdown, results_table
-from peftqa.report.results import RunResult, answer_length, load_results, pareto_front, question_type
+from peftqa.report.render import Block, render_html, render_markdown
+from peftqa.report.results import load_results
 from peftqa.report.sections import (
     _comparison_section,
     _curves_section,
@@ -34,9 +31,6 @@ from peftqa.report.sections import (
     _results_section,
     _seeds_section,
     _sweep_section,
-    comparison_rows,
-    load_qualitative,
-    results_rows,
 )
 from peftqa.report.validation import learning_blocks
 
@@ -45,32 +39,6 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
 FIGURES_DIR = "figures"
-
-# What `from peftqa.report import ...` offers (the cli, the study, the tests and
-# notebooks/compare_methods.ipynb import these).
-__all__ = [
-    "DISAGREEMENT_HEADERS",
-    "FIGURES_DIR",
-    "NOT_SETTLED",
-    "REPORT_HTML",
-    "REPORT_MD",
-    "REPORT_PDF",
-    "RunResult",
-    "answer_length",
-    "build_report",
-    "check_pdf_printer",
-    "comparison_rows",
-    "disagreements",
-    "findings",
-    "load_qualitative",
-    "load_results",
-    "markdown_table",
-    "pareto_front",
-    "print_pdf",
-    "question_type",
-    "results_rows",
-    "results_table",
-]
 
 
 def build_report(
