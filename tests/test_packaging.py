@@ -79,7 +79,7 @@ def test_the_wheel_holds_every_file_and_runs_alone(tmp_path):
     for requirement in project["dependencies"]:  # ranges, as pyproject states them
         name = requirement.split(">")[0].split("<")[0].split("=")[0]
         assert any(line.startswith(f"Requires-Dist: {name}") for line in meta.splitlines()), requirement
-    assert "peftqa = peftqa.cli.commands:main" in entry_points
+    assert "peftqa = peftqa.cli:main" in entry_points
 
     target = tmp_path / "installed"
     installed = subprocess.run(
