@@ -42,6 +42,7 @@ def test_a_run_on_the_official_files_says_squad_with_its_tag_and_attribution():
         "train_features": 2000,
         "eval_description": "500 dev questions (seeded random sample, seed 0)",
         "learning_rate": 3e-4,
+        "head_learning_rate": 0.01,
         "versions": {"transformers": "5.0.0"},
     }
     settings["data_files"]["train"]["questions"] = 87599
@@ -50,7 +51,9 @@ def test_a_run_on_the_official_files_says_squad_with_its_tag_and_attribution():
     assert "SQuAD v1.1 train: 2,000 of its 87,599 questions (a seeded random sample, seed 42)" in card
     assert "125 optimiser steps (1 epoch(s) of 2,000 training windows)" in card
     assert "SQuAD v1.1 dev: 500 dev questions (seeded random sample, seed 0)" in card
-    assert "lr 0.0003" in card
+    assert "lr 0.0003, QA head lr 0.01, batch" in card  # the fresh head trained at its own rate
+    same = model_card(INFO, {**settings, "head_learning_rate": 3e-4})
+    assert "lr 0.0003, batch" in same  # one rate (full fine-tuning): said once
     assert "Trained with transformers 5.0.0" in card and "Versions at export: peftqa 0.1.0, transformers 9.9.9" in card
     assert "transformers 9.9.9, used for this export" in card  # the export's own, never a version written in by hand
 

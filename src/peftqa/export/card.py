@@ -151,6 +151,14 @@ def _use(info: dict[str, Any]) -> str:
     return _template("card_use_onnx.md").substitute(int8=int8).rstrip("\n")
 
 
+def _rates(settings: dict[str, Any], config: dict[str, Any], default_lr: float) -> str:
+    """'0.003, QA head lr 0.01': the method's rate and, when it trained at another, the fresh QA head's
+    (run.json's head_learning_rate; a run made before the head had its own rate records none)."""
+    lr = settings.get("learning_rate") or config.get("lr") or default_lr
+    head = settings.get("head_learning_rate")
+    return f"{lr:g}" + (f", QA head lr {head:g}" if isinstance(head, (int, float)) and head != lr else "")
+
+
 def model_card(info: dict[str, Any], settings: dict[str, Any]) -> str:
     """README.md of the export, from its peftqa.json (`info`) and the run's run.json (`settings`)."""
     from peftqa.methods import get_method
@@ -176,7 +184,7 @@ def model_card(info: dict[str, Any], settings: dict[str, Any]) -> str:
         data_name="SQuAD v1.1" if _official(settings, "train") else _source_name(settings, "train"),
         train_data=_train_data(settings, config),
         training=_training(settings, metrics, config),
-        lr=settings.get("learning_rate") or config.get("lr") or method.default_lr,
+        lr=_rates(settings, config, method.default_lr),
         batch_size=config.get("batch_size"),
         dropout=config.get("dropout"),
         seed=config.get("seed"),

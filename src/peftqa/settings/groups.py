@@ -7,6 +7,7 @@ RunConfig (run_config.py) composes them; every field with help is a flag of `pef
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from peftqa.checks import COUNT, FINITE, FRACTION, NOT_NEGATIVE, POSITIVE, SEED, Range, check_fields
 from peftqa.data import EVAL_SAMPLES, EVAL_SPLITS, QuestionChoice
@@ -22,6 +23,25 @@ REPORT_TO = (
     "tensorboard",
     "mlflow",
 )  # where a run's curves and figures are tracked live (peftqa.training.tracking)
+
+
+def workers_setting(what: str) -> Any:
+    """The `workers` field of a command that runs `what` side by side (sweep trials, a study's runs)."""
+    return setting(
+        None,
+        f"worker processes running {what} side by side (default 1): one GPU each while there are GPUs enough, "
+        "else sharing; on a CPU the cores are split between them",
+        within=COUNT,
+    )
+
+
+def workers_per_gpu_setting() -> Any:
+    """The `workers_per_gpu` field beside `workers_setting` (peftqa.workers reads both)."""
+    return setting(
+        None,
+        "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
+        within=COUNT,
+    )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from peftqa import files
 from peftqa.checks import COUNT, check_fields
 from peftqa.errors import PeftqaError
 from peftqa.settings.fields import setting
-from peftqa.settings.groups import PRECISIONS, REPORT_TO
+from peftqa.settings.groups import PRECISIONS, REPORT_TO, workers_per_gpu_setting, workers_setting
 from peftqa.settings.run_config import RunConfig
 from peftqa.study.budgets import budget_record, budget_suffix, fitting_budgets, parse_budgets
 from peftqa.study.finals import adopt_best_trial, seed_config, train_in_workers
@@ -112,17 +112,8 @@ class StudyConfig:
         "and trained on that many questions, the same dev questions); the report plots F1 against them "
         "(default: the preset's questions)",
     )
-    workers: int | None = setting(
-        None,
-        "worker processes running sweep trials and final runs side by side (default 1): one GPU each while "
-        "there are GPUs enough, else sharing; on a CPU the cores are split between them",
-        within=COUNT,
-    )
-    workers_per_gpu: int | None = setting(
-        None,
-        "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
-        within=COUNT,
-    )
+    workers: int | None = workers_setting("sweep trials and final runs")
+    workers_per_gpu: int | None = workers_per_gpu_setting()
     train_file: str | None = setting(
         None, "your training questions (SQuAD JSON v1.1/v2.0 or JSON Lines; default: SQuAD v1.1 train)"
     )

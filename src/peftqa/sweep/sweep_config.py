@@ -14,6 +14,7 @@ from peftqa.data import load_squad, question_source
 from peftqa.errors import PeftqaError
 from peftqa.methods import get_method
 from peftqa.settings.fields import setting
+from peftqa.settings.groups import workers_per_gpu_setting, workers_setting
 from peftqa.settings.run_config import RunConfig
 
 SAMPLERS = ("grid", "tpe")
@@ -69,17 +70,8 @@ class SweepConfig:
         "Optuna storage URL, e.g. postgresql://user@host/db to share the study between machines "
         "(pip install 'peftqa[postgres]'; default: sqlite file in the sweep dir)",
     )
-    workers: int | None = setting(
-        None,
-        "worker processes running trials side by side (default 1): one GPU each while there are GPUs "
-        "enough, else sharing; on a CPU the cores are split between them",
-        within=COUNT,
-    )
-    workers_per_gpu: int | None = setting(
-        None,
-        "workers sharing each GPU (without --workers: this many on every GPU; default: as even as --workers allows)",
-        within=COUNT,
-    )
+    workers: int | None = workers_setting("trials")
+    workers_per_gpu: int | None = workers_per_gpu_setting()
     prune: bool = setting(
         True,
         "successive halving: a trial whose held-out F1 is behind the others' at a rung stops there; the survivors "
