@@ -40,7 +40,7 @@ def test_checkpoint_restores_the_trainable_tensors(tiny_bert_dir, tmp_path):
 def test_a_checkpoint_missing_a_trainable_tensor_is_refused(tiny_bert_dir, tmp_path):
     model = _trainable_model(tiny_bert_dir)
     save_checkpoint(tmp_path, model, *_optimizer(model), Progress(step=1))
-    state = torch.load(checkpoint_path(tmp_path), weights_only=False)
+    state = torch.load(checkpoint_path(tmp_path), weights_only=True)
     dropped = sorted(state["trainable"])[0]
     del state["trainable"][dropped]
     torch.save(state, checkpoint_path(tmp_path))
@@ -70,6 +70,27 @@ def test_a_damaged_checkpoint_is_one_line(tiny_bert_dir, tmp_path, damage):
     with pytest.raises(PeftqaError, match="cannot read the checkpoint .*; remove checkpoint/") as error:
         load_checkpoint(tmp_path, model, *_optimizer(model))
     assert len(str(error.value).splitlines()) == 1
+
+
+class _RunsCode:
+    """Pickles as a call of Path.touch: what a crafted checkpoint.pt could run when unpickled in full."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unrun(tiny_bert_dir, tmp_path):
+    model = _trainable_model(tiny_bert_dir)
+    save_checkpoint(tmp_path, model, *_optimizer(model), Progress(step=1))
+    state = torch.load(checkpoint_path(tmp_path), weights_only=True)
+    marker = tmp_path / "ran"
+    torch.save({**state, "progress": _RunsCode(marker)}, checkpoint_path(tmp_path))
+    with pytest.raises(PeftqaError, match="cannot read the checkpoint"):
+        load_checkpoint(tmp_path, model, *_optimizer(model))
+    assert not marker.exists()  # only tensors and plain containers are unpickled
 
 
 def test_no_checkpoint_means_nothing_to_restore(tiny_bert_dir, tmp_path):

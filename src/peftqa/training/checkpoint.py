@@ -140,7 +140,7 @@ def load_checkpoint(
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         missing = sorted(trainable - set(state["trainable"]))
         unexpected = model.load_state_dict(state["trainable"], strict=False).unexpected_keys
@@ -172,7 +172,7 @@ def load_best_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
     if not path.is_file():
         return None
     # Memory-mapped: only the tensors asked for are read, not the whole optimiser state again.
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("best_trainable")
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("best_trainable")
 
 
 def remove_checkpoint(run_dir: Path) -> None:
