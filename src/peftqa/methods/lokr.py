@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from peftqa.checks import Range
+from peftqa.errors import PeftqaError
 from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
 from peftqa.methods.targets import ALL_LINEAR
 
@@ -17,9 +19,19 @@ class LokrOptions:
     lokr_r: int = field(default=32, metadata={"help": "rank of the larger Kronecker factor"})
     lokr_alpha: int = field(default=64, metadata={"help": "scaling numerator: the update is scaled by alpha/r"})
     lokr_decompose_factor: int = field(
-        default=4, metadata={"help": "side of the smaller Kronecker factor, where it divides a layer's width"}
+        default=4,
+        metadata={
+            "help": "side of the smaller Kronecker factor, where it divides a layer's width (-1: as near the "
+            "square root of the width as it divides, peft's default)",
+            # peft reads any value below 1 as "no limit"; -1 is the one it documents.
+            "range": Range(at_least=-1),
+        },
     )
     target_modules: str | None = target_modules_option("every linear layer of the encoder")
+
+    def __post_init__(self) -> None:
+        if self.lokr_decompose_factor == 0:  # peft would silently train a full-width second factor
+            raise PeftqaError("--lokr-decompose-factor: must be -1 or a whole number >= 1, got 0")
 
 
 def peft_config(model: Any, options: LokrOptions) -> Any:
