@@ -1,7 +1,9 @@
-"""tools/study_table: a study's method table from a tiny study's folders, its compute-seconds line
-summing what the sweep trials and final runs recorded."""
+"""tools/study_table: a study's method table from a tiny study's folders (every run against the head-only
+floor), its compute-seconds line summing what the sweep trials and final runs recorded."""
 
 from __future__ import annotations
+
+import re
 
 from peftqa import files
 from peftqa.inference import run_folder as runs
@@ -13,7 +15,7 @@ from tools.study_table import table
 def test_table_has_a_row_per_final_run_and_sums_the_study_seconds(tiny_bert_dir, squad_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(STUDY_PRESETS, "tiny", TINY_STUDY)
     study = tmp_path / "study"
-    run_study(StudyConfig("tiny", "lora", str(study), str(squad_dir), str(tiny_bert_dir)), lambda _: None)
+    run_study(StudyConfig("tiny", "head,lora", str(study), str(squad_dir), str(tiny_bert_dir)), lambda _: None)
 
     text = table(study)
     names = sorted(p.name for p in (study / "runs").iterdir())  # lora and the preset's compared grid
@@ -21,6 +23,18 @@ def test_table_has_a_row_per_final_run_and_sums_the_study_seconds(tiny_bert_dir,
         rows = [line for line in text.splitlines() if line.startswith(f"| {name} |")]
         assert len(rows) == 1, text
     assert "| **0.01** |" in text, text
+    head_row = next(line for line in text.splitlines() if line.startswith("| head |"))
+    assert "| the floor |" in head_row, head_row
+    lora_row = next(line for line in text.splitlines() if line.startswith("| lora |"))
+    assert re.search(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\], (learned|not shown) \|", lora_row), lora_row
+
+    # A trial pruned at a rung: its rate marked, its training seconds counted in the sweep's.
+    sweep_json = study / "sweeps" / "lora" / "sweep.json"
+    summary = files.read_json(sweep_json)
+    summary["trials"].append({"params": {"lr": 0.1}, "state": "PRUNED", "train_seconds": 1000.0})
+    files.write_json_atomic(sweep_json, summary)
+    pruned = table(study)
+    assert "| lora | **0.01**, 0.1† |" in pruned and "† a rate whose trial was pruned" in pruned, pruned
 
     def seconds(paths: list) -> float:
         return sum(m["train_seconds"] + m["eval_seconds"] for m in map(files.read_json, paths))
@@ -32,3 +46,5 @@ def test_table_has_a_row_per_final_run_and_sums_the_study_seconds(tiny_bert_dir,
     footer = text.splitlines()[-1]
     assert footer.startswith(f"{len(names)} methods;"), footer
     assert f"sweeps {sweeps:,.0f} s, final runs {finals:,.0f} s" in footer, footer
+    pruned_footer = pruned.splitlines()[-1]
+    assert f"sweeps {sweeps + 1000:,.0f} s" in pruned_footer, pruned_footer

@@ -1,8 +1,8 @@
-"""One study's final runs as one method table (docs/results/), sorted by F1: the learning rate each sweep chose
-(and its grid), F1 with its 95% interval, the paired difference to full fine-tuning on the same dev
-questions (settled or not), trainable share, adapter size, training seconds and precision; below it the
-seconds the sweeps and the final runs spent training and scoring (the study's compute, model loading left
-out), also when it ran in parts.
+"""One study's final runs as one method table (docs/results/), sorted by F1: the learning rate each sweep
+chose (and its grid), F1 with its 95% interval, the paired differences on the same dev questions to the
+floor (the QA head alone: learned beyond it or not) and to full fine-tuning (settled or not), trainable
+share, adapter size, training seconds and precision; below it the seconds the sweeps and the final runs
+spent training and scoring (the study's compute, model loading left out), also when it ran in parts.
 
     python -m tools.study_table studies/all-quick
 """
@@ -14,16 +14,18 @@ from pathlib import Path
 
 from peftqa import files
 from peftqa.inference import run_folder as runs
-from peftqa.report.pairing import compare, reference_run, verdict
+from peftqa.report.pairing import BEYOND_HEAD, compare, floor_of, floor_verdict, reference_run, verdict
 from peftqa.report.render import human_bytes
 from peftqa.report.results import load_results
 
 
 def _grid(summary: dict) -> str:
-    """The rates the method's sweep tried, the chosen one in bold."""
+    """The rates the method's sweep tried, the chosen one in bold, a pruned one marked †."""
     chosen = summary["best"]["params"]["lr"]
-    tried = sorted({t["params"]["lr"] for t in summary["trials"] if t.get("state") == "COMPLETE"})
-    return ", ".join(f"**{lr:g}**" if lr == chosen else f"{lr:g}" for lr in tried)
+    state = {t["params"]["lr"]: t.get("state") for t in summary["trials"] if t.get("state") in ("COMPLETE", "PRUNED")}
+    return ", ".join(
+        f"**{lr:g}**" if lr == chosen else f"{lr:g}" + ("†" if state[lr] == "PRUNED" else "") for lr in sorted(state)
+    )
 
 
 def _sweep_seconds(study: Path, name: str, summary: dict) -> float:
@@ -43,15 +45,21 @@ def _sweep_seconds(study: Path, name: str, summary: dict) -> float:
     return total
 
 
+def _short(floor_verdict: str) -> str:
+    """'learned' / 'not shown': the verdict as a table cell (the page's text says it in full)."""
+    return "learned" if floor_verdict == BEYOND_HEAD else "not shown"
+
+
 def table(study: Path) -> str:
     """Every finished final run under STUDY/runs (a study run in several parts, or resumed, included)."""
     finished = sorted(p.parent for p in (study / "runs").glob(f"*/{runs.METRICS_JSON}"))
     results = load_results(finished)
     reference, _ = reference_run(results)
+    floor = floor_of(results)
     lines = [
-        "| method | lr (its sweep's grid) | F1 [95% CI] | F1 − full [paired 95% CI] | trainable | adapter size "
-        "| train s | precision |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| method | lr (its sweep's grid) | F1 [95% CI] | F1 − head [paired 95% CI] | F1 − full [paired 95% CI] "
+        "| trainable | adapter size | train s | precision |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     sweep_seconds = final_seconds = 0.0
     for r in sorted(results, key=lambda r: -r.mean("f1")):
@@ -60,6 +68,13 @@ def table(study: Path) -> str:
         else:
             c = compare(r, reference, "f1")
             gap = f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}], {verdict(c)}"
+        if floor is None:
+            beyond = "no head-only run"
+        elif r is floor:
+            beyond = "the floor"
+        else:
+            f = compare(r, floor, "f1")
+            beyond = f"{f['difference']:+.1f} [{f['low']:+.1f}, {f['high']:+.1f}], {_short(floor_verdict(f))}"
         m = r.metrics
         sweep = files.read_json(study / "sweeps" / r.name / "sweep.json")
         sweep_seconds += _sweep_seconds(study, r.name, sweep)
@@ -68,7 +83,7 @@ def table(study: Path) -> str:
             final_seconds += m["train_seconds"] + m.get("eval_seconds", 0.0)
         precision = settings.get("levers", {}).get("precision", {}).get("used", "?")
         lines.append(
-            f"| {r.name} | {_grid(sweep)} | {r.formatted('f1')} | {gap} | "
+            f"| {r.name} | {_grid(sweep)} | {r.formatted('f1')} | {beyond} | {gap} | "
             f"{m['trainable_params']:,} ({m['trainable_percent']:.2f} %) | {human_bytes(m.get('artifact_bytes', 0))} "
             f"| {m['train_seconds']:.0f} | {precision} |"
         )
@@ -76,7 +91,8 @@ def table(study: Path) -> str:
     lines.append(
         f"{len(results)} methods; training + scoring: sweeps {sweep_seconds:,.0f} s, "
         f"final runs {final_seconds:,.0f} s, {(sweep_seconds + final_seconds) / 60:.0f} min in all "
-        "(model loading left out; a final run that is its sweep's best trial counts in the sweep)."
+        "(model loading left out; a final run that is its sweep's best trial counts in the sweep); "
+        "† a rate whose trial was pruned at a rung."
     )
     return "\n".join(lines)
 
