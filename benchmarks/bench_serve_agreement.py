@@ -18,13 +18,13 @@ def measure_agreement(run_dir: str, data_dir: str | None) -> dict:
     """Answers of the merged fp32 and merged bf16 models against `evaluate`'s on the run's dev sample."""
     from peftqa.data import gold_answers
     from peftqa.export.verify import merge_model
-    from peftqa.inference import run_folder as runs
+    from peftqa.inference import run_folder
     from peftqa.inference.evaluate import evaluate, run_questions
     from peftqa.inference.forward import predict_logits
     from peftqa.inference.postprocess import best_answers, postprocess
     from peftqa.scoring.metrics import compute_metrics
 
-    loaded = runs.load_run(run_dir)
+    loaded = run_folder.load_run(run_dir)
     config = loaded.config
     examples, features = run_questions(config, loaded.tokenizer, data_dir)
     pad = loaded.tokenizer.pad_token_id

@@ -85,9 +85,9 @@ def measure_floor(run_dir: str, seconds: float = 2.0) -> dict:
     from peftqa.export.verify import merge_model
     from peftqa.features.batches import collate
     from peftqa.features.windows import build_features
-    from peftqa.inference import run_folder as runs
+    from peftqa.inference import run_folder
 
-    loaded = runs.load_run(run_dir)
+    loaded = run_folder.load_run(run_dir)
     model = merge_model(loaded.model).eval()
     example = one_window_example()
     scoring = loaded.config.scoring

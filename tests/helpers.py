@@ -173,7 +173,7 @@ def fake_sweep(folder):
 def fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=True, trainable=1000, size=4096):
     """A finished run whose answer to dev question k is right (the gold town) when right[k], else wrong."""
     from peftqa.data import QuestionChoice, load_squad
-    from peftqa.inference import run_folder as runs
+    from peftqa.inference import run_folder
 
     examples = load_squad(Path(data_dir) / "dev-v1.1.json")
     assert len(right) == len(examples)
@@ -189,14 +189,16 @@ def fake_run(folder, data_dir, method, right, seed=42, lr=1e-3, scores_file=True
     config |= {"max_length": 128, "batch_size": 4, "output_dir": str(folder), "eval_split": "dev", "eval_limit": None}
     settings = {"config": config, "base_model_path": "m", "learning_rate": lr, "train_questions": 300, "device": DEVICE}
     settings["eval_description"] = QuestionChoice().describe(len(examples))
-    files.write_json_atomic(folder / runs.RUN_JSON, settings)
-    files.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
-    (folder / runs.SCORES_JSONL).unlink(missing_ok=True)
+    files.write_json_atomic(folder / run_folder.RUN_JSON, settings)
+    files.write_json_atomic(folder / run_folder.PREDICTIONS_JSON, predictions)
+    (folder / run_folder.SCORES_JSONL).unlink(missing_ok=True)
     if scores_file:
-        (folder / runs.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        (folder / run_folder.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
     metrics = {"method": method, "model": "m", "exact_match": f1, "f1": f1, "trainable_params": trainable}
     metrics |= {"trainable_percent": 1.0, "artifact_bytes": size, "train_seconds": 1.0}
-    files.write_json_atomic(folder / runs.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []})
+    files.write_json_atomic(
+        folder / run_folder.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []}
+    )
     return folder
 
 

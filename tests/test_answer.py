@@ -9,7 +9,7 @@ import pytest
 
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.answer import NBEST_JSON, predict_file
 from peftqa.training.loop import train
 from tests.helpers import tiny_run_config
@@ -36,7 +36,7 @@ def test_predict_file_writes_one_answer_per_id_the_same_as_evaluate(v2_run, tmp_
     questions = write_jsonl(tmp_path / "ask.jsonl", jsonl_rows(v2_articles(), answers=False))
     summary = predict_file(run_dir, questions, tmp_path / "predictions.json", nbest=3, log=lambda line: None)
     written = json.loads((tmp_path / "predictions.json").read_text())
-    evaluated = json.loads((run_dir / runs.PREDICTIONS_JSON).read_text())  # the run's own dev answers
+    evaluated = json.loads((run_dir / run_folder.PREDICTIONS_JSON).read_text())  # the run's own dev answers
     assert written == evaluated and len(written) == 10 == summary["questions"]
     assert summary["no_answer"] == sum(1 for answer in written.values() if answer == "")
     nbest = json.loads((tmp_path / NBEST_JSON).read_text())

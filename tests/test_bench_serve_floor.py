@@ -17,12 +17,12 @@ def test_floor_counts_the_linear_layers_of_one_window_and_divides_by_the_best_ra
     pytest.importorskip("onnx")
     from benchmarks import bench_serve_floor
     from peftqa.export.verify import merge_model
-    from peftqa.inference import run_folder as runs
+    from peftqa.inference import run_folder
 
     run_dir = train_tiny_runs(("lora",), tiny_bert_dir, squad_dir, tmp_path)["lora"]
     floor = bench_serve_floor.measure_floor(str(run_dir), seconds=0.05)
 
-    merged = merge_model(runs.load_run(run_dir).model)
+    merged = merge_model(run_folder.load_run(run_dir).model)
     weights = sum(m.in_features * m.out_features for m in merged.modules() if isinstance(m, torch.nn.Linear))
     # Every linear layer (the adapter merged into its base, the QA head too) once per token: 2 FLOPs a weight.
     assert floor["gflop"] * 1e9 == pytest.approx(2 * floor["tokens"] * weights)

@@ -9,7 +9,7 @@ from peftqa import files
 from peftqa.data import OFFICIAL_MD5
 from peftqa.export import export_run
 from peftqa.export.card import model_card
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.training.loop import train
 from tests.helpers import tiny_run_config
 from tests.squad_fixtures import jsonl_rows, write_jsonl
@@ -67,10 +67,10 @@ def test_a_run_on_the_users_own_file_says_so_and_claims_nothing_of_squad(tiny_be
     )  # fmt: skip
     train(config, log=lambda line: None)
     export_run(tmp_path / "run", tmp_path / "export", log=lambda line: None)
-    card = (tmp_path / "export" / runs.MODEL_CARD).read_text()
+    card = (tmp_path / "export" / run_folder.MODEL_CARD).read_text()
     assert "SQuAD v1.1" not in card and "rajpurkar" not in card and "87,599" not in card
     assert "`mine.jsonl` (JSON Lines): 4 of its 6 questions (a seeded random sample, seed 42)" in card
-    windows = files.read_json(tmp_path / "run" / runs.RUN_JSON)["train_features"]
+    windows = files.read_json(tmp_path / "run" / run_folder.RUN_JSON)["train_features"]
     epochs = 3 / math.ceil(windows / 2)  # batches of 2 windows
     assert f"3 optimiser steps ({epochs:.3g} epoch(s) of {windows} training windows)" in card
     assert "`mine.jsonl` (JSON Lines): 6 dev questions of mine.jsonl (all)" in card

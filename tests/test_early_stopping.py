@@ -8,7 +8,7 @@ import torch
 
 from peftqa import files
 from peftqa.cli.commands import main
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import evaluate
 from peftqa.training.hooks import chain_hooks
 from peftqa.training.loop import TrainHooks, train
@@ -95,7 +95,7 @@ def test_a_run_whose_held_out_f1_peaks_early_stops_there_and_keeps_that_steps_we
     assert [e["step"] for e in metrics["validation"]] == [2, 4, 6]
     assert metrics["best_step"] == metrics["kept_step"] == 2 and metrics["stopped_at_step"] == 6
     assert metrics["steps"] == 6 and metrics["history"] == []  # stopped before the first epoch's end
-    settings = files.read_json(run_dir / runs.RUN_JSON)
+    settings = files.read_json(run_dir / run_folder.RUN_JSON)
     assert settings["early_stopping"]["stopped_at_step"] == 6 and settings["early_stopping"]["best_step"] == 2
     assert "held-out training questions" in settings["validated_on"]
 
@@ -105,11 +105,11 @@ def test_a_run_whose_held_out_f1_peaks_early_stops_there_and_keeps_that_steps_we
     dev_ids = {e.id for e in data.eval_examples}
     assert not validation_ids & dev_ids and not validation_ids & {e.id for e in data.train_examples}
     assert watch.scored_ids == [validation_ids] * 2  # steps 2 and 4, seen at steps 3 and 5
-    assert watch.finished_ids == dev_ids == set(files.read_json(run_dir / runs.PREDICTIONS_JSON))
+    assert watch.finished_ids == dev_ids == set(files.read_json(run_dir / run_folder.PREDICTIONS_JSON))
     assert metrics["eval_split"] == "dev" and metrics["eval_questions"] == len(dev_ids)
 
     # The saved weights are step 2's: reloaded, they give step 2's held-out answers, not the wrecked head's.
-    loaded = runs.load_run(run_dir)
+    loaded = run_folder.load_run(run_dir)
     again = evaluate(loaded.model, data.validation_examples, data.validation_features, loaded.tokenizer.pad_token_id)
     assert again.predictions == watch.predictions_at[2] != watch.predictions_at[4]
     assert again.metrics["f1"] == pytest.approx(scores[0])
@@ -134,7 +134,7 @@ def test_resume_of_an_interrupted_early_stopping_run_ends_identical(tiny_bert_di
     assert "resumed from step 4 of 26" in lines
     for key in ("validation", "best_step", "stopped_at_step", "kept_step", "steps", "f1", "exact_match", "step_losses"):
         assert resumed[key] == reference[key], key
-    predictions = [files.read_json(tmp_path / name / runs.PREDICTIONS_JSON) for name in ("ref", "run")]
+    predictions = [files.read_json(tmp_path / name / run_folder.PREDICTIONS_JSON) for name in ("ref", "run")]
     assert predictions[0] == predictions[1]
 
 

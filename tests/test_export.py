@@ -17,7 +17,7 @@ from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
 from peftqa.export import export_run
 from peftqa.export.verify import largest_difference, logits, probe_batch
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import ask
 from peftqa.inference.rescore import evaluate_run
 from peftqa.inference.run_folder import EXPORT_JSON, ONNX_FILE
@@ -69,7 +69,7 @@ def test_hf_export_loads_with_plain_transformers_and_gives_the_runs_logits(tiny_
 
     out = tmp_path / "hf"
     info = export_run(tiny_runs[method], out, "hf", log=_silent)
-    loaded = runs.load_run(tiny_runs[method])
+    loaded = run_folder.load_run(tiny_runs[method])
     batch = probe_batch(loaded.tokenizer, WINDOWS)
     reference = logits(loaded.model, batch)  # the run as peftqa loads it: adapter unmerged
     model = AutoModelForQuestionAnswering.from_pretrained(out).eval()
@@ -113,7 +113,7 @@ def test_hf_folder_answers_with_no_peftqa_code_as_peftqa_does(bert_runs, tmp_pat
     context_mask = [sequence == 1 for sequence in encoded.sequence_ids(0)]
     start, end = _plain_logits(model, dict(encoded))
     span = _best_span(start[0], end[0], offsets, context_mask)
-    loaded = runs.load_run(bert_runs["lora"])
+    loaded = run_folder.load_run(bert_runs["lora"])
     expected = ask(loaded.model, loaded.tokenizer, QUESTION, CONTEXT, scoring=WINDOWS).candidates[0]
     assert CONTEXT[span[0] : span[1]] == expected.text
 
@@ -132,7 +132,7 @@ def test_onnx_export_matches_pytorch_within_1e4(tiny_runs, method, tmp_path):
         assert any(".adapter.up." in tensor.name for tensor in graph.initializer)
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / ONNX_FILE), providers=["CPUExecutionProvider"])
     names = [node.name for node in session.get_inputs()]
-    loaded = runs.load_run(tiny_runs[method])
+    loaded = run_folder.load_run(tiny_runs[method])
     # Other batch sizes and lengths than the export traced: the axes are dynamic.
     for rows in (1, 3):
         batch = probe_batch(loaded.tokenizer, WINDOWS, rows=rows)
@@ -143,7 +143,7 @@ def test_onnx_export_matches_pytorch_within_1e4(tiny_runs, method, tmp_path):
 
 
 def test_exports_score_the_runs_dev_questions_with_the_same_answers(bert_runs, tmp_path):
-    expected = files.read_json(bert_runs["lora"] / runs.METRICS_JSON)
+    expected = files.read_json(bert_runs["lora"] / run_folder.METRICS_JSON)
     for fmt in ("hf", "onnx"):
         export_run(bert_runs["lora"], tmp_path / fmt, fmt, log=_silent)
         scored = evaluate_run(tmp_path / fmt)
@@ -159,10 +159,10 @@ def test_int8_export_is_smaller_and_reports_scores_before_and_after(bert_runs, t
     report = int8["int8"]
     assert report["int8_onnx_bytes"] < report["fp32_onnx_bytes"] == (tmp_path / "fp32" / ONNX_FILE).stat().st_size
     assert int8["bytes"] < fp32["bytes"]
-    assert report["fp32"]["f1"] == pytest.approx(files.read_json(bert_runs["lora"] / runs.METRICS_JSON)["f1"])
+    assert report["fp32"]["f1"] == pytest.approx(files.read_json(bert_runs["lora"] / run_folder.METRICS_JSON)["f1"])
     assert {"exact_match", "f1", "eval_questions"} <= set(report["int8"])
     assert any("int8" in line and "fp32" in line for line in lines)
-    card = (tmp_path / "int8" / runs.MODEL_CARD).read_text()
+    card = (tmp_path / "int8" / run_folder.MODEL_CARD).read_text()
     assert f"{report['int8']['f1']:.2f} in int8 ({report['same_answers']} identical answers)" in card
     scored = evaluate_run(tmp_path / "int8")
     assert scored["f1"] == pytest.approx(report["int8"]["f1"])
@@ -201,7 +201,7 @@ def test_broken_run_directory_exits_2_with_one_line(bert_runs, tmp_path, capsys,
     if damage != "no-folder":
         shutil.copytree(bert_runs["lora"], run)
     if damage == "bad-run-json":
-        (run / runs.RUN_JSON).write_text("{not json")
+        (run / run_folder.RUN_JSON).write_text("{not json")
     if damage == "no-adapter":
         shutil.rmtree(run / "adapter")
     assert main(["export", str(run), "--out", str(tmp_path / "out")]) == 2

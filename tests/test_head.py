@@ -25,18 +25,18 @@ def test_its_rate_is_the_head_s_and_a_head_rate_besides_is_refused_in_one_line(c
 
 def test_a_head_run_changes_only_the_head_and_exports_and_scores_as_any_run(tiny_bert_dir, squad_dir, tmp_path):
     from peftqa.export import export_run
-    from peftqa.inference import run_folder as runs
+    from peftqa.inference import run_folder
     from peftqa.inference.rescore import evaluate_run
 
     config = tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "head", "head", max_steps=3, lr=0.05)
     metrics = train(config, log=lambda line: None)
-    settings = runs.load_run(tmp_path / "head").settings
+    settings = run_folder.load_run(tmp_path / "head").settings
     assert settings["learning_rate"] == settings["head_learning_rate"] == 0.05
     assert metrics["trainable_params"] == sum(
         p.numel() for p in load_qa_model(str(tiny_bert_dir)).qa_outputs.parameters()
     )
 
-    trained = runs.load_run(tmp_path / "head").model
+    trained = run_folder.load_run(tmp_path / "head").model
     base = dict(load_qa_model(str(tiny_bert_dir)).named_parameters())
     for name, parameter in trained.named_parameters():
         assert torch.equal(parameter, base[name]) != is_qa_head(name), name  # the head moved, nothing else

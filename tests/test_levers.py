@@ -14,7 +14,7 @@ from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
 from peftqa.features.batches import collate
 from peftqa.features.windows import build_features
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import evaluate
 from peftqa.methods import get_method
 from peftqa.model.backbone import load_qa_model, load_tokenizer
@@ -59,7 +59,7 @@ def test_bf16_frozen_weights_save_an_fp32_adapter_that_reloads_to_the_same_predi
     tokenizer = load_tokenizer(str(tiny_bert_dir))
     examples = load_squad(squad_dir / "dev-v1.1.json")
     result = evaluate(model, examples, build_features(examples, tokenizer, 128, 32), tokenizer.pad_token_id)
-    assert result.predictions == json.loads((tmp_path / "bf16" / runs.PREDICTIONS_JSON).read_text())
+    assert result.predictions == json.loads((tmp_path / "bf16" / run_folder.PREDICTIONS_JSON).read_text())
     assert result.loss == pytest.approx(forced["eval_loss"], abs=1e-6)
 
 
@@ -149,7 +149,7 @@ def test_on_cuda_every_lever_trains_and_the_adapter_reloads_to_the_same_predicti
     tokenizer = load_tokenizer(str(tiny_bert_dir))
     examples = load_squad(squad_dir / "dev-v1.1.json")
     result = evaluate(model, examples, build_features(examples, tokenizer, 128, 32), tokenizer.pad_token_id)
-    assert result.predictions == json.loads((tmp_path / "run" / runs.PREDICTIONS_JSON).read_text())
+    assert result.predictions == json.loads((tmp_path / "run" / run_folder.PREDICTIONS_JSON).read_text())
     assert result.metrics["f1"] == pytest.approx(metrics["f1"])
 
 

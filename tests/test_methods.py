@@ -250,13 +250,13 @@ def test_methods_that_cannot_merge_refuse_an_hf_export_in_one_line(method, tmp_p
     import json
 
     from peftqa.cli.commands import main
-    from peftqa.inference import run_folder as runs
+    from peftqa.inference import run_folder
 
     run_dir = tmp_path / "run"
-    for folder in (get_method(method).artifact, runs.TOKENIZER_DIR):
+    for folder in (get_method(method).artifact, run_folder.TOKENIZER_DIR):
         (run_dir / folder).mkdir(parents=True)
     settings = {"config": {"method": method, "model": "/no/such/model"}, "base_model_path": "/no/such/model"}
-    (run_dir / runs.RUN_JSON).write_text(json.dumps(settings))
+    (run_dir / run_folder.RUN_JSON).write_text(json.dumps(settings))
     code = main(["export", str(run_dir), "--out", str(tmp_path / "out"), "--format", "hf"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err

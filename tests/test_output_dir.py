@@ -11,7 +11,7 @@ import pytest
 
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.training.output_dir import check_output_dir, check_resumable
 
 
@@ -38,7 +38,7 @@ def test_a_folder_of_the_users_own_files_is_refused_unless_force(tiny_bert_dir, 
     assert "not a peftqa run" in err and "--force" in err
     assert sorted(p.name for p in mine.iterdir()) == ["README.md"]  # nothing written
     assert main(_train(tiny_bert_dir, squad_dir, mine, "--force")) == 0
-    assert (mine / "README.md").read_text() == "my notes" and (mine / runs.METRICS_JSON).is_file()
+    assert (mine / "README.md").read_text() == "my notes" and (mine / run_folder.METRICS_JSON).is_file()
 
 
 @pytest.mark.parametrize("where", ["a-file", "a-file/run"])
@@ -59,7 +59,7 @@ def test_a_run_inside_another_runs_folder_is_refused(tiny_lora_run, tmp_path):
     with pytest.raises(PeftqaError, match="is inside the run folder"):
         check_output_dir(tiny_lora_run / "nested")
     with pytest.raises(PeftqaError, match="is inside the run folder"):
-        check_output_dir(tiny_lora_run / runs.TOKENIZER_DIR / "deeper" / "run")
+        check_output_dir(tiny_lora_run / run_folder.TOKENIZER_DIR / "deeper" / "run")
 
 
 def test_a_finished_run_needs_resume_and_an_unfinished_one_is_written_over(tiny_lora_run, tmp_path):
@@ -68,7 +68,7 @@ def test_a_finished_run_needs_resume_and_an_unfinished_one_is_written_over(tiny_
     check_output_dir(tiny_lora_run, resume=True)
     failed = tmp_path / "failed"  # a run that stopped before its first checkpoint: run.json only
     failed.mkdir()
-    (failed / runs.RUN_JSON).write_text("{}")
+    (failed / run_folder.RUN_JSON).write_text("{}")
     check_output_dir(failed)
 
 
@@ -86,7 +86,7 @@ def test_resume_needs_a_run_to_continue(tiny_bert_dir, squad_dir, tmp_path, caps
 def test_resume_of_a_run_json_of_the_wrong_shape_is_one_line(tiny_bert_dir, squad_dir, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / runs.RUN_JSON).write_text(json.dumps([1, 2]))
+    (run / run_folder.RUN_JSON).write_text(json.dumps([1, 2]))
     assert main(_train(tiny_bert_dir, squad_dir, run, "--resume")) == 2
     assert "run.json: not a peftqa run.json (found a list" in _one_line_error(capsys)
 

@@ -12,7 +12,7 @@ import torch
 from peftqa.cli.commands import main
 from peftqa.data import load_squad
 from peftqa.features.windows import build_features
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import evaluate
 from peftqa.inference.rescore import evaluate_run
 from peftqa.methods import get_method, methods_in_all
@@ -71,16 +71,16 @@ def test_a_lora_config_trains_and_its_adapter_reloads_exactly(trained, squad_dir
     saved = json.loads((trained / "adapter" / "adapter_config.json").read_text())
     assert saved["peft_type"] == "LORA" and saved["r"] == 4 and sorted(saved["target_modules"]) == ["query", "value"]
     assert saved["modules_to_save"] == ["qa_outputs"] and saved["task_type"] is None
-    metrics = json.loads((trained / runs.METRICS_JSON).read_text())
+    metrics = json.loads((trained / run_folder.METRICS_JSON).read_text())
     # The config's adapter and the QA head: r (in + out) per query and value layer of the 2 blocks.
     assert metrics["trainable_params"] == 4 * 4 * (32 + 32) + (32 * 2 + 2)
 
     # Reloaded, it predicts and scores as the run did at its end.
-    loaded = runs.load_run(trained)
+    loaded = run_folder.load_run(trained)
     examples = load_squad(squad_dir / "dev-v1.1.json")
     features = build_features(examples, loaded.tokenizer, 128, 32)
     result = evaluate(loaded.model, examples, features, loaded.tokenizer.pad_token_id)
-    assert result.predictions == json.loads((trained / runs.PREDICTIONS_JSON).read_text())
+    assert result.predictions == json.loads((trained / run_folder.PREDICTIONS_JSON).read_text())
     assert result.loss == pytest.approx(metrics["eval_loss"])
     assert evaluate_run(trained)["f1"] == pytest.approx(metrics["f1"])
 
@@ -97,7 +97,7 @@ def test_the_model_keeps_bert_s_segment_embeddings(trained, tiny_bert_dir):
 
 
 def test_the_run_records_the_config_and_the_report_names_its_type(trained, lora_config, tmp_path):
-    settings = json.loads((trained / runs.RUN_JSON).read_text())
+    settings = json.loads((trained / run_folder.RUN_JSON).read_text())
     assert settings["config"]["method_options"] == {"peft_config": str(lora_config)}
     details = settings["method_details"]
     assert details["peft_type"] == "LORA" and details["label"] == "peft (Lora config)"

@@ -11,7 +11,7 @@ import pytest
 
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.study import pipeline as study_module
 from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, parse_methods, run_study
 from tests.helpers import TINY_STUDY
@@ -31,11 +31,11 @@ def test_study_runs_sweeps_trains_and_reports(tiny_bert_dir, squad_dir, tmp_path
     assert any(line.startswith("\n[2/4] sweep lora") for line in lines), lines[:5]
     assert any("peftqa serve" in line for line in lines)
     # The final run is the sweep's best trial (scored on dev once, at its end), not trained again.
-    final = json.loads((tmp_path / "study" / "runs" / "lora" / runs.RUN_JSON).read_text())
+    final = json.loads((tmp_path / "study" / "runs" / "lora" / run_folder.RUN_JSON).read_text())
     trial = Path(final["final_run_of"]["trial"])
     assert trial.parent.parent == tmp_path / "study" / "sweeps" / "lora"
-    assert (trial / runs.SCORES_JSONL).read_text() == (
-        tmp_path / "study" / "runs" / "lora" / runs.SCORES_JSONL
+    assert (trial / run_folder.SCORES_JSONL).read_text() == (
+        tmp_path / "study" / "runs" / "lora" / run_folder.SCORES_JSONL
     ).read_text()
     assert final["config"]["eval_split"] == "dev" and "held-out training questions" in final["validated_on"]
     sweep = json.loads((tmp_path / "study" / "sweeps" / "lora" / "sweep.json").read_text())
@@ -152,7 +152,7 @@ def test_study_with_two_workers_runs_final_runs_side_by_side(tiny_bert_dir, squa
 
     assert [Path(p).name for p in summary["runs"]] == ["lora", "lora-seed43"] == [p.name for p in reported[0]]
     assert [r["seed"] for r in summary["results"]] == [42, 43]  # in the plan's order, whichever finished first
-    assert all((Path(p) / runs.METRICS_JSON).is_file() for p in summary["runs"])
+    assert all((Path(p) / run_folder.METRICS_JSON).is_file() for p in summary["runs"])
     # Seed 42 is the sweep's best trial; the further seed trains in a worker process.
     assert any(line.startswith("\n[3/4] further seeds: 1 run(s), 1 at a time") for line in lines), lines
     assert sorted(p.name for p in (folder / "logs").iterdir()) == ["lora-seed43.log"]
@@ -184,10 +184,10 @@ def test_study_on_your_own_files_without_titles(tiny_bert_dir, tmp_path, monkeyp
     summary = run_study(config, lines.append)
     assert any("data: train.jsonl and dev-v2.json" in line for line in lines)
     assert any(line == f"dev: {dev_file}: 10 questions, 4 without an answer" for line in lines)
-    final = json.loads((Path(summary["runs"][0]) / runs.METRICS_JSON).read_text())
+    final = json.loads((Path(summary["runs"][0]) / run_folder.METRICS_JSON).read_text())
     assert final["NoAns_total"] == 4 and final["null_threshold"] is not None
     trial = next((tmp_path / "study" / "sweeps" / "lora" / "trials").iterdir())
-    assert json.loads((trial / runs.RUN_JSON).read_text())["config"]["train_file"] == str(train_file)
+    assert json.loads((trial / run_folder.RUN_JSON).read_text())["config"]["train_file"] == str(train_file)
     report = (tmp_path / "study" / "report" / "report.md").read_text()
     assert "Questions with and without an answer (SQuAD 2.0)" in report
 
@@ -227,7 +227,7 @@ def test_a_study_across_budgets_on_your_file_plots_f1_and_says_where_the_order_c
     assert any(line.startswith("note: budget(s) 1,000 dropped: the training data holds 26 ") for line in lines)
     assert [Path(p).name for p in summary["runs"]] == ["lora-q4", "ia3-q4", "lora-q8", "ia3-q8"]
     assert summary["budgets"]["budgets"] == [4, 8] and "a sweep per method" in summary["budgets"]["rate_choice"]
-    trained = {Path(p).name: json.loads((Path(p) / runs.RUN_JSON).read_text()) for p in summary["runs"]}
+    trained = {Path(p).name: json.loads((Path(p) / run_folder.RUN_JSON).read_text()) for p in summary["runs"]}
     assert {name: s["train_questions"] for name, s in trained.items()} == {
         "lora-q4": 4, "ia3-q4": 4, "lora-q8": 8, "ia3-q8": 8,
     }  # fmt: skip

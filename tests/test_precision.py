@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from peftqa import files
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.rescore import evaluate_run
 from peftqa.settings.run_config import RunConfig
 from peftqa.training.levers.precision import resolve_precision
@@ -53,7 +53,7 @@ def test_a_bf16_run_keeps_fp32_adapters_scores_in_fp32_and_records_why(tiny_bert
     bf16 = train(tiny_run_config(tiny_bert_dir, squad_dir, run_dir, "lora", precision="bf16"), log=lambda _: None)
     fp32 = train(tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "fp32", "lora"), log=lambda _: None)
     assert bf16["history"][0]["train_loss"] != fp32["history"][0]["train_loss"]  # the steps ran in bf16
-    recorded = files.read_json(run_dir / runs.RUN_JSON)["levers"]["precision"]
+    recorded = files.read_json(run_dir / run_folder.RUN_JSON)["levers"]["precision"]
     assert recorded["setting"] == "bf16" and recorded["used"] == "bf16"
     adapter = {k: v for f in (run_dir / "adapter").rglob("*.safetensors") for k, v in load_file(f).items()}
     assert adapter and all(tensor.dtype == torch.float32 for tensor in adapter.values())

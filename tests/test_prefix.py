@@ -200,7 +200,7 @@ def test_a_prefix_run_exports_to_onnx_with_the_runs_logits(tiny_model_dir, squad
     onnxruntime = pytest.importorskip("onnxruntime")
     from peftqa.export import export_run
     from peftqa.export.verify import largest_difference, logits, probe_batch
-    from peftqa.inference import run_folder as runs
+    from peftqa.inference import run_folder
     from peftqa.settings.groups import ScoringSettings
     from peftqa.training.loop import train
 
@@ -209,14 +209,16 @@ def test_a_prefix_run_exports_to_onnx_with_the_runs_logits(tiny_model_dir, squad
     info = export_run(run_dir, tmp_path / "onnx", "onnx", log=lambda line: None)
     assert info["verification"]["onnx_max_abs_logit_diff"] <= 1e-4
     onnx = pytest.importorskip("onnx")
-    loaded = runs.load_run(run_dir)
+    loaded = run_folder.load_run(run_dir)
     # Every layer's prefixes are in the graph, folded into one constant per layer (on a tiny random model,
     # leaving them out would move the logits little).
     prefixes = loaded.model.prefix_encoder.key_values.detach().numpy()
-    graph = onnx.load(str(tmp_path / "onnx" / runs.ONNX_FILE)).graph
+    graph = onnx.load(str(tmp_path / "onnx" / run_folder.ONNX_FILE)).graph
     constants = [onnx.numpy_helper.to_array(t) for t in graph.initializer if tuple(t.dims) == prefixes.shape[1:]]
     assert all(any(np.array_equal(constant, layer) for constant in constants) for layer in prefixes)
-    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / runs.ONNX_FILE), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "onnx" / run_folder.ONNX_FILE), providers=["CPUExecutionProvider"]
+    )
     names = [node.name for node in session.get_inputs()]
     for rows in (1, 3):  # other batch sizes and lengths than the trace: the axes stay dynamic
         batch = probe_batch(loaded.tokenizer, ScoringSettings(max_length=128, doc_stride=32), rows=rows)

@@ -11,7 +11,7 @@ from peftqa import files
 from peftqa.cli.commands import main
 from peftqa.data import Example, QuestionChoice, load_squad
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.report import (
     NOT_SETTLED,
     answer_length,
@@ -295,13 +295,15 @@ def _fake_v2_run(folder, dev_file, method, answers_unanswerable: bool):
     settings = {"config": config, "base_model_path": "m", "learning_rate": 1e-3, "train_questions": 300}
     settings |= {"device": DEVICE, "eval_description": QuestionChoice(dev_file=str(dev_file)).describe(len(examples))}
     settings["null_threshold_chosen_on"] = "7 held-out training questions (whole articles) (all)"
-    files.write_json_atomic(folder / runs.RUN_JSON, settings)
-    files.write_json_atomic(folder / runs.PREDICTIONS_JSON, predictions)
-    (folder / runs.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    files.write_json_atomic(folder / run_folder.RUN_JSON, settings)
+    files.write_json_atomic(folder / run_folder.PREDICTIONS_JSON, predictions)
+    (folder / run_folder.SCORES_JSONL).write_text("".join(json.dumps(row) + "\n" for row in rows))
     f1 = sum(s["f1"] for s in scores.values()) / len(scores)
     metrics = {"method": method, "model": "m", "exact_match": f1, "f1": f1, "trainable_params": 1000}
     metrics |= {"trainable_percent": 1.0, "artifact_bytes": 4096, "train_seconds": 1.0, "null_threshold": 0.5}
-    files.write_json_atomic(folder / runs.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []})
+    files.write_json_atomic(
+        folder / run_folder.METRICS_JSON, {**metrics, "train_features_per_second": 1.0, "history": []}
+    )
     return folder
 
 
@@ -356,8 +358,8 @@ def test_the_report_never_writes_over_the_users_own_files_unasked(many_dir, tmp_
 
 def test_a_diverged_runs_null_losses_show_as_missing(many_dir, tmp_path):
     run = fake_run(tmp_path / "lora", many_dir, "lora", [True] * 30)
-    metrics = files.read_json(run / runs.METRICS_JSON)
+    metrics = files.read_json(run / run_folder.METRICS_JSON)
     metrics["history"] = [{"epoch": 1, "step": 2, "train_loss": None, "eval_loss": None, "exact_match": 0.0, "f1": 0.0}]
-    files.write_json_atomic(run / runs.METRICS_JSON, metrics)
+    files.write_json_atomic(run / run_folder.METRICS_JSON, metrics)
     markdown = _report([run], tmp_path)
     assert "| 1 | 2 | – | – | 0.00 |" in markdown

@@ -7,7 +7,7 @@ import json
 import shutil
 
 from peftqa.cli.commands import main
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.run_data import located_files
 from tests.squad_fixtures import write_squad
 
@@ -41,15 +41,15 @@ def test_without_the_recorded_file_data_dir_then_the_runs_own_then_the_environme
 def test_evaluate_of_a_run_from_another_folder_finds_its_questions(tiny_lora_run, tmp_path, monkeypatch, capsys):
     run = tmp_path / "copied"
     shutil.copytree(tiny_lora_run, run)
-    settings = json.loads((run / runs.RUN_JSON).read_text())
+    settings = json.loads((run / run_folder.RUN_JSON).read_text())
     settings["config"]["data_dir"] = "squad"  # typed relative to a folder this test is not in
-    (run / runs.RUN_JSON).write_text(json.dumps(settings))
+    (run / run_folder.RUN_JSON).write_text(json.dumps(settings))
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", str(run)]) == 0  # the absolute path run.json recorded
     first = json.loads(capsys.readouterr().out)
     for split in settings["data_files"].values():
         split["source"] = str(tmp_path / "moved" / "dev-v1.1.json")
-    (run / runs.RUN_JSON).write_text(json.dumps(settings))
+    (run / run_folder.RUN_JSON).write_text(json.dumps(settings))
     monkeypatch.setenv("PEFTQA_DATA_DIR", str(write_squad(tmp_path / "env")))
     assert main(["evaluate", str(run)]) == 0  # the recorded file is gone: PEFTQA_DATA_DIR
     assert json.loads(capsys.readouterr().out)["f1"] == first["f1"]

@@ -10,15 +10,14 @@ import pytest
 
 from peftqa.cli.commands import main
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_files
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_files, run_folder
 
 QUESTION = "Who wrote Pride and Prejudice?"
 CONTEXT = "Pride and Prejudice was written by Jane Austen and published in 1813 by Thomas Egerton."
 
 
 def _metrics(run, change):
-    path = run / runs.METRICS_JSON
+    path = run / run_folder.METRICS_JSON
     path.write_text(json.dumps(change(json.loads(path.read_text()))))
 
 
@@ -47,10 +46,10 @@ DAMAGE = {
         lambda run: _metrics(run, lambda m: {**m, "f1": "high"}),
         "field 'f1' should be a number from 0 to 100",
     ),
-    "no metrics": (lambda run: (run / runs.METRICS_JSON).unlink(), "no metrics.json: the run did not finish"),
+    "no metrics": (lambda run: (run / run_folder.METRICS_JSON).unlink(), "no metrics.json: the run did not finish"),
     "config a list": (
-        lambda run: (run / runs.RUN_JSON).write_text(
-            json.dumps({**json.loads((run / runs.RUN_JSON).read_text()), "config": []})
+        lambda run: (run / run_folder.RUN_JSON).write_text(
+            json.dumps({**json.loads((run / run_folder.RUN_JSON).read_text()), "config": []})
         ),
         "run.json: field 'config' should be an object",
     ),
@@ -59,7 +58,7 @@ DAMAGE = {
         "cannot load 'adapter/'",
     ),
     "no tokenizer config": (
-        lambda run: (run / runs.TOKENIZER_DIR / "tokenizer_config.json").unlink(),
+        lambda run: (run / run_folder.TOKENIZER_DIR / "tokenizer_config.json").unlink(),
         "the tokenizer has no padding",
     ),
 }
@@ -86,7 +85,7 @@ def test_each_damage_is_one_line_and_exit_2_in_every_command(tiny_lora_run, tmp_
 
 
 def test_metrics_are_checked_field_by_field(tmp_path):
-    path = tmp_path / runs.METRICS_JSON
+    path = tmp_path / run_folder.METRICS_JSON
     good = {"exact_match": 50.0, "f1": 60.0, "exact_match_ci": [40, 60], "history": [], "null_threshold": None}
     path.write_text(json.dumps(good))
     assert run_files.read_metrics(path) == good
@@ -110,15 +109,15 @@ def test_metrics_are_checked_field_by_field(tmp_path):
 
 
 def test_a_diverged_runs_null_losses_are_read(tmp_path):
-    path = tmp_path / runs.METRICS_JSON
+    path = tmp_path / run_folder.METRICS_JSON
     epoch = {"epoch": 1, "step": 2, "train_loss": None, "eval_loss": None, "exact_match": 0.0, "f1": 0.0}
     path.write_text(json.dumps({"exact_match": 0.0, "f1": 0.0, "eval_loss": None, "history": [epoch]}))
     assert run_files.read_metrics(path)["history"][0]["train_loss"] is None
 
 
 def test_run_json_config_fields_have_the_types_run_config_declares(tiny_lora_run, tmp_path):
-    settings = json.loads((tiny_lora_run / runs.RUN_JSON).read_text())
-    path = tmp_path / runs.RUN_JSON
+    settings = json.loads((tiny_lora_run / run_folder.RUN_JSON).read_text())
+    path = tmp_path / run_folder.RUN_JSON
     for change, words in [
         ({"epochs": "3"}, "config field 'epochs' should be a number, found \"3\""),
         ({"batch_size": 2.5}, "config field 'batch_size' should be a whole number"),
@@ -135,7 +134,7 @@ def test_run_json_config_fields_have_the_types_run_config_declares(tiny_lora_run
 
 
 def test_predictions_must_map_ids_to_answer_text(tmp_path):
-    path = tmp_path / runs.PREDICTIONS_JSON
+    path = tmp_path / run_folder.PREDICTIONS_JSON
     path.write_text(json.dumps({"q1": "Jane Austen", "q2": ""}))
     assert run_files.read_predictions(path) == {"q1": "Jane Austen", "q2": ""}
     for wrong in ([], {"q1": 1}, None):
@@ -145,7 +144,7 @@ def test_predictions_must_map_ids_to_answer_text(tmp_path):
 
 
 def test_an_export_description_is_checked_too(tmp_path):
-    path = tmp_path / runs.EXPORT_JSON
+    path = tmp_path / run_folder.EXPORT_JSON
     good = {"format": "hf", "config": {"method": "lora", "max_length": 128, "doc_stride": 32}, "metrics": {"f1": 5.0}}
     assert run_files.check_export_info(good, path) == good
     for change, words in [

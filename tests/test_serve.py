@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peftqa.data import load_examples
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.serve import create_app
 from peftqa.serve.loading import load_models
 from peftqa.serve.served import ServedModel
@@ -150,7 +150,9 @@ def test_answer_far_beyond_the_first_window_is_found():
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
     context = "The river runs through the old town. " * 400 + "A zebra lives here."
     settings_ = {"config": {"method": "lora", "model": "stub", "max_length": 128, "doc_stride": 32}}
-    stub = runs.LoadedRun(Path("stub"), settings_, {}, PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer)
+    stub = run_folder.LoadedRun(
+        Path("stub"), settings_, {}, PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer
+    )
     app = create_app({"TESTING": True, "MODELS": [ServedModel("stub", stub)]})
     model = (
         app.test_client().post("/api/predict", json={"context": context, "question": "Who?"}).get_json()["models"][0]

@@ -130,7 +130,7 @@ def far_answer_url():
     """A server whose two stand-in models answer "zebra", about 8,000 characters into any context."""
     from transformers import AutoTokenizer
 
-    from peftqa.inference import run_folder as runs
+    from peftqa.inference import run_folder
     from peftqa.serve.served import ServedModel
 
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
@@ -138,7 +138,9 @@ def far_answer_url():
     models = [
         ServedModel(
             name,
-            runs.LoadedRun(Path(name), settings, {}, PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer),
+            run_folder.LoadedRun(
+                Path(name), settings, {}, PointAtWord(tokenizer.convert_tokens_to_ids("zebra")), tokenizer
+            ),
         )
         for name in ("left", "right")
     ]

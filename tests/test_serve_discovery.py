@@ -7,18 +7,18 @@ import os
 import time
 from pathlib import Path
 
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.serve.discovery import newest_runs, public_model_name, public_path
 
 
 def _run_folder(folder: Path, method: str, finished_ago: float | None) -> None:
     """A run folder as newest_runs reads it: run.json's method, and metrics.json's time once finished."""
     folder.mkdir(parents=True)
-    (folder / runs.RUN_JSON).write_text(json.dumps({"config": {"method": method}}))
+    (folder / run_folder.RUN_JSON).write_text(json.dumps({"config": {"method": method}}))
     if finished_ago is not None:
-        (folder / runs.METRICS_JSON).write_text("{}")
+        (folder / run_folder.METRICS_JSON).write_text("{}")
         stamp = time.time() - finished_ago
-        os.utime(folder / runs.METRICS_JSON, (stamp, stamp))
+        os.utime(folder / run_folder.METRICS_JSON, (stamp, stamp))
 
 
 def test_newest_finished_run_of_each_method_is_found(tmp_path):
@@ -27,7 +27,7 @@ def test_newest_finished_run_of_each_method_is_found(tmp_path):
     _run_folder(tmp_path / "runs" / "unfinished", "lora", None)  # newest, but no metrics.json
     _run_folder(tmp_path / "runs" / "bitfit", "bitfit", 1)  # not one of the methods asked for
     (tmp_path / "runs" / "broken").mkdir()
-    (tmp_path / "runs" / "broken" / runs.RUN_JSON).write_text("{not json")
+    (tmp_path / "runs" / "broken" / run_folder.RUN_JSON).write_text("{not json")
     found = newest_runs([tmp_path / "runs", tmp_path / "backend", tmp_path / "missing"])
     assert found == [tmp_path / "backend" / "lora", tmp_path / "runs" / "q-ia3"]
     assert newest_runs([tmp_path / "runs"], methods=("ia3", "bitfit")) == [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import ask
 from peftqa.serve.loading import load_models, merged_copies_fit, share_weights, threads_per_model
 from tests.helpers import CONTEXT, METHODS, QUESTION, WINDOWS, runs_of_every_method
@@ -57,7 +57,7 @@ def test_runs_that_write_into_their_base_get_one_of_their_own(run_dirs, method):
     other_storage = {p.data_ptr() for p in other.run.model.parameters()}
     assert not any(p.data_ptr() in other_storage for p in _frozen(lora.run.model))
     # Loaded after it, the other run has not changed the LoRA run's answers.
-    alone = runs.load_run(run_dirs["lora"])
+    alone = run_folder.load_run(run_dirs["lora"])
     expected = ask(alone.model, alone.tokenizer, QUESTION, CONTEXT, scoring=WINDOWS).candidates
     assert lora.answer(QUESTION, CONTEXT, top_k=1)["score"] == pytest.approx(expected[0].probability, abs=1e-6)
 
@@ -65,7 +65,7 @@ def test_runs_that_write_into_their_base_get_one_of_their_own(run_dirs, method):
 @pytest.mark.parametrize("mode", ["merged", "shared"])
 def test_served_answers_are_those_of_the_run_loaded_alone(run_dirs, mode):
     for served in load_models([run_dirs["lora"], run_dirs["ia3"]], mode=mode):
-        alone = runs.load_run(run_dirs[served.name])
+        alone = run_folder.load_run(run_dirs[served.name])
         expected = ask(alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, scoring=WINDOWS).candidates
         got = served.answer(QUESTION, CONTEXT, top_k=3)
         assert [got["answer"]] + [a["answer"] for a in got["alternatives"]] == [c.text for c in expected]
@@ -84,7 +84,7 @@ def test_merged_modes_give_each_run_its_own_weights_with_no_adapter_layers(run_d
         names = [name for name, _ in model.run.model.named_parameters()]
         assert not any(mark in name for name in names for mark in ("lora_", "ia3_", "base_layer"))
         # Merged in fp32, the model computes what the unmerged adapter does.
-        alone = runs.load_run(run_dirs[model.run.method])
+        alone = run_folder.load_run(run_dirs[model.run.method])
         features = build_features([Example("q", QUESTION, CONTEXT, (), ())], alone.tokenizer, 128, 32)
         merged_starts, merged_ends, _ = predict_logits(model.run.model, features, 4, 0, bf16=False)
         starts, ends, _ = predict_logits(alone.model, features, 4, 0, bf16=False)
@@ -103,7 +103,7 @@ def test_default_answers_are_those_of_evaluate_on_every_dev_question(run_dirs, s
     from peftqa.inference.evaluate import evaluate
 
     for served in load_models([run_dirs["lora"], run_dirs["ia3"]]):
-        alone = runs.load_run(run_dirs[served.name])
+        alone = run_folder.load_run(run_dirs[served.name])
         examples, _ = eval_questions(str(squad_dir), alone.config.questions)
         features = build_features(examples, alone.tokenizer, 128, 32)
         expected = evaluate(alone.model, examples, features, alone.tokenizer.pad_token_id, alone.config.scoring)
@@ -230,7 +230,7 @@ def test_a_run_named_twice_loads_once_and_names_stay_unique(run_dirs, tmp_path):
 def test_broken_run_is_reported_by_name_and_skipped(run_dirs, tmp_path):
     broken = tmp_path / "broken-run"
     broken.mkdir()
-    (broken / runs.RUN_JSON).write_text("{not json")
+    (broken / run_folder.RUN_JSON).write_text("{not json")
     lines: list[str] = []
     loaded = load_models([broken, run_dirs["lora"], tmp_path / "missing"], report=lines.append)
     assert [m.name for m in loaded] == ["lora"]
@@ -242,7 +242,7 @@ def test_runs_that_cannot_merge_answer_as_alone_in_every_mode_and_on_onnx(run_di
     and the ONNX backend traces them (the cached export) instead of refusing."""
     pytest.importorskip("onnxruntime")
     run = run_dirs["parallel"]
-    alone = runs.load_run(run)
+    alone = run_folder.load_run(run)
     expected = ask(alone.model, alone.tokenizer, QUESTION, CONTEXT, top_k=3, scoring=WINDOWS).candidates
     (default,) = load_models([run])
     (shared,) = load_models([run], mode="shared")

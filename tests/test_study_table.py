@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from peftqa import files
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.study.pipeline import STUDY_PRESETS, StudyConfig, run_study
 from tests.helpers import TINY_STUDY
 from tools.study_table import table
@@ -39,9 +39,9 @@ def test_table_has_a_row_per_final_run_and_sums_the_study_seconds(tiny_bert_dir,
     def seconds(paths: list) -> float:
         return sum(m["train_seconds"] + m["eval_seconds"] for m in map(files.read_json, paths))
 
-    sweeps = seconds(sorted(study.glob(f"sweeps/*/trials/*/{runs.METRICS_JSON}")))
+    sweeps = seconds(sorted(study.glob(f"sweeps/*/trials/*/{run_folder.METRICS_JSON}")))
     # The final runs are the sweeps' best trials (copied), counted once: in the sweeps.
-    assert all("final_run_of" in files.read_json(p) for p in study.glob(f"runs/*/{runs.RUN_JSON}"))
+    assert all("final_run_of" in files.read_json(p) for p in study.glob(f"runs/*/{run_folder.RUN_JSON}"))
     finals = 0.0
     footer = text.splitlines()[-1]
     assert footer.startswith(f"{len(names)} methods;"), footer

@@ -12,7 +12,7 @@ from peftqa import files
 from peftqa.cli.commands import build_parser, config_from_args
 from peftqa.data import load_squad, split_articles
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.settings.run_config import RunConfig
 from peftqa.sweep import SweepConfig, edge_warnings, pick_best, resolve_lr, run_sweep
 from peftqa.sweep import search as sweep_search
@@ -192,10 +192,10 @@ def test_trials_are_scored_on_held_out_training_articles_never_dev(tiny_bert_dir
 
     assert summary["eval_split"] == "validation"
     trial = Path(summary["best"]["run_dir"])
-    settings = files.read_json(trial / runs.RUN_JSON)
+    settings = files.read_json(trial / run_folder.RUN_JSON)
     assert settings["config"]["eval_split"] == "validation"
     dev_ids = {e.id for e in load_squad(squad / "dev-v1.1.json")}
-    scored = [json.loads(line) for line in (trial / runs.SCORES_JSONL).read_text().splitlines()]
+    scored = [json.loads(line) for line in (trial / run_folder.SCORES_JSONL).read_text().splitlines()]
     scored_titles = {row["title"] for row in scored}
     assert scored and not {row["id"] for row in scored} & dev_ids  # never a dev question
     assert len(scored) >= 5 and settings["eval_questions"] == len(scored)

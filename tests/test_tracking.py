@@ -9,7 +9,7 @@ import pytest
 
 from peftqa import files
 from peftqa.cli.commands import main
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.sweep import SweepConfig, run_sweep
 from peftqa.training.loop import TrainHooks, train
 from peftqa.training.tracking import TRACKING_JSON
@@ -114,7 +114,7 @@ def test_mlflow_store_holds_the_run_its_settings_metrics_and_loss_curve(
     assert sorted((m.step, m.value) for m in epoch_f1) == [
         (h["step"], pytest.approx(h["f1"])) for h in metrics["history"]
     ]
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {runs.LOSS_CURVE, runs.METRICS_JSON}
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {run_folder.LOSS_CURVE, run_folder.METRICS_JSON}
 
 
 def test_mlflow_sweep_trials_are_nested_under_the_sweeps_run(tiny_bert_dir, squad_dir, tmp_path, monkeypatch):

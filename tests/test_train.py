@@ -14,7 +14,7 @@ from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
 from peftqa.features.batches import length_grouped_batches
 from peftqa.features.windows import build_features
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import ask, evaluate
 from peftqa.inference.rescore import evaluate_run
 from peftqa.methods import get_method
@@ -29,25 +29,25 @@ def test_trained_run_reloads_and_predicts_identically(tiny_model_dir, squad_dir,
     run_dir = tmp_path / "run"
     metrics = train(tiny_run_config(tiny_model_dir, squad_dir, run_dir, method), log=lambda line: None)
 
-    for name in (runs.RUN_JSON, runs.METRICS_JSON, runs.PREDICTIONS_JSON, runs.LOSS_CURVE):
+    for name in (run_folder.RUN_JSON, run_folder.METRICS_JSON, run_folder.PREDICTIONS_JSON, run_folder.LOSS_CURVE):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "checkpoint").exists()
-    saved = json.loads((run_dir / runs.METRICS_JSON).read_text())
+    saved = json.loads((run_dir / run_folder.METRICS_JSON).read_text())
     assert saved["f1"] == metrics["f1"]
     assert len(saved["history"]) == 2
     assert 0 < saved["trainable_params"] <= saved["total_params"]
     if method != "full":
         assert saved["trainable_percent"] < 50
-    settings = json.loads((run_dir / runs.RUN_JSON).read_text())
+    settings = json.loads((run_dir / run_folder.RUN_JSON).read_text())
     assert settings["config"]["method"] == method and "torch" in settings["versions"]
     assert set(settings["data_md5"]) == {"train", "dev"}
 
     # Reload from disk: the same predictions and the same scores as at the end of training.
-    loaded = runs.load_run(run_dir)
+    loaded = run_folder.load_run(run_dir)
     examples = load_squad(squad_dir / "dev-v1.1.json")
     features = build_features(examples, loaded.tokenizer, 128, 32)
     result = evaluate(loaded.model, examples, features, loaded.tokenizer.pad_token_id)
-    assert result.predictions == json.loads((run_dir / runs.PREDICTIONS_JSON).read_text())
+    assert result.predictions == json.loads((run_dir / run_folder.PREDICTIONS_JSON).read_text())
     assert evaluate_run(run_dir)["f1"] == pytest.approx(saved["f1"])
     ranked = ask(loaded.model, loaded.tokenizer, "Who wrote it?", examples[0].context, top_k=3).candidates
     assert 1 <= len(ranked) <= 3 and all(c.text in examples[0].context for c in ranked)
@@ -60,7 +60,7 @@ def test_training_is_reproducible_with_a_seed(tiny_bert_dir, squad_dir, tmp_path
         tiny_run_config(tiny_bert_dir, squad_dir, tmp_path / "b", epochs=1), log=lambda line: None, loss_curve=False
     )
     assert first["history"] == second["history"]
-    assert (tmp_path / "a" / runs.LOSS_CURVE).is_file() and not (tmp_path / "b" / runs.LOSS_CURVE).exists()
+    assert (tmp_path / "a" / run_folder.LOSS_CURVE).is_file() and not (tmp_path / "b" / run_folder.LOSS_CURVE).exists()
 
 
 def test_resume_after_interruption_reaches_the_same_result(tiny_distilbert_dir, squad_dir, tmp_path):
@@ -79,7 +79,7 @@ def test_resume_after_interruption_reaches_the_same_result(tiny_distilbert_dir, 
     interrupted = tiny_run_config(tiny_distilbert_dir, squad_dir, tmp_path / "run", **config)
     with pytest.raises(Killed):
         train(interrupted, log=lambda line: None, hooks=TrainHooks(after_step=die_in_step_5))
-    assert not (tmp_path / "run" / runs.METRICS_JSON).exists()
+    assert not (tmp_path / "run" / run_folder.METRICS_JSON).exists()
 
     with pytest.raises(PeftqaError, match="--resume"):
         train(interrupted, log=lambda line: None)
@@ -122,7 +122,7 @@ def test_hooks_see_the_data_every_step_and_every_epoch_and_can_stop_the_run(tiny
             log=lambda line: None,
             hooks=TrainHooks(after_epoch=stop_after_first),
         )
-    assert not (tmp_path / "b" / runs.METRICS_JSON).exists()
+    assert not (tmp_path / "b" / run_folder.METRICS_JSON).exists()
 
 
 def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_saved(tiny_bert_dir, tmp_path):
@@ -132,8 +132,8 @@ def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_save
         run_dir = tmp_path / method
         config = tiny_run_config(tiny_bert_dir, squad, run_dir, method, epochs=1, eval_limit=8, seed=7)
         metrics = train(config, log=lambda line: None)
-        rows = [json.loads(line) for line in (run_dir / runs.SCORES_JSONL).read_text().splitlines()]
-        results[method] = (files.read_json(run_dir / runs.RUN_JSON), metrics, rows)
+        rows = [json.loads(line) for line in (run_dir / run_folder.SCORES_JSONL).read_text().splitlines()]
+        results[method] = (files.read_json(run_dir / run_folder.RUN_JSON), metrics, rows)
         # The saved per-question scores are the figures' raw material: their mean is the reported F1.
         assert len(rows) == 8 == metrics["eval_questions"] == results[method][0]["eval_questions"]
         assert np.mean([row["f1"] for row in rows]) == pytest.approx(metrics["f1"])
@@ -150,7 +150,9 @@ def test_every_method_is_scored_on_one_seeded_dev_sample_and_its_scores_are_save
     # Another seed of the run does not change the questions (eval_seed is its own setting).
     other = tiny_run_config(tiny_bert_dir, squad, tmp_path / "other", "lora", epochs=1, eval_limit=8, seed=8)
     train(other, log=lambda line: None)
-    assert files.read_json(tmp_path / "other" / runs.RUN_JSON)["eval_ids_sha256"] == lora_settings["eval_ids_sha256"]
+    assert (
+        files.read_json(tmp_path / "other" / run_folder.RUN_JSON)["eval_ids_sha256"] == lora_settings["eval_ids_sha256"]
+    )
 
 
 def test_a_methods_after_optimizer_step_runs_once_per_step_before_the_gradients_are_cleared(
@@ -273,7 +275,7 @@ def test_a_squad2_run_chooses_its_threshold_on_held_out_training_questions_and_k
     assert not tune_ids & {e.id for e in data.train_examples}
     assert {e.id for e in data.eval_examples} == dev_ids
     assert metrics["null_threshold"] is not None and metrics["NoAns_total"] == 4 and metrics["HasAns_total"] == 6
-    settings = json.loads((tmp_path / "run" / runs.RUN_JSON).read_text())
+    settings = json.loads((tmp_path / "run" / run_folder.RUN_JSON).read_text())
     assert settings["null_threshold_chosen_on"].startswith(f"{len(tune_ids)} held-out training questions")
     assert settings["data_files"]["train"]["fingerprint"].startswith("sha256:")
     assert settings["data_files"]["dev"]["unanswerable"] == 4
@@ -281,7 +283,7 @@ def test_a_squad2_run_chooses_its_threshold_on_held_out_training_questions_and_k
     again = evaluate_run(tmp_path / "run")
     for key in ("exact_match", "f1", "null_threshold", "HasAns_f1", "NoAns_exact", "best_f1"):
         assert again[key] == metrics[key], key
-    predictions = json.loads((tmp_path / "run" / runs.PREDICTIONS_JSON).read_text())
+    predictions = json.loads((tmp_path / "run" / run_folder.PREDICTIONS_JSON).read_text())
     assert set(predictions) == dev_ids
 
 
@@ -334,7 +336,7 @@ def test_a_v1_file_given_by_name_trains_exactly_like_the_data_directory(tiny_ber
     for key in ("exact_match", "f1", "exact_match_ci", "f1_ci", "eval_loss", "history"):
         assert first[key] == second[key], key
     assert "null_threshold" not in first
-    read = lambda name: (tmp_path / name / runs.PREDICTIONS_JSON).read_text()  # noqa: E731
+    read = lambda name: (tmp_path / name / run_folder.PREDICTIONS_JSON).read_text()  # noqa: E731
     assert read("dir") == read("named")
 
 
@@ -347,7 +349,7 @@ def test_resume_refuses_data_that_changed_under_the_same_name(tiny_bert_dir, tmp
         dev_file=str(squad / "dev-v1.1.json"), epochs=1,
     )  # fmt: skip
     train(config, log=lambda line: None)
-    (tmp_path / "run" / runs.METRICS_JSON).unlink()  # as if interrupted before the end
+    (tmp_path / "run" / run_folder.METRICS_JSON).unlink()  # as if interrupted before the end
     dev = squad / "dev-v1.1.json"
     dev.write_text(dev.read_text().replace("Who wrote", "Who penned"))
     os.utime(dev, ns=(1, 1))
@@ -363,9 +365,9 @@ def test_a_diverged_run_writes_null_not_nan_and_says_so(tiny_bert_dir, squad_dir
     def refuse(constant: str):
         raise AssertionError(f"{constant} written to a JSON file")
 
-    for name in (runs.RUN_JSON, runs.METRICS_JSON, runs.PREDICTIONS_JSON):
+    for name in (run_folder.RUN_JSON, run_folder.METRICS_JSON, run_folder.PREDICTIONS_JSON):
         json.loads((tmp_path / "run" / name).read_text(), parse_constant=refuse)
-    metrics = json.loads((tmp_path / "run" / runs.METRICS_JSON).read_text())
+    metrics = json.loads((tmp_path / "run" / run_folder.METRICS_JSON).read_text())
     assert None in metrics["step_losses"] and metrics["history"][-1]["train_loss"] is None
     assert any("the run diverged" in line for line in lines)
-    assert runs.load_run(tmp_path / "run").metrics["f1"] == metrics["f1"]  # and the run still loads
+    assert run_folder.load_run(tmp_path / "run").metrics["f1"] == metrics["f1"]  # and the run still loads

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from peftqa import files
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.scoring.stats import bootstrap_interval, paired_difference
 
 
@@ -24,11 +24,11 @@ def compare(first: Path, second: Path) -> list[dict]:
     for name in sorted(studies[0]["learning_rates"]):
         if name not in studies[1]["learning_rates"]:
             continue
-        scores = [runs.read_scores(folder / "runs" / name) for folder in (first, second)]
+        scores = [run_folder.read_scores(folder / "runs" / name) for folder in (first, second)]
         shared = [question for question in scores[0] if question in scores[1]]
         a = [scores[0][q]["f1"] for q in shared]
         b = [scores[1][q]["f1"] for q in shared]
-        metrics = [files.read_json(folder / "runs" / name / runs.METRICS_JSON) for folder in (first, second)]
+        metrics = [files.read_json(folder / "runs" / name / run_folder.METRICS_JSON) for folder in (first, second)]
         rows.append(
             {
                 "run": name,
@@ -39,7 +39,7 @@ def compare(first: Path, second: Path) -> list[dict]:
                 "questions": len(shared),
                 "train_seconds": [m["train_seconds"] for m in metrics],
                 "precision": [
-                    files.read_json(folder / "runs" / name / runs.RUN_JSON).get("levers", {}).get("precision", {})
+                    files.read_json(folder / "runs" / name / run_folder.RUN_JSON).get("levers", {}).get("precision", {})
                     for folder in (first, second)
                 ],
             }

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from peftqa import files
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.report.pairing import BEYOND_HEAD, compare, floor_of, floor_verdict, reference_run, verdict
 from peftqa.report.render import human_bytes
 from peftqa.report.results import load_results
@@ -39,7 +39,7 @@ def _sweep_seconds(study: Path, name: str, summary: dict) -> float:
         if trial.get("state") != "COMPLETE" or trial.get("duplicate_of") is not None:
             continue  # a failed or killed trial's time is not recorded; a duplicate re-used another's run
         # Under this study folder, wherever the study ran (the summary records the path it ran at).
-        path = study / "sweeps" / name / "trials" / Path(trial["run_dir"]).name / runs.METRICS_JSON
+        path = study / "sweeps" / name / "trials" / Path(trial["run_dir"]).name / run_folder.METRICS_JSON
         metrics = files.read_json(path)
         total += metrics["train_seconds"] + metrics.get("eval_seconds", 0.0)
     return total
@@ -52,7 +52,7 @@ def _short(floor_verdict: str) -> str:
 
 def table(study: Path) -> str:
     """Every finished final run under STUDY/runs (a study run in several parts, or resumed, included)."""
-    finished = sorted(p.parent for p in (study / "runs").glob(f"*/{runs.METRICS_JSON}"))
+    finished = sorted(p.parent for p in (study / "runs").glob(f"*/{run_folder.METRICS_JSON}"))
     results = load_results(finished)
     reference, _ = reference_run(results)
     floor = floor_of(results)
@@ -78,7 +78,7 @@ def table(study: Path) -> str:
         m = r.metrics
         sweep = files.read_json(study / "sweeps" / r.name / "sweep.json")
         sweep_seconds += _sweep_seconds(study, r.name, sweep)
-        settings = files.read_json(r.run_dir / runs.RUN_JSON)
+        settings = files.read_json(r.run_dir / run_folder.RUN_JSON)
         if "final_run_of" not in settings:  # a copy of the sweep's best trial is counted in the sweep
             final_seconds += m["train_seconds"] + m.get("eval_seconds", 0.0)
         precision = settings.get("levers", {}).get("precision", {}).get("used", "?")

@@ -13,7 +13,7 @@
 An hf folder loads with plain transformers (`AutoModelForQuestionAnswering.from_pretrained(DIR)`).
 transformers 5 has no `pipeline("question-answering")`: the model card shows the few lines that
 replace it (and says whether the transformers used for the export still has it). peftqa reads
-peftqa.json (runs.load_run) only to score the folder on the run's own questions with the run's own
+peftqa.json (run_folder.load_run) only to score the folder on the run's own questions with the run's own
 windows. Every export is checked before it is written: the merged weights, the saved folder and the
 ONNX graph must give the run's logits on real windows. Methods whose modules cannot merge
 (MethodSpec.merges False: bottleneck adapters) export as ONNX only, their adapted model traced as it is.
@@ -37,13 +37,12 @@ from peftqa.export.card import model_card
 from peftqa.export.folder import check_out, folder_bytes, publish, staging_folder
 from peftqa.export.onnx import quantize_and_score, write_checked_onnx
 from peftqa.export.verify import MERGE_ATOL, checked_difference, logits, merge_model, probe_batch
-from peftqa.inference import run_files
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_files, run_folder
 from peftqa.inference.run_data import locate_questions
 from peftqa.methods import MethodSpec, get_method
 from peftqa.model.onnx_runtime import require_onnx
 
-FORMATS = runs.EXPORT_FORMATS
+FORMATS = run_folder.EXPORT_FORMATS
 QUANTIZATIONS = ("int8",)
 # What peftqa.json carries of the run's metrics.json: the figures the card and the web page show.
 _CARRIED_METRICS = (
@@ -87,16 +86,16 @@ def export_run(
     """
     _check_request(fmt, quantize)
     run_dir, out = Path(run_dir), Path(out)
-    _, run_settings = runs.check_run_dir(run_dir)  # a broken run is named before any refusal of --out
+    _, run_settings = run_folder.check_run_dir(run_dir)  # a broken run is named before any refusal of --out
     # A method that cannot merge is told from run.json alone, whatever else the folder lacks.
     spec = get_method(run_settings["config"]["method"])
     check_format_fits(spec, fmt)
     # metrics.json marks a finished run: an export carries its figures, and its answers to compare with.
-    run_files.read_metrics(run_dir / runs.METRICS_JSON)
-    run_files.read_predictions(run_dir / runs.PREDICTIONS_JSON)
+    run_files.read_metrics(run_dir / run_folder.METRICS_JSON)
+    run_files.read_predictions(run_dir / run_folder.PREDICTIONS_JSON)
     check_out(out, run_dir, force)
     with staging_folder(out) as staging:  # an unwritable --out fails here, before any model loads
-        loaded = runs.load_run(run_dir)
+        loaded = run_folder.load_run(run_dir)
         config = loaded.config
         if quantize:  # fail on missing data now, not after the export
             from peftqa.data import eval_questions
@@ -154,7 +153,11 @@ def _write_hf(model: Any, reference: tuple[Any, ...], batch: dict[str, Any], sta
     """Save the merged model as safetensors and check that the folder, loaded again, gives the run's logits."""
     model.save_pretrained(staging)
     saved = checked_difference(
-        runs.load_saved_model(staging), reference, batch, MERGE_ATOL, "the saved folder's logits differ from the run's"
+        run_folder.load_saved_model(staging),
+        reference,
+        batch,
+        MERGE_ATOL,
+        "the saved folder's logits differ from the run's",
     )
     return {"saved_max_abs_logit_diff": saved}
 
@@ -163,7 +166,7 @@ def _export_info(
     fmt: str,
     quantize: str | None,
     run_dir: Path,
-    loaded: runs.LoadedRun,
+    loaded: run_folder.LoadedRun,
     verification: dict[str, Any],
     extra: dict[str, Any],
 ) -> dict[str, Any]:
@@ -182,13 +185,13 @@ def _export_info(
         "data_files": settings.get("data_files"),  # where `peftqa evaluate` of the export finds the questions
         "verification": verification,
         **extra,
-        "versions": runs.package_versions(),
+        "versions": run_folder.package_versions(),
         "git_commit": settings.get("git_commit"),
     }
 
 
 def _write_description(staging: Path, run_dir: Path, info: dict[str, Any], settings: dict[str, Any]) -> None:
     """peftqa.json, the run's own answers and the model card, beside the weights."""
-    files.write_json_atomic(staging / runs.EXPORT_JSON, info)
-    shutil.copyfile(run_dir / runs.PREDICTIONS_JSON, staging / runs.RUN_PREDICTIONS_JSON)
-    (staging / runs.MODEL_CARD).write_text(model_card(info, settings), encoding="utf-8")
+    files.write_json_atomic(staging / run_folder.EXPORT_JSON, info)
+    shutil.copyfile(run_dir / run_folder.PREDICTIONS_JSON, staging / run_folder.RUN_PREDICTIONS_JSON)
+    (staging / run_folder.MODEL_CARD).write_text(model_card(info, settings), encoding="utf-8")

@@ -21,7 +21,7 @@ from peftqa.checks import COUNT, check_value
 from peftqa.data import load_squad
 from peftqa.errors import PeftqaError
 from peftqa.features.windows import build_features
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import EvalResult, NullRule, ask, evaluate
 
 NBEST_JSON = "nbest.json"
@@ -66,7 +66,7 @@ def answer_one(run_dir: str | os.PathLike, question: str, context: str, top_k: i
     for flag, text in (("--question", question), ("--context", context)):
         if files.has_surrogate(text):  # bytes that are not UTF-8 reach Python's argv as lone surrogates
             raise PeftqaError(f"{flag} is not valid UTF-8 text")
-    loaded = runs.load_run(run_dir)
+    loaded = run_folder.load_run(run_dir)
     threshold = loaded.null_threshold
     asked = ask(
         loaded.model, loaded.tokenizer, question, context, top_k, loaded.config.scoring, null_threshold=threshold
@@ -114,7 +114,7 @@ def predict_file(
     examples = load_squad(questions, answers_required=False)
     from peftqa.hardware import pick_device
 
-    loaded = runs.load_run(run_dir, device=str(pick_device()))
+    loaded = run_folder.load_run(run_dir, device=str(pick_device()))
     scoring = loaded.config.scoring
     if nbest is not None and nbest > scoring.n_best:
         # More candidates per window could change the best answer: the answers would not be evaluate's.

@@ -10,8 +10,7 @@ from typing import Any
 from peftqa import files
 from peftqa.data import gold_answers, load_squad
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_files
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_files, run_folder
 from peftqa.inference.evaluate import NullRule, evaluate, run_questions
 from peftqa.inference.run_data import locate_questions
 from peftqa.scoring.metrics import compute_metrics, compute_metrics_v2, question_scores, question_scores_v2
@@ -41,7 +40,7 @@ def evaluate_run(
     """
     from peftqa.hardware import pick_device
 
-    loaded = runs.load_run(run_dir, device=str(pick_device()))
+    loaded = run_folder.load_run(run_dir, device=str(pick_device()))
     config = locate_questions(loaded.config, loaded.settings, data_dir)
     replaced: dict[str, Any] = {"eval_limit": eval_limit, "train_file": train_file, "dev_file": dev_file}
     config = config.replace(**{k: v for k, v in replaced.items() if v is not None})
@@ -63,12 +62,12 @@ def evaluate_run(
     }
 
 
-def agreement_with_run(loaded: runs.LoadedRun, predictions: dict[str, str]) -> dict[str, Any]:
+def agreement_with_run(loaded: run_folder.LoadedRun, predictions: dict[str, str]) -> dict[str, Any]:
     """For an exported folder: on how many questions its answers are the run's own (run_predictions.json);
     {} for a run directory, whose answers are its own."""
     if "export" not in loaded.settings:
         return {}
-    original = run_files.read_predictions(loaded.run_dir / runs.RUN_PREDICTIONS_JSON)
+    original = run_files.read_predictions(loaded.run_dir / run_folder.RUN_PREDICTIONS_JSON)
     shared = [question for question in predictions if question in original]
     same = sum(predictions[question] == original[question] for question in shared)
     return {"same_answers_as_run": same, "compared_with_run": len(shared)}

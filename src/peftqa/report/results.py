@@ -14,7 +14,7 @@ import numpy as np
 
 from peftqa.data import Example, QuestionChoice, eval_file, fingerprint, load_squad
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.run_data import located_files, scored_split
 from peftqa.inference.run_files import (
     METRICS_FOR_REPORT,
@@ -120,9 +120,9 @@ def _run_scores(
     folder: Path, questions: dict[str, Example], path: str | Path
 ) -> tuple[list[Example], dict[str, dict[str, float]]]:
     """The run's scored questions (in file order) and their per-question scores, from scores.jsonl."""
-    stored = runs.read_scores(folder)
+    stored = run_folder.read_scores(folder)
     if not stored:
-        raise PeftqaError(f"{folder}: no scored questions in {runs.SCORES_JSONL}")
+        raise PeftqaError(f"{folder}: no scored questions in {run_folder.SCORES_JSONL}")
     missing = [i for i in stored if i not in questions]
     if missing:
         raise PeftqaError(f"{folder}: {len(missing)} scored question(s), e.g. '{missing[0]}', are not in {path}")
@@ -144,18 +144,20 @@ def load_results(run_dirs: Sequence[str | Path]) -> list[RunResult]:
     for run_dir in run_dirs:
         # The report reads the recorded settings, not a model: a run whose config newer checks would
         # refuse is still reported (config_values checks its types only).
-        folder, settings = runs.check_run_dir(run_dir, config_checked=False)
-        check_fields(settings, folder / runs.RUN_JSON, {"eval_description": SETTINGS_OPTIONAL["eval_description"]})
+        folder, settings = run_folder.check_run_dir(run_dir, config_checked=False)
+        check_fields(
+            settings, folder / run_folder.RUN_JSON, {"eval_description": SETTINGS_OPTIONAL["eval_description"]}
+        )
         # The config as the run used it: every setting, defaults filled in where an older run.json lacks one.
-        settings = {**settings, "config": config_values(settings["config"], folder / runs.RUN_JSON)}
-        metrics = read_metrics(folder / runs.METRICS_JSON, METRICS_FOR_REPORT)
-        predictions = read_predictions(folder / runs.PREDICTIONS_JSON)
+        settings = {**settings, "config": config_values(settings["config"], folder / run_folder.RUN_JSON)}
+        metrics = read_metrics(folder / run_folder.METRICS_JSON, METRICS_FOR_REPORT)
+        predictions = read_predictions(folder / run_folder.PREDICTIONS_JSON)
         path = scored_source(folder, settings)
         if str(path) not in files:
             files[str(path)] = {e.id: e for e in load_squad(path, role=_role(settings))}
         examples, scores = _run_scores(folder, files[str(path)], path)
         results.append(RunResult(folder, folder.name, settings, metrics, predictions, examples, scores))
-    for result, name in zip(results, runs.display_names([r.run_dir for r in results]), strict=True):
+    for result, name in zip(results, run_folder.display_names([r.run_dir for r in results]), strict=True):
         result.name = name
     return results
 

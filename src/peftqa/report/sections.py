@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.methods.registry import trains_only_the_head
 from peftqa.report.agreement import agreement_blocks
 from peftqa.report.findings import findings, sweep_questions
@@ -203,7 +203,7 @@ def _curves_section(results: list[RunResult]) -> list[Block]:
 
     blocks = [Block("h2", "Training curves")]
     for r in results:
-        curve = r.run_dir / runs.LOSS_CURVE
+        curve = r.run_dir / run_folder.LOSS_CURVE
         if curve.is_file():
             blocks.append(
                 Block(
@@ -340,7 +340,7 @@ def _qualitative_section(results: list[RunResult], log: Callable[[str], None]) -
     answers: list[list[str]] = [[] for _ in examples]
     for result in results:
         log(f"report: answering {len(examples)} hand-written questions with {result.name}")
-        loaded = runs.load_run(result.run_dir)
+        loaded = run_folder.load_run(result.run_dir)
         for row, example in zip(answers, examples, strict=True):
             asked = ask(
                 loaded.model,

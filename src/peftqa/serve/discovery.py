@@ -9,7 +9,7 @@ from pathlib import Path
 
 from peftqa import files
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 
 # `peftqa serve` with no run directory shows the newest run of each of these methods.
 DEFAULT_METHODS = ("lora", "ia3")
@@ -30,8 +30,8 @@ def newest_runs(
     for root in map(Path, search_dirs):
         if not root.is_dir():
             continue
-        for run_json in root.glob(f"*/{runs.RUN_JSON}"):
-            metrics = run_json.parent / runs.METRICS_JSON
+        for run_json in root.glob(f"*/{run_folder.RUN_JSON}"):
+            metrics = run_json.parent / run_folder.METRICS_JSON
             try:
                 method = files.read_json(run_json)["config"]["method"]
                 finished = metrics.stat().st_mtime

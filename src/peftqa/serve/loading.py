@@ -32,7 +32,7 @@ from typing import Any
 from peftqa import export, files, hardware
 from peftqa.errors import PeftqaError
 from peftqa.export.verify import merge_model
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.methods import get_method
 from peftqa.model import onnx_runtime
 from peftqa.serve.served import ServedModel
@@ -59,7 +59,7 @@ class _BaseCache:
     def skeleton_for(self, settings: dict[str, Any]):
         from peftqa.model.backbone import load_qa_model
 
-        source = runs.base_source(settings)
+        source = run_folder.base_source(settings)
         if not get_method(settings["config"]["method"]).shares_base:
             return load_qa_model(source)
         if source not in self._models:
@@ -67,7 +67,7 @@ class _BaseCache:
         return share_weights(self._models[source])
 
 
-def merged(loaded: runs.LoadedRun) -> runs.LoadedRun:
+def merged(loaded: run_folder.LoadedRun) -> run_folder.LoadedRun:
     """The run with its peft adapter folded into its own base weights (a plain transformers model)."""
     return dataclasses.replace(loaded, model=merge_model(loaded.model))
 
@@ -89,7 +89,7 @@ def merged_copies_fit(folders: Sequence[Path], available: int | None = None) -> 
     needed = 0
     for folder in folders:
         try:
-            needed += 4 * int(files.read_json(folder / runs.METRICS_JSON)["total_params"])
+            needed += 4 * int(files.read_json(folder / run_folder.METRICS_JSON)["total_params"])
         except (PeftqaError, KeyError, TypeError, ValueError):
             continue
     return available is None or needed <= MEMORY_SHARE * available
@@ -109,7 +109,7 @@ def onnx_export_of(run_dir: Path, report: Callable[[str], None] = print) -> Path
     """The fp32 ONNX export of a run, made on first use into peftqa's cache (onnx/<run>-<digest>) and
     reused while the run is unchanged; its logits are checked against PyTorch's as `peftqa export` does."""
     folder = files.cache_dir("onnx") / f"{run_dir.name}-{run_digest(run_dir)}"
-    if not runs.is_export(folder):
+    if not run_folder.is_export(folder):
         report(f"exporting {run_dir.name} to ONNX once (about 10-20 s on 2 cores; kept in {folder})")
         folder.parent.mkdir(parents=True, exist_ok=True)
         export.export_run(run_dir, folder, fmt="onnx", force=True, log=lambda line: None)
@@ -146,9 +146,9 @@ def load_models(
         mode = "shared"
     bases = _BaseCache()
     served = []
-    for folder, name in zip(folders, runs.display_names(folders), strict=True):
+    for folder, name in zip(folders, run_folder.display_names(folders), strict=True):
         try:
-            if backend == "onnx" and not runs.is_export(folder):
+            if backend == "onnx" and not run_folder.is_export(folder):
                 model = _load_one(onnx_export_of(folder, report), name, mode, backend, bases, onnx_threads)
                 # The page names the run it answers for, not the cache folder of its export.
                 model.run = dataclasses.replace(model.run, run_dir=folder)
@@ -166,20 +166,20 @@ def load_models(
 def _load_one(
     folder: Path, name: str, mode: str, backend: str, bases: _BaseCache, onnx_threads: int | None
 ) -> ServedModel:
-    if runs.is_export(folder):
-        info = runs.read_export_info(folder)
+    if run_folder.is_export(folder):
+        info = run_folder.read_export_info(folder)
         if info["format"] != ("onnx" if backend == "onnx" else "hf"):
             wanted = "--backend onnx" if info["format"] == "onnx" else "the torch backend (the default)"
             raise PeftqaError(f"an {info['format']} export: serve it with {wanted}")
-        loaded = runs.load_run(folder, threads=onnx_threads)
+        loaded = run_folder.load_run(folder, threads=onnx_threads)
         if backend == "onnx":
             return ServedModel(name, loaded, backend=f"onnxruntime {info.get('quantize') or 'fp32'}")
         return ServedModel(name, loaded, bf16=mode == "fast", backend=_torch_backend(mode))
     if mode == "shared":
-        _, settings = runs.check_run_dir(folder)
-        loaded = runs.load_run(folder, base_model=bases.skeleton_for(settings))
+        _, settings = run_folder.check_run_dir(folder)
+        loaded = run_folder.load_run(folder, base_model=bases.skeleton_for(settings))
         return ServedModel(name, loaded, backend=_torch_backend(mode))
-    loaded = runs.load_run(folder)
+    loaded = run_folder.load_run(folder)
     if not get_method(loaded.method).merges:
         # Bottleneck adapters cannot merge: the run answers with its modules, on its own base weights.
         backend = _torch_backend(mode).replace("merged", "unmerged adapters")

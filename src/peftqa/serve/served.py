@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import Asked, ask
 from peftqa.inference.run_files import is_count, is_number
 from peftqa.scoring.metrics import question_scores_v2, score_answer
@@ -50,7 +50,7 @@ class ServedModel:
     """
 
     name: str
-    run: runs.LoadedRun
+    run: run_folder.LoadedRun
     bf16: bool = False  # answers under bf16 autocast (--fast); fp32 by default, as evaluate
     backend: str = "torch fp32"  # what the page says about how it answers
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

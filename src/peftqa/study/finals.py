@@ -13,7 +13,7 @@ from typing import Any
 
 from peftqa import files
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.settings.run_config import RunConfig
 from peftqa.training.checkpoint import check_same_settings
 
@@ -21,7 +21,7 @@ from peftqa.training.checkpoint import check_same_settings
 def trial_settings(summary: dict[str, Any]) -> RunConfig:
     """The settings the sweep's best trial was trained with (its run.json)."""
     trial = Path(summary["best"]["run_dir"])
-    return RunConfig.from_dict(files.read_json(trial / runs.RUN_JSON)["config"])
+    return RunConfig.from_dict(files.read_json(trial / run_folder.RUN_JSON)["config"])
 
 
 def adopt_best_trial(summary: dict[str, Any], run_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -30,22 +30,22 @@ def adopt_best_trial(summary: dict[str, Any], run_dir: Path, log: Callable[[str]
     best learning rate must not silently leave the run of the old one."""
     trial = Path(summary["best"]["run_dir"])
     settings = trial_settings(summary)
-    if (run_dir / runs.METRICS_JSON).is_file():
+    if (run_dir / run_folder.METRICS_JSON).is_file():
         check_same_settings(run_dir, settings)
         log(f"{run_dir} already holds the best trial's run")
-        return files.read_json(run_dir / runs.METRICS_JSON)
+        return files.read_json(run_dir / run_folder.METRICS_JSON)
     if run_dir.exists():
         raise PeftqaError(f"{run_dir} holds an unfinished run: remove it, and the study copies the best trial there")
-    if not (trial / runs.METRICS_JSON).is_file():
+    if not (trial / run_folder.METRICS_JSON).is_file():
         raise PeftqaError(f"{trial}: the best trial's run is not complete (its metrics.json is missing)")
     staging = run_dir.with_name(f".{run_dir.name}.copying")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(trial, staging)
-    recorded = files.read_json(staging / runs.RUN_JSON)
+    recorded = files.read_json(staging / run_folder.RUN_JSON)
     recorded["final_run_of"] = {"sweep": str(trial.parent.parent), "trial": str(trial)}
-    files.write_json_atomic(staging / runs.RUN_JSON, recorded)
+    files.write_json_atomic(staging / run_folder.RUN_JSON, recorded)
     staging.rename(run_dir)
-    metrics = files.read_json(run_dir / runs.METRICS_JSON)
+    metrics = files.read_json(run_dir / run_folder.METRICS_JSON)
     log(f"final run: {trial} (lr {settings.learning_rate:g}) -> {run_dir}: dev F1 {metrics['f1']:.2f}")
     return metrics
 
@@ -79,7 +79,7 @@ def train_in_workers(
     metrics: dict[int, dict[str, Any]] = {}
     todo: list[int] = []
     for index, config in enumerate(queued):
-        if (Path(str(config.output_dir)) / runs.METRICS_JSON).is_file():
+        if (Path(str(config.output_dir)) / run_folder.METRICS_JSON).is_file():
             metrics[index] = train(config, resume=True, log=log)  # finished earlier: read back, not retrained
             continue
         # The model fetched and the data tokenised here, once, before the workers would all do it at

@@ -18,8 +18,7 @@ import torch
 from peftqa import files
 from peftqa.data import Example
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_files
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_files, run_folder
 from peftqa.inference.evaluate import EvalResult
 from peftqa.methods import MethodSpec
 from peftqa.settings.run_config import RunConfig, recorded_config, settings_that_may_change_on_resume
@@ -183,7 +182,7 @@ def remove_checkpoint(run_dir: Path) -> None:
 
 def check_same_data(run_dir: Path, data_files: dict[str, dict[str, Any]]) -> None:
     """A run continues only on the data it started on: same fingerprint for every file run.json names."""
-    path = run_dir / runs.RUN_JSON
+    path = run_dir / run_folder.RUN_JSON
     if not path.is_file():
         return
     recorded = run_files.read_settings(path, config_checked=False).get("data_files") or {}
@@ -201,7 +200,7 @@ def check_same_data(run_dir: Path, data_files: dict[str, dict[str, Any]]) -> Non
 def check_same_settings(run_dir: Path, config: RunConfig) -> None:
     """A run continues (`--resume`, or a study re-using its run folders) only with the settings it was
     started with: a changed learning rate must not silently return the run trained at the old one."""
-    path = run_dir / runs.RUN_JSON
+    path = run_dir / run_folder.RUN_JSON
     if not path.is_file():
         return
     # A setting added after the run was started is read as its default (the run was trained that way),

@@ -28,7 +28,7 @@ from peftqa import files
 from peftqa.data import Example
 from peftqa.errors import PeftqaError
 from peftqa.features.windows import FeatureSet
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import evaluate
 from peftqa.training.checkpoint import LastEvaluation, load_best_weights, trainable_state
 from peftqa.training.hooks import TrainHooks, TrainingState
@@ -163,7 +163,7 @@ class Validation:
 
     def _add_to_run_json(self, metrics: dict[str, Any]) -> None:
         """run.json, written before the first step, gets how the run ended too."""
-        path = self.state.run_dir / runs.RUN_JSON
+        path = self.state.run_dir / run_folder.RUN_JSON
         settings = files.read_json(path)
         settings["early_stopping"] = {k: metrics[k] for k in self.outcome()}
         files.write_json_atomic(path, files.finite(settings))

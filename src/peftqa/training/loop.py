@@ -28,8 +28,7 @@ from peftqa.features.batches import (
     uses_sdpa,
 )
 from peftqa.hardware import peak_memory_mb, pick_device, reset_peak_memory
-from peftqa.inference import run_files
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_files, run_folder
 from peftqa.inference.evaluate import evaluate
 from peftqa.inference.forward import autocast_for, model_device
 from peftqa.methods import get_method
@@ -81,9 +80,9 @@ def train(
     check_output_dir(run_dir, resume, force)
     if resume:
         check_same_settings(run_dir, config)
-    if (run_dir / runs.METRICS_JSON).is_file() and resume:
+    if (run_dir / run_folder.METRICS_JSON).is_file() and resume:
         log(f"{run_dir} is already complete; nothing to resume")
-        return run_files.read_metrics(run_dir / runs.METRICS_JSON)
+        return run_files.read_metrics(run_dir / run_folder.METRICS_JSON)
     # No mkdir here: the folder appears with run.json, once data and model have loaded, so a run
     # that fails on bad input leaves no empty run directory behind.
     parallel = init_parallel()
@@ -102,7 +101,7 @@ def train(
     levers = SpeedLevers.resolve(config, device, log)
     model, parameters = build_model(config, spec, base_path, device, log)  # before run.json: a method may refuse
     if parallel.main:
-        files.write_json_atomic(run_dir / runs.RUN_JSON, run_settings(config, base_path, data, device, levers))
+        files.write_json_atomic(run_dir / run_folder.RUN_JSON, run_settings(config, base_path, data, device, levers))
 
     steps_per_epoch = math.ceil(len(data.train_features) / config.optimisation.batch_size)
     total_steps = config.optimisation.max_steps or max(1, math.ceil(config.optimisation.epochs * steps_per_epoch))
@@ -265,8 +264,8 @@ def _finish(
     last_eval = progress.last_eval
     assert last_eval is not None  # every epoch ends scored
     spec.save(state.model, run_dir)
-    tokenizer.save_pretrained(run_dir / runs.TOKENIZER_DIR)
-    for saved in (run_dir / spec.artifact, run_dir / runs.TOKENIZER_DIR):
+    tokenizer.save_pretrained(run_dir / run_folder.TOKENIZER_DIR)
+    for saved in (run_dir / spec.artifact, run_dir / run_folder.TOKENIZER_DIR):
         files.give_usual_modes(saved)  # safetensors writes owner-only files
     artifact_bytes = sum(f.stat().st_size for f in (run_dir / spec.artifact).rglob("*") if f.is_file())
     metrics = {
@@ -294,15 +293,17 @@ def _finish(
         "step_losses": progress.step_losses,  # every optimiser step's training loss, as the trackers got them
         **validation,
     }
-    files.write_json_atomic(run_dir / runs.PREDICTIONS_JSON, last_eval.predictions)
-    runs.write_scores(run_dir / runs.SCORES_JSONL, last_eval.score_rows(data.eval_examples))
+    files.write_json_atomic(run_dir / run_folder.PREDICTIONS_JSON, last_eval.predictions)
+    run_folder.write_scores(run_dir / run_folder.SCORES_JSONL, last_eval.score_rows(data.eval_examples))
     if loss_curve:
         curve_split = scored_while_training(state)[0]
-        plot_loss_curve(progress.history, progress.step_losses, run_dir / runs.LOSS_CURVE, run_dir.name, curve_split)
+        plot_loss_curve(
+            progress.history, progress.step_losses, run_dir / run_folder.LOSS_CURVE, run_dir.name, curve_split
+        )
     if not all(math.isfinite(loss) for loss in progress.step_losses):
         state.log("warning: the training loss became NaN or infinite (the run diverged: try a lower --lr)")
     # metrics.json last: its presence means the run is complete. A diverged run's losses are null there.
-    files.write_json_atomic(run_dir / runs.METRICS_JSON, files.finite(metrics))
+    files.write_json_atomic(run_dir / run_folder.METRICS_JSON, files.finite(metrics))
     remove_checkpoint(run_dir)
     state.log(f"done: EM {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}; run directory {run_dir}")
     if state.hooks.after_finish is not None:

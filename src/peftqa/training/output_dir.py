@@ -12,13 +12,13 @@ from pathlib import Path
 
 from peftqa import files
 from peftqa.errors import PeftqaError
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.training.checkpoint import CHECKPOINT_DIR
 
 
 def holds_run(folder: Path) -> bool:
     """Whether `folder` holds a peftqa run, finished or not (run.json, or a checkpoint to resume)."""
-    return (folder / runs.RUN_JSON).is_file() or (folder / CHECKPOINT_DIR).is_dir()
+    return (folder / run_folder.RUN_JSON).is_file() or (folder / CHECKPOINT_DIR).is_dir()
 
 
 def check_output_dir(run_dir: Path, resume: bool = False, force: bool = False) -> None:
@@ -31,11 +31,11 @@ def check_output_dir(run_dir: Path, resume: bool = False, force: bool = False) -
     state = files.destination_state(run_dir, "--output-dir", holds_run)
     if state == "theirs" and not force:
         raise PeftqaError(
-            f"--output-dir {run_dir} holds files that are not a peftqa run (no {runs.RUN_JSON}); choose another "
+            f"--output-dir {run_dir} holds files that are not a peftqa run (no {run_folder.RUN_JSON}); choose another "
             "folder, or pass --force to write the run among them"
         )
     if state == "ours" and not resume:
-        if (run_dir / runs.METRICS_JSON).is_file() or (run_dir / CHECKPOINT_DIR).is_dir():
+        if (run_dir / run_folder.METRICS_JSON).is_file() or (run_dir / CHECKPOINT_DIR).is_dir():
             raise PeftqaError(f"{run_dir} already holds a run; pass --resume or choose another --output-dir")
 
 
@@ -47,5 +47,7 @@ def check_resumable(run_dir: str | None) -> Path:
     if not folder.is_dir():
         raise PeftqaError(f"--resume: {folder} does not exist, so there is no run to continue (drop --resume)")
     if not holds_run(folder):
-        raise PeftqaError(f"--resume: {folder} holds no peftqa run ({runs.RUN_JSON} or {CHECKPOINT_DIR}/) to continue")
+        raise PeftqaError(
+            f"--resume: {folder} holds no peftqa run ({run_folder.RUN_JSON} or {CHECKPOINT_DIR}/) to continue"
+        )
     return folder

@@ -32,7 +32,7 @@ from peftqa.data import (
 from peftqa.errors import PeftqaError
 from peftqa.features.cache import load_or_build_features
 from peftqa.features.windows import FeatureSet
-from peftqa.inference import run_folder as runs
+from peftqa.inference import run_folder
 from peftqa.inference.evaluate import NullRule
 from peftqa.inference.forward import model_device
 from peftqa.methods import MethodSpec, get_method
@@ -242,8 +242,8 @@ def run_settings(
         # Which questions every figure of this run is computed on, in words and as a fingerprint.
         "eval_description": config.questions.describe(len(data.eval_examples)),
         "eval_ids_sha256": hashlib.sha256("\n".join(e.id for e in data.eval_examples).encode()).hexdigest(),
-        "versions": runs.package_versions(),
-        "git_commit": runs.git_commit(),
+        "versions": run_folder.package_versions(),
+        "git_commit": run_folder.git_commit(),
         "device": hardware.device_description(device),
         "levers": levers.to_dict(),
         "started": datetime.now().isoformat(timespec="seconds"),

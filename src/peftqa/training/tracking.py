@@ -324,12 +324,12 @@ class RunTracking:
         final["final/f1_low"], final["final/f1_high"] = metrics["f1_ci"]
         final["final/train_features_per_second"] = metrics["train_features_per_second"]
         self.sink.final(final, step)
-        from peftqa.inference import run_folder as runs
+        from peftqa.inference import run_folder
 
-        curve = self.state.run_dir / runs.LOSS_CURVE
+        curve = self.state.run_dir / run_folder.LOSS_CURVE
         if curve.is_file():
             self.sink.image(curve, step)
-        self.sink.artifact(self.state.run_dir / runs.METRICS_JSON)
+        self.sink.artifact(self.state.run_dir / run_folder.METRICS_JSON)
 
     def close(self, status: str) -> None:
         self.sink.close(status)
