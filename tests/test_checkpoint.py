@@ -73,7 +73,7 @@ def test_a_damaged_checkpoint_is_one_line(tiny_bert_dir, tmp_path, damage):
 
 
 class _RunsCode:
-    """Pickles as a call of Path.touch: what a crafted checkpoint.pt could run when unpickled in full."""
+    """Pickles as a call of Path.touch: what a crafted checkpoint file could run when unpickled in full."""
 
     def __init__(self, marker):
         self.marker = marker

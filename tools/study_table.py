@@ -14,7 +14,7 @@ from pathlib import Path
 
 from peftqa import files
 from peftqa.inference import run_folder
-from peftqa.report.pairing import BEYOND_HEAD, compare, floor_of, floor_verdict, reference_run, verdict
+from peftqa.report.pairing import beyond_head, compare, floor_of, reference_run, verdict
 from peftqa.report.render import human_bytes
 from peftqa.report.results import load_results
 
@@ -45,11 +45,6 @@ def _sweep_seconds(study: Path, name: str, summary: dict) -> float:
     return total
 
 
-def _short(floor_verdict: str) -> str:
-    """'learned' / 'not shown': the verdict as a table cell (the page's text says it in full)."""
-    return "learned" if floor_verdict == BEYOND_HEAD else "not shown"
-
-
 def table(study: Path) -> str:
     """Every finished final run under STUDY/runs (a study run in several parts, or resumed, included)."""
     finished = sorted(p.parent for p in (study / "runs").glob(f"*/{run_folder.METRICS_JSON}"))
@@ -57,8 +52,8 @@ def table(study: Path) -> str:
     reference, _ = reference_run(results)
     floor = floor_of(results)
     lines = [
-        "| method | lr (its sweep's grid) | F1 [95% CI] | F1 − head [paired 95% CI] | F1 − full [paired 95% CI] "
-        "| trainable | adapter size | train s | precision |",
+        "| method | lr (its sweep's grid) | F1 [95% CI] | F1 beyond the QA head [paired 95% CI] "
+        "| F1 − full [paired 95% CI] | trainable | adapter size | train s | precision |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     sweep_seconds = final_seconds = 0.0
@@ -68,13 +63,7 @@ def table(study: Path) -> str:
         else:
             c = compare(r, reference, "f1")
             gap = f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}], {verdict(c)}"
-        if floor is None:
-            beyond = "no head-only run"
-        elif r is floor:
-            beyond = "the floor"
-        else:
-            f = compare(r, floor, "f1")
-            beyond = f"{f['difference']:+.1f} [{f['low']:+.1f}, {f['high']:+.1f}], {_short(floor_verdict(f))}"
+        beyond = "no head-only run" if floor is None else beyond_head(r, floor)
         m = r.metrics
         sweep = files.read_json(study / "sweeps" / r.name / "sweep.json")
         sweep_seconds += _sweep_seconds(study, r.name, sweep)

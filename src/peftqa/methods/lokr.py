@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftqa.checks import Range
+from peftqa.checks import FINITE
 from peftqa.errors import PeftqaError
 from peftqa.methods._peft import QA_HEAD, register_peft, target_modules_option, targets
 from peftqa.methods.targets import ALL_LINEAR
@@ -22,16 +22,17 @@ class LokrOptions:
         default=4,
         metadata={
             "help": "side of the smaller Kronecker factor, where it divides a layer's width (-1: as near the "
-            "square root of the width as it divides, peft's default)",
-            # peft reads any value below 1 as "no limit"; -1 is the one it documents.
-            "range": Range(at_least=-1),
+            "square root of the width as it divides, as peft does unless told)",
+            "range": FINITE,  # -1 or >= 1: checked in __post_init__, one rule with one message
         },
     )
     target_modules: str | None = target_modules_option("every linear layer of the encoder")
 
     def __post_init__(self) -> None:
-        if self.lokr_decompose_factor == 0:  # peft would silently train a full-width second factor
-            raise PeftqaError("--lokr-decompose-factor: must be -1 or a whole number >= 1, got 0")
+        # peft reads a negative factor as "no limit" and 0 as a factor of 1 (a full-width second factor).
+        factor = self.lokr_decompose_factor
+        if not (factor == -1 or factor >= 1):
+            raise PeftqaError(f"--lokr-decompose-factor: must be -1 or a whole number >= 1, got {factor}")
 
 
 def peft_config(model: Any, options: LokrOptions) -> Any:

@@ -26,7 +26,7 @@ class MethodSpec:
     load: Callable[[Any, Path], Any]  # (base QA model, run dir) -> trained model, eval mode
     artifact: str  # the folder in the run dir: "adapter" or "model"
     # Learning rates a sweep tries, by grid name: "default" (`peftqa sweep`, the seed and full studies)
-    # and "quick" (`study --preset quick`: runs of 70 steps, where a slow rate has little time to move).
+    # and "quick" (`study --preset quick`: short runs, where a slow rate has little time to move).
     sweep_lrs: Mapping[str, tuple[float, ...]]
     trained_names: str  # regex of the parameter names the method trains, besides the QA head
     rank_option: str | None = None  # the options field a sweep's --ranks sets (e.g. lora_r); None: no rank

@@ -13,11 +13,11 @@ from peftqa.report.pairing import (
     BEYOND_HEAD,
     NOT_BEYOND_HEAD,
     MethodGroup,
-    _difference,
     compare,
     floor_of,
     floor_verdict,
     group_runs,
+    signed_difference,
 )
 from peftqa.report.render import human_bytes
 from peftqa.report.results import RunResult
@@ -157,7 +157,7 @@ def budget_finding(by_budget: dict[int, list[MethodGroup]]) -> str:
         lead = compare(groups[0], groups[1], "f1")
         settled = "settled" if lead["settled"] else "not settled"
         leads.append(
-            f"at {budget:,} questions **{groups[0].label}** leads, {_difference(lead)} F1 over {groups[1].label} "
+            f"at {budget:,} questions **{groups[0].label}** leads, {signed_difference(lead)} F1 over {groups[1].label} "
             f"({settled})"
         )
     text = "Across training budgets (each budget's rates from its own sweeps, the same dev questions): " + "; ".join(
@@ -210,7 +210,7 @@ def floor_finding(groups: Sequence[MethodGroup]) -> str:
         if not trains_only_the_head(group.method):
             above = compare(group, floor, "f1")
             verdicts[floor_verdict(above)].append(
-                f"{group.label} {_difference(above)} ({above['questions']:,} questions)"
+                f"{group.label} {signed_difference(above)} ({above['questions']:,} questions)"
             )
     if verdicts[BEYOND_HEAD]:
         text += (
@@ -257,7 +257,7 @@ def findings(
         )
         paragraphs.append(
             f"**{best.label}** has the highest F1, {best.formatted('f1')} (EM {best.formatted('exact_match')}"
-            f"{seeds(best)}). Its lead over {second.label} (F1 {second.formatted('f1')}) is {_difference(lead)} "
+            f"{seeds(best)}). Its lead over {second.label} (F1 {second.formatted('f1')}) is {signed_difference(lead)} "
             f"F1 points on the {lead['questions']:,} questions both were scored on; {judged}."
         )
 
@@ -271,7 +271,7 @@ def findings(
                 continue
             gap = compare(group, full, "f1")
             settled = "settled" if gap["settled"] else "not settled"
-            gaps.append(f"{group.label} {_difference(gap)} ({settled}, {gap['questions']:,} questions)")
+            gaps.append(f"{group.label} {signed_difference(gap)} ({settled}, {gap['questions']:,} questions)")
         paragraphs.append(
             f"Gap to full fine-tuning (F1 {full.formatted('f1')}), in F1 points with 95% paired intervals: "
             + "; ".join(gaps)

@@ -115,7 +115,7 @@ def verdict(comparison: dict[str, Any]) -> str:
     return "settled" if comparison["settled"] else NOT_SETTLED
 
 
-def _difference(comparison: dict[str, Any]) -> str:
+def signed_difference(comparison: dict[str, Any]) -> str:
     """'+3.1 [1.0, 5.2]': a signed difference in points with its interval."""
     text = format_interval(comparison["difference"], comparison["low"], comparison["high"])
     return text if text == "n/a" or text.startswith("-") else "+" + text
@@ -141,3 +141,13 @@ def floor_verdict(comparison: dict[str, Any]) -> str:
     it; else NOT_BEYOND_HEAD (below it, or not told apart from it on these questions)."""
     above = comparison["questions"] and comparison["settled"] and comparison["difference"] > 0
     return BEYOND_HEAD if above else NOT_BEYOND_HEAD
+
+
+def beyond_head(result: Any, floor: Any) -> str:
+    """A results-table cell: 'yes, +40.1 [37.0, 43.2]' where the run's (or group's) F1 is settled above the
+    floor's, paired; else 'not shown, ...'; 'the floor' for the floor itself, 'the QA head alone' for
+    another head-only run."""
+    if trains_only_the_head(result.method):
+        return "the floor" if result is floor else "the QA head alone"
+    above = compare(result, floor, "f1")
+    return f"{'yes' if floor_verdict(above) == BEYOND_HEAD else 'not shown'}, {signed_difference(above)}"

@@ -10,18 +10,17 @@ from importlib import resources
 from typing import Any
 
 from peftqa.inference import run_folder
-from peftqa.methods.registry import trains_only_the_head
 from peftqa.report.agreement import agreement_blocks
 from peftqa.report.findings import findings, sweep_questions
 from peftqa.report.pairing import (
     BEYOND_HEAD,
     NOT_BEYOND_HEAD,
-    _difference,
+    beyond_head,
     compare,
     floor_of,
-    floor_verdict,
     group_runs,
     reference_run,
+    signed_difference,
     verdict,
 )
 from peftqa.report.render import RESULT_HEADERS, Block, figure, result_row
@@ -57,19 +56,11 @@ def results_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[str
         cells[method] = r.method_label
         cells[em], cells[f1] = r.formatted("exact_match"), r.formatted("f1")
         if floor is not None:
-            cells.insert(f1 + 1, _beyond_head(r, floor))
+            cells.insert(f1 + 1, beyond_head(r, floor))
         rows.append([r.name, *cells])
     if floor is not None:
         headers.insert(f1 + 1, f"F1 beyond the QA head ({floor.name})")
     return ["run", *headers], rows
-
-
-def _beyond_head(result: RunResult, floor: RunResult) -> str:
-    """'yes, +40.1 [37.0, 43.2]' where the run's F1 is settled above the floor run's, paired; else 'not shown, ...'."""
-    if trains_only_the_head(result.method):
-        return "the floor" if result is floor else "the QA head alone"
-    above = compare(result, floor, "f1")
-    return f"{'yes' if floor_verdict(above) == BEYOND_HEAD else 'not shown'}, {_difference(above)}"
 
 
 def _results_section(results: list[RunResult]) -> list[Block]:
@@ -153,7 +144,7 @@ def comparison_rows(results: Sequence[RunResult]) -> tuple[list[str], list[list[
         if r is reference:
             continue
         f1, em = compare(r, reference, "f1"), compare(r, reference, "exact_match")
-        rows.append([r.name, f1["questions"], _difference(f1), verdict(f1), _difference(em), verdict(em)])
+        rows.append([r.name, f1["questions"], signed_difference(f1), verdict(f1), signed_difference(em), verdict(em)])
     headers = ["run", "shared questions", f"F1 - {reference.name}", "F1", f"EM - {reference.name}", "EM"]
     return headers, rows
 

@@ -2,7 +2,7 @@
 weights are optimised (OptimisationSettings), how answers are cut and searched (ScoringSettings), the
 speed levers of the training step (SpeedSettings) and what watches the run (TrackingSettings).
 RunConfig (run_config.py) composes them; every field with help is a flag of `peftqa train`, and
-`--help` lists the flags by group."""
+`--help` lists the flags by group. Also the worker fields that `peftqa sweep` and `peftqa study` share."""
 
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ class StudyConfig:
         "and trained on that many questions, the same dev questions); the report plots F1 against them "
         "(default: the preset's questions)",
     )
-    workers: int | None = workers_setting("sweep trials and final runs")
+    workers: int | None = workers_setting("sweep trials and further seeds")
     workers_per_gpu: int | None = workers_per_gpu_setting()
     train_file: str | None = setting(
         None, "your training questions (SQuAD JSON v1.1/v2.0 or JSON Lines; default: SQuAD v1.1 train)"

@@ -42,18 +42,13 @@ class StudyPreset:
 
 
 STUDY_PRESETS: dict[str, StudyPreset] = {
-    # `make demo`: <= 10 minutes on a 2-core CPU with bf16 units, estimated from optimiser steps (lead: time it).
-    # A fixed budget, not early stopping: one epoch of 1,000 questions (69 steps of 16 windows) is what fits;
-    # early stopping would need a cap of two or more epochs, doubling every surviving trial. Each method's
-    # three rates run from the grid's centre (the rate chosen before); the held-out F1 (250 questions, ~7 s
-    # an evaluation) is read after 18 steps and at the end. ASHA lets the first trial finish and prunes a
-    # later one behind it at step 18, so a method costs 69 + 2 x 18 steps when the centre leads there (it did
-    # for all three methods at ~20 steps), 2 x 69 + 18 when another rate survives too. Seconds a step (bf16
-    # units): lora 0.66, ia3 0.62, full 1.23 (fp32 under auto), head ~0.25 (a guess: no backward pass through
-    # the encoder); evaluations at ~40 windows/s. Four methods, every centre leading: ~290 s of steps, ~180 s
-    # of evaluations (4 held-out and one dev per method), ~80 s loading and report: ~9 min; each method whose
-    # second rate also survives adds 0.6 (head) to 1.4 (full) min. 2,000 questions (the budget before) would
-    # take ~14 min: a surviving trial is the final run, so pruning cannot save its steps.
+    # `make demo` must stay within 10 minutes on a 2-core CPU with bf16 units, so the budget is fixed, not
+    # early stopping (which needs a cap of two or more epochs, doubling every surviving trial): one epoch
+    # of 1,000 questions (1,111 windows: 70 steps of 16). Each method's three rates run from the grid's
+    # centre; the held-out F1 is read after 18 steps and at the end, and successive halving lets the first
+    # trial finish and stops a later one that is behind it at step 18: a method costs 70 + 2 x 18 steps when
+    # the centre leads, 2 x 70 + 18 when another rate survives too. A surviving trial is the final run, so
+    # pruning cannot save its steps: 2,000 questions would not fit. Timings: docs/results/ (the quick study).
     "quick": StudyPreset(
         description="MiniLM-L6, 3 lrs per method, each a run on 1,000 questions (1 epoch) pruned by successive "
         "halving on 250 held-out questions; the best is the final run, scored on 500 dev questions",
