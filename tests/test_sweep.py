@@ -74,10 +74,13 @@ def test_best_is_highest_f1_then_em():
 
 
 class _FakeTrial:
-    """What the halving hooks use of an Optuna trial; the pruner's verdict is `prune`."""
+    """What the halving hooks use of an Optuna trial; the pruner's verdict is `prune`, `rivals` the other
+    trials of its study (number, intermediate_values, user_attrs)."""
 
-    def __init__(self, prune: bool) -> None:
+    def __init__(self, prune: bool, rivals: tuple = ()) -> None:
         self.prune, self.reported, self.attrs = prune, [], {}
+        self.number = 99
+        self.study = SimpleNamespace(get_trials=lambda deepcopy: list(rivals))
 
     def report(self, value, step):
         self.reported.append((step, value))
@@ -96,7 +99,7 @@ def _evaluated(run_dir: Path, step: int, f1: float, scores: dict[str, float]) ->
         step=step, validation=[{"step": step, "f1": f1, "exact_match": f1 / 2}], last_eval=last_eval,
         train_seconds=float(step), stopped_at_step=None,
     )  # fmt: skip
-    return SimpleNamespace(progress=progress, run_dir=run_dir)
+    return SimpleNamespace(progress=progress, run_dir=run_dir, log=print)
 
 
 def test_each_held_out_evaluation_is_kept_reported_and_prunes_before_the_end(tmp_path):
@@ -123,6 +126,32 @@ def test_each_held_out_evaluation_is_kept_reported_and_prunes_before_the_end(tmp
     with pytest.raises(optuna.TrialPruned, match="at step 2 of 8"):
         resumed.after_step(SimpleNamespace(progress=SimpleNamespace(step=6, stopped_at_step=None), run_dir=tmp_path))
     assert again.reported == [(2, 12.5)]
+
+
+def test_a_trial_behind_at_a_rung_is_pruned_only_when_the_held_out_questions_settle_it(tmp_path, capsys):
+    import optuna
+
+    questions = [f"q{i}" for i in range(60)]
+    leader_scores = {q: 100.0 if i % 2 else 0.0 for i, q in enumerate(questions)}  # F1 50
+    halving_hooks(_FakeTrial(prune=False), Rungs(2, 4, 8)).after_validation(
+        _evaluated(tmp_path / "leader", 2, 50.0, leader_scores)
+    )
+    leader = SimpleNamespace(number=0, intermediate_values={2: 50.0}, user_attrs={"run_dir": str(tmp_path / "leader")})
+    # Behind by noise: two questions of sixty the other way (F1 46.7): the pruner says stop, the questions
+    # cannot tell the two apart, so the trial trains on.
+    close_scores = dict(leader_scores, q1=0.0, q3=0.0)
+    close = halving_hooks(trial := _FakeTrial(prune=True, rivals=(leader,)), Rungs(2, 4, 8))
+    close.after_validation(_evaluated(tmp_path / "close", 2, 46.7, close_scores))
+    assert trial.reported == [(2, 46.7)] and "not settled on 60 questions: trained on" in capsys.readouterr().out
+    # Settled behind (F1 0 on every question): pruned.
+    far = halving_hooks(_FakeTrial(prune=True, rivals=(leader,)), Rungs(2, 4, 8))
+    with pytest.raises(optuna.TrialPruned, match="behind at this rung"):
+        far.after_validation(_evaluated(tmp_path / "far", 2, 0.0, {q: 0.0 for q in questions}))
+    # The leader's scores out of sight (another machine's folder): the pruner's verdict stands.
+    unseen = SimpleNamespace(number=0, intermediate_values={2: 50.0}, user_attrs={"run_dir": str(tmp_path / "gone")})
+    elsewhere = halving_hooks(_FakeTrial(prune=True, rivals=(unseen,)), Rungs(2, 4, 8))
+    with pytest.raises(optuna.TrialPruned):
+        elsewhere.after_validation(_evaluated(tmp_path / "elsewhere", 2, 46.7, close_scores))
 
 
 def test_the_summary_says_whether_the_held_out_questions_separate_the_choice_from_the_next(tmp_path):

@@ -46,9 +46,10 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     # early stopping (which needs a cap of two or more epochs, doubling every surviving trial): one epoch
     # of 1,000 questions (1,111 windows: 70 steps of 16). Each method's three rates run from the grid's
     # centre; the held-out F1 is read after 18 steps and at the end, and successive halving lets the first
-    # trial finish and stops a later one that is behind it at step 18: a method costs 70 + 2 x 18 steps when
-    # the centre leads, 2 x 70 + 18 when another rate survives too. A surviving trial is the final run, so
-    # pruning cannot save its steps: 2,000 questions would not fit. Timings: docs/results/ (the quick study).
+    # trial finish and stops a later one that is settled behind it at step 18: a method costs 70 + 2 x 18
+    # steps when the centre leads clearly, up to 3 x 70 when the rates are not yet told apart there. A
+    # surviving trial is the final run, so pruning cannot save its steps: 2,000 questions would not fit.
+    # Timings: docs/results/ (the quick study).
     "quick": StudyPreset(
         description="MiniLM-L6, 3 lrs per method, each a run on 1,000 questions (1 epoch) pruned by successive "
         "halving on 250 held-out questions; the best is the final run, scored on 500 dev questions",

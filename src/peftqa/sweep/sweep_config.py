@@ -74,8 +74,8 @@ class SweepConfig:
     workers_per_gpu: int | None = workers_per_gpu_setting()
     prune: bool = setting(
         True,
-        "successive halving: a trial whose held-out F1 is behind the others' at a rung stops there; the survivors "
-        "train the whole trial",
+        "successive halving: a trial whose held-out F1 is behind the others' at a rung, settled on the held-out "
+        "questions (paired bootstrap), stops there; the survivors train the whole trial",
     )
     first_rung: float = setting(
         0.25,
